@@ -1,0 +1,58 @@
+/**
+ * Structured JSON logging: one line per event, a constant message plus fields.
+ *
+ * Level comes from FABRIC_LOG_LEVEL (debug, info, warn, error; default info).
+ * Set FABRIC_LOG_FORMAT=text for a human-friendly format during development.
+ */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Fields attached to a log line. Errors are flattened to their message and cause chain. */
+export type LogFields = Record<string, unknown>;
+
+/** A logger bound to a component name and a set of fields. */
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A child logger that adds fields to every line. */
+  with(fields: LogFields): Logger;
+}
+
+function threshold(): number {
+  const env = (process.env.FABRIC_LOG_LEVEL ?? "info") as LogLevel;
+  return order[env] ?? order.info;
+}
+
+function describeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const out: Record<string, unknown> = { message: err.message };
+  if (err.cause !== undefined) out.cause = describeError(err.cause);
+  return out;
+}
+
+function write(level: LogLevel, component: string, base: LogFields, msg: string, fields?: LogFields): void {
+  if (order[level] < threshold()) return;
+  const line: Record<string, unknown> = { ts: new Date().toISOString(), level, component, msg, ...base };
+  if (fields) {
+    for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? describeError(v) : v;
+  }
+  const text =
+    process.env.FABRIC_LOG_FORMAT === "text"
+      ? `${line.ts} ${level.toUpperCase()} [${component}] ${msg} ${JSON.stringify({ ...base, ...fields })}`
+      : JSON.stringify(line);
+  (level === "error" || level === "warn" ? process.stderr : process.stdout).write(text + "\n");
+}
+
+/** Creates a logger for a component ("apiserver", "controller.nodegroup", ...). */
+export function logger(component: string, base: LogFields = {}): Logger {
+  return {
+    debug: (m, f) => write("debug", component, base, m, f),
+    info: (m, f) => write("info", component, base, m, f),
+    warn: (m, f) => write("warn", component, base, m, f),
+    error: (m, f) => write("error", component, base, m, f),
+    with: (f) => logger(component, { ...base, ...f }),
+  };
+}
