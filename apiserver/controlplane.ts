@@ -1,0 +1,95 @@
+/**
+ * Composes the embedded control plane: database, API server and metrics.
+ * Controllers and the agent API join here as they are built.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import client from "prom-client";
+import { openDatabase, type Database } from "../lib/db/database.js";
+import type { Logger } from "../lib/log.js";
+import { startApiServer, type ApiServer } from "./start.js";
+
+/** Options of {@link runControlPlane}. */
+export interface ControlPlaneOptions {
+  stateDir: string;
+  host: string;
+  port: number;
+  metricsPort: number;
+  databaseUrl?: string;
+  fsync: boolean;
+  log: Logger;
+  watchHistoryEvents?: number;
+  compactIntervalMs?: number;
+  bookmarkIntervalMs?: number;
+}
+
+/** A running control plane. */
+export interface ControlPlane {
+  api: ApiServer;
+  db: Database;
+  metricsUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts everything; logs one "control plane ready" line with the addresses. */
+export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const started = Date.now();
+  const metrics = new client.Registry();
+  client.collectDefaultMetrics({ register: metrics });
+  const db = await openDatabase({ stateDir: o.stateDir, databaseUrl: o.databaseUrl, fsync: o.fsync, log: o.log.with({ part: "db" }), maxConnections: 20 });
+  let api: ApiServer;
+  try {
+    api = await startApiServer({
+      stateDir: o.stateDir,
+      pool: db.pool,
+      databaseUrl: db.url,
+      host: o.host,
+      port: o.port,
+      metrics,
+      log: o.log.with({ part: "apiserver" }),
+      watchHistoryEvents: o.watchHistoryEvents,
+      compactIntervalMs: o.compactIntervalMs,
+      bookmarkIntervalMs: o.bookmarkIntervalMs,
+    });
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const metricsServer = http.createServer((req, res) => {
+    if (req.url === "/metrics") {
+      metrics
+        .metrics()
+        .then((body) => {
+          res.writeHead(200, { "Content-Type": metrics.contentType });
+          res.end(body);
+        })
+        .catch(() => {
+          res.writeHead(500);
+          res.end();
+        });
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((resolve) => metricsServer.listen(o.metricsPort, "127.0.0.1", () => resolve()));
+  const metricsUrl = `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/metrics`;
+  o.log.info("control plane ready", {
+    api: api.url,
+    kubeconfig: api.kubeconfigPath,
+    metrics: metricsUrl,
+    database: db.embedded ? "embedded" : "external",
+    startupMs: Date.now() - started,
+  });
+  return {
+    api,
+    db,
+    metricsUrl,
+    async stop() {
+      metricsServer.closeAllConnections();
+      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      await api.stop();
+      await db.close();
+    },
+  };
+}

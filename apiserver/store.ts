@@ -1,0 +1,270 @@
+/**
+ * PostgreSQL storage for API objects: atomic read-modify-write with
+ * resourceVersions drawn in commit order, and the event history that watches
+ * resume from.
+ */
+import type pg from "pg";
+import { randomUUID } from "node:crypto";
+import { alreadyExists, notFound } from "./errors.js";
+import { clone, type KubeObject } from "./object.js";
+
+/** Addresses one object. namespace is "" for cluster-scoped objects. */
+export interface ObjectKey {
+  group: string;
+  plural: string;
+  namespace: string;
+  name: string;
+}
+
+/** What a mutation function decided. */
+export type Mutation =
+  | { type: "create"; object: KubeObject }
+  | { type: "update"; object: KubeObject }
+  | { type: "delete"; object: KubeObject }
+  | { type: "noop"; object: KubeObject };
+
+/** The outcome of a committed (or dry-run) mutation. */
+export interface MutationResult {
+  type: Mutation["type"];
+  object: KubeObject;
+}
+
+/** A stored watch event. */
+export interface StoredEvent {
+  rv: number;
+  group: string;
+  plural: string;
+  namespace: string;
+  name: string;
+  type: "ADDED" | "MODIFIED" | "DELETED";
+  object: KubeObject;
+}
+
+/** Options of a list. */
+export interface ListOptions {
+  namespace?: string;
+  /** Equality label requirements used to pre-filter with jsonb containment. */
+  labelEquals?: Record<string, string>;
+  /** Resume after this (namespace, name), exclusive. */
+  after?: { namespace: string; name: string };
+  /** Maximum rows to read (the caller filters further). */
+  limit?: number;
+}
+
+/** The notification channel that carries "new events committed". */
+export const eventsChannel = "fabric_api_events";
+
+/** Object storage on PostgreSQL. */
+export class Store {
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Reads one object, or undefined. */
+  async get(key: ObjectKey): Promise<KubeObject | undefined> {
+    const r = await this.pool.query<{ data: KubeObject }>(
+      "SELECT data FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+      [key.group, key.plural, key.namespace, key.name],
+    );
+    return r.rows[0]?.data;
+  }
+
+  /**
+   * Reads a page of objects of one resource and the revision they are consistent with.
+   * Ordered by (namespace, name).
+   */
+  async list(group: string, plural: string, opts: ListOptions): Promise<{ items: KubeObject[]; rv: number }> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const rev = await client.query<{ rv: string }>("SELECT rv FROM api_revision WHERE id=1");
+      const where = ["api_group=$1", "resource=$2"];
+      const args: unknown[] = [group, plural];
+      if (opts.namespace !== undefined) {
+        args.push(opts.namespace);
+        where.push(`namespace=$${args.length}`);
+      }
+      if (opts.labelEquals && Object.keys(opts.labelEquals).length > 0) {
+        args.push(JSON.stringify(opts.labelEquals));
+        where.push(`(data->'metadata'->'labels') @> $${args.length}::jsonb`);
+      }
+      if (opts.after) {
+        args.push(opts.after.namespace, opts.after.name);
+        where.push(`(namespace, name) > ($${args.length - 1}, $${args.length})`);
+      }
+      let sql = `SELECT data FROM api_objects WHERE ${where.join(" AND ")} ORDER BY namespace, name`;
+      if (opts.limit !== undefined) {
+        args.push(opts.limit);
+        sql += ` LIMIT $${args.length}`;
+      }
+      const r = await client.query<{ data: KubeObject }>(sql, args);
+      await client.query("COMMIT");
+      return { items: r.rows.map((x) => x.data), rv: Number(rev.rows[0]?.rv ?? 0) };
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Number of objects in a namespace (any resource). */
+  async countInNamespace(namespace: string): Promise<number> {
+    const r = await this.pool.query<{ n: string }>("SELECT count(*) AS n FROM api_objects WHERE namespace=$1", [namespace]);
+    return Number(r.rows[0]?.n ?? 0);
+  }
+
+  /** Keys of every object in a namespace. */
+  async keysInNamespace(namespace: string): Promise<ObjectKey[]> {
+    const r = await this.pool.query<{ api_group: string; resource: string; name: string }>(
+      "SELECT api_group, resource, name FROM api_objects WHERE namespace=$1",
+      [namespace],
+    );
+    return r.rows.map((x) => ({ group: x.api_group, plural: x.resource, namespace, name: x.name }));
+  }
+
+  /** The newest committed revision. */
+  async revision(): Promise<{ rv: number; compactedRv: number }> {
+    const r = await this.pool.query<{ rv: string; compacted_rv: string }>("SELECT rv, compacted_rv FROM api_revision WHERE id=1");
+    return { rv: Number(r.rows[0]?.rv ?? 0), compactedRv: Number(r.rows[0]?.compacted_rv ?? 0) };
+  }
+
+  /**
+   * Atomic read-modify-write of one object. `decide` sees the current object
+   * (or undefined) under a row lock and returns what to do. The write is
+   * acknowledged (the promise resolves) only after COMMIT. With dryRun the
+   * transaction is rolled back after computing the result.
+   */
+  async mutate(
+    key: ObjectKey,
+    decide: (current: KubeObject | undefined) => Mutation | Promise<Mutation>,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<MutationResult> {
+    const client = await this.pool.connect();
+    let open = false;
+    try {
+      await client.query("BEGIN");
+      open = true;
+      const cur = await client.query<{ data: KubeObject }>(
+        "SELECT data FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4 FOR UPDATE",
+        [key.group, key.plural, key.namespace, key.name],
+      );
+      const current = cur.rows[0]?.data;
+      const m = await decide(current === undefined ? undefined : clone(current));
+      if (m.type === "noop" || opts.dryRun) {
+        await client.query("ROLLBACK");
+        open = false;
+        if (m.type !== "noop" && m.type !== "delete") {
+          m.object.metadata.resourceVersion = current?.metadata.resourceVersion;
+        }
+        return { type: m.type, object: m.object };
+      }
+      if (m.type !== "create" && current === undefined) throw notFound(key.group, key.plural, key.name);
+      const rev = await client.query<{ rv: string }>("UPDATE api_revision SET rv = rv + 1 WHERE id=1 RETURNING rv");
+      const rv = Number(rev.rows[0]?.rv);
+      const obj = m.object;
+      obj.metadata.resourceVersion = String(rv);
+      let eventType: StoredEvent["type"];
+      if (m.type === "create") {
+        obj.metadata.uid ??= randomUUID();
+        const ins = await client.query(
+          `INSERT INTO api_objects (api_group, resource, namespace, name, uid, rv, data)
+           VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`,
+          [key.group, key.plural, key.namespace, key.name, obj.metadata.uid, rv, obj],
+        );
+        if (ins.rowCount !== 1) throw alreadyExists(key.group, key.plural, key.name);
+        eventType = "ADDED";
+      } else if (m.type === "update") {
+        await client.query(
+          "UPDATE api_objects SET rv=$5, data=$6 WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+          [key.group, key.plural, key.namespace, key.name, rv, obj],
+        );
+        eventType = "MODIFIED";
+      } else {
+        await client.query("DELETE FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4", [
+          key.group,
+          key.plural,
+          key.namespace,
+          key.name,
+        ]);
+        eventType = "DELETED";
+      }
+      await client.query(
+        "INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+        [rv, key.group, key.plural, key.namespace, key.name, eventType, obj],
+      );
+      await client.query(`SELECT pg_notify('${eventsChannel}', $1)`, [String(rv)]);
+      await client.query("COMMIT");
+      open = false;
+      return { type: m.type, object: obj };
+    } catch (err) {
+      if (open) await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Events after `afterRv` (exclusive) up to `uptoRv` (inclusive), optionally of one resource. */
+  async events(afterRv: number, uptoRv: number | undefined, resource?: { group: string; plural: string }, limit = 5000): Promise<StoredEvent[]> {
+    const args: unknown[] = [afterRv];
+    let sql = "SELECT rv, api_group, resource, namespace, name, type, data FROM api_events WHERE rv > $1";
+    if (uptoRv !== undefined) {
+      args.push(uptoRv);
+      sql += ` AND rv <= $${args.length}`;
+    }
+    if (resource) {
+      args.push(resource.group, resource.plural);
+      sql += ` AND api_group=$${args.length - 1} AND resource=$${args.length}`;
+    }
+    args.push(limit);
+    sql += ` ORDER BY rv LIMIT $${args.length}`;
+    const r = await this.pool.query<{
+      rv: string;
+      api_group: string;
+      resource: string;
+      namespace: string;
+      name: string;
+      type: StoredEvent["type"];
+      data: KubeObject;
+    }>(sql, args);
+    return r.rows.map((x) => ({
+      rv: Number(x.rv),
+      group: x.api_group,
+      plural: x.resource,
+      namespace: x.namespace,
+      name: x.name,
+      type: x.type,
+      object: x.data,
+    }));
+  }
+
+  /**
+   * Drops history beyond what watches may resume from: keeps at most
+   * `keepEvents` events and none older than `keepSeconds`. Returns the new
+   * compacted revision.
+   */
+  async compact(keepEvents: number, keepSeconds: number): Promise<number> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const r = await client.query<{ cut: string | null }>(
+        `SELECT max(rv) AS cut FROM api_events
+          WHERE rv <= (SELECT rv FROM api_revision WHERE id=1) - $1
+             OR created_at < now() - make_interval(secs => $2)`,
+        [keepEvents, keepSeconds],
+      );
+      const cut = r.rows[0]?.cut;
+      if (cut !== null && cut !== undefined) {
+        await client.query("DELETE FROM api_events WHERE rv <= $1", [cut]);
+        await client.query("UPDATE api_revision SET compacted_rv = GREATEST(compacted_rv, $1) WHERE id=1", [cut]);
+      }
+      await client.query("COMMIT");
+      const c = await client.query<{ compacted_rv: string }>("SELECT compacted_rv FROM api_revision WHERE id=1");
+      return Number(c.rows[0]?.compacted_rv ?? 0);
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+}

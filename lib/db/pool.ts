@@ -1,0 +1,83 @@
+/**
+ * Connection pool and transaction helper shared by every subsystem that
+ * touches PostgreSQL.
+ */
+import pg from "pg";
+import { logger } from "../log.js";
+
+const log = logger("db.pool");
+
+/** Transaction isolation levels accepted by {@link withTransaction}. */
+export type IsolationLevel = "read committed" | "repeatable read" | "serializable";
+
+/** Options for {@link createPool}. */
+export interface PoolOptions {
+  /** Maximum number of connections. Default 10. */
+  max?: number;
+}
+
+/**
+ * Creates a pool for `url`. Errors on idle clients (server restart, network
+ * drop) are logged and the client is discarded, instead of crashing the
+ * process with an unhandled 'error' event.
+ */
+export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    application_name: "access-fabric",
+  });
+  pool.on("error", (err) => {
+    log.warn("idle postgres client failed", { err });
+  });
+  return pool;
+}
+
+const ISOLATION_SQL: Record<IsolationLevel, string> = {
+  "read committed": "READ COMMITTED",
+  "repeatable read": "REPEATABLE READ",
+  serializable: "SERIALIZABLE",
+};
+
+/**
+ * Runs `fn` inside BEGIN/COMMIT on one pooled client; rolls back and rethrows
+ * when `fn` (or COMMIT) throws. The client is always released; a client whose
+ * ROLLBACK failed is destroyed rather than returned to the pool. Does not
+ * retry serialization failures (SQLSTATE 40001): callers that use
+ * "serializable" decide whether to retry.
+ */
+export async function withTransaction<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  opts: { isolation?: IsolationLevel } = {},
+): Promise<T> {
+  const client = await pool.connect();
+  // Set when the connection can no longer be trusted: release(err) destroys it.
+  let broken: Error | undefined;
+  try {
+    await client.query(opts.isolation ? `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[opts.isolation]}` : "BEGIN");
+  } catch (err) {
+    client.release(asError(err));
+    throw err;
+  }
+  try {
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    try {
+      await client.query("ROLLBACK");
+    } catch (rollbackErr) {
+      broken = asError(rollbackErr);
+    }
+    throw err;
+  } finally {
+    client.release(broken ?? false);
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

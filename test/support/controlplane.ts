@@ -1,0 +1,157 @@
+/**
+ * Test support: real control planes (in this process, or as a child process
+ * that tests may SIGKILL), the real kubectl, and client-node configured for
+ * them.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as k8s from "@kubernetes/client-node";
+import { runControlPlane, type ControlPlane } from "../../apiserver/controlplane.js";
+import { logger } from "../../lib/log.js";
+
+/** The repository root. */
+export const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+
+/** A fresh state directory (traversable, so the embedded postgres user can reach its data dir). */
+export function tempStateDir(prefix = "fabric-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** A control plane running in this process. */
+export interface TestControlPlane {
+  cp: ControlPlane;
+  stateDir: string;
+  kubeconfig: string;
+  kc: k8s.KubeConfig;
+  stop(): Promise<void>;
+}
+
+/** Starts a control plane in this process on ephemeral ports with a throwaway embedded database. */
+export async function startTestControlPlane(opts: { watchHistoryEvents?: number; compactIntervalMs?: number; bookmarkIntervalMs?: number } = {}): Promise<TestControlPlane> {
+  const stateDir = tempStateDir();
+  const cp = await runControlPlane({
+    stateDir,
+    host: "127.0.0.1",
+    port: 0,
+    metricsPort: 0,
+    fsync: false,
+    log: logger("test-controlplane"),
+    ...opts,
+  });
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(cp.api.kubeconfigPath);
+  return {
+    cp,
+    stateDir,
+    kubeconfig: cp.api.kubeconfigPath,
+    kc,
+    async stop() {
+      await cp.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+let shared: Promise<TestControlPlane> | undefined;
+
+/** One control plane shared by the integration tests of this mocha run (stopped by the root hook). */
+export function sharedControlPlane(): Promise<TestControlPlane> {
+  shared ??= startTestControlPlane();
+  return shared;
+}
+
+/** Stops the shared control plane, if started. */
+export async function stopSharedControlPlane(): Promise<void> {
+  if (!shared) return;
+  const s = await shared;
+  shared = undefined;
+  await s.stop();
+}
+
+/** The kubectl binary the tests drive: $KUBECTL or kubectl on PATH. */
+export const kubectlBin = process.env.KUBECTL ?? "kubectl";
+
+/** Result of one kubectl run. */
+export interface KubectlResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real kubectl against a kubeconfig; never throws on a non-zero exit. */
+export function kubectl(kubeconfig: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> {
+  return new Promise((resolvePromise) => {
+    const cacheDir = join(tmpdir(), `kubectl-cache-${process.pid}`);
+    const child = execFile(
+      kubectlBin,
+      ["--kubeconfig", kubeconfig, "--cache-dir", cacheDir, ...args],
+      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
+        resolvePromise({ code, stdout, stderr });
+      },
+    );
+    if (opts.input !== undefined) {
+      child.stdin?.end(opts.input);
+    }
+  });
+}
+
+/** A control plane running as a child process (so it can be SIGKILLed). */
+export interface ChildControlPlane {
+  child: ChildProcess;
+  kubeconfig: string;
+  output: () => string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+/** Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready line. */
+export async function spawnControlPlane(stateDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ChildControlPlane> {
+  const child = spawn(join(repoRoot, "bin", "fabric-controlplane"), ["--state-dir", stateDir, "--port", "0", "--metrics-port", "0", "--no-fsync", ...extraArgs], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  await new Promise<void>((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`control plane not ready in 60s:\n${out}`)), 60_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('"control plane ready"')) {
+        clearTimeout(timer);
+        resolvePromise();
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`control plane exited with ${String(code)} before ready:\n${out}`));
+    });
+  });
+  return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited };
+}
+
+/** Polls `fn` until it returns a truthy value or the timeout passes. */
+export async function eventually<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`condition not met within ${timeoutMs} ms${lastErr ? `: ${String(lastErr)}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
