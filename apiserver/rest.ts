@@ -201,17 +201,16 @@ export class ResourceHandler {
     listMeta: { resourceVersion?: string; continue?: string },
     ctx: Koa.Context,
     version: "v1" | "v1beta1",
+    noHeaders = false,
   ): Obj {
     const q = ctx.query as Record<string, string | undefined>;
     const include = q.includeObject === "None" || q.includeObject === "Object" ? q.includeObject : "Metadata";
     const columns = def.printerColumns.length > 0 ? def.printerColumns : (coreColumns[def.plural] ?? []);
-    const t = toTable(
+    return toTable(
       items.map((o) => withTypeMeta(def, o)),
       columns,
-      { includeObject: include, listMeta, now: new Date() },
+      { includeObject: include, listMeta, now: new Date(), version, noHeaders },
     ) as unknown as Obj;
-    t.apiVersion = `meta.k8s.io/${version}`;
-    return t;
   }
 
   // --------------------------------------------------------------- writes
@@ -611,10 +610,8 @@ export class ResourceHandler {
     const send = (type: string, obj: KubeObject) => {
       let payload: unknown = withTypeMeta(def, obj);
       if (tv && type !== "BOOKMARK" && type !== "ERROR") {
-        const t = this.table(def, [obj], { resourceVersion: obj.metadata.resourceVersion }, ctx, tv);
-        if (!firstTable) t.columnDefinitions = [];
+        payload = this.table(def, [obj], { resourceVersion: obj.metadata.resourceVersion }, ctx, tv, !firstTable);
         firstTable = false;
-        payload = t;
       }
       stream.write(JSON.stringify({ type, object: payload }) + "\n");
     };

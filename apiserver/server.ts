@@ -9,6 +9,7 @@ import client from "prom-client";
 import type { Logger } from "../lib/log.js";
 import { apiGroup, coreVersions, groupList, OpenApiDocs, resourceList, serverVersion } from "./discovery.js";
 import { StatusError, status } from "./errors.js";
+import { openAPIv2ProtoContentType } from "./openapi-v2-proto.js";
 import type { Registry } from "./registry.js";
 import { ResourceHandler, type ResourceRequest } from "./rest.js";
 
@@ -184,7 +185,7 @@ export function createApp(deps: AppDeps): Koa {
       case "/openapi/v2": {
         const accept = ctx.get("accept");
         if (accept.includes("protobuf") && !accept.includes("application/json")) {
-          ctx.type = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+          ctx.set("Content-Type", openAPIv2ProtoContentType);
           ctx.body = openapi.v2Protobuf();
         } else {
           ctx.type = "application/json";

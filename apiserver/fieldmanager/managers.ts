@@ -85,6 +85,16 @@ export function decodeManagers(v: unknown): Manager[] {
   return out;
 }
 
+/**
+ * Kube's metav1.Time form of an RFC 3339 time: UTC, whole seconds
+ * ("2024-01-01T00:00:00Z"). Unparseable input is returned as given.
+ */
+export function kubeTime(time: string): string {
+  const ms = Date.parse(time);
+  if (Number.isNaN(ms)) return time;
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(".000Z", "Z");
+}
+
 function seconds(time: string | undefined): number {
   if (time === undefined) return 0;
   const ms = Date.parse(time);
@@ -115,7 +125,7 @@ export function encodeManagers(managers: readonly Manager[], fallbackTime: strin
       manager: m.manager,
       operation: m.operation,
       apiVersion: m.apiVersion,
-      time: m.time ?? fallbackTime,
+      time: kubeTime(m.time ?? fallbackTime),
       fieldsType: "FieldsV1",
       fieldsV1: m.set.toFieldsV1(),
     };

@@ -17,7 +17,7 @@
  * Built-in kinds (Namespace, Secret, ConfigMap, Event, Lease) are validated
  * against the hand-written schemas in `schemas/core`, and are not defaulted.
  */
-import { Ajv, type DataValidateFunction, type ErrorObject, type ValidateFunction } from "ajv";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { findResource, loadCatalog, type ResourceDefinition, type SchemaCatalog, type SchemaNode } from "./schemas.js";
 
@@ -68,6 +68,12 @@ const ANNOTATION_KEYWORDS = [
 /** Go `time.ParseDuration` syntax, which kube's `format: duration` accepts (ajv-formats' is ISO 8601). */
 const GO_DURATION = /^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/u;
 
+/** A compiled custom keyword check (ajv's DataValidateFunction, which ajv does not export). */
+interface KeywordCheck {
+  (data: unknown[]): boolean;
+  errors?: Partial<ErrorObject>[];
+}
+
 interface Compiled {
   catalog: SchemaCatalog;
   ajv: Ajv;
@@ -103,10 +109,10 @@ function buildAjv(): Ajv {
     type: "array",
     schemaType: "string",
     errors: true,
-    compile(listType: string, parentSchema: SchemaNode): DataValidateFunction {
+    compile(listType: string, parentSchema: SchemaNode): KeywordCheck {
       const rawKeys = parentSchema["x-kubernetes-list-map-keys"];
       const keys = Array.isArray(rawKeys) ? rawKeys.filter((k): k is string => typeof k === "string") : [];
-      const check: DataValidateFunction = (data: unknown[]) => {
+      const check: KeywordCheck = (data: unknown[]) => {
         if (listType !== "set" && listType !== "map") return true;
         const seen = new Set<string>();
         const errors: Partial<ErrorObject>[] = [];

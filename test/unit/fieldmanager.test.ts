@@ -392,9 +392,9 @@ describe("fieldmanager", () => {
     });
 
     it("merges conditions by type and lets two controllers own different conditions", () => {
-      const status = (manager: string, conditions: Obj[], force = false) => ({ manager, force, now: T2, subresource: "status" as const });
-      let live = apply(stored({}), obj({ status: { conditions: [{ type: "Ready", status: "False" }] } }), status("a", []));
-      live = apply(live, obj({ status: { conditions: [{ type: "Synced", status: "True" }] } }), status("b", []));
+      const status = (manager: string) => ({ manager, force: false, now: T2, subresource: "status" as const });
+      let live = apply(stored({}), obj({ status: { conditions: [{ type: "Ready", status: "False" }] } }), status("a"));
+      live = apply(live, obj({ status: { conditions: [{ type: "Synced", status: "True" }] } }), status("b"));
       assert.deepEqual(field(live, "status", "conditions"), [
         { type: "Ready", status: "False" },
         { type: "Synced", status: "True" },
@@ -402,13 +402,27 @@ describe("fieldmanager", () => {
       assert.deepEqual(entry(live, "b", "Apply", "status").fieldsV1, {
         "f:status": { "f:conditions": { 'k:{"type":"Synced"}': { ".": {}, "f:status": {}, "f:type": {} } } },
       });
-      const err = conflictOf(() => apply(live, obj({ status: { conditions: [{ type: "Ready", status: "True" }] } }), status("b", [])));
+      const err = conflictOf(() => apply(live, obj({ status: { conditions: [{ type: "Ready", status: "True" }] } }), status("b")));
       assert.deepEqual(err.conflicts.map((c) => c.field), ['.status.conditions[type="Ready"].status']);
-      const updated = apply(live, obj({ status: { conditions: [{ type: "Ready", status: "True" }] } }), status("a", []));
+      const updated = apply(live, obj({ status: { conditions: [{ type: "Ready", status: "True" }] } }), status("a"));
       assert.deepEqual(field(updated, "status", "conditions"), [
         { type: "Ready", status: "True" },
         { type: "Synced", status: "True" },
       ]);
+    });
+
+    it("keys owner references by uid", () => {
+      const ref = (uid: string) => ({ apiVersion: "v1", kind: "Owner", name: uid, uid });
+      const live = apply(stored({}), obj({}, { ownerReferences: [ref("u-a")] }), ssa("A", T1));
+      const out = apply(live, obj({}, { ownerReferences: [ref("u-b")] }), ssa("B", T2));
+      assert.deepEqual(field(out, "metadata", "ownerReferences"), [ref("u-a"), ref("u-b")]);
+      assert.deepEqual(entry(out, "B").fieldsV1, {
+        "f:metadata": {
+          "f:ownerReferences": {
+            'k:{"uid":"u-b"}': { ".": {}, "f:apiVersion": {}, "f:kind": {}, "f:name": {}, "f:uid": {} },
+          },
+        },
+      });
     });
 
     it("treats a conditions list without types as atomic", () => {
@@ -505,6 +519,61 @@ describe("fieldmanager", () => {
       live = apply(live, obj({ status: { s: 1 } }), { ...ssa("kubectl", T1), subresource: "status" });
       live = apply(live, obj({ spec: { b: 2 } }), ssa("kubectl", T2));
       assert.deepEqual(managers(live), ["flux/Apply", "kubectl/Apply/status", "kubectl/Apply", "z-create/Update"]);
+    });
+  });
+
+  describe("edge cases", () => {
+    it("removes a field the configuration sets to null, and the applier owns it", () => {
+      const live = trackUpdate(undefined, stored({ spec: { a: 1, b: 1 } }), { manager: "kubectl-create", now: T0 });
+      const out = apply(live, obj({ spec: { a: null } }), ssa("kubectl", T1));
+      assert.deepEqual(field(out, "spec"), { b: 1 });
+      assert.deepEqual(entry(out, "kubectl").fieldsV1, { "f:spec": { "f:a": {} } });
+      assert.deepEqual(entry(out, "kubectl-create", "Update").fieldsV1, { "f:spec": { ".": {}, "f:b": {} } });
+    });
+
+    it("treats a field that changes shape as modified and drops what was below it", () => {
+      const live = trackUpdate(undefined, stored({ spec: { a: { x: 1 } } }), { manager: "m1", now: T0 });
+      const out = trackUpdate(live, { ...live, spec: { a: "flat" } }, { manager: "m2", now: T1 });
+      assert.deepEqual(managers(out), ["m1/Update", "m2/Update"]);
+      assert.deepEqual(entry(out, "m1", "Update").fieldsV1, { "f:spec": {} });
+      assert.deepEqual(entry(out, "m2", "Update").fieldsV1, { "f:spec": { "f:a": {} } });
+    });
+
+    it("conflicts with the same manager's Update entry, as kube keys entries by operation", () => {
+      const live = trackUpdate(undefined, stored({ spec: { a: 1 } }), { manager: "kubectl", now: T0 });
+      const err = conflictOf(() => apply(live, obj({ spec: { a: 2 } }), ssa("kubectl", T1)));
+      assert.equal(err.message, `Apply failed with 1 conflict: conflict with "kubectl" using ${API}: .spec.a`);
+    });
+
+    it("honours caller-given ignore paths", () => {
+      const out = apply(undefined, obj({ spec: { a: 1, secret: "s" }, status: { phase: "x" } }), {
+        ...ssa("kubectl"),
+        ignorePaths: [["spec", "secret"]],
+      });
+      assert.deepEqual(field(out, "spec"), { a: 1 });
+      assert.deepEqual(field(out, "status"), { phase: "x" });
+      assert.deepEqual(entry(out, "kubectl").fieldsV1, { "f:spec": { "f:a": {} }, "f:status": { "f:phase": {} } });
+    });
+
+    it("records times as kube does, in whole UTC seconds", () => {
+      const out = apply(undefined, obj({ spec: { a: 1 } }), ssa("kubectl", "2024-01-01T00:00:05.678Z"));
+      assert.equal(entry(out, "kubectl").time, "2024-01-01T00:00:05Z");
+    });
+
+    it("starts from the managedFields an update sends", () => {
+      const live = trackUpdate(undefined, stored({ spec: { a: 1, b: 1 } }), { manager: "kubectl-create", now: T0 });
+      const sent: ManagedFieldsEntry = {
+        manager: "importer",
+        operation: "Update",
+        apiVersion: API,
+        time: T0,
+        fieldsType: "FieldsV1",
+        fieldsV1: { "f:spec": { "f:a": {}, "f:b": {} } },
+      };
+      const next = { ...live, metadata: { ...(live.metadata as Obj), managedFields: [sent] }, spec: { a: 1, b: 2 } };
+      const out = trackUpdate(live, next, { manager: "m", now: T1 });
+      assert.deepEqual(managers(out), ["importer/Update", "m/Update"]);
+      assert.deepEqual(entry(out, "importer", "Update").fieldsV1, { "f:spec": { "f:a": {} } });
     });
   });
 
