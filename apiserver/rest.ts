@@ -21,6 +21,7 @@ import {
   type StatusCause,
 } from "./errors.js";
 import { clone, isObj, jsonEqual, kubeTime, specPart, type KubeObject, type Obj } from "./object.js";
+import { decodeKubeProtobuf, kubeProtobufMediaType, UnsupportedProtobufKind } from "./kube-protobuf.js";
 import { jsonPatch, mergePatch, strategicMergePatch } from "./patch.js";
 import { prune } from "./prune.js";
 import { groupVersion, type ResourceDef } from "./registry.js";
@@ -517,12 +518,16 @@ export class ResourceHandler {
     let pre: { uid?: string; resourceVersion?: string } = {};
     const raw = await readBody(ctx, this.opts.maxBodyBytes);
     if (raw.length > 0) {
-      try {
-        const opts = JSON.parse(raw.toString("utf8")) as { preconditions?: { uid?: string; resourceVersion?: string } };
-        pre = opts.preconditions ?? {};
-      } catch {
-        throw badRequest("invalid DeleteOptions body");
+      let opts: { preconditions?: { uid?: string; resourceVersion?: string } };
+      if (mediaType(ctx) === kubeProtobufMediaType) opts = decodeProtobufBody(raw);
+      else {
+        try {
+          opts = JSON.parse(raw.toString("utf8")) as typeof opts;
+        } catch {
+          throw badRequest("invalid DeleteOptions body");
+        }
       }
+      pre = opts.preconditions ?? {};
     }
     const res = await this.deleteOne(this.key(req, name), def, pre, isDryRun(q));
     ctx.status = 200;
@@ -605,6 +610,8 @@ export class ResourceHandler {
     ctx.set("Cache-Control", "no-cache, private");
     ctx.set("Transfer-Encoding", "chunked");
     ctx.body = stream;
+    // Send the headers now: clients treat the watch as established once they arrive.
+    ctx.flushHeaders();
 
     let firstTable = true;
     const send = (type: string, obj: KubeObject) => {
@@ -765,10 +772,11 @@ export async function readBody(ctx: Koa.Context, limit: number): Promise<Buffer>
   return Buffer.concat(chunks);
 }
 
-/** Reads a JSON or YAML object body. */
+/** Reads a JSON, YAML or Kubernetes protobuf object body. */
 async function readObject(ctx: Koa.Context, limit: number): Promise<Obj> {
   const raw = await readBody(ctx, limit);
-  const type = (ctx.get("content-type").split(";")[0] ?? "").trim().toLowerCase();
+  const type = mediaType(ctx);
+  if (type === kubeProtobufMediaType) return decodeProtobufBody(raw);
   let v: unknown;
   try {
     if (type === "application/yaml" || type === "application/apply-patch+yaml") v = parseYaml(raw.toString("utf8"));
@@ -778,4 +786,19 @@ async function readObject(ctx: Koa.Context, limit: number): Promise<Obj> {
   }
   if (!isObj(v)) throw badRequest("the request body must be a JSON object");
   return v;
+}
+
+/** The request's Content-Type without parameters, lower-cased. */
+function mediaType(ctx: Koa.Context): string {
+  return (ctx.get("content-type").split(";")[0] ?? "").trim().toLowerCase();
+}
+
+/** Decodes a Kubernetes protobuf body (kubectl/client-go send built-in kinds so): 415 for kinds without a schema, 400 when malformed. */
+function decodeProtobufBody(raw: Buffer): Obj {
+  try {
+    return decodeKubeProtobuf(raw);
+  } catch (err) {
+    if (err instanceof UnsupportedProtobufKind) throw unsupportedMediaType(`${kubeProtobufMediaType} for ${err.kind} ${err.apiVersion}`);
+    throw badRequest(`error decoding protobuf request body: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

@@ -76,8 +76,15 @@ export class Manager {
   async start(signal: AbortSignal): Promise<void> {
     if (this.started) throw new Error("manager already started");
     this.started = true;
+    // Informers stop with the caller's signal, or when election/controllers fail.
+    const stopAll = new AbortController();
+    const onAbort = (): void => stopAll.abort();
+    if (signal.aborted) stopAll.abort();
+    else signal.addEventListener("abort", onAbort, { once: true });
     const informers = [...this.informers].map((i) =>
-      i.run(signal).catch((err: unknown) => this.log.error("informer stopped with an error", { informer: i.name, error: err })),
+      i
+        .run(stopAll.signal)
+        .catch((err: unknown) => this.log.error("informer stopped with an error", { informer: i.name, error: err })),
     );
     try {
       const le = this.opts.leaderElection;
@@ -101,6 +108,8 @@ export class Manager {
         await this.elector.run(signal);
       }
     } finally {
+      signal.removeEventListener("abort", onAbort);
+      stopAll.abort();
       await Promise.all(informers);
     }
   }

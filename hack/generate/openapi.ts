@@ -9,7 +9,6 @@
  * server-side field validation when the PATCH operation of a kind carries
  * `x-kubernetes-group-version-kind` and a `fieldValidation` query parameter.
  */
-import { createHash } from "node:crypto";
 import { referencedDefinitions, type ResourceDefinition, type SchemaCatalog, type SchemaNode } from "../../lib/api/schemas.js";
 import { GENERATOR, sortedKeys, toJson } from "./output.js";
 
@@ -17,13 +16,15 @@ const STATUS = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 const DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 const PATCH = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 
-/** The patch content types accepted on PATCH operations. */
-export const PATCH_CONTENT_TYPES = [
-  "application/apply-patch+yaml",
-  "application/json-patch+json",
-  "application/merge-patch+json",
-  "application/strategic-merge-patch+json",
-];
+/**
+ * Patch content types of custom resources, as kube-apiserver publishes them.
+ * Strategic merge patch is deliberately absent: kubectl >= 1.27 sends it for
+ * any kind whose PATCH operation lists it in OpenAPI v3, and custom resources
+ * (like here) do not support it, so `kubectl apply` would fail with 415.
+ */
+export const CUSTOM_PATCH_CONTENT_TYPES = ["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json"];
+/** Patch content types of the built-in kinds (kubectl uses strategic merge patch for them anyway). */
+export const BUILTIN_PATCH_CONTENT_TYPES = [...CUSTOM_PATCH_CONTENT_TYPES, "application/strategic-merge-patch+json"];
 const PRODUCES = ["application/json", "application/yaml"];
 const PRODUCES_LIST = ["application/json", "application/json;stream=watch", "application/yaml"];
 
@@ -215,6 +216,8 @@ interface Operation {
   description: string;
   params: Param[];
   body?: { schema: string; required: boolean; patch: boolean };
+  /** Content types of a patch body. */
+  patchTypes: string[];
   responses: Array<{ code: string; description: string; schema?: string }>;
   produces: string[];
   gvk: { group: string; kind: string; version: string };
@@ -233,6 +236,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
   const ns = namespaced ? "Namespaced" : "";
   const id = (verb: string, suffix = ""): string => `${verb}${opGroupVersion(gv)}${ns}${res.kind}${suffix}`;
   const gvk = { group: res.group, kind: res.kind, version: res.version };
+  const patchTypes = res.fabric ? CUSTOM_PATCH_CONTENT_TYPES : BUILTIN_PATCH_CONTENT_TYPES;
   const collection = namespaced ? `${base}/namespaces/{namespace}/${res.plural}` : `${base}/${res.plural}`;
   const scopeParams = namespaced ? [P.namespace] : [];
   const obj = res.definitionName;
@@ -256,6 +260,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
           responses: [ok(res.listDefinitionName), unauthorized],
           produces: PRODUCES_LIST,
           gvk,
+          patchTypes,
         },
       ],
     });
@@ -273,6 +278,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(res.listDefinitionName), unauthorized],
         produces: PRODUCES_LIST,
         gvk,
+        patchTypes,
       },
       {
         method: "post",
@@ -284,6 +290,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(obj), created(obj), accepted(obj), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
       {
         method: "delete",
@@ -295,6 +302,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(STATUS), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
     ],
   });
@@ -312,6 +320,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(obj), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
       {
         method: "put",
@@ -323,6 +332,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(obj), created(obj), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
       {
         method: "patch",
@@ -334,6 +344,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(obj), created(obj), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
       {
         method: "delete",
@@ -345,6 +356,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
         responses: [ok(STATUS), accepted(STATUS), unauthorized],
         produces: PRODUCES,
         gvk,
+        patchTypes,
       },
     ],
   });
@@ -362,6 +374,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
           responses: [ok(obj), unauthorized],
           produces: PRODUCES,
           gvk,
+          patchTypes,
         },
         {
           method: "put",
@@ -373,6 +386,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
           responses: [ok(obj), created(obj), unauthorized],
           produces: PRODUCES,
           gvk,
+          patchTypes,
         },
         {
           method: "patch",
@@ -384,6 +398,7 @@ function resourcePaths(res: ResourceDefinition): PathItem[] {
           responses: [ok(obj), created(obj), unauthorized],
           produces: PRODUCES,
           gvk,
+          patchTypes,
         },
       ],
     });
@@ -404,7 +419,7 @@ function v3Operation(op: Operation, tag: string): SchemaNode {
   };
   if (op.body !== undefined) {
     const ref = { $ref: `#/components/schemas/${op.body.schema}` };
-    const types = op.body.patch ? PATCH_CONTENT_TYPES : ["*/*"];
+    const types = op.body.patch ? op.patchTypes : ["*/*"];
     out.requestBody = {
       content: Object.fromEntries(types.map((t) => [t, { schema: ref }])),
       required: op.body.required,
@@ -429,7 +444,7 @@ function v3Operation(op: Operation, tag: string): SchemaNode {
 function v2Operation(op: Operation, tag: string): SchemaNode {
   const out: SchemaNode = {
     description: op.description,
-    consumes: op.body?.patch === true ? [...PATCH_CONTENT_TYPES] : ["*/*"],
+    consumes: op.body?.patch === true ? [...op.patchTypes] : ["*/*"],
     produces: [...op.produces],
     schemes: ["https"],
     tags: [tag],
@@ -525,29 +540,24 @@ export function openapiV2Document(catalog: SchemaCatalog): SchemaNode {
   };
 }
 
-/** Upper-case hex SHA-512 of a document, the hash kube puts in `serverRelativeURL`. */
-export function documentHash(content: string): string {
-  return createHash("sha512").update(content).digest("hex").toUpperCase();
-}
-
-/** Every OpenAPI file, keyed by path relative to the repository root. */
+/**
+ * Every OpenAPI file, keyed by path relative to the repository root.
+ *
+ * `openapi-v3/index.json` is a flat map from the /openapi/v3 path key to the
+ * document's file name (`{"apis/accessfabric.io/v1alpha1": "apis__accessfabric.io__v1alpha1.json"}`);
+ * it holds nothing else, so the API server can iterate it as is. The server
+ * computes the content hashes for `serverRelativeURL` itself.
+ */
 export function generateOpenapi(catalog: SchemaCatalog): Map<string, string> {
   const out = new Map<string, string>();
   const dir = "apiserver/generated/openapi-v3";
-  const index: Record<string, { file: string; hash: string }> = {};
+  const index: Record<string, string> = {};
   for (const gv of groupVersions(catalog)) {
-    const content = toJson(openapiV3Document(catalog, gv));
     const file = fileNameOf(gv);
-    out.set(`${dir}/${file}`, content);
-    index[pathKey(gv)] = { file, hash: documentHash(content) };
+    out.set(`${dir}/${file}`, toJson(openapiV3Document(catalog, gv)));
+    index[pathKey(gv)] = file;
   }
-  out.set(
-    `${dir}/index.json`,
-    toJson({
-      "x-generated-from": `Code generated by ${GENERATOR} from ${catalog.sources.join(", ")}. DO NOT EDIT.`,
-      paths: sortedKeys(index),
-    }),
-  );
+  out.set(`${dir}/index.json`, toJson(sortedKeys(index)));
   out.set("apiserver/generated/openapi-v2.json", toJson(openapiV2Document(catalog)));
   return out;
 }

@@ -117,17 +117,17 @@ describe("API server with the real kubectl", function () {
   });
 
   it("watches with kubectl get -w: ADDED, MODIFIED, DELETED", async () => {
-    const child = spawn(kubectlBin, ["--kubeconfig", t.kubeconfig, "get", "nodegroups", "-w", "--output-watch-events", "-o", "name", "-l", "watch=yes"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(kubectlBin, ["--kubeconfig", t.kubeconfig, "get", "nodegroups", "-w", "--output-watch-events", "-l", "watch=yes"], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (b: Buffer) => (out += b.toString()));
     try {
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal((await k(["apply", "-f", "-"], nodeGroupYaml("watch-a", { labels: { watch: "yes" } }))).code, 0);
-      await eventually(() => /ADDED\s+nodegroup\.accessfabric\.io\/watch-a/.test(out));
+      await eventually(() => /ADDED\s+watch-a\s+kctl/.test(out));
       assert.equal((await k(["apply", "-f", "-"], nodeGroupYaml("watch-a", { labels: { watch: "yes" }, extra: "  description: modified\n" }))).code, 0);
-      await eventually(() => /MODIFIED\s+nodegroup\.accessfabric\.io\/watch-a/.test(out));
+      await eventually(() => /MODIFIED\s+watch-a\s+kctl/.test(out));
       assert.equal((await k(["delete", "nodegroup", "watch-a"])).code, 0);
-      await eventually(() => /DELETED\s+nodegroup\.accessfabric\.io\/watch-a/.test(out));
+      await eventually(() => /DELETED\s+watch-a\s+kctl/.test(out));
     } finally {
       child.kill();
     }

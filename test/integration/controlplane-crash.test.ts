@@ -16,13 +16,12 @@ const plural = "nodegroups";
 
 /** PIDs of postgres postmasters serving a data directory. */
 function postmastersFor(dataDir: string): number[] {
-  let out = "";
-  try {
-    out = execFileSync("pgrep", ["-f", `-D ${dataDir}`], { encoding: "utf8" });
-  } catch {
-    return [];
-  }
-  return out.split("\n").filter((l) => l.trim() !== "").map(Number).filter((pid) => pid !== process.pid);
+  const out = execFileSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" });
+  return out
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => /\/postgres -D /.test(l) && l.includes(`-D ${dataDir} `))
+    .map((l) => Number.parseInt(l, 10));
 }
 
 function clientFor(kubeconfig: string): k8s.CustomObjectsApi {
