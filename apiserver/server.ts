@@ -116,6 +116,11 @@ const publicPaths = new Set(["/healthz", "/readyz", "/livez", "/version"]);
 /** Builds the Koa app. */
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
+  app.on("error", (err: NodeJS.ErrnoException) => {
+    // A client that goes away mid-stream (watch closed, kubectl interrupted) is normal.
+    if (err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET" || err.code === "EPIPE") return;
+    deps.log.warn("http stream error", { err });
+  });
   const m = apiMetrics(deps.metrics);
   const { registry, handler, openapi } = deps;
 

@@ -104,9 +104,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   const dataDir = path.resolve(opts.dataDir);
   const fsync = opts.fsync ?? true;
   const log = (opts.log ?? logger("db.embedded")).with({ dataDir });
-  const bin = await binaries();
   const runAs = await resolveRunAs();
-  await verifyBinaries(bin, runAs);
+  const bin = await usableBinaries(await binaries(), runAs, log);
 
   const files = statePaths(dataDir);
   await prepareDataDir(dataDir, runAs, log);
@@ -236,6 +235,41 @@ async function lookupUser(name: string): Promise<{ uid: number; gid: number; gid
     };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The binaries as installed when the server's OS user can run them there;
+ * otherwise (root with node_modules under a 0700 directory such as /root) a
+ * copy of the package's native folder in a world-traversable cache directory,
+ * rather than loosening permissions on the code's location.
+ */
+async function usableBinaries(bin: Binaries, runAs: RunAs, log: Logger): Promise<Binaries> {
+  try {
+    await verifyBinaries(bin, runAs);
+    return bin;
+  } catch (err) {
+    if (process.getuid?.() !== 0) throw err;
+    const nativeDir = path.dirname(path.dirname(bin.postgres));
+    const version = (await execFileAsync(bin.postgres, ["-V"])).stdout.trim().replace(/[^\w.]+/g, "-");
+    const cacheDir = path.join(os.tmpdir(), `access-fabric-postgres-${version}`);
+    const copied: Binaries = {
+      initdb: path.join(cacheDir, path.relative(nativeDir, bin.initdb)),
+      postgres: path.join(cacheDir, path.relative(nativeDir, bin.postgres)),
+    };
+    if (!existsSync(copied.postgres)) {
+      log.warn("postgres binaries unreachable for the server user; using a copy", { cacheDir });
+      const tmp = `${cacheDir}.tmp-${process.pid}`;
+      await fs.cp(nativeDir, tmp, { recursive: true, verbatimSymlinks: true });
+      await fs.chmod(tmp, 0o755);
+      await fs.rename(tmp, cacheDir).catch(async (renameErr: unknown) => {
+        await fs.rm(tmp, { recursive: true, force: true });
+        if (!existsSync(copied.postgres)) throw renameErr;
+      });
+    }
+    verified = undefined;
+    await verifyBinaries(copied, runAs);
+    return copied;
   }
 }
 

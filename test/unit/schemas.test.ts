@@ -170,9 +170,9 @@ describe("schemas", () => {
 
   describe("applyDefaults", () => {
     it("applies top-level and nested defaults without mutating the input", () => {
-      const input = joinToken({ maxUses: 5 });
+      const input: JoinToken = { apiVersion: `${G}/${V}`, kind: "JoinToken", metadata: { name: "t" }, spec: { cluster: "demo", maxUses: 5 } };
       const before = JSON.stringify(input);
-      const out = applyDefaults(G, V, "JoinToken", input) as JoinToken;
+      const out = applyDefaults(G, V, "JoinToken", input);
       assert.equal(JSON.stringify(input), before);
       assert.equal(out.spec.ttl, "30m");
       assert.equal(out.spec.maxUses, 5);
@@ -258,7 +258,7 @@ describe("schemas", () => {
         assert.ok(isObject(schemas[`io.accessfabric.v1alpha1.${res.listKind}`]));
         const base = res.scope === "Namespaced" ? `/apis/${G}/${V}/namespaces/{namespace}/${res.plural}` : `/apis/${G}/${V}/${res.plural}`;
         for (const path of [`${base}/{name}`, `${base}/{name}/status`]) {
-          const item = doc.paths[path];
+          const item: unknown = doc.paths[path];
           assert.ok(isObject(item) && isObject(item.patch), path);
           assert.deepEqual(item.patch["x-kubernetes-group-version-kind"], { group: G, kind: res.kind, version: V });
           const params = item.patch.parameters as Json[];
@@ -268,10 +268,14 @@ describe("schemas", () => {
             "application/apply-patch+yaml",
             "application/json-patch+json",
             "application/merge-patch+json",
-            "application/strategic-merge-patch+json",
           ]);
         }
       }
+      const core: unknown = JSON.parse(generated.get("apiserver/generated/openapi-v3/api__v1.json") ?? "null");
+      assert.ok(isObject(core) && isObject(core.paths));
+      const nsItem: unknown = core.paths["/api/v1/namespaces/{name}"];
+      assert.ok(isObject(nsItem) && isObject(nsItem.patch) && isObject(nsItem.patch.requestBody));
+      assert.ok("application/strategic-merge-patch+json" in (nsItem.patch.requestBody.content as Json));
       const meta = schemas["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"];
       assert.ok(isObject(meta));
       assert.ok(JSON.stringify(doc).includes('"$ref":"#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"'));
@@ -283,7 +287,7 @@ describe("schemas", () => {
       assert.ok(isObject(doc) && isObject(doc.definitions) && isObject(doc.paths));
       assert.equal(doc.swagger, "2.0");
       for (const res of loadCatalog().resources) {
-        const def = doc.definitions[res.definitionName];
+        const def: unknown = doc.definitions[res.definitionName];
         assert.ok(isObject(def), res.kind);
         assert.deepEqual(def["x-kubernetes-group-version-kind"], [{ group: res.group, kind: res.kind, version: res.version }]);
       }
