@@ -4,7 +4,10 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { KubeConfig } from "@kubernetes/client-node";
 import client from "prom-client";
+import { startControllers, type ControllersOptions, type RunningControllers } from "../controllers/main.js";
+import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
 import { openDatabase, type Database } from "../lib/db/database.js";
 import type { Logger } from "../lib/log.js";
 import { startApiServer, type ApiServer } from "./start.js";
@@ -21,13 +24,23 @@ export interface ControlPlaneOptions {
   watchHistoryEvents?: number;
   compactIntervalMs?: number;
   bookmarkIntervalMs?: number;
+  /** Run the controllers in this process against its own API server (the CLI's default); off when absent. */
+  controllers?: ControlPlaneControllers;
 }
+
+/**
+ * Controller settings of an embedded control plane. The KEK comes from
+ * FABRIC_KEK or `<state-dir>/pki/kek` (created on first start).
+ */
+export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs">;
 
 /** A running control plane. */
 export interface ControlPlane {
   api: ApiServer;
   db: Database;
   metricsUrl: string;
+  /** The controllers, when enabled. */
+  controllers?: RunningControllers;
   stop(): Promise<void>;
 }
 
@@ -74,6 +87,19 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
   });
   await new Promise<void>((resolve) => metricsServer.listen(o.metricsPort, "127.0.0.1", () => resolve()));
   const metricsUrl = `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/metrics`;
+  let controllers: RunningControllers | undefined;
+  if (o.controllers !== undefined) {
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromFile(api.kubeconfigPath);
+    controllers = startControllers({
+      ...o.controllers,
+      kubeConfig,
+      pool: db.pool,
+      kek: loadKek({ file: kekFileOf(o.stateDir), createIfMissing: true }),
+      registry: metrics,
+      log: o.log.with({ part: "controllers" }),
+    });
+  }
   o.log.info("control plane ready", {
     api: api.url,
     kubeconfig: api.kubeconfigPath,
@@ -85,7 +111,9 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
     api,
     db,
     metricsUrl,
+    controllers,
     async stop() {
+      await controllers?.stop();
       metricsServer.closeAllConnections();
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
       await api.stop();

@@ -1,14 +1,17 @@
 /**
  * fabric-controlplane: the embedded control plane in one process — PostgreSQL
  * (embedded unless DATABASE_URL is set), the kube-compatible API server and
- * the metrics endpoint.
+ * the metrics endpoint, and the controllers (Lease leader election, so several
+ * processes may share one database).
  *
  *   fabric-controlplane [--state-dir DIR] [--port 6443] [--metrics-port 9464]
- *                       [--host 127.0.0.1] [--no-fsync]
+ *                       [--host 127.0.0.1] [--no-fsync] [--controllers=false]
  */
+import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { runControlPlane } from "../apiserver/controlplane.js";
+import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger } from "../lib/log.js";
 
 const log = logger("controlplane");
@@ -21,7 +24,8 @@ const usage = `usage: fabric-controlplane [options]
   --metrics-port N     Prometheus /metrics port, 0 for ephemeral (default 9464)
   --database-url URL   external PostgreSQL (default $DATABASE_URL; embedded when unset)
   --no-fsync           embedded PostgreSQL without fsync (tests only: loses data on power loss)
-  -h, --help           this text
+  --controllers BOOL   run the controllers in this process (default true)
+${leaseFlagUsage("kube-system")}  -h, --help           this text
 `;
 
 async function main(): Promise<void> {
@@ -33,6 +37,8 @@ async function main(): Promise<void> {
       "metrics-port": { type: "string", default: "9464" },
       "database-url": { type: "string" },
       "no-fsync": { type: "boolean", default: false },
+      controllers: { type: "string", default: "true" },
+      ...leaseFlagOptions(`${hostname()}-${process.pid}`, "kube-system"),
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -45,6 +51,7 @@ async function main(): Promise<void> {
   const metricsPort = Number.parseInt(values["metrics-port"], 10);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port: ${values.port}`);
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new Error(`invalid --metrics-port: ${values["metrics-port"]}`);
+  if (values.controllers !== "true" && values.controllers !== "false") throw new Error(`invalid --controllers: ${values.controllers}`);
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_STATE_DIR ?? ".fabric");
   const cp = await runControlPlane({
     stateDir,
@@ -54,6 +61,7 @@ async function main(): Promise<void> {
     databaseUrl: values["database-url"],
     fsync: !values["no-fsync"],
     log,
+    controllers: values.controllers === "true" ? leaseSettingsFromFlags(values) : undefined,
   });
   let stopping = false;
   const stop = (signal: string) => {

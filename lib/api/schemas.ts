@@ -137,12 +137,8 @@ function inlineCommon(node: unknown, common: Record<string, SchemaNode>, file: s
   }
   for (const [k, v] of Object.entries(node)) {
     if (k === "$ref") continue;
-    // Keep the key order of the referenced definition, override values in place.
-    out[k] = k === "properties" || k === "items" || k === "additionalProperties" || k === "anyOf"
-      ? inlineCommon(v, common, file, depth + 1)
-      : k === "default" || k === "enum"
-        ? clone(v)
-        : inlineCommon(v, common, file, depth + 1);
+    // Overriding keys keep the position they have in the referenced definition.
+    out[k] = k === "default" || k === "enum" ? clone(v) : inlineCommon(v, common, file, depth + 1);
   }
   return out;
 }

@@ -5,7 +5,7 @@
  * node snapshots (Node's crypto). Private halves leave this module only as
  * PKCS#8 DER for sealing under the KEK; they are never logged or put in a CR.
  */
-import { createHash, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from "node:crypto";
 import forge from "node-forge";
 import { createCertificateAuthority } from "./pki.js";
 
@@ -67,5 +67,5 @@ export function generateClusterKeys(cluster: string): ClusterKeys {
 
 /** The raw Ed25519 public key of a PKCS#8 private key (checks a stored pair matches). */
 export function ed25519PublicOf(privateKeyDer: Buffer): Buffer {
-  return rawEd25519(createPublicKey({ key: privateKeyDer, format: "der", type: "pkcs8" }));
+  return rawEd25519(createPublicKey(createPrivateKey({ key: privateKeyDer, format: "der", type: "pkcs8" })));
 }

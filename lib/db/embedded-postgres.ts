@@ -660,3 +660,19 @@ async function ensureDatabase(password: string, port: number): Promise<void> {
     await client.end();
   }
 }
+
+/**
+ * The connection URL of the embedded server of `dataDir` while another
+ * process runs it (for tools such as `fabricctl --state-dir`): the port from
+ * postmaster.pid, the password from the file kept beside the data directory.
+ * Throws when no server is running there.
+ */
+export async function embeddedDatabaseUrl(dataDir: string): Promise<string> {
+  const dir = path.resolve(dataDir);
+  const pf = await readPidFile(dir);
+  if (pf === undefined || !Number.isInteger(pf.port) || !isAlive(pf.pid)) {
+    throw new Error(`no embedded postgres is running in ${dir}`);
+  }
+  const password = await readPassword(statePaths(dir).password);
+  return `postgres://${EMBEDDED_USER}:${encodeURIComponent(password)}@127.0.0.1:${pf.port}/${EMBEDDED_DATABASE}`;
+}

@@ -3,7 +3,8 @@
  * that tests may SIGKILL), the real kubectl, and client-node configured for
  * them.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -76,6 +77,51 @@ export async function stopSharedControlPlane(): Promise<void> {
 /** The kubectl binary the tests drive: $KUBECTL or kubectl on PATH. */
 export const kubectlBin = process.env.KUBECTL ?? "kubectl";
 
+/** An older kubectl the compatibility pass also drives ($KUBECTL_LEGACY; hack/test.sh sets it to Debian's 1.20). */
+export const kubectlLegacyBin: string | undefined = process.env.KUBECTL_LEGACY || undefined;
+
+/** A kubectl binary and the client version it reports. */
+export interface KubectlVariant {
+  bin: string;
+  /** Client minor version (1.32 → 32); decides which flags and output formats to expect. */
+  minor: number;
+  /** gitVersion as reported, e.g. "v1.20.2". */
+  gitVersion: string;
+  /** A short, name-safe tag (e.g. "k120"), for object names that must not collide between passes. */
+  tag: string;
+}
+
+/** Asks a kubectl binary for its client version; throws when it cannot run. */
+export function kubectlVariant(bin: string): KubectlVariant {
+  let out: string;
+  try {
+    out = execFileSync(bin, ["version", "--client", "-o", "json"], { encoding: "utf8", timeout: 30_000, stdio: ["ignore", "pipe", "pipe"] });
+  } catch (cause) {
+    throw new Error(`running ${bin} version --client`, { cause });
+  }
+  const parsed: unknown = JSON.parse(out);
+  const cv = typeof parsed === "object" && parsed !== null ? (parsed as { clientVersion?: { minor?: unknown; gitVersion?: unknown } }).clientVersion : undefined;
+  const minor = typeof cv?.minor === "string" ? Number.parseInt(cv.minor, 10) : Number.NaN;
+  if (!Number.isInteger(minor) || typeof cv?.gitVersion !== "string") {
+    throw new Error(`unexpected ${bin} version --client output: ${out}`);
+  }
+  return { bin, minor, gitVersion: cv.gitVersion, tag: `k1${String(minor)}` };
+}
+
+/**
+ * The kubectl binaries the kubectl tests run against: always {@link kubectlBin},
+ * plus {@link kubectlLegacyBin} when set. Throws when a named binary cannot run,
+ * so a broken legacy binary fails the run instead of silently dropping a pass.
+ */
+export function kubectlVariants(): KubectlVariant[] {
+  const bins = kubectlLegacyBin === undefined ? [kubectlBin] : [kubectlBin, kubectlLegacyBin];
+  const variants = bins.map(kubectlVariant);
+  if (new Set(variants.map((v) => v.tag)).size !== variants.length) {
+    throw new Error(`KUBECTL_LEGACY (${String(kubectlLegacyBin)}) reports the same minor version as ${kubectlBin}`);
+  }
+  return variants;
+}
+
 /** Result of one kubectl run. */
 export interface KubectlResult {
   code: number;
@@ -83,13 +129,24 @@ export interface KubectlResult {
   stderr: string;
 }
 
-/** Runs the real kubectl against a kubeconfig; never throws on a non-zero exit. */
-export function kubectl(kubeconfig: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> {
+/** Options of {@link kubectl} and {@link kubectlWith}. */
+export interface KubectlOptions {
+  input?: string;
+  timeoutMs?: number;
+}
+
+/** A discovery cache per binary: kubectl versions lay their caches out differently. */
+function kubectlCacheDir(bin: string): string {
+  const id = createHash("sha256").update(bin).digest("hex").slice(0, 12);
+  return join(tmpdir(), `kubectl-cache-${process.pid}-${id}`);
+}
+
+/** Runs the given kubectl binary against a kubeconfig; never throws on a non-zero exit. */
+export function kubectlWith(bin: string, kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
   return new Promise((resolvePromise) => {
-    const cacheDir = join(tmpdir(), `kubectl-cache-${process.pid}`);
     const child = execFile(
-      kubectlBin,
-      ["--kubeconfig", kubeconfig, "--cache-dir", cacheDir, ...args],
+      bin,
+      ["--kubeconfig", kubeconfig, "--cache-dir", kubectlCacheDir(bin), ...args],
       { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
@@ -100,6 +157,11 @@ export function kubectl(kubeconfig: string, args: string[], opts: { input?: stri
       child.stdin?.end(opts.input);
     }
   });
+}
+
+/** Runs the real kubectl ({@link kubectlBin}) against a kubeconfig; never throws on a non-zero exit. */
+export function kubectl(kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+  return kubectlWith(kubectlBin, kubeconfig, args, opts);
 }
 
 /** A control plane running as a child process (so it can be SIGKILLed). */

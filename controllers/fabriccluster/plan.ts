@@ -1,0 +1,68 @@
+/**
+ * Pure decisions of the FabricCluster controller: what to do with the
+ * cluster's row, and the status to publish.
+ */
+import type { FabricClusterStatus } from "../../lib/api/types.generated.js";
+import type { FabricClusterObject as FabricCluster } from "../objects.js";
+import type { ClusterRow } from "../../lib/state/index.js";
+import { jsonEqual, setCondition, type Condition } from "../runtime/index.js";
+
+/** Reasons of the Ready condition. */
+export const Reasons = {
+  KeysReady: "KeysReady",
+} as const;
+
+/** What the row needs. */
+export type ClusterRowAction =
+  | { kind: "none" }
+  /** No row yet: generate keys and create it. */
+  | { kind: "create" }
+  /** A row of another uid (deleted and recreated while unobserved): new keys, replace it. */
+  | { kind: "replace"; oldUid: string }
+  /** Same object, new spec or generation. */
+  | { kind: "updateSpec" };
+
+/** Compares the object with its row. */
+export function planClusterRow(obj: { uid: string; generation: number; spec: unknown }, row: ClusterRow | undefined): ClusterRowAction {
+  if (row === undefined) return { kind: "create" };
+  if (row.uid !== obj.uid) return { kind: "replace", oldUid: row.uid };
+  if (row.generation !== obj.generation || !jsonEqual(row.spec, obj.spec)) return { kind: "updateSpec" };
+  return { kind: "none" };
+}
+
+/** The authority this instance acts under. */
+export interface AuthorityView {
+  term: number;
+  holder: string;
+}
+
+/**
+ * The status to publish: fingerprints from the row, the authority, and a
+ * Ready condition. Fields owned by other controllers (nodeCounts,
+ * roleCoverage) and other conditions are carried over unchanged.
+ */
+export function desiredClusterStatus(obj: FabricCluster, row: ClusterRow, authority: AuthorityView, now: Date): FabricClusterStatus {
+  const generation = obj.metadata.generation ?? 0;
+  const current = obj.status ?? {};
+  const conditions = setCondition(
+    current.conditions as Condition[] | undefined,
+    {
+      type: "Ready",
+      status: "True",
+      reason: Reasons.KeysReady,
+      message: "certificate authority and snapshot signing key are in place",
+      observedGeneration: generation,
+    },
+    now,
+  );
+  return {
+    ...current,
+    observedGeneration: generation,
+    caFingerprint: row.caFingerprint,
+    snapshotKeyId: row.snapshotKeyId,
+    snapshotKeyFingerprint: row.snapshotKeyFingerprint,
+    authorityTerm: authority.term,
+    authorityHolder: authority.holder,
+    conditions,
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * FabricClusterReconciler: projects a FabricCluster into PostgreSQL, creates
+ * its certificate authority and snapshot signing key on first sight (private
+ * halves sealed under the KEK in cluster_keys, never in the CR), and
+ * publishes fingerprints, the authority term and Ready. A cluster that no
+ * longer exists has its rows and keys deleted.
+ */
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import { RESOURCES } from "../../lib/api/types.generated.js";
+import type { FabricClusterObject as FabricCluster } from "../objects.js";
+import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
+import { seal, type Kek } from "../../lib/crypto/kek.js";
+import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow } from "../../lib/state/index.js";
+import { FencedError, TerminalError, patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { desiredClusterStatus, planClusterRow } from "./plan.js";
+
+/** Dependencies of FabricClusterReconciler. */
+export interface FabricClusterReconcilerDeps {
+  informer: Informer<FabricCluster>;
+  clusters: ClusterStore;
+  kek: Kek;
+  api: CustomObjectsApi;
+  /** The held authority term (undefined: not leading, nothing is written). */
+  term: () => number | undefined;
+  identity: string;
+  clock?: Clock;
+}
+
+const res = RESOURCES.FabricCluster;
+
+/** See the module comment. */
+export class FabricClusterReconciler implements Reconciler {
+  constructor(private readonly d: FabricClusterReconcilerDeps) {}
+
+  async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<void> {
+    const obj = this.d.informer.get(key);
+    if (obj === undefined) {
+      if (await this.d.clusters.delete(key.name)) ctx.log.info("cluster rows and keys deleted", { cluster: key.name });
+      return;
+    }
+    const uid = obj.metadata.uid;
+    if (uid === undefined || uid === "") throw new TerminalError(`FabricCluster ${key.name} has no metadata.uid`);
+    const generation = obj.metadata.generation ?? 0;
+    let row = await this.d.clusters.get(key.name);
+    const action = planClusterRow({ uid, generation, spec: obj.spec }, row);
+    switch (action.kind) {
+      case "create":
+      case "replace": {
+        const created = this.createKeys(key.name, uid, generation, obj.spec as unknown as Record<string, unknown>);
+        await this.d.clusters.create(created.row, created.keys, action.kind === "replace" ? action.oldUid : undefined);
+        ctx.log.info("cluster keys created", { cluster: key.name, caFingerprint: created.row.caFingerprint, snapshotKeyId: created.row.snapshotKeyId });
+        row = created.row;
+        break;
+      }
+      case "updateSpec":
+        await this.d.clusters.updateSpec(key.name, uid, generation, obj.spec as unknown as Record<string, unknown>);
+        if (row !== undefined) row = { ...row, generation, spec: obj.spec as unknown as Record<string, unknown> };
+        break;
+      case "none":
+        break;
+    }
+    if (row === undefined) throw new Error("cluster row missing after reconcile");
+    const term = this.d.term();
+    if (term === undefined) throw new FencedError("fenced: no authority term held while writing status", undefined, undefined);
+    const status = desiredClusterStatus(obj, row, { term, holder: this.d.identity }, new Date((this.d.clock ?? realClock).now()));
+    const wrote = await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
+    if (wrote) ctx.log.debug("status written", { cluster: key.name, generation });
+  }
+
+  private createKeys(name: string, uid: string, generation: number, spec: Record<string, unknown>): { row: ClusterRow; keys: ClusterKeyRow[] } {
+    const k = generateClusterKeys(name);
+    const row: ClusterRow = {
+      name,
+      uid,
+      generation,
+      spec,
+      caCertPem: k.caCertPem,
+      caFingerprint: k.caFingerprint,
+      snapshotPublicKey: k.snapshotPublicKey,
+      snapshotKeyId: k.snapshotKeyId,
+      snapshotKeyFingerprint: k.snapshotKeyFingerprint,
+    };
+    const keys: ClusterKeyRow[] = [
+      { kind: "ca", keyVersion: 1, sealed: seal(this.d.kek, k.caPrivateKeyDer, clusterKeyAad(name, "ca", 1)) },
+      { kind: "snapshot", keyVersion: 1, sealed: seal(this.d.kek, k.snapshotPrivateKeyDer, clusterKeyAad(name, "snapshot", 1)) },
+    ];
+    k.caPrivateKeyDer.fill(0);
+    k.snapshotPrivateKeyDer.fill(0);
+    return { row, keys };
+  }
+}

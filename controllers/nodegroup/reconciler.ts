@@ -1,0 +1,61 @@
+/**
+ * NodeGroupReconciler: validates a group's place in the tree (validateGroup
+ * over the informer caches), projects the result into node_groups and
+ * publishes Ready with a reason, the path and the child count. A group that
+ * no longer exists has its row deleted.
+ */
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import { RESOURCES } from "../../lib/api/types.generated.js";
+import type { FabricClusterObject as FabricCluster, NodeGroupObject as NodeGroup } from "../objects.js";
+import { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "../../lib/state/index.js";
+import { TerminalError, patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { desiredGroupStatus, validateGroup, viewOf } from "./plan.js";
+import type { GroupTree } from "./tree.js";
+
+/** Dependencies of NodeGroupReconciler. */
+export interface NodeGroupReconcilerDeps {
+  groups: Informer<NodeGroup>;
+  clusters: Informer<FabricCluster>;
+  tree: GroupTree;
+  store: NodeGroupStore;
+  api: CustomObjectsApi;
+  clock?: Clock;
+}
+
+const res = RESOURCES.NodeGroup;
+
+/** See the module comment. */
+export class NodeGroupReconciler implements Reconciler {
+  constructor(private readonly d: NodeGroupReconcilerDeps) {}
+
+  async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<void> {
+    const obj = this.d.groups.get(key);
+    if (obj === undefined) {
+      if (await this.d.store.delete(key.name)) ctx.log.info("node group row deleted", { group: key.name });
+      return;
+    }
+    const uid = obj.metadata.uid;
+    if (uid === undefined || uid === "") throw new TerminalError(`NodeGroup ${key.name} has no metadata.uid`);
+    const verdict = validateGroup(
+      key.name,
+      (n) => {
+        const g = this.d.groups.get({ name: n });
+        return g === undefined ? undefined : viewOf(g);
+      },
+      (c) => this.d.clusters.get({ name: c }) !== undefined,
+    );
+    const row: NodeGroupRow = {
+      name: key.name,
+      uid,
+      cluster: obj.spec.cluster,
+      parent: obj.spec.parent || undefined,
+      generation: obj.metadata.generation ?? 0,
+      ready: verdict.ready,
+      reason: verdict.reason,
+    };
+    const previous = await this.d.store.get(key.name);
+    if (previous === undefined || !sameNodeGroupRow(previous, row)) await this.d.store.put(row, previous);
+    const status = desiredGroupStatus(obj, verdict, this.d.tree.childCount(key.name), new Date((this.d.clock ?? realClock).now()));
+    await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
+  }
+}

@@ -1,0 +1,16 @@
+/**
+ * The fabric kinds as the controller runtime sees them: the generated spec
+ * and status types with client-node's object metadata (the generated
+ * ObjectMeta types timestamps as strings, client-node as Date; controllers
+ * read neither).
+ */
+import type { KubernetesObject, V1ObjectMeta } from "@kubernetes/client-node";
+import type { FabricCluster, NodeGroup } from "../lib/api/types.generated.js";
+
+/** A generated kind T usable with Informer and Controller. */
+export type Kube<T extends { metadata: unknown }> = Omit<T, "metadata"> & KubernetesObject & { metadata: V1ObjectMeta };
+
+/** A FabricCluster as cached by an informer. */
+export type FabricClusterObject = Kube<FabricCluster>;
+/** A NodeGroup as cached by an informer. */
+export type NodeGroupObject = Kube<NodeGroup>;

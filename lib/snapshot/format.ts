@@ -1,0 +1,236 @@
+/**
+ * The signed, scoped per-node snapshot (ARCHITECTURE.md "Signed, scoped
+ * snapshots"): one complete desired state per node per cluster, never a delta,
+ * signed with the cluster's Ed25519 snapshot key.
+ *
+ * Wire form: the canonical JSON (RFC 8785, ./canonical-json.ts) of
+ * `{ header, payload, signature }`. The signature covers the UTF-8 bytes of
+ * `SIGNATURE_DOMAIN + canonicalize({ header, payload })`. The domain prefix
+ * keeps a snapshot signature from ever being valid for another message type
+ * signed with the same key (and vice versa), and names the format version.
+ *
+ * Versioning: `header.formatVersion` says how to read everything else. Within
+ * version 1, new *payload* fields may be added that older agents can safely
+ * ignore (verifiers accept unknown payload members; they are still covered by
+ * the signature). Anything an older agent must not ignore (a new header field,
+ * a changed meaning) needs formatVersion 2, which v1 agents reject as
+ * malformed. The header and envelope are closed: unknown members are rejected.
+ *
+ * Need-to-know: the payload holds only what this node's roles require and
+ * never a secret value (VPN assignments say `hasCredentialRef`, nothing more).
+ */
+import { createHash, createPublicKey, sign as edSign, type KeyObject } from "node:crypto";
+import { canonicalize } from "./canonical-json.js";
+import { ErrMalformed } from "./errors.js";
+import { assertSnapshotHeader, assertSnapshotPayload } from "./shape.js";
+
+/** The only format version this code writes and reads. */
+export const SNAPSHOT_FORMAT_VERSION = 1;
+
+/** Prefix of the signed message: domain separation for snapshot signatures, format v1. */
+export const SIGNATURE_DOMAIN = "accessfabric-snapshot-v1\n";
+
+/** Who the snapshot is for, under which authority, and how long it is good for. */
+export interface SnapshotHeader {
+  formatVersion: 1;
+  /** FabricCluster name. */
+  cluster: string;
+  /** FabricNode name (this membership). */
+  node: string;
+  /** Per node; only grows. Equal serial means the same snapshot. */
+  serial: number;
+  /** Authority term of the leader that issued it (fencing: agents reject older terms). */
+  authorityTerm: number;
+  /** RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS[.fff]Z` (what Date#toISOString prints). */
+  issuedAt: string;
+  /** RFC 3339 UTC; the snapshot is expired when expiresAt <= now. */
+  expiresAt: string;
+  /** {@link keyIdOf} of the signing key: first 16 hex chars of sha256(raw public key). */
+  keyId: string;
+}
+
+/** Desired state of a FabricNode membership (spec.desiredMembership). */
+export type MembershipState = "Active" | "Disabled" | "Revoked";
+
+/** Who this node is in this cluster: enough for the agent to check it talks about itself. */
+export interface NodeIdentitySummary {
+  /** FabricNode name; equals header.node. */
+  name: string;
+  /** sha256:<hex> fingerprint of the host identity that enrolled. */
+  hostFingerprint: string;
+  /** Serial of the node's current cluster-issued certificate (hex). */
+  certificateSerial: string;
+  /** RFC 3339 notAfter of that certificate, so the agent can renew in time. */
+  certificateNotAfter: string;
+  /** NodeGroup (an operator folder, never a permission). */
+  group?: string;
+  membership: MembershipState;
+}
+
+/** A role this node holds, and the RoleAssignment that gave it. */
+export interface SnapshotRole {
+  role: string;
+  /** RoleAssignment name. */
+  assignment: string;
+  /** Organization (namespace) the assignment is scoped to, if any. */
+  organization?: string;
+}
+
+/** How the agent probes a workload's health. */
+export type SnapshotHealthProbe =
+  | { kind: "http"; url: string; periodSeconds: number; timeoutSeconds: number; failureThreshold: number }
+  | { kind: "tcp"; port: number; periodSeconds: number; timeoutSeconds: number; failureThreshold: number }
+  | { kind: "exec"; command: string[]; periodSeconds: number; timeoutSeconds: number; failureThreshold: number };
+
+/** One desired service workload on this node (from a ServiceWorkload). */
+export interface SnapshotWorkload {
+  /** ServiceWorkload name. */
+  name: string;
+  /** ServiceWorkload metadata.generation, echoed back as observedGeneration in reports. */
+  generation: number;
+  /** The role that placed it on this node. */
+  role: string;
+  runtime: "native" | "container";
+  /** Required when runtime is "container". */
+  containerEngine?: "docker" | "podman";
+  /** Container image; required when runtime is "container". */
+  image?: string;
+  command: string[];
+  args: string[];
+  /** Plain configuration only; secrets are resolved on the host, never shipped here. */
+  env: Record<string, string>;
+  restartPolicy: "Always" | "OnFailure" | "Never";
+  healthProbe?: SnapshotHealthProbe;
+  /** Release the workload runs, if it is tied to one. */
+  release?: { component: string; version: string };
+}
+
+/** Mesh peer classes; they decide how many active peers a node keeps. */
+export type NodeClass = "core" | "relay" | "standard" | "thin";
+
+/** A QUIC mesh peer candidate (sent only to nodes with mesh roles). */
+export interface SnapshotMeshPeer {
+  /** FabricNode name of the peer. */
+  node: string;
+  /** host:port QUIC endpoints, preferred first. */
+  endpoints: string[];
+  /** DNS SAN to pass as QUIC serverName. */
+  serverName: string;
+  /** sha256:<hex> of the peer's current certificate. */
+  certificateFingerprint: string;
+  nodeClass: NodeClass;
+  region?: string;
+  roles: string[];
+}
+
+/** A VPN connection this node is eligible to own (sent only to eligible owners). */
+export interface SnapshotVpnAssignment {
+  /** VPNConnection name. */
+  connection: string;
+  /** Its namespace (the organization). */
+  organization: string;
+  enabled: boolean;
+  /** Routed prefixes (CIDR). */
+  routes: string[];
+  /** Whether a credential Secret is referenced. The secret itself never enters a snapshot. */
+  hasCredentialRef: boolean;
+}
+
+/** The release artifact for this node's OS and architecture. */
+export interface SnapshotArtifact {
+  os: string;
+  arch: string;
+  /** https URL or a path served over the agent API. */
+  url: string;
+  /** Lower-case hex sha256 of the artifact. */
+  sha256: string;
+  size: number;
+}
+
+/** Desired release of one component on this node (from its ReleaseChannel and ring). */
+export interface SnapshotUpdate {
+  component: string;
+  channel: string;
+  version: string;
+  /** Rollout ring this node is in. */
+  ring?: string;
+  artifact: SnapshotArtifact;
+  /** Release signature (base64), verified by the updater independently of the snapshot. */
+  releaseSignature?: string;
+}
+
+/** Everything a node needs, and nothing more. Lists are sorted by name by the builder. */
+export interface SnapshotPayload {
+  identity: NodeIdentitySummary;
+  roles: SnapshotRole[];
+  workloads: SnapshotWorkload[];
+  meshPeers: SnapshotMeshPeer[];
+  vpnAssignments: SnapshotVpnAssignment[];
+  updates: SnapshotUpdate[];
+}
+
+/** The envelope agents receive and checkpoint. */
+export interface SignedSnapshot {
+  header: SnapshotHeader;
+  payload: SnapshotPayload;
+  /** Base64 Ed25519 signature over SIGNATURE_DOMAIN + canonicalize({ header, payload }). */
+  signature: string;
+}
+
+/** The exact bytes a snapshot signature covers. */
+export function signedMessage(header: SnapshotHeader, payload: SnapshotPayload): Buffer {
+  return Buffer.from(SIGNATURE_DOMAIN + canonicalize({ header, payload }), "utf8");
+}
+
+function ed25519Public(key: KeyObject): KeyObject {
+  if (key.asymmetricKeyType !== "ed25519") {
+    throw new TypeError(`snapshot keys are ed25519, got ${String(key.asymmetricKeyType)}`);
+  }
+  return key.type === "private" ? createPublicKey(key) : key;
+}
+
+const keyIds = new WeakMap<KeyObject, string>();
+
+/**
+ * Key id of an Ed25519 key: the first 16 hex characters of the SHA-256 of the
+ * raw 32-byte public key (the same id lib/crypto/cluster-keys.ts publishes in
+ * FabricCluster status). Accepts the private half too (its public key's id).
+ * Throws TypeError for a non-Ed25519 key.
+ */
+export function keyIdOf(key: KeyObject): string {
+  const cached = keyIds.get(key);
+  if (cached !== undefined) return cached;
+  const jwk = ed25519Public(key).export({ format: "jwk" });
+  if (typeof jwk.x !== "string") throw new TypeError("ed25519 public key without x");
+  const id = createHash("sha256").update(Buffer.from(jwk.x, "base64url")).digest("hex").slice(0, 16);
+  keyIds.set(key, id);
+  return id;
+}
+
+/**
+ * Signs a snapshot for the control plane's snapshot builder. Checks the header
+ * and payload with the same shape rules agents apply (throws ErrMalformed, so
+ * a builder bug fails at build time rather than on every host) and that
+ * header.keyId is the id of `privateKey` (throws Error otherwise). Values that
+ * have no canonical JSON form throw CanonicalizeError. Does not copy: the
+ * returned envelope shares `header` and `payload` with the caller.
+ */
+export function signSnapshot(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): SignedSnapshot {
+  if (privateKey.type !== "private") throw new TypeError("signing a snapshot needs a private key");
+  assertSnapshotHeader(header);
+  assertSnapshotPayload(payload);
+  if (payload.identity.name !== header.node) {
+    throw new ErrMalformed("/payload/identity/name: does not match /header/node");
+  }
+  const keyId = keyIdOf(privateKey);
+  if (header.keyId !== keyId) {
+    throw new Error(`signing snapshot: header keyId ${header.keyId} is not the signing key's id ${keyId}`);
+  }
+  const signature = edSign(null, signedMessage(header, payload), privateKey).toString("base64");
+  return { header, payload, signature };
+}
+
+/** The wire and checkpoint form of a snapshot: its canonical JSON, UTF-8. */
+export function encodeSnapshot(snapshot: SignedSnapshot): Buffer {
+  return Buffer.from(canonicalize(snapshot), "utf8");
+}

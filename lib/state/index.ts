@@ -1,0 +1,7 @@
+/**
+ * The state layer: the one place that reads and writes the controllers'
+ * tables. Decisions run fenced by the authority term, each with its audit row.
+ */
+export { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow } from "./clusters.js";
+export { decide, type AuditEntry, type Fence } from "./fenced.js";
+export { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "./node-groups.js";
