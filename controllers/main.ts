@@ -16,7 +16,8 @@ import { FabricClusterReconciler } from "./fabriccluster/reconciler.js";
 import { NodeGroupReconciler } from "./nodegroup/reconciler.js";
 import { GroupTree } from "./nodegroup/tree.js";
 import { runOrphanSweeps } from "./orphans.js";
-import { Controller, Informer, Manager, PgAuthority, customResourceSource, kubeLeaseClient, watchSecondary, type ObjectKey } from "./runtime/index.js";
+import { Controller, Informer, Manager, PgAuthority, customResourceSource, kubeLeaseClient, type ObjectKey } from "./runtime/index.js";
+import { specWatch } from "./spec-watch.js";
 
 /** Lease election settings; durations in milliseconds (client-go defaults 15 s / 10 s / 2 s). */
 export interface LeaseSettings {
@@ -104,16 +105,16 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     informer: groupInformer,
     reconciler: new NodeGroupReconciler({ groups: groupInformer, clusters: clusterInformer, tree, store: groupStore, api }),
     watches: [
-      // A group's validity depends on its ancestors, its childCount on its children.
-      watchSecondary(groupInformer, (g) => {
+      // A group's validity depends on its ancestors, its childCount on its children: only spec changes matter.
+      specWatch(groupInformer, (g) => {
         const name = g.metadata.name;
         if (name === undefined) return [];
         const keys = byName(tree.descendants(name));
         if (g.spec.parent) keys.push({ name: g.spec.parent });
         return keys;
       }),
-      // ClusterNotFound flips when the cluster appears or goes.
-      watchSecondary(clusterInformer, (c) => (c.metadata.name === undefined ? [] : byName(tree.inCluster(c.metadata.name)))),
+      // ClusterNotFound flips when a cluster appears or goes.
+      specWatch(clusterInformer, (c) => (c.metadata.name === undefined ? [] : byName(tree.inCluster(c.metadata.name))), { ignoreUpdates: true }),
     ],
     workers: o.workers?.nodeGroup ?? 8,
     registry,

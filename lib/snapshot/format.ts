@@ -207,15 +207,7 @@ export function keyIdOf(key: KeyObject): string {
   return id;
 }
 
-/**
- * Signs a snapshot for the control plane's snapshot builder. Checks the header
- * and payload with the same shape rules agents apply (throws ErrMalformed, so
- * a builder bug fails at build time rather than on every host) and that
- * header.keyId is the id of `privateKey` (throws Error otherwise). Values that
- * have no canonical JSON form throw CanonicalizeError. Does not copy: the
- * returned envelope shares `header` and `payload` with the caller.
- */
-export function signSnapshot(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): SignedSnapshot {
+function signCanonical(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): { body: string; signature: string } {
   if (privateKey.type !== "private") throw new TypeError("signing a snapshot needs a private key");
   assertSnapshotHeader(header);
   assertSnapshotPayload(payload);
@@ -226,8 +218,40 @@ export function signSnapshot(header: SnapshotHeader, payload: SnapshotPayload, p
   if (header.keyId !== keyId) {
     throw new Error(`signing snapshot: header keyId ${header.keyId} is not the signing key's id ${keyId}`);
   }
-  const signature = edSign(null, signedMessage(header, payload), privateKey).toString("base64");
+  const body = canonicalize({ header, payload });
+  const signature = edSign(null, Buffer.from(SIGNATURE_DOMAIN + body, "utf8"), privateKey).toString("base64");
+  return { body, signature };
+}
+
+/**
+ * Signs a snapshot for the control plane's snapshot builder. Checks the header
+ * and payload with the same shape rules agents apply (throws ErrMalformed, so
+ * a builder bug fails at build time rather than on every host), that the
+ * payload identity names header.node (ErrMalformed), and that header.keyId is
+ * the id of `privateKey` (Error). Values that have no canonical JSON form
+ * throw CanonicalizeError. Does not copy: the returned envelope shares
+ * `header` and `payload` with the caller.
+ */
+export function signSnapshot(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): SignedSnapshot {
+  const { signature } = signCanonical(header, payload, privateKey);
   return { header, payload, signature };
+}
+
+/**
+ * {@link signSnapshot} and {@link encodeSnapshot} in one pass: the envelope's
+ * canonical form is the signed body with the signature member appended
+ * ("header" < "payload" < "signature" in code-unit order), so the value is
+ * canonicalised once instead of twice. Same checks and errors as
+ * signSnapshot; `bytes` equals `encodeSnapshot(snapshot)`.
+ */
+export function signAndEncodeSnapshot(
+  header: SnapshotHeader,
+  payload: SnapshotPayload,
+  privateKey: KeyObject,
+): { snapshot: SignedSnapshot; bytes: Buffer } {
+  const { body, signature } = signCanonical(header, payload, privateKey);
+  const bytes = Buffer.from(`${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`, "utf8");
+  return { snapshot: { header, payload, signature }, bytes };
 }
 
 /** The wire and checkpoint form of a snapshot: its canonical JSON, UTF-8. */

@@ -5,6 +5,7 @@ export {
   SNAPSHOT_FORMAT_VERSION,
   encodeSnapshot,
   keyIdOf,
+  signAndEncodeSnapshot,
   signSnapshot,
   signedMessage,
   type MembershipState,

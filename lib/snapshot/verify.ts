@@ -11,7 +11,8 @@
  *  4. signature Ed25519 over SIGNATURE_DOMAIN + canonical({header, payload})
  *                                                            → ErrBadSignature
  *  5. cluster   header.cluster is this membership's cluster  → ErrWrongCluster
- *  6. node      header.node is this node                     → ErrWrongNode
+ *  6. node      header.node and payload.identity.name are this node
+ *                                                            → ErrWrongNode
  *  7. term      authorityTerm >= last seen term              → ErrOlderTerm
  *  8. serial    serial >= last applied serial                → ErrRollback
  *  9. expiry    expiresAt > now                              → ErrExpired
@@ -111,11 +112,17 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * Runs checks 1-8 of the module comment and reports expiry (9) instead of
- * throwing it. Throws the SnapshotError of the first failing check. Used by
+ * throwing it. Throws the SnapshotError of the first failing check, or a
+ * TypeError for a caller bug (invalid clock, a trusted key that is not an
+ * Ed25519 public key). Used by
  * the checkpoint loader, which boots from an expired snapshot in stale mode;
  * everything else should call {@link verifySnapshot}.
  */
 export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectResult {
+  // An Invalid Date would make every expiry comparison false, i.e. every snapshot fresh.
+  const nowMs = ctx.now.getTime();
+  if (!Number.isFinite(nowMs)) throw new TypeError("verifying a snapshot needs a valid clock");
+
   // 1. size, before parsing.
   const maxBytes = ctx.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
   if (bytes.byteLength > maxBytes) {
@@ -157,6 +164,8 @@ export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectR
   // 5-6. binding (mix-and-match).
   if (header.cluster !== ctx.cluster) throw new ErrWrongCluster(header.cluster, ctx.cluster);
   if (header.node !== ctx.node) throw new ErrWrongNode(header.node, ctx.node);
+  // A signed payload describing another node than its header is a builder bug; never apply it.
+  if (payload.identity.name !== ctx.node) throw new ErrWrongNode(payload.identity.name, ctx.node);
 
   // 7-8. rollback.
   if (ctx.lastTerm !== undefined && header.authorityTerm < ctx.lastTerm) {
@@ -167,7 +176,7 @@ export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectR
   }
 
   // 9. freeze: reported here, thrown by verifySnapshot.
-  const expired = Date.parse(header.expiresAt) <= ctx.now.getTime();
+  const expired = Date.parse(header.expiresAt) <= nowMs;
 
   const sameTerm = ctx.lastTerm === undefined || header.authorityTerm === ctx.lastTerm;
   const unchanged = ctx.lastSerial !== undefined && header.serial === ctx.lastSerial && sameTerm;
@@ -178,7 +187,8 @@ export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectR
  * Verifies encoded snapshot bytes for this node in the fixed order of the
  * module comment. Returns "accepted" (apply it) or "unchanged" (same term and
  * serial as the last applied one: a no-op). Throws the SnapshotError subclass
- * of the first failing check; a rejected snapshot must change nothing.
+ * of the first failing check (a rejected snapshot must change nothing), or a
+ * TypeError for a caller bug (see {@link inspectSnapshot}).
  */
 export function verifySnapshot(bytes: Uint8Array, ctx: VerifyContext): VerifyResult {
   const { status, snapshot, expired } = inspectSnapshot(bytes, ctx);

@@ -40,6 +40,7 @@ describe("control plane process", function () {
     const first = await spawnControlPlane(stateDir);
     const api = clientFor(first.kubeconfig);
     const acked: string[] = [];
+    let lastError = "";
     let stop = false;
     const writer = async (w: number) => {
       for (let i = 0; !stop; i++) {
@@ -47,13 +48,16 @@ describe("control plane process", function () {
         try {
           await api.createClusterCustomObject({ group, version, plural, body: { apiVersion: `${group}/${version}`, kind: "NodeGroup", metadata: { name }, spec: { cluster: "crash" } } });
           acked.push(name);
-        } catch {
+        } catch (err) {
+          lastError = String(err);
           return; // the server died mid-request: not acknowledged
         }
       }
     };
-    const writers = Array.from({ length: 8 }, (_, w) => writer(w));
-    while (acked.length < 150) await new Promise((r) => setTimeout(r, 20));
+    let finished = 0;
+    const writers = Array.from({ length: 8 }, (_, w) => writer(w).finally(() => finished++));
+    while (acked.length < 150 && finished < writers.length) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(acked.length >= 150, `writers stopped after ${acked.length} writes, before the kill: ${lastError}\n${first.output()}`);
     first.child.kill("SIGKILL");
     await first.exited;
     stop = true;

@@ -1,0 +1,71 @@
+/**
+ * A loopback TCP proxy for fault injection: freeze() stops forwarding
+ * server-to-client bytes on every connection open at that moment without
+ * closing it (a watch that goes silent but never ends). A frozen connection
+ * thaws when the client sends on it again: that is a new request on a pooled
+ * keep-alive connection, not the stream in progress (a watch's client never
+ * sends after its request). Later connections are forwarded normally.
+ */
+import net from "node:net";
+
+/** A running proxy. */
+export interface TcpProxy {
+  port: number;
+  /** Connections currently open. */
+  openConnections(): number;
+  /** Silences every open connection (server-to-client); returns how many. */
+  freeze(): number;
+  close(): Promise<void>;
+}
+
+/** Starts a proxy on 127.0.0.1 to target host:port. */
+export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+  const conns = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, targetHost);
+    const c = { client, upstream, frozen: false };
+    conns.add(c);
+    client.on("data", (b) => {
+      c.frozen = false;
+      upstream.write(b);
+    });
+    upstream.on("data", (b) => {
+      if (!c.frozen) client.write(b);
+    });
+    const end = (): void => {
+      conns.delete(c);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("close", end).on("error", end);
+    upstream.on("close", end).on("error", end);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const addr = server.address();
+  if (typeof addr !== "object" || addr === null) throw new Error("proxy has no address");
+  return {
+    port: addr.port,
+    openConnections: () => conns.size,
+    freeze() {
+      for (const c of conns) c.frozen = true;
+      return conns.size;
+    },
+    async close() {
+      for (const c of conns) {
+        c.client.destroy();
+        c.upstream.destroy();
+      }
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (racy by nature; fine for tests). */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+  const addr = srv.address();
+  await new Promise<void>((r) => srv.close(() => r()));
+  if (typeof addr !== "object" || addr === null) throw new Error("no port");
+  return addr.port;
+}
