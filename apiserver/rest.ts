@@ -242,7 +242,9 @@ export class ResourceHandler {
     const manager = fieldManager(ctx);
     const obj = this.prepareNew(ctx, def, body as KubeObject, undefined, manager, "main");
     obj.metadata.creationTimestamp = kubeTime();
-    obj.metadata.generation = 1;
+    if (def.tracksGeneration) obj.metadata.generation = 1;
+    else delete obj.metadata.generation;
+    builtinDefaults(def, obj);
     delete obj.metadata.deletionTimestamp;
     delete obj.metadata.resourceVersion;
     if (def.statusSubresource && def.group !== "") delete obj.status;
@@ -498,7 +500,8 @@ export class ResourceHandler {
           obj.apiVersion = groupVersion(def);
           obj.kind = def.kind;
           obj.metadata.creationTimestamp = now;
-          obj.metadata.generation = 1;
+          if (def.tracksGeneration) obj.metadata.generation = 1;
+          builtinDefaults(def, obj);
           delete obj.metadata.resourceVersion;
           return { type: "create", object: obj };
         }
@@ -699,6 +702,18 @@ export class ResourceHandler {
       stream.write(JSON.stringify({ type: "ERROR", object: st }) + "\n");
       close();
     }
+  }
+}
+
+/** What kube-apiserver's strategies set on built-in kinds at creation. */
+function builtinDefaults(def: ResourceDef, obj: KubeObject): void {
+  if (def.group !== "") return;
+  if (def.plural === "secrets" && obj.type === undefined) obj.type = "Opaque";
+  if (def.plural === "namespaces") {
+    const name = obj.metadata.name ?? "";
+    obj.metadata.labels = { ...(obj.metadata.labels ?? {}), "kubernetes.io/metadata.name": name };
+    obj.spec = { finalizers: ["kubernetes"] };
+    obj.status = { phase: "Active" };
   }
 }
 

@@ -199,4 +199,21 @@ describe("API server with client-node", function () {
     assert.equal(afterMain.status?.memberCount, 3, "status changed through the main resource");
     assert.equal(afterMain.metadata.generation, 2);
   });
+
+  it("exposes request metrics by verb, resource and code, and the watch count", async () => {
+    await api.listClusterCustomObject({ group, version, plural });
+    const watch = new k8s.Watch(t.kc);
+    const req = await watch.watch(`/apis/${group}/${version}/${plural}`, {}, () => undefined, () => undefined);
+    try {
+      const body = await eventually(async () => {
+        const text = await (await fetch(t.cp.metricsUrl)).text();
+        return /apiserver_registered_watchers [1-9]/.test(text) ? text : undefined;
+      }, 10_000);
+      assert.match(body, /apiserver_request_total\{verb="LIST",resource="nodegroups",code="200"\} [1-9]/);
+      assert.match(body, /apiserver_request_total\{verb="POST",resource="nodegroups",code="201"\}/);
+      assert.match(body, /apiserver_request_duration_seconds_bucket\{le="[0-9.]+",verb="GET",resource="nodegroups"\}/);
+    } finally {
+      req.abort();
+    }
+  });
 });
