@@ -11,6 +11,7 @@ import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
 import { openDatabase, type Database } from "../lib/db/database.js";
 import type { Logger } from "../lib/log.js";
 import { startApiServer, type ApiServer } from "./start.js";
+import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
 
 /** Options of {@link runControlPlane}. */
 export interface ControlPlaneOptions {
@@ -89,8 +90,7 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
   const metricsUrl = `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/metrics`;
   let controllers: RunningControllers | undefined;
   if (o.controllers !== undefined) {
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromFile(api.kubeconfigPath);
+    const kubeConfig = loadKubeConfig(api.kubeconfigPath);
     controllers = startControllers({
       ...o.controllers,
       kubeConfig,

@@ -353,6 +353,7 @@ export class ResourceHandler {
     next.apiVersion = groupVersion(def);
     next.kind = def.kind;
     next = this.prepareNew(ctx, def, next, cur, manager, status ? "status" : "main");
+    if (def.group === "" && def.plural === "secrets") secretStringData(next);
     if (!status && def.tracksGeneration && !jsonEqual(specPart(cur), specPart(next))) {
       next.metadata.generation = (cur.metadata.generation ?? 1) + 1;
     }
@@ -705,10 +706,25 @@ export class ResourceHandler {
   }
 }
 
+/** Folds a Secret's write-only stringData into base64 data, as kube-apiserver does on every write. */
+function secretStringData(obj: KubeObject): void {
+  if (!isObj(obj.stringData)) {
+    delete obj.stringData;
+    return;
+  }
+  const data: Obj = isObj(obj.data) ? { ...obj.data } : {};
+  for (const [k, v] of Object.entries(obj.stringData)) data[k] = Buffer.from(String(v), "utf8").toString("base64");
+  obj.data = data;
+  delete obj.stringData;
+}
+
 /** What kube-apiserver's strategies set on built-in kinds at creation. */
 function builtinDefaults(def: ResourceDef, obj: KubeObject): void {
   if (def.group !== "") return;
-  if (def.plural === "secrets" && obj.type === undefined) obj.type = "Opaque";
+  if (def.plural === "secrets") {
+    if (obj.type === undefined) obj.type = "Opaque";
+    secretStringData(obj);
+  }
   if (def.plural === "namespaces") {
     const name = obj.metadata.name ?? "";
     obj.metadata.labels = { ...(obj.metadata.labels ?? {}), "kubernetes.io/metadata.name": name };

@@ -54,6 +54,48 @@ export interface ListOptions {
 /** The notification channel that carries "new events committed". */
 export const eventsChannel = "fabric_api_events";
 
+// One statement per write: bump the revision (the row lock orders commits),
+// write the object with that revision in metadata.resourceVersion, record the
+// watch event, notify watchers. Parameters: $1..$4 the key, then per statement.
+const withRv = (expr: string) => `jsonb_set(${expr}, '{metadata,resourceVersion}', to_jsonb(rev.rv::text))`;
+
+const createSql = `
+WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
+obj AS (
+  INSERT INTO api_objects (api_group, resource, namespace, name, uid, rv, data)
+  SELECT $1, $2, $3, $4, $5::uuid, rev.rv, ${withRv("$6::jsonb")} FROM rev
+  ON CONFLICT DO NOTHING
+  RETURNING rv, data),
+ev AS (
+  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
+  SELECT obj.rv, $1, $2, $3, $4, 'ADDED', obj.data FROM obj
+  RETURNING rv)
+SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
+
+const updateSql = `
+WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
+obj AS (
+  UPDATE api_objects o SET rv = rev.rv, data = ${withRv("$6::jsonb")} FROM rev
+  WHERE o.api_group = $1 AND o.resource = $2 AND o.namespace = $3 AND o.name = $4 AND o.rv = $5::bigint
+  RETURNING o.rv, o.data),
+ev AS (
+  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
+  SELECT obj.rv, $1, $2, $3, $4, 'MODIFIED', obj.data FROM obj
+  RETURNING rv)
+SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
+
+const deleteSql = `
+WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
+obj AS (
+  DELETE FROM api_objects o USING rev
+  WHERE o.api_group = $1 AND o.resource = $2 AND o.namespace = $3 AND o.name = $4 AND o.rv = $5::bigint
+  RETURNING rev.rv),
+ev AS (
+  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
+  SELECT obj.rv, $1, $2, $3, $4, 'DELETED', ${"jsonb_set($6::jsonb, '{metadata,resourceVersion}', to_jsonb(obj.rv::text))"} FROM obj
+  RETURNING rv)
+SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
+
 /** Object storage on PostgreSQL. */
 export class Store {
   constructor(private readonly pool: pg.Pool) {}
@@ -128,78 +170,62 @@ export class Store {
   }
 
   /**
-   * Atomic read-modify-write of one object. `decide` sees the current object
-   * (or undefined) under a row lock and returns what to do. The write is
-   * acknowledged (the promise resolves) only after COMMIT. With dryRun the
-   * transaction is rolled back after computing the result.
+   * Read-modify-write of one object with optimistic concurrency, like
+   * kube-apiserver's GuaranteedUpdate: read the current object, let `decide`
+   * compute the outcome, then write it in ONE statement that is conditional
+   * on the object's resourceVersion being unchanged (or on its absence, for a
+   * create). When another writer got there first, re-read and decide again.
+   * `decide` may therefore run more than once and must have no side effects.
+   *
+   * Each write statement bumps the revision row, writes the object and its
+   * watch event, and NOTIFYs, atomically; the row lock on the revision
+   * counter is held until commit, so revisions commit in order. The promise
+   * resolves only after the commit. With dryRun nothing is written.
    */
   async mutate(
     key: ObjectKey,
     decide: (current: KubeObject | undefined) => Mutation | Promise<Mutation>,
     opts: { dryRun?: boolean } = {},
   ): Promise<MutationResult> {
-    const client = await this.pool.connect();
-    let open = false;
-    try {
-      await client.query("BEGIN");
-      open = true;
-      const cur = await client.query<{ data: KubeObject }>(
-        "SELECT data FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4 FOR UPDATE",
-        [key.group, key.plural, key.namespace, key.name],
+    const pk = [key.group, key.plural, key.namespace, key.name];
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.pool.query<{ data: KubeObject; rv: string }>(
+        "SELECT data, rv FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+        pk,
       );
-      const current = cur.rows[0]?.data;
+      const row = cur.rows[0];
+      const current = row?.data;
       const m = await decide(current === undefined ? undefined : clone(current));
       if (m.type === "noop" || opts.dryRun) {
-        await client.query("ROLLBACK");
-        open = false;
-        if (m.type !== "noop" && m.type !== "delete") {
-          m.object.metadata.resourceVersion = current?.metadata.resourceVersion;
-        }
+        if (m.type !== "noop" && m.type !== "delete") m.object.metadata.resourceVersion = current?.metadata.resourceVersion;
         return { type: m.type, object: m.object };
       }
-      if (m.type !== "create" && current === undefined) throw notFound(key.group, key.plural, key.name);
-      const rev = await client.query<{ rv: string }>("UPDATE api_revision SET rv = rv + 1 WHERE id=1 RETURNING rv");
-      const rv = Number(rev.rows[0]?.rv);
+      if (m.type !== "create" && row === undefined) throw notFound(key.group, key.plural, key.name);
       const obj = m.object;
-      obj.metadata.resourceVersion = String(rv);
-      let eventType: StoredEvent["type"];
+      delete obj.metadata.resourceVersion;
+      let written: { rv: string } | undefined;
       if (m.type === "create") {
         obj.metadata.uid ??= randomUUID();
-        const ins = await client.query(
-          `INSERT INTO api_objects (api_group, resource, namespace, name, uid, rv, data)
-           VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING`,
-          [key.group, key.plural, key.namespace, key.name, obj.metadata.uid, rv, obj],
-        );
-        if (ins.rowCount !== 1) throw alreadyExists(key.group, key.plural, key.name);
-        eventType = "ADDED";
+        const r = await this.pool.query<{ rv: string }>(createSql, [...pk, obj.metadata.uid, JSON.stringify(obj)]);
+        written = r.rows[0];
+        if (!written) {
+          // Lost a race with another create (or the object exists): decide again on what is there.
+          if (attempt < 5) continue;
+          throw alreadyExists(key.group, key.plural, key.name);
+        }
       } else if (m.type === "update") {
-        await client.query(
-          "UPDATE api_objects SET rv=$5, data=$6 WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
-          [key.group, key.plural, key.namespace, key.name, rv, obj],
-        );
-        eventType = "MODIFIED";
+        const r = await this.pool.query<{ rv: string }>(updateSql, [...pk, row?.rv, JSON.stringify(obj)]);
+        written = r.rows[0];
       } else {
-        await client.query("DELETE FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4", [
-          key.group,
-          key.plural,
-          key.namespace,
-          key.name,
-        ]);
-        eventType = "DELETED";
+        const r = await this.pool.query<{ rv: string }>(deleteSql, [...pk, row?.rv, JSON.stringify(obj)]);
+        written = r.rows[0];
       }
-      await client.query(
-        "INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        [rv, key.group, key.plural, key.namespace, key.name, eventType, obj],
-      );
-      await client.query(`SELECT pg_notify('${eventsChannel}', $1)`, [String(rv)]);
-      await client.query("COMMIT");
-      open = false;
+      if (!written?.rv) {
+        if (attempt < 20) continue; // modified concurrently: re-read and decide again
+        throw new Error(`object ${key.plural}/${key.name} kept changing under a write`);
+      }
+      obj.metadata.resourceVersion = written.rv;
       return { type: m.type, object: obj };
-    } catch (err) {
-      if (open) await client.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
     }
   }
 

@@ -19,6 +19,7 @@ import { startControllers } from "../controllers/main.js";
 import { loadKek } from "../lib/crypto/kek.js";
 import { openDatabase } from "../lib/db/database.js";
 import { logger } from "../lib/log.js";
+import { PooledKubeConfig } from "../lib/kube/kubeconfig.js";
 
 const log = logger("controllers");
 
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
   const settings = leaseSettingsFromFlags(values);
   const kek = loadKek({ file: values["kek-file"] });
 
-  const kubeConfig = new KubeConfig();
+  const kubeConfig = new PooledKubeConfig();
   const kubeconfigFile = values.kubeconfig ?? process.env.KUBECONFIG;
   if (kubeconfigFile) kubeConfig.loadFromFile(kubeconfigFile);
   else kubeConfig.loadFromCluster();

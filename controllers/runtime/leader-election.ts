@@ -255,6 +255,8 @@ export class LeaderElector {
     });
     const onStop = (): void => leaderCtl.abort();
     signal.addEventListener("abort", onStop, { once: true });
+    // A stop that arrived while the lease was being acquired must not be missed.
+    if (signal.aborted) leaderCtl.abort();
 
     let started = false;
     let work: Promise<void> = Promise.resolve();

@@ -31,6 +31,7 @@ import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
+import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const group = "accessfabric.io";
@@ -285,8 +286,7 @@ async function benchLoad(concurrency: number): Promise<void> {
   const dir = tempStateDir();
   const cp = await startControlPlane(dir);
   try {
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(cp.kubeconfig);
+    const kc = loadKubeConfig(cp.kubeconfig);
     const api = kc.makeApiClient(k8s.CustomObjectsApi);
     const pid = cp.child.pid;
     if (pid === undefined) throw new Error("control plane has no pid");

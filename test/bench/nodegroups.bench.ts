@@ -14,6 +14,7 @@ import { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
 import { runControlPlane } from "../../apiserver/controlplane.js";
 import { logger } from "../../lib/log.js";
 import { tempStateDir } from "../support/controlplane.js";
+import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
 
 const group = "accessfabric.io";
 const version = "v1alpha1";
@@ -48,8 +49,7 @@ async function main(): Promise<void> {
     controllers: { identity: "bench", workers: { nodeGroup: Number(values.workers) } },
   });
   try {
-    const kc = new KubeConfig();
-    kc.loadFromFile(cp.api.kubeconfigPath);
+    const kc = loadKubeConfig(cp.api.kubeconfigPath);
     const api = kc.makeApiClient(CustomObjectsApi);
 
     const clusters = Array.from({ length: nClusters }, (_, i) => `bench-${i}`);

@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
+import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
 import { spawnControlPlane, tempStateDir } from "../support/controlplane.js";
 
 const group = "accessfabric.io";
@@ -25,9 +26,24 @@ function postmastersFor(dataDir: string): number[] {
 }
 
 function clientFor(kubeconfig: string): k8s.CustomObjectsApi {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromFile(kubeconfig);
-  return kc.makeApiClient(k8s.CustomObjectsApi);
+  return loadKubeConfig(kubeconfig).makeApiClient(k8s.CustomObjectsApi);
+}
+
+/** Rejects when `p` takes longer than `ms`: a request that never answers is not acknowledged. */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(t);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }
 
 describe("control plane process", function () {
@@ -46,7 +62,7 @@ describe("control plane process", function () {
       for (let i = 0; !stop; i++) {
         const name = `burst-${w}-${i}`;
         try {
-          await api.createClusterCustomObject({ group, version, plural, body: { apiVersion: `${group}/${version}`, kind: "NodeGroup", metadata: { name }, spec: { cluster: "crash" } } });
+          await within(api.createClusterCustomObject({ group, version, plural, body: { apiVersion: `${group}/${version}`, kind: "NodeGroup", metadata: { name }, spec: { cluster: "crash" } } }), 15_000);
           acked.push(name);
         } catch (err) {
           lastError = String(err);
