@@ -4,7 +4,7 @@
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { KubeConfig } from "@kubernetes/client-node";
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import client from "prom-client";
 import { startControllers, type ControllersOptions, type RunningControllers } from "../controllers/main.js";
 import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
@@ -12,6 +12,10 @@ import { openDatabase, type Database } from "../lib/db/database.js";
 import type { Logger } from "../lib/log.js";
 import { startApiServer, type ApiServer } from "./start.js";
 import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
+import { startAgentApi, type AgentApi } from "../agentapi/server.js";
+import { publishAgentApiInfo } from "../agentapi/discovery.js";
+import type { RateLimit } from "../agentapi/rate-limit.js";
+import { createPool } from "../lib/db/pool.js";
 
 /** Options of {@link runControlPlane}. */
 export interface ControlPlaneOptions {
@@ -27,13 +31,17 @@ export interface ControlPlaneOptions {
   bookmarkIntervalMs?: number;
   /** Run the controllers in this process against its own API server (the CLI's default); off when absent. */
   controllers?: ControlPlaneControllers;
+  /** Run the agent-facing HTTPS API on this port (0: ephemeral); off when absent. */
+  agentPort?: number;
+  /** Agent API tuning (rate limits, extra serving-certificate names). */
+  agentApi?: { rateLimit?: RateLimit; failureRateLimit?: RateLimit; serverNames?: string[] };
 }
 
 /**
  * Controller settings of an embedded control plane. The KEK comes from
  * FABRIC_KEK or `<state-dir>/pki/kek` (created on first start).
  */
-export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs">;
+export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs" | "enrollment">;
 
 /** A running control plane. */
 export interface ControlPlane {
@@ -42,6 +50,8 @@ export interface ControlPlane {
   metricsUrl: string;
   /** The controllers, when enabled. */
   controllers?: RunningControllers;
+  /** The agent API, when enabled. */
+  agentApi?: AgentApi;
   stop(): Promise<void>;
 }
 
@@ -100,10 +110,31 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
       log: o.log.with({ part: "controllers" }),
     });
   }
+  let agentApi: AgentApi | undefined;
+  let agentPool: ReturnType<typeof createPool> | undefined;
+  if (o.agentPort !== undefined) {
+    agentPool = createPool(db.url, { max: 8 });
+    const kc = loadKubeConfig(api.kubeconfigPath);
+    const running = controllers;
+    agentApi = await startAgentApi({
+      stateDir: o.stateDir,
+      host: o.host,
+      port: o.agentPort,
+      pool: agentPool,
+      api: kc.makeApiClient(CustomObjectsApi),
+      actor: `agentapi/${o.controllers?.identity ?? "controlplane"}`,
+      log: o.log.with({ part: "agentapi" }),
+      ...o.agentApi,
+      renewal: running === undefined ? undefined : { issuer: running.issuer, nodes: running.nodes, onRenewed: (n) => running.enqueueNode(n) },
+    });
+    await publishAgentApiInfo(kc, agentApi, o.log.with({ part: "agentapi" }));
+  }
   o.log.info("control plane ready", {
     api: api.url,
     kubeconfig: api.kubeconfigPath,
     metrics: metricsUrl,
+    agentApi: agentApi?.url,
+    agentApiCaHash: agentApi?.caHash,
     database: db.embedded ? "embedded" : "external",
     startupMs: Date.now() - started,
   });
@@ -112,7 +143,10 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
     db,
     metricsUrl,
     controllers,
+    agentApi,
     async stop() {
+      await agentApi?.stop();
+      await agentPool?.end();
       await controllers?.stop();
       metricsServer.closeAllConnections();
       await new Promise<void>((resolve) => metricsServer.close(() => resolve()));

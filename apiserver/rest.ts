@@ -255,7 +255,7 @@ export class ResourceHandler {
         if (cur) throw new StatusError(409, "AlreadyExists", `${qualified(def)} "${name}" already exists`, { name, group: def.group, kind: def.plural });
         return { type: "create", object: withFields };
       },
-      { dryRun: isDryRun(q) },
+      { dryRun: isDryRun(q), expectAbsent: true },
     );
     ctx.status = 201;
     ctx.body = withTypeMeta(def, res.object);

@@ -185,14 +185,19 @@ export class Store {
   async mutate(
     key: ObjectKey,
     decide: (current: KubeObject | undefined) => Mutation | Promise<Mutation>,
-    opts: { dryRun?: boolean } = {},
+    opts: { dryRun?: boolean; expectAbsent?: boolean } = {},
   ): Promise<MutationResult> {
     const pk = [key.group, key.plural, key.namespace, key.name];
     for (let attempt = 0; ; attempt++) {
-      const cur = await this.pool.query<{ data: KubeObject; rv: string }>(
-        "SELECT data, rv FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
-        pk,
-      );
+      // A create first assumes the object is absent (one round trip); the
+      // insert is conditional, so when it exists we read it and decide again.
+      const skipRead = attempt === 0 && opts.expectAbsent === true && !opts.dryRun;
+      const cur = skipRead
+        ? { rows: [] as Array<{ data: KubeObject; rv: string }> }
+        : await this.pool.query<{ data: KubeObject; rv: string }>(
+            "SELECT data, rv FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+            pk,
+          );
       const row = cur.rows[0];
       const current = row?.data;
       const m = await decide(current === undefined ? undefined : clone(current));

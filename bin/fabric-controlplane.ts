@@ -13,6 +13,8 @@ import { resolve } from "node:path";
 import { runControlPlane } from "../apiserver/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger } from "../lib/log.js";
+import { parseDuration } from "../lib/enrollment/token.js";
+import { parseRateLimit } from "../agentapi/rate-limit.js";
 
 const log = logger("controlplane");
 
@@ -25,6 +27,10 @@ const usage = `usage: fabric-controlplane [options]
   --database-url URL   external PostgreSQL (default $DATABASE_URL; embedded when unset)
   --no-fsync           embedded PostgreSQL without fsync (tests only: loses data on power loss)
   --controllers BOOL   run the controllers in this process (default true)
+  --agent-port N       agent-facing enrollment API (HTTPS) port, 0 for ephemeral, -1 off (default 8443)
+  --node-cert-lifetime DUR    lifetime of node certificates (default 24h)
+  --join-request-retention DUR  keep decided JoinRequests this long (default 24h)
+  --enroll-rate-limit B/R     enrollment requests per client address: burst/per-second (default 200/50)
 ${leaseFlagUsage("kube-system")}  -h, --help           this text
 `;
 
@@ -38,6 +44,10 @@ async function main(): Promise<void> {
       "database-url": { type: "string" },
       "no-fsync": { type: "boolean", default: false },
       controllers: { type: "string", default: "true" },
+      "agent-port": { type: "string", default: "8443" },
+      "node-cert-lifetime": { type: "string", default: "24h" },
+      "join-request-retention": { type: "string", default: "24h" },
+      "enroll-rate-limit": { type: "string", default: "200/50" },
       ...leaseFlagOptions(`${hostname()}-${process.pid}`, "kube-system"),
       help: { type: "boolean", short: "h", default: false },
     },
@@ -52,6 +62,9 @@ async function main(): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port: ${values.port}`);
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new Error(`invalid --metrics-port: ${values["metrics-port"]}`);
   if (values.controllers !== "true" && values.controllers !== "false") throw new Error(`invalid --controllers: ${values.controllers}`);
+  const agentPort = Number.parseInt(values["agent-port"], 10);
+  if (!Number.isInteger(agentPort) || agentPort < -1 || agentPort > 65535) throw new Error(`invalid --agent-port: ${values["agent-port"]}`);
+  const enrollment = { nodeCertLifetimeMs: parseDuration(values["node-cert-lifetime"]), joinRequestRetentionMs: parseDuration(values["join-request-retention"]) };
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_STATE_DIR ?? ".fabric");
   const cp = await runControlPlane({
     stateDir,
@@ -61,7 +74,9 @@ async function main(): Promise<void> {
     databaseUrl: values["database-url"],
     fsync: !values["no-fsync"],
     log,
-    controllers: values.controllers === "true" ? leaseSettingsFromFlags(values) : undefined,
+    controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
+    agentPort: agentPort === -1 ? undefined : agentPort,
+    agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
   });
   let stopping = false;
   const stop = (signal: string) => {

@@ -11,8 +11,11 @@ import { parseArgs } from "node:util";
 import { verifyChain } from "../lib/audit/chain.js";
 import { embeddedDatabaseUrl, startEmbeddedPostgres, type EmbeddedDatabase } from "../lib/db/embedded-postgres.js";
 import { createPool } from "../lib/db/pool.js";
+import { joinDecide, tokenCreate } from "./fabricctl-enrollment.js";
 
 const usage = `usage: fabricctl audit verify [--database-url URL | --state-dir DIR]
+       fabricctl token create --cluster C [--name N] [--ttl 30m] [--max-uses 1] [--roles a,b] [--auto-approve] [--kubeconfig F]
+       fabricctl join approve|deny NAME [--reason TEXT] [--kubeconfig F]
 
   --database-url URL   PostgreSQL of the control plane (default $DATABASE_URL)
   --state-dir DIR      state directory of an embedded control plane (its database is
@@ -65,6 +68,8 @@ async function auditVerify(args: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [group, cmd, ...rest] = argv;
   if (group === "audit" && cmd === "verify") return auditVerify(rest);
+  if (group === "token" && cmd === "create") return tokenCreate(rest);
+  if (group === "join" && (cmd === "approve" || cmd === "deny")) return joinDecide(cmd === "approve" ? "Approved" : "Denied", rest);
   process.stderr.write(usage);
   return group === "-h" || group === "--help" ? 0 : 2;
 }

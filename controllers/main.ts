@@ -4,14 +4,18 @@
  * authority term, and the orphan sweeps. Used by fabric-controlplane
  * (embedded) and fabric-controllers (against any cluster).
  */
-import { CoordinationV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import type pg from "pg";
 import { Registry } from "prom-client";
 import { RESOURCES } from "../lib/api/types.generated.js";
-import type { FabricClusterObject as FabricCluster, NodeGroupObject as NodeGroup } from "./objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, JoinRequestObject as JoinRequest, JoinTokenObject as JoinToken, NodeGroupObject as NodeGroup } from "./objects.js";
+import { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
+import { FabricNodeReconciler } from "./fabricnode/reconciler.js";
+import { JoinRequestReconciler } from "./joinrequest/reconciler.js";
+import { JoinTokenReconciler } from "./jointoken/reconciler.js";
 import type { Kek } from "../lib/crypto/kek.js";
 import { logger, type Logger } from "../lib/log.js";
-import { ClusterStore, NodeGroupStore } from "../lib/state/index.js";
+import { ClusterStore, NodeGroupStore, NodeStore, TokenStore, type Fence } from "../lib/state/index.js";
 import { FabricClusterReconciler } from "./fabriccluster/reconciler.js";
 import { NodeGroupReconciler } from "./nodegroup/reconciler.js";
 import { GroupTree } from "./nodegroup/tree.js";
@@ -45,6 +49,18 @@ export interface ControllersOptions {
   workers?: { fabricCluster?: number; nodeGroup?: number };
   /** Orphan sweep period while leading (default 60 s). */
   sweepIntervalMs?: number;
+  /** Enrollment settings (issue 4). */
+  enrollment?: EnrollmentSettings;
+}
+
+/** Enrollment settings of the controllers; durations in milliseconds. */
+export interface EnrollmentSettings {
+  /** Lifetime of node certificates (default 24 h). */
+  nodeCertLifetimeMs?: number;
+  /** How long decided JoinRequests are kept (default 24 h). */
+  joinRequestRetentionMs?: number;
+  /** How long expired JoinTokens are kept (default 1 h). */
+  expiredTokenRetentionMs?: number;
 }
 
 /** Running controllers. */
@@ -57,6 +73,14 @@ export interface RunningControllers {
   enqueueAll(): void;
   /** Resolves once every informer has synced. */
   waitForSync(signal?: AbortSignal): Promise<boolean>;
+  /** The fence of this instance's decisions (for the agent API's renewals). */
+  fence: Fence;
+  /** Issues node certificates with the cluster CAs (shared with the agent API). */
+  issuer: NodeCertificateIssuer;
+  /** Node rows, fenced by this instance's term. */
+  nodes: NodeStore;
+  /** Queues a FabricNode reconcile (e.g. after the agent API renewed its certificate). */
+  enqueueNode(name: string): void;
   /** Stops controllers (releasing the lease), sweeps and informers. Idempotent. */
   stop(): Promise<void>;
 }
@@ -85,9 +109,16 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     ...informerOpts,
   });
   const tree = new GroupTree(groupInformer);
+  const tokenInformer = new Informer<JoinToken>({ name: "JoinToken", source: customResourceSource<JoinToken>(kc, ref(RESOURCES.JoinToken)), log: log.with({ informer: "JoinToken" }), ...informerOpts });
+  const requestInformer = new Informer<JoinRequest>({ name: "JoinRequest", source: customResourceSource<JoinRequest>(kc, ref(RESOURCES.JoinRequest)), log: log.with({ informer: "JoinRequest" }), ...informerOpts });
+  const nodeInformer = new Informer<FabricNode>({ name: "FabricNode", source: customResourceSource<FabricNode>(kc, ref(RESOURCES.FabricNode)), log: log.with({ informer: "FabricNode" }), ...informerOpts });
 
   const clusterStore = new ClusterStore(o.pool, authority, o.identity);
   const groupStore = new NodeGroupStore(o.pool, authority, o.identity);
+  const tokenStore = new TokenStore(o.pool, authority, o.identity);
+  const nodeStore = new NodeStore(o.pool, authority, o.identity);
+  const issuer = new NodeCertificateIssuer(clusterStore, o.kek, o.enrollment?.nodeCertLifetimeMs);
+  const core = kc.makeApiClient(CoreV1Api);
 
   const clusterController = new Controller<FabricCluster>({
     name: "fabriccluster",
@@ -138,13 +169,45 @@ export function startControllers(o: ControllersOptions): RunningControllers {
             log: log.with({ part: "leader-election", identity: o.identity }),
           },
   });
-  manager.add(clusterController).add(groupController);
+  const tokenController = new Controller<JoinToken>({
+    name: "jointoken",
+    kind: "JoinToken",
+    informer: tokenInformer,
+    reconciler: new JoinTokenReconciler({ informer: tokenInformer, tokens: tokenStore, clusters: clusterStore, api, core, expiredRetentionMs: o.enrollment?.expiredTokenRetentionMs }),
+    // Uses change when the enrollment API accepts a request: follow new JoinRequests to their token.
+    watches: [specWatch(requestInformer, (r) => [{ name: r.spec.tokenRef.name }], { ignoreUpdates: true })],
+    workers: 2,
+    registry,
+    log: log.with({ controller: "jointoken" }),
+  });
+  const requestController = new Controller<JoinRequest>({
+    name: "joinrequest",
+    kind: "JoinRequest",
+    informer: requestInformer,
+    reconciler: new JoinRequestReconciler({ informer: requestInformer, nodes: nodeStore, issuer, api, nodeInformer, retentionMs: o.enrollment?.joinRequestRetentionMs }),
+    workers: 8,
+    registry,
+    log: log.with({ controller: "joinrequest" }),
+  });
+  const nodeController = new Controller<FabricNode>({
+    name: "fabricnode",
+    kind: "FabricNode",
+    informer: nodeInformer,
+    reconciler: new FabricNodeReconciler({ informer: nodeInformer, nodes: nodeStore, api }),
+    workers: 4,
+    registry,
+    log: log.with({ controller: "fabricnode" }),
+  });
+  manager.add(clusterController).add(groupController).add(tokenController).add(requestController).add(nodeController);
 
   const stopCtl = new AbortController();
   const running = manager.start(stopCtl.signal).catch((err: unknown) => log.error("manager stopped with an error", { error: err }));
   const sweeps = Promise.all([
     runOrphanSweeps({ controller: clusterController, informer: clusterInformer, rowNames: () => clusterStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
     runOrphanSweeps({ controller: groupController, informer: groupInformer, rowNames: () => groupStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
+    runOrphanSweeps({ controller: tokenController, informer: tokenInformer, rowNames: () => tokenStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
+    runOrphanSweeps({ controller: requestController, informer: requestInformer, rowNames: () => nodeStore.requestNames(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
+    runOrphanSweeps({ controller: nodeController, informer: nodeInformer, rowNames: () => nodeStore.nodeNames(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
   ]);
   log.info("controllers started", { identity: o.identity, leaderElection: o.lease !== undefined });
   let stopping: Promise<void> | undefined;
@@ -152,10 +215,14 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     isLeader: () => manager.isLeader(),
     term,
     enqueueAll() {
-      for (const [c, i] of [
+      const pairs: Array<[{ enqueue(k: ObjectKey): void }, { list(): Array<{ metadata?: { name?: string } }> }]> = [
         [clusterController, clusterInformer],
         [groupController, groupInformer],
-      ] as const) {
+        [tokenController, tokenInformer],
+        [requestController, requestInformer],
+        [nodeController, nodeInformer],
+      ];
+      for (const [c, i] of pairs) {
         for (const obj of i.list()) {
           const name = obj.metadata?.name;
           if (name !== undefined) c.enqueue({ name });
@@ -163,6 +230,10 @@ export function startControllers(o: ControllersOptions): RunningControllers {
       }
     },
     waitForSync: (signal) => manager.waitForSync(signal),
+    fence: authority,
+    issuer,
+    nodes: nodeStore,
+    enqueueNode: (name) => nodeController.enqueue({ name }),
     stop() {
       stopping ??= (async () => {
         stopCtl.abort();

@@ -14,3 +14,11 @@ export type Kube<T extends { metadata: unknown }> = Omit<T, "metadata"> & Kubern
 export type FabricClusterObject = Kube<FabricCluster>;
 /** A NodeGroup as cached by an informer. */
 export type NodeGroupObject = Kube<NodeGroup>;
+
+import type { FabricNode, JoinRequest, JoinToken } from "../lib/api/types.generated.js";
+/** A JoinToken as cached by an informer. */
+export type JoinTokenObject = Kube<JoinToken>;
+/** A JoinRequest as cached by an informer. */
+export type JoinRequestObject = Kube<JoinRequest>;
+/** A FabricNode as cached by an informer. */
+export type FabricNodeObject = Kube<FabricNode>;

@@ -1031,6 +1031,14 @@ export interface JoinRequestStatus {
    */
   nodeRef?: LocalObjectReference;
   /**
+   * Requested roles the reported capabilities cannot support, flagged before anyone approves. Auto-approval never approves a request with unsupported roles.
+   */
+  unsupportedRoles?: string[];
+  /**
+   * Hostname the agent reported (facts.hostname), for review.
+   */
+  hostname?: string;
+  /**
    * When the controller acted on the decision.
    *
    * Format: date-time.

@@ -5,3 +5,18 @@
 export { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow } from "./clusters.js";
 export { decide, type AuditEntry, type Fence } from "./fenced.js";
 export { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "./node-groups.js";
+export {
+  EnrollmentStore,
+  NodeStore,
+  TokenStore,
+  type ApproveOutcome,
+  type EnrollmentInput,
+  type EnrollmentOutcome,
+  type IdentityRow,
+  type NewIdentity,
+  type NewToken,
+  type NodeRow,
+  type RefusalCode,
+  type RequestRow,
+  type TokenRow,
+} from "./enrollment.js";

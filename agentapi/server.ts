@@ -1,0 +1,156 @@
+/**
+ * The agent-facing API: a Koa HTTPS server in the control plane process.
+ * It asks for client certificates without requiring them (enrollment comes
+ * before any certificate); routes that need a node authenticate it with
+ * auth.ts on every request. Its serving certificate comes from the agent API
+ * CA in `<state-dir>/pki/agentapi/` (separate from the cluster CAs, which
+ * sign node certificates); agents pin that CA by its public key hash
+ * (`--ca-hash sha256:...`, like kubeadm's discovery hash). Later issues add
+ * snapshot and heartbeat routes next to the enrollment ones.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import Koa from "koa";
+import type pg from "pg";
+import { createCertificateAuthority, issueServingCertificate, type CertBundle } from "../lib/crypto/pki.js";
+import { caPinOf } from "../lib/crypto/x509.js";
+import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
+import type { Logger } from "../lib/log.js";
+import { ClusterStore, EnrollmentStore, NodeStore, type Fence } from "../lib/state/index.js";
+import { enrollRouter } from "./enroll.js";
+import { AgentApiError, errorMiddleware } from "./errors.js";
+import { RateLimiter, type RateLimit } from "./rate-limit.js";
+
+/** Options of startAgentApi. */
+export interface AgentApiOptions {
+  stateDir: string;
+  host: string;
+  port: number;
+  /** A pool of its own, so enrollment bursts cannot starve the kube API's storage. */
+  pool: pg.Pool;
+  api: CustomObjectsApi;
+  /** Audit actor of enrollment records. */
+  actor: string;
+  log: Logger;
+  /** Extra DNS names and IPs for the serving certificate. */
+  serverNames?: string[];
+  /** Per client address (default 200 burst, 50/s). */
+  rateLimit?: RateLimit;
+  /** Failed token checks per client address (default 20 burst, 0.2/s). */
+  failureRateLimit?: RateLimit;
+  /** Renewal through the in-process controllers; absent: renewals answer 503. */
+  renewal?: { issuer: NodeCertificateIssuer; nodes: NodeStore; onRenewed?: (node: string) => void };
+  /** How long after expiry a certificate may still renew itself (default 7 days). */
+  renewGraceMs?: number;
+}
+
+/** A running agent API. */
+export interface AgentApi {
+  url: string;
+  port: number;
+  /** PEM of the agent API CA. */
+  caPem: string;
+  /** `sha256:<hex>` of the CA's public key: the value of --ca-hash. */
+  caHash: string;
+  stop(): Promise<void>;
+}
+
+function writeAtomic(path: string, data: string, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  renameSync(tmp, path);
+}
+
+/** Loads or creates the agent API CA and serving certificate. */
+export function loadAgentApiCredentials(dir: string, names: string[]): { ca: CertBundle; serving: CertBundle } {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const p = (f: string) => join(dir, f);
+  let ca: CertBundle;
+  if (existsSync(p("ca.crt")) && existsSync(p("ca.key"))) ca = { certPem: readFileSync(p("ca.crt"), "utf8"), keyPem: readFileSync(p("ca.key"), "utf8") };
+  else {
+    ca = createCertificateAuthority("access-fabric-agent-api-ca");
+    writeAtomic(p("ca.key"), ca.keyPem, 0o600);
+    writeAtomic(p("ca.crt"), ca.certPem, 0o644);
+  }
+  let serving: CertBundle;
+  if (existsSync(p("serving.crt")) && existsSync(p("serving.key"))) serving = { certPem: readFileSync(p("serving.crt"), "utf8"), keyPem: readFileSync(p("serving.key"), "utf8") };
+  else {
+    const ips = ["127.0.0.1", "::1", ...names.filter((n) => /^[\d.]+$/.test(n) || n.includes(":"))];
+    const dns = ["localhost", "fabric-agent-api", ...names.filter((n) => !/^[\d.]+$/.test(n) && !n.includes(":"))];
+    serving = issueServingCertificate(ca, "access-fabric-agent-api", dns, ips);
+    writeAtomic(p("serving.key"), serving.keyPem, 0o600);
+    writeAtomic(p("serving.crt"), serving.certPem, 0o644);
+  }
+  return { ca, serving };
+}
+
+async function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of ctx.req) {
+    const b = c as Buffer;
+    n += b.length;
+    if (n > limit) throw new AgentApiError(413, "TooLarge", `body larger than ${limit} bytes`);
+    chunks.push(b);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+  } catch {
+    throw new AgentApiError(400, "InvalidRequest", "body is not JSON");
+  }
+}
+
+const noFence: Fence = {
+  runFenced: () => Promise.reject(Object.assign(new Error("agent api holds no authority term"), { name: "FencedError" })),
+  heldTerm: () => undefined,
+};
+
+/** Starts the agent API (see the module comment). */
+export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
+  const creds = loadAgentApiCredentials(join(o.stateDir, "pki", "agentapi"), [o.host, ...(o.serverNames ?? [])].filter((h) => h !== "0.0.0.0" && h !== "127.0.0.1"));
+  const clusters = new ClusterStore(o.pool, noFence, o.actor);
+  const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
+  const app = new Koa();
+  app.use(errorMiddleware(o.log));
+  const router = enrollRouter(
+    {
+      enrollment: new EnrollmentStore(o.pool, o.actor),
+      clusters,
+      nodes,
+      api: o.api,
+      serverCaPem: creds.ca.certPem,
+      requests: new RateLimiter(o.rateLimit ?? { burst: 200, perSecond: 50 }),
+      failures: new RateLimiter(o.failureRateLimit ?? { burst: 20, perSecond: 0.2 }),
+      renewal: o.renewal,
+      renewGraceMs: o.renewGraceMs ?? 7 * 86_400_000,
+      log: o.log,
+    },
+    (ctx) => readJson(ctx),
+  );
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.use((ctx) => {
+    throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
+  });
+  const server = https.createServer({ cert: creds.serving.certPem, key: creds.serving.keyPem, requestCert: true, rejectUnauthorized: false }, app.callback());
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = o.host === "0.0.0.0" ? "127.0.0.1" : o.host;
+  return {
+    url: `https://${host}:${port}`,
+    port,
+    caPem: creds.ca.certPem,
+    caHash: caPinOf(creds.ca.certPem),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

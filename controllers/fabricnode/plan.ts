@@ -1,0 +1,54 @@
+/**
+ * Pure decisions of the FabricNode controller's identity part: the Ready
+ * condition and the identity block of the status.
+ */
+import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
+import type { IdentityRow, NodeRow } from "../../lib/state/index.js";
+import { formatTime, setCondition, type Condition } from "../runtime/index.js";
+
+/** Ready reasons owned by this controller. */
+export const NodeReasons = {
+  Active: "Active",
+  Disabled: "Disabled",
+  Revoked: "Revoked",
+  RevokedIsFinal: "RevokedIsFinal",
+  NoIdentity: "NoIdentity",
+  CertificateExpired: "CertificateExpired",
+} as const;
+
+/** The status to publish (fields owned by other controllers carried over). */
+export function desiredNodeStatus(
+  current: FabricNodeStatus | undefined,
+  generation: number,
+  row: NodeRow | undefined,
+  identity: IdentityRow | undefined,
+  specMembership: NodeRow["membership"],
+  now: Date,
+): FabricNodeStatus {
+  let ready: Omit<Condition, "lastTransitionTime">;
+  if (row === undefined) {
+    ready = { type: "Ready", status: "False", reason: NodeReasons.NoIdentity, message: "no enrollment record: nodes join only through an approved JoinRequest", observedGeneration: generation };
+  } else if (row.membership === "Revoked") {
+    ready =
+      specMembership === "Revoked"
+        ? { type: "Ready", status: "False", reason: NodeReasons.Revoked, message: "identity revoked; the agent API refuses this node's certificates", observedGeneration: generation }
+        : { type: "Ready", status: "False", reason: NodeReasons.RevokedIsFinal, message: "revocation is final; enroll the host again for a new identity", observedGeneration: generation };
+  } else if (identity === undefined) {
+    ready = { type: "Ready", status: "False", reason: NodeReasons.NoIdentity, message: "no active certificate", observedGeneration: generation };
+  } else if (identity.notAfter.getTime() <= now.getTime()) {
+    ready = { type: "Ready", status: "False", reason: NodeReasons.CertificateExpired, message: `certificate expired at ${identity.notAfter.toISOString()} without renewal`, observedGeneration: generation };
+  } else if (row.membership === "Disabled") {
+    ready = { type: "Ready", status: "False", reason: NodeReasons.Disabled, message: "membership disabled: identity kept, no work assigned", observedGeneration: generation };
+  } else {
+    ready = { type: "Ready", status: "True", reason: NodeReasons.Active, message: `active; certificate valid until ${identity.notAfter.toISOString()}`, observedGeneration: generation };
+  }
+  const out: FabricNodeStatus = { ...current, observedGeneration: generation, conditions: setCondition(current?.conditions as Condition[] | undefined, ready, now) };
+  if (identity !== undefined && row?.membership !== "Revoked") {
+    out.identity = { certificateSerial: identity.serial, notBefore: formatTime(identity.notBefore), notAfter: formatTime(identity.notAfter), publicKeyFingerprint: identity.publicKeyFingerprint };
+  } else delete out.identity;
+  if (row !== undefined) {
+    out.capabilities = row.capabilities;
+    out.facts = row.facts;
+  }
+  return out;
+}

@@ -1,0 +1,644 @@
+/**
+ * Repository of enrollment: join_tokens, join_requests, nodes and
+ * node_identities (migrations/004_enrollment.sql).
+ *
+ * Two kinds of writers:
+ * - the agent API records runtime facts (a token use and the join request
+ *   it created) in one transaction with its audit rows, stamped with the
+ *   current authority term but not fenced: enrolling decides nothing;
+ * - the leader's controllers make the decisions (token creation, approval,
+ *   issuance, renewal, revocation) fenced by the authority term.
+ */
+import type pg from "pg";
+import { appendAudit } from "../audit/chain.js";
+import { withTransaction } from "../db/pool.js";
+import { secretMatches } from "../enrollment/token.js";
+import { decide, type AuditEntry, type Fence } from "./fenced.js";
+
+/** A join_tokens row. */
+export interface TokenRow {
+  name: string;
+  uid: string;
+  tokenId: string;
+  secretHash: Buffer;
+  cluster: string;
+  expiresAt: Date;
+  maxUses: number;
+  used: number;
+  allowedRoles: string[];
+  autoApprove: boolean;
+  nodeGroup: string | null;
+  revokedAt: Date | null;
+  expiredAt: Date | null;
+  lastUsedAt: Date | null;
+}
+
+interface TokenDb {
+  name: string;
+  uid: string;
+  token_id: string;
+  secret_hash: Buffer;
+  cluster: string;
+  expires_at: Date;
+  max_uses: number;
+  used: number;
+  allowed_roles: string[];
+  auto_approve: boolean;
+  node_group: string | null;
+  revoked_at: Date | null;
+  expired_at: Date | null;
+  last_used_at: Date | null;
+}
+
+function tokenFromDb(r: TokenDb): TokenRow {
+  return {
+    name: r.name,
+    uid: r.uid,
+    tokenId: r.token_id,
+    secretHash: r.secret_hash,
+    cluster: r.cluster,
+    expiresAt: r.expires_at,
+    maxUses: r.max_uses,
+    used: r.used,
+    allowedRoles: r.allowed_roles,
+    autoApprove: r.auto_approve,
+    nodeGroup: r.node_group,
+    revokedAt: r.revoked_at,
+    expiredAt: r.expired_at,
+    lastUsedAt: r.last_used_at,
+  };
+}
+
+/** A join_requests row. */
+export interface RequestRow {
+  name: string;
+  cluster: string;
+  tokenName: string;
+  nodeName: string;
+  hostFingerprint: string;
+  publicKeyFingerprint: string;
+  publicKeyDer: Buffer;
+  csrPem: string;
+  capabilities: string[];
+  requestedRoles: string[];
+  facts: Record<string, unknown>;
+  nodeGroup: string | null;
+  autoApprove: boolean;
+  state: "Pending" | "Approved" | "Denied";
+  reason: string | null;
+  fabricNode: string | null;
+  certificatePem: string | null;
+  decidedAt: Date | null;
+  createdAt: Date;
+}
+
+interface RequestDb {
+  name: string;
+  cluster: string;
+  token_name: string;
+  node_name: string;
+  host_fingerprint: string;
+  public_key_fingerprint: string;
+  public_key_der: Buffer;
+  csr_pem: string;
+  capabilities: string[];
+  requested_roles: string[];
+  facts: Record<string, unknown>;
+  node_group: string | null;
+  auto_approve: boolean;
+  state: RequestRow["state"];
+  reason: string | null;
+  fabric_node: string | null;
+  certificate_pem: string | null;
+  decided_at: Date | null;
+  created_at: Date;
+}
+
+function requestFromDb(r: RequestDb): RequestRow {
+  return {
+    name: r.name,
+    cluster: r.cluster,
+    tokenName: r.token_name,
+    nodeName: r.node_name,
+    hostFingerprint: r.host_fingerprint,
+    publicKeyFingerprint: r.public_key_fingerprint,
+    publicKeyDer: r.public_key_der,
+    csrPem: r.csr_pem,
+    capabilities: r.capabilities,
+    requestedRoles: r.requested_roles,
+    facts: r.facts,
+    nodeGroup: r.node_group,
+    autoApprove: r.auto_approve,
+    state: r.state,
+    reason: r.reason,
+    fabricNode: r.fabric_node,
+    certificatePem: r.certificate_pem,
+    decidedAt: r.decided_at,
+    createdAt: r.created_at,
+  };
+}
+
+/** A nodes row. */
+export interface NodeRow {
+  name: string;
+  cluster: string;
+  nodeName: string;
+  hostFingerprint: string;
+  membership: "Active" | "Disabled" | "Revoked";
+  joinRequest: string | null;
+  capabilities: string[];
+  facts: Record<string, unknown>;
+  nodeGroup: string | null;
+}
+
+/** A node_identities row. */
+export interface IdentityRow {
+  serial: string;
+  node: string;
+  cluster: string;
+  publicKeyFingerprint: string;
+  notBefore: Date;
+  notAfter: Date;
+  status: "active" | "superseded" | "revoked";
+}
+
+interface IdentityDb {
+  serial: string;
+  node: string;
+  cluster: string;
+  public_key_fingerprint: string;
+  not_before: Date;
+  not_after: Date;
+  status: IdentityRow["status"];
+}
+
+function identityFromDb(r: IdentityDb): IdentityRow {
+  return {
+    serial: r.serial,
+    node: r.node,
+    cluster: r.cluster,
+    publicKeyFingerprint: r.public_key_fingerprint,
+    notBefore: r.not_before,
+    notAfter: r.not_after,
+    status: r.status,
+  };
+}
+
+/** Why an enrollment was refused: a stable code for machines, a message for people. */
+export type RefusalCode =
+  | "TokenMalformed"
+  | "TokenInvalid"
+  | "TokenExpired"
+  | "TokenRevoked"
+  | "TokenExhausted"
+  | "TokenWrongCluster"
+  | "RoleNotAllowed"
+  | "ClusterNotFound"
+  | "EnrollmentPaused"
+  | "CapabilityMissing"
+  | "KeyInUse";
+
+/** What the agent asked for, already validated. */
+export interface EnrollmentInput {
+  tokenId: string;
+  secret: string;
+  /** The cluster the agent believes it joins, if it said. */
+  cluster?: string;
+  nodeName: string;
+  hostFingerprint: string;
+  publicKeyFingerprint: string;
+  publicKeyDer: Buffer;
+  csrPem: string;
+  capabilities: string[];
+  requestedRoles: string[];
+  facts: Record<string, unknown>;
+  /** Deterministic name of the JoinRequest to create. */
+  requestName: (cluster: string) => string;
+}
+
+/** Outcome of recordEnrollment. */
+export type EnrollmentOutcome =
+  | { kind: "created"; request: RequestRow }
+  | { kind: "replayed"; request: RequestRow }
+  | { kind: "refused"; code: RefusalCode; message: string };
+
+/** Current authority term (for stamping runtime-fact audit rows). */
+async function currentTerm(c: pg.ClientBase): Promise<number> {
+  const r = await c.query<{ term: string }>("SELECT term FROM authority WHERE id = 1");
+  return Number(r.rows[0]?.term ?? 0);
+}
+
+/** The enrollment API's writes: token use and join request, checked and recorded in one transaction. */
+export class EnrollmentStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly actor: string,
+  ) {}
+
+  /**
+   * Checks the token (hash, cluster, expiry, revocation, remaining uses) and
+   * the cluster policy, then records the use and the request. The token row
+   * is locked FOR UPDATE, so concurrent enrollments serialise on it and
+   * `used` can never pass max_uses. A request for a public key that already
+   * has one is a replay: the existing request is returned and nothing
+   * changes. Refusals write nothing.
+   */
+  async recordEnrollment(i: EnrollmentInput): Promise<EnrollmentOutcome> {
+    return withTransaction(this.pool, async (c) => {
+      const prior = await c.query<RequestDb>("SELECT * FROM join_requests WHERE public_key_fingerprint = $1", [i.publicKeyFingerprint]);
+      const existing = prior.rows[0];
+      const tokRes = await c.query<TokenDb>("SELECT * FROM join_tokens WHERE token_id = $1 FOR UPDATE", [i.tokenId]);
+      const t = tokRes.rows[0];
+      if (t === undefined || !secretMatches(i.secret, t.secret_hash)) return refused("TokenInvalid", "join token is not valid");
+      if (existing !== undefined) {
+        if (existing.token_name === t.name && existing.node_name === i.nodeName && existing.host_fingerprint === i.hostFingerprint) {
+          return { kind: "replayed" as const, request: requestFromDb(existing) };
+        }
+        return refused("KeyInUse", "this public key is already enrolled; generate a new key");
+      }
+      if (i.cluster !== undefined && i.cluster !== t.cluster) {
+        return refused("TokenWrongCluster", `join token is for another cluster than ${i.cluster}`);
+      }
+      if (t.revoked_at !== null) return refused("TokenRevoked", "join token has been revoked");
+      const now = await c.query<{ now: Date }>("SELECT now() AS now");
+      const nowAt = now.rows[0]?.now ?? new Date();
+      if (t.expires_at.getTime() <= nowAt.getTime()) return refused("TokenExpired", `join token expired at ${t.expires_at.toISOString()}`);
+      if (t.used >= t.max_uses) return refused("TokenExhausted", `join token has been used ${t.used} of ${t.max_uses} times`);
+      const notAllowed = i.requestedRoles.filter((r) => !t.allowed_roles.includes(r));
+      if (notAllowed.length > 0) return refused("RoleNotAllowed", `join token does not allow roles: ${notAllowed.join(", ")}`);
+      const cl = await c.query<{ spec: Record<string, unknown> }>("SELECT spec FROM clusters WHERE name = $1", [t.cluster]);
+      const cluster = cl.rows[0];
+      if (cluster === undefined) return refused("ClusterNotFound", `cluster ${t.cluster} does not exist`);
+      const policy = (cluster.spec.enrollmentPolicy ?? {}) as { paused?: boolean; requireCapabilities?: string[]; approval?: string };
+      if (policy.paused === true) return refused("EnrollmentPaused", `enrollment into cluster ${t.cluster} is paused`);
+      const missing = (policy.requireCapabilities ?? []).filter((cap) => !i.capabilities.includes(cap));
+      if (missing.length > 0) return refused("CapabilityMissing", `cluster ${t.cluster} requires capabilities: ${missing.join(", ")}`);
+
+      const name = i.requestName(t.cluster);
+      await c.query("UPDATE join_tokens SET used = used + 1, last_used_at = now() WHERE name = $1", [t.name]);
+      const ins = await c.query<RequestDb>(
+        `INSERT INTO join_requests (name, cluster, token_name, node_name, host_fingerprint, public_key_fingerprint, public_key_der, csr_pem,
+                                    capabilities, requested_roles, facts, node_group, auto_approve)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *`,
+        [
+          name,
+          t.cluster,
+          t.name,
+          i.nodeName,
+          i.hostFingerprint,
+          i.publicKeyFingerprint,
+          i.publicKeyDer,
+          i.csrPem,
+          i.capabilities,
+          i.requestedRoles,
+          JSON.stringify(i.facts),
+          t.node_group,
+          t.auto_approve && policy.approval === "TokenAutoApprove",
+        ],
+      );
+      const row = ins.rows[0];
+      if (row === undefined) throw new Error("inserting join request: no row returned");
+      const term = await currentTerm(c);
+      await appendAudit(c, [
+        { actor: this.actor, term, action: "token.used", objectKind: "JoinToken", objectName: t.name, cluster: t.cluster, details: { uses: t.used + 1, maxUses: t.max_uses, joinRequest: name } },
+        {
+          actor: this.actor,
+          term,
+          action: "joinrequest.received",
+          objectKind: "JoinRequest",
+          objectName: name,
+          cluster: t.cluster,
+          details: { nodeName: i.nodeName, hostFingerprint: i.hostFingerprint, publicKeyFingerprint: i.publicKeyFingerprint, requestedRoles: i.requestedRoles, token: t.name },
+        },
+      ]);
+      return { kind: "created" as const, request: requestFromDb(row) };
+    });
+  }
+
+  /**
+   * Undoes a just-recorded enrollment whose JoinRequest object could not be
+   * created (the use is returned to the token), with an audit row.
+   */
+  async undoEnrollment(requestName: string, why: string): Promise<void> {
+    await withTransaction(this.pool, async (c) => {
+      const del = await c.query<{ token_name: string; cluster: string }>("DELETE FROM join_requests WHERE name = $1 AND state = 'Pending' RETURNING token_name, cluster", [requestName]);
+      const r = del.rows[0];
+      if (r === undefined) return;
+      await c.query("UPDATE join_tokens SET used = greatest(used - 1, 0) WHERE name = $1", [r.token_name]);
+      await appendAudit(c, [
+        { actor: this.actor, term: await currentTerm(c), action: "joinrequest.withdrawn", objectKind: "JoinRequest", objectName: requestName, cluster: r.cluster, details: { reason: why } },
+      ]);
+    });
+  }
+
+  /** A join request by name. */
+  async request(name: string): Promise<RequestRow | undefined> {
+    const r = await this.pool.query<RequestDb>("SELECT * FROM join_requests WHERE name = $1", [name]);
+    const row = r.rows[0];
+    return row === undefined ? undefined : requestFromDb(row);
+  }
+}
+
+function refused(code: RefusalCode, message: string): EnrollmentOutcome {
+  return { kind: "refused", code, message };
+}
+
+/** New token row fields. */
+export type NewToken = Omit<TokenRow, "used" | "revokedAt" | "expiredAt" | "lastUsedAt">;
+
+/** The JoinToken controller's rows (fenced decisions). */
+export class TokenStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly fence: Fence,
+    private readonly actor: string,
+  ) {}
+
+  /** A token row by object name. */
+  async get(name: string): Promise<TokenRow | undefined> {
+    const r = await this.pool.query<TokenDb>("SELECT * FROM join_tokens WHERE name = $1", [name]);
+    const row = r.rows[0];
+    return row === undefined ? undefined : tokenFromDb(row);
+  }
+
+  /** Names of all token rows. */
+  async names(): Promise<string[]> {
+    return (await this.pool.query<{ name: string }>("SELECT name FROM join_tokens ORDER BY name")).rows.map((r) => r.name);
+  }
+
+  /** Creates the row (replacing a row of another uid under the same name). */
+  async create(t: NewToken): Promise<void> {
+    await decide(this.fence, this.actor, async (c) => {
+      const audit: AuditEntry[] = [];
+      const del = await c.query("DELETE FROM join_tokens WHERE name = $1 AND uid <> $2", [t.name, t.uid]);
+      if ((del.rowCount ?? 0) > 0) audit.push({ action: "token.deleted", objectKind: "JoinToken", objectName: t.name, cluster: t.cluster, details: { reason: "replaced by a new object of the same name" } });
+      await c.query(
+        `INSERT INTO join_tokens (name, uid, token_id, secret_hash, cluster, expires_at, max_uses, allowed_roles, auto_approve, node_group)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [t.name, t.uid, t.tokenId, t.secretHash, t.cluster, t.expiresAt, t.maxUses, t.allowedRoles, t.autoApprove, t.nodeGroup],
+      );
+      audit.push({
+        action: "token.created",
+        objectKind: "JoinToken",
+        objectName: t.name,
+        cluster: t.cluster,
+        details: { tokenId: t.tokenId, expiresAt: t.expiresAt.toISOString(), maxUses: t.maxUses, allowedRoles: t.allowedRoles, autoApprove: t.autoApprove },
+      });
+      return { result: undefined, audit };
+    });
+  }
+
+  /** Marks the token revoked (once). */
+  async revoke(name: string, reason: string): Promise<void> {
+    await decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ cluster: string }>("UPDATE join_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING cluster", [name]);
+      const row = r.rows[0];
+      return { result: undefined, audit: row === undefined ? [] : [{ action: "token.revoked", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { reason } }] };
+    });
+  }
+
+  /** Records the expiry (once). */
+  async markExpired(name: string): Promise<void> {
+    await decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ cluster: string; used: number }>("UPDATE join_tokens SET expired_at = now() WHERE name = $1 AND expired_at IS NULL RETURNING cluster, used", [name]);
+      const row = r.rows[0];
+      return { result: undefined, audit: row === undefined ? [] : [{ action: "token.expired", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { uses: row.used } }] };
+    });
+  }
+
+  /** Deletes the row (the object is gone); false when there was none. */
+  async delete(name: string): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ cluster: string }>("DELETE FROM join_tokens WHERE name = $1 RETURNING cluster", [name]);
+      const row = r.rows[0];
+      if (row === undefined) return { result: false, audit: [] };
+      return { result: true, audit: [{ action: "token.deleted", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: {} }] };
+    });
+  }
+}
+
+/** An identity to record on approval or renewal. */
+export interface NewIdentity {
+  serial: string;
+  publicKeyFingerprint: string;
+  notBefore: Date;
+  notAfter: Date;
+  certificatePem: string;
+}
+
+/** Outcome of approve. */
+export type ApproveOutcome = { kind: "approved" } | { kind: "alreadyDecided"; state: RequestRow["state"] } | { kind: "nodeExists"; node: string };
+
+/** The JoinRequest and FabricNode controllers' rows (fenced decisions), and the agent API's identity reads. */
+export class NodeStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly fence: Fence,
+    private readonly actor: string,
+  ) {}
+
+  /** A join request by name. */
+  async request(name: string): Promise<RequestRow | undefined> {
+    const r = await this.pool.query<RequestDb>("SELECT * FROM join_requests WHERE name = $1", [name]);
+    const row = r.rows[0];
+    return row === undefined ? undefined : requestFromDb(row);
+  }
+
+  /** Names of all join request rows. */
+  async requestNames(): Promise<string[]> {
+    return (await this.pool.query<{ name: string }>("SELECT name FROM join_requests ORDER BY name")).rows.map((r) => r.name);
+  }
+
+  /**
+   * Approves a pending request: creates the node row and its first identity
+   * and stores the certificate on the request, with the audit rows
+   * (approved, certificate issued, node created).
+   */
+  async approve(requestName: string, node: { name: string; how: "Manual" | "Auto"; reason: string }, id: NewIdentity): Promise<ApproveOutcome> {
+    return decide<ApproveOutcome>(this.fence, this.actor, async (c) => {
+      const rq = await c.query<RequestDb>("SELECT * FROM join_requests WHERE name = $1 FOR UPDATE", [requestName]);
+      const r = rq.rows[0];
+      if (r === undefined) throw new Error(`approving join request ${requestName}: row vanished`);
+      if (r.state !== "Pending") return { result: { kind: "alreadyDecided" as const, state: r.state }, audit: [] };
+      const taken = await c.query<{ name: string }>("SELECT name FROM nodes WHERE name = $1 OR (cluster = $2 AND node_name = $3)", [node.name, r.cluster, r.node_name]);
+      if (taken.rows.length > 0) return { result: { kind: "nodeExists" as const, node: node.name }, audit: [] };
+      await c.query(
+        `INSERT INTO nodes (name, cluster, node_name, host_fingerprint, join_request, capabilities, facts, node_group)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [node.name, r.cluster, r.node_name, r.host_fingerprint, requestName, r.capabilities, JSON.stringify(r.facts), r.node_group],
+      );
+      await c.query(
+        `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+         VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
+        [id.serial, node.name, r.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
+      );
+      await c.query("UPDATE join_requests SET state = 'Approved', reason = $2, fabric_node = $3, certificate_pem = $4, decided_at = now() WHERE name = $1", [
+        requestName,
+        node.reason,
+        node.name,
+        id.certificatePem,
+      ]);
+      return {
+        result: { kind: "approved" as const },
+        audit: [
+          { action: "joinrequest.approved", objectKind: "JoinRequest", objectName: requestName, cluster: r.cluster, details: { how: node.how, reason: node.reason, node: node.name } },
+          { action: "node.created", objectKind: "FabricNode", objectName: node.name, cluster: r.cluster, details: { hostFingerprint: r.host_fingerprint, joinRequest: requestName, membership: "Active" } },
+          {
+            action: "certificate.issued",
+            objectKind: "FabricNode",
+            objectName: node.name,
+            cluster: r.cluster,
+            details: { serial: id.serial, notAfter: id.notAfter.toISOString(), publicKeyFingerprint: id.publicKeyFingerprint },
+          },
+        ],
+      };
+    });
+  }
+
+  /** Denies a pending request. */
+  async deny(requestName: string, reason: string): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ cluster: string }>("UPDATE join_requests SET state = 'Denied', reason = $2, decided_at = now() WHERE name = $1 AND state = 'Pending' RETURNING cluster", [
+        requestName,
+        reason,
+      ]);
+      const row = r.rows[0];
+      if (row === undefined) return { result: false, audit: [] };
+      return { result: true, audit: [{ action: "joinrequest.denied", objectKind: "JoinRequest", objectName: requestName, cluster: row.cluster, details: { reason } }] };
+    });
+  }
+
+  /** Deletes a request row (its object is gone: garbage-collected or deleted). */
+  async deleteRequest(name: string): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ cluster: string; state: string }>("DELETE FROM join_requests WHERE name = $1 RETURNING cluster, state", [name]);
+      const row = r.rows[0];
+      if (row === undefined) return { result: false, audit: [] };
+      return { result: true, audit: [{ action: "joinrequest.deleted", objectKind: "JoinRequest", objectName: name, cluster: row.cluster, details: { state: row.state } }] };
+    });
+  }
+
+  /** A node row. */
+  async node(name: string): Promise<NodeRow | undefined> {
+    const r = await this.pool.query<{
+      name: string;
+      cluster: string;
+      node_name: string;
+      host_fingerprint: string;
+      membership: NodeRow["membership"];
+      join_request: string | null;
+      capabilities: string[];
+      facts: Record<string, unknown>;
+      node_group: string | null;
+    }>("SELECT * FROM nodes WHERE name = $1", [name]);
+    const n = r.rows[0];
+    if (n === undefined) return undefined;
+    return {
+      name: n.name,
+      cluster: n.cluster,
+      nodeName: n.node_name,
+      hostFingerprint: n.host_fingerprint,
+      membership: n.membership,
+      joinRequest: n.join_request,
+      capabilities: n.capabilities,
+      facts: n.facts,
+      nodeGroup: n.node_group,
+    };
+  }
+
+  /** Names of all node rows. */
+  async nodeNames(): Promise<string[]> {
+    return (await this.pool.query<{ name: string }>("SELECT name FROM nodes ORDER BY name")).rows.map((r) => r.name);
+  }
+
+  /** The node's active identity, if any. */
+  async activeIdentity(node: string): Promise<IdentityRow | undefined> {
+    const r = await this.pool.query<IdentityDb>("SELECT * FROM node_identities WHERE node = $1 AND status = 'active'", [node]);
+    const row = r.rows[0];
+    return row === undefined ? undefined : identityFromDb(row);
+  }
+
+  /** Identity and membership of a certificate serial, for the agent API's per-request check. */
+  async identityBySerial(serial: string): Promise<(IdentityRow & { membership: NodeRow["membership"] }) | undefined> {
+    const r = await this.pool.query<IdentityDb & { membership: NodeRow["membership"] }>(
+      "SELECT i.*, n.membership FROM node_identities i JOIN nodes n ON n.name = i.node WHERE i.serial = $1",
+      [serial],
+    );
+    const row = r.rows[0];
+    return row === undefined ? undefined : { ...identityFromDb(row), membership: row.membership };
+  }
+
+  /**
+   * Changes the membership. Revoked is final: every identity of the node is
+   * revoked with it, and the node cannot come back (re-enroll instead).
+   * Returns the membership now in force.
+   */
+  async setMembership(name: string, membership: NodeRow["membership"], reason: string): Promise<NodeRow["membership"]> {
+    return decide(this.fence, this.actor, async (c) => {
+      const cur = await c.query<{ membership: NodeRow["membership"]; cluster: string }>("SELECT membership, cluster FROM nodes WHERE name = $1 FOR UPDATE", [name]);
+      const row = cur.rows[0];
+      if (row === undefined) throw new Error(`node ${name} has no row`);
+      if (row.membership === membership || row.membership === "Revoked") return { result: row.membership, audit: [] };
+      await c.query("UPDATE nodes SET membership = $2, updated_at = now() WHERE name = $1", [name, membership]);
+      const audit: AuditEntry[] = [
+        { action: "node.membership.changed", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: { from: row.membership, to: membership, reason } },
+      ];
+      if (membership === "Revoked") {
+        const rev = await c.query<{ serial: string }>(
+          "UPDATE node_identities SET status = 'revoked', revoked_at = now() WHERE node = $1 AND status <> 'revoked' RETURNING serial",
+          [name],
+        );
+        for (const s of rev.rows) audit.push({ action: "certificate.revoked", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: { serial: s.serial, reason } });
+      }
+      return { result: membership, audit };
+    });
+  }
+
+  /**
+   * Renews a node's identity: the presented (active) serial is superseded
+   * by the new one. Refused (false) when the presented serial is no longer
+   * the active one or the node is revoked.
+   */
+  async renew(node: string, presentedSerial: string, id: NewIdentity): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const cur = await c.query<{ membership: string; cluster: string; status: string }>(
+        `SELECT n.membership, n.cluster, i.status FROM nodes n JOIN node_identities i ON i.node = n.name
+          WHERE n.name = $1 AND i.serial = $2 FOR UPDATE OF n, i`,
+        [node, presentedSerial],
+      );
+      const row = cur.rows[0];
+      if (row === undefined || row.status !== "active" || row.membership === "Revoked") return { result: false, audit: [] };
+      await c.query("UPDATE node_identities SET status = 'superseded', superseded_at = now() WHERE serial = $1", [presentedSerial]);
+      await c.query(
+        `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+         VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
+        [id.serial, node, row.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
+      );
+      return {
+        result: true,
+        audit: [
+          {
+            action: "certificate.renewed",
+            objectKind: "FabricNode",
+            objectName: node,
+            cluster: row.cluster,
+            details: { previousSerial: presentedSerial, serial: id.serial, notAfter: id.notAfter.toISOString(), publicKeyFingerprint: id.publicKeyFingerprint },
+          },
+        ],
+      };
+    });
+  }
+
+  /** Deletes a node row and its identities (the FabricNode is gone). */
+  async deleteNode(name: string): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const ids = await c.query<{ serial: string }>("SELECT serial FROM node_identities WHERE node = $1 AND status = 'active'", [name]);
+      const r = await c.query<{ cluster: string }>("DELETE FROM nodes WHERE name = $1 RETURNING cluster", [name]);
+      const row = r.rows[0];
+      if (row === undefined) return { result: false, audit: [] };
+      const audit: AuditEntry[] = ids.rows.map((s) => ({ action: "certificate.revoked", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: { serial: s.serial, reason: "node deleted" } }));
+      audit.push({ action: "node.deleted", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: {} });
+      return { result: true, audit };
+    });
+  }
+}
