@@ -21,6 +21,9 @@ import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import type { Logger } from "../lib/log.js";
 import { ClusterStore, EnrollmentStore, NodeStore, type Fence } from "../lib/state/index.js";
 import { enrollRouter } from "./enroll.js";
+import { HeartbeatBatcher } from "./heartbeat-batcher.js";
+import { nodeRouter } from "./node-routes.js";
+import { SnapshotFeed } from "./snapshot-feed.js";
 import { AgentApiError, errorMiddleware } from "./errors.js";
 import { RateLimiter, type RateLimit } from "./rate-limit.js";
 
@@ -45,6 +48,8 @@ export interface AgentApiOptions {
   renewal?: { issuer: NodeCertificateIssuer; nodes: NodeStore; onRenewed?: (node: string) => void };
   /** How long after expiry a certificate may still renew itself (default 7 days). */
   renewGraceMs?: number;
+  /** Heartbeat interval told to agents, seconds (default 10). */
+  heartbeatIntervalSeconds?: number;
 }
 
 /** A running agent API. */
@@ -55,6 +60,8 @@ export interface AgentApi {
   caPem: string;
   /** `sha256:<hex>` of the CA's public key: the value of --ca-hash. */
   caHash: string;
+  /** Snapshot long polls held right now. */
+  pendingPolls(): number;
   stop(): Promise<void>;
 }
 
@@ -132,6 +139,12 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   );
   app.use(router.routes());
   app.use(router.allowedMethods());
+  const feed = new SnapshotFeed(o.pool, o.log.with({ part: "snapshot-feed" }));
+  await feed.start();
+  const heartbeats = new HeartbeatBatcher(o.pool, o.log.with({ part: "heartbeats" }));
+  const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
+  app.use(sync.routes());
+  app.use(sync.allowedMethods());
   app.use((ctx) => {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });
@@ -148,7 +161,10 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
     port,
     caPem: creds.ca.certPem,
     caHash: caPinOf(creds.ca.certPem),
+    pendingPolls: () => feed.pendingPolls(),
     async stop() {
+      await feed.stop();
+      await heartbeats.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },

@@ -22,6 +22,7 @@ import { GroupTree } from "./nodegroup/tree.js";
 import { runOrphanSweeps } from "./orphans.js";
 import { Controller, Informer, Manager, PgAuthority, customResourceSource, kubeLeaseClient, type ObjectKey } from "./runtime/index.js";
 import { specWatch } from "./spec-watch.js";
+import { SnapshotBuilder } from "./snapshots/builder.js";
 
 /** Lease election settings; durations in milliseconds (client-go defaults 15 s / 10 s / 2 s). */
 export interface LeaseSettings {
@@ -51,6 +52,8 @@ export interface ControllersOptions {
   sweepIntervalMs?: number;
   /** Enrollment settings (issue 4). */
   enrollment?: EnrollmentSettings;
+  /** Snapshot builder tuning (issue 5). */
+  snapshots?: { pollMs?: number; sweepMs?: number; batchSize?: number };
 }
 
 /** Enrollment settings of the controllers; durations in milliseconds. */
@@ -81,6 +84,8 @@ export interface RunningControllers {
   nodes: NodeStore;
   /** Queues a FabricNode reconcile (e.g. after the agent API renewed its certificate). */
   enqueueNode(name: string): void;
+  /** The snapshot builder (leader only; tests and benchmarks drain it directly). */
+  snapshots: SnapshotBuilder;
   /** Stops controllers (releasing the lease), sweeps and informers. Idempotent. */
   stop(): Promise<void>;
 }
@@ -202,6 +207,8 @@ export function startControllers(o: ControllersOptions): RunningControllers {
 
   const stopCtl = new AbortController();
   const running = manager.start(stopCtl.signal).catch((err: unknown) => log.error("manager stopped with an error", { error: err }));
+  const snapshots = new SnapshotBuilder({ pool: o.pool, fence: authority, clusters: clusterStore, kek: o.kek, isLeader: () => manager.isLeader(), log: log.with({ part: "snapshots" }), registry, ...o.snapshots });
+  const building = snapshots.run(stopCtl.signal).catch((err: unknown) => log.error("snapshot builder stopped with an error", { error: err }));
   const sweeps = Promise.all([
     runOrphanSweeps({ controller: clusterController, informer: clusterInformer, rowNames: () => clusterStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
     runOrphanSweeps({ controller: groupController, informer: groupInformer, rowNames: () => groupStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
@@ -234,10 +241,12 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     issuer,
     nodes: nodeStore,
     enqueueNode: (name) => nodeController.enqueue({ name }),
+    snapshots,
     stop() {
       stopping ??= (async () => {
         stopCtl.abort();
         await running;
+        await building;
         await sweeps;
         log.info("controllers stopped", { identity: o.identity });
       })();

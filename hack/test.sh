@@ -25,4 +25,5 @@ npx tsc --noEmit -p tsconfig.json
 echo "== generated files"
 bash hack/verify.sh
 echo "== tests"
-npx mocha "$@"
+# In-process control planes log only warnings and errors; spawned ones still log their ready line.
+FABRIC_LOG_LEVEL="${FABRIC_LOG_LEVEL:-warn}" npx mocha "$@"

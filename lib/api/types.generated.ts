@@ -2105,6 +2105,12 @@ export interface ServiceWorkloadSpec {
    */
   nodeSelector?: LabelSelector;
   /**
+   * Organization (namespace) the workload serves. When set, the workload runs only on nodes that hold the role for this organization, and never reaches another organization's nodes. Empty runs it on every node holding the role.
+   *
+   * Pattern: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`.
+   */
+  organization?: string;
+  /**
    * Native runs the command as a host process; Docker and Podman run the image with that container engine. A node without the runtime reports the workload Unsupported.
    *
    * Default: `"Native"`.
@@ -2147,6 +2153,34 @@ export interface ServiceWorkloadSpec {
 }
 
 /**
+ * The workload on one node.
+ */
+export interface ServiceWorkloadStatusNode {
+  /**
+   * Name of the FabricNode.
+   */
+  node: string;
+  /**
+   * Last reported state; Pending until the node's agent reports.
+   */
+  state: "Pending" | "Starting" | "Running" | "Degraded" | "Stopped" | "Failed" | "Unsupported";
+  /**
+   * Whether the workload runs and passes its health probe on the node.
+   */
+  ready?: boolean;
+  /**
+   * Restarts on that node.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  restartCount?: number;
+  /**
+   * Reason or detail reported by the agent.
+   */
+  message?: string;
+}
+
+/**
  * Observed rollout of the workload.
  */
 export interface ServiceWorkloadStatus {
@@ -2174,6 +2208,10 @@ export interface ServiceWorkloadStatus {
    * Minimum: 0. Format: int32.
    */
   degraded?: number;
+  /**
+   * Per-node detail for the first 256 nodes (by name) that should run the workload; the full list is in each FabricNode's status.workloads.
+   */
+  nodes?: ServiceWorkloadStatusNode[];
   /**
    * Latest observations of the object's state. Every kind carries a summary Ready condition.
    */

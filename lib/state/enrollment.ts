@@ -13,6 +13,7 @@ import type pg from "pg";
 import { appendAudit } from "../audit/chain.js";
 import { withTransaction } from "../db/pool.js";
 import { secretMatches } from "../enrollment/token.js";
+import { markNodesDirty } from "../snapshot/contributors.js";
 import { decide, type AuditEntry, type Fence } from "./fenced.js";
 
 /** A join_tokens row. */
@@ -472,6 +473,7 @@ export class NodeStore {
          VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
         [id.serial, node.name, r.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
       );
+      await markNodesDirty(c, r.cluster, [node.name]);
       await c.query("UPDATE join_requests SET state = 'Approved', reason = $2, fabric_node = $3, certificate_pem = $4, decided_at = now() WHERE name = $1", [
         requestName,
         node.reason,
@@ -580,6 +582,7 @@ export class NodeStore {
       if (row === undefined) throw new Error(`node ${name} has no row`);
       if (row.membership === membership || row.membership === "Revoked") return { result: row.membership, audit: [] };
       await c.query("UPDATE nodes SET membership = $2, updated_at = now() WHERE name = $1", [name, membership]);
+      await markNodesDirty(c, row.cluster, [name]);
       const audit: AuditEntry[] = [
         { action: "node.membership.changed", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: { from: row.membership, to: membership, reason } },
       ];
@@ -614,6 +617,7 @@ export class NodeStore {
          VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
         [id.serial, node, row.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
       );
+      await markNodesDirty(c, row.cluster, [node]);
       return {
         result: true,
         audit: [
@@ -636,6 +640,7 @@ export class NodeStore {
       const r = await c.query<{ cluster: string }>("DELETE FROM nodes WHERE name = $1 RETURNING cluster", [name]);
       const row = r.rows[0];
       if (row === undefined) return { result: false, audit: [] };
+      await markNodesDirty(c, row.cluster, [name]);
       const audit: AuditEntry[] = ids.rows.map((s) => ({ action: "certificate.revoked", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: { serial: s.serial, reason: "node deleted" } }));
       audit.push({ action: "node.deleted", objectKind: "FabricNode", objectName: name, cluster: row.cluster, details: {} });
       return { result: true, audit };

@@ -10,7 +10,6 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from "../../lib/db/embed
 import { DEFAULT_MIGRATIONS_DIR, migrate } from "../../lib/db/migrate.js";
 import { createPool, withTransaction } from "../../lib/db/pool.js";
 
-process.env.FABRIC_LOG_LEVEL ??= "warn";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 

@@ -175,8 +175,9 @@ export interface ChildControlPlane {
 
 /** Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready line. */
 export async function spawnControlPlane(stateDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ChildControlPlane> {
-  const child = spawn(join(repoRoot, "bin", "fabric-controlplane"), ["--state-dir", stateDir, "--port", "0", "--metrics-port", "0", "--no-fsync", ...extraArgs], {
-    env: { ...process.env, ...env },
+  const child = spawn(join(repoRoot, "bin", "fabric-controlplane"), ["--state-dir", stateDir, "--port", "0", "--metrics-port", "0", "--agent-port", "0", "--no-fsync", ...extraArgs], {
+    // The ready line is an info line: never inherit a quieter log level.
+    env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

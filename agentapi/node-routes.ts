@@ -1,0 +1,147 @@
+/**
+ * The agent's sync routes (lib/agent-protocol.ts): snapshot long poll,
+ * heartbeats and generic status reports. Every request is authenticated with
+ * the node's client certificate (auth.ts: revoked or superseded identities
+ * are refused on every request, and again before a held poll answers), and
+ * a node only ever reads its own snapshot.
+ */
+import { Router } from "@koa/router";
+import type Koa from "koa";
+import type pg from "pg";
+import {
+  DEFAULT_POLL_WAIT_SECONDS,
+  MAX_POLL_WAIT_SECONDS,
+  SNAPSHOT_SERIAL_HEADER,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+} from "../lib/agent-protocol.js";
+import { writeStatusReport } from "../lib/state/heartbeats.js";
+import { serialOf, snapshotOf } from "../lib/state/snapshots.js";
+import { authenticate, type AuthOptions } from "./auth.js";
+import { AgentApiError } from "./errors.js";
+import type { HeartbeatBatcher } from "./heartbeat-batcher.js";
+import type { SnapshotFeed } from "./snapshot-feed.js";
+
+/** Dependencies of the sync routes. */
+export interface NodeRoutesDeps {
+  pool: pg.Pool;
+  auth: AuthOptions;
+  feed: SnapshotFeed;
+  heartbeats: HeartbeatBatcher;
+  /** Heartbeat interval told to agents (seconds, default 10). */
+  heartbeatIntervalSeconds?: number;
+}
+
+const KIND = /^[a-z][a-z0-9-]{0,62}$/;
+
+function bad(message: string): AgentApiError {
+  return new AgentApiError(400, "InvalidRequest", message);
+}
+
+function intParam(v: unknown, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== "string" || !/^\d{1,15}$/.test(v)) throw bad(`${name} must be a non-negative integer`);
+  return Number(v);
+}
+
+/** Validates a heartbeat body; throws InvalidRequest naming the field. */
+export function validateHeartbeat(b: unknown): HeartbeatRequest {
+  if (typeof b !== "object" || b === null || Array.isArray(b)) throw bad("body must be a JSON object");
+  const o = b as Record<string, unknown>;
+  if (typeof o.seq !== "number" || !Number.isSafeInteger(o.seq) || o.seq < 0) throw bad("seq must be a non-negative integer");
+  if (typeof o.agentVersion !== "string" || o.agentVersion.length === 0 || o.agentVersion.length > 64) throw bad("agentVersion must be a string of at most 64 characters");
+  if (!Array.isArray(o.capabilities) || o.capabilities.length > 128 || !o.capabilities.every((c) => typeof c === "string" && c.length <= 63)) throw bad("capabilities must be a list of at most 128 names");
+  if (typeof o.facts !== "object" || o.facts === null || Array.isArray(o.facts)) throw bad("facts must be an object");
+  const h = o.health as { status?: unknown; message?: unknown } | undefined;
+  if (typeof h !== "object" || h === null || (h.status !== "Healthy" && h.status !== "Degraded")) throw bad("health.status must be Healthy or Degraded");
+  if (h.message !== undefined && (typeof h.message !== "string" || h.message.length > 1024)) throw bad("health.message must be a string of at most 1024 characters");
+  const out: HeartbeatRequest = {
+    seq: o.seq,
+    agentVersion: o.agentVersion,
+    capabilities: [...new Set(o.capabilities as string[])].sort(),
+    facts: o.facts as Record<string, unknown>,
+    health: { status: h.status, ...(typeof h.message === "string" ? { message: h.message } : {}) },
+  };
+  if (o.snapshot !== undefined) {
+    const s = o.snapshot as { serial?: unknown; hash?: unknown; appliedAt?: unknown };
+    if (typeof s !== "object" || s === null || typeof s.serial !== "number" || !Number.isSafeInteger(s.serial) || typeof s.hash !== "string" || !/^[a-f0-9]{64}$/.test(s.hash) || typeof s.appliedAt !== "string" || !Number.isFinite(Date.parse(s.appliedAt))) {
+      throw bad("snapshot must be { serial, hash (sha256 hex), appliedAt }");
+    }
+    out.snapshot = { serial: s.serial, hash: s.hash, appliedAt: s.appliedAt };
+  }
+  return out;
+}
+
+/** Builds the router. */
+export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit?: number) => Promise<unknown>): Router {
+  const router = new Router();
+
+  router.get("/v1/snapshot", async (ctx) => {
+    const n = await authenticate(ctx, d.auth);
+    const asked = ctx.query.node;
+    if (asked !== undefined && asked !== n.node) throw new AgentApiError(403, "Forbidden", "a node may read only its own snapshot");
+    const after = intParam(ctx.query.after, "after", 0);
+    const waitSeconds = Math.min(MAX_POLL_WAIT_SECONDS, intParam(ctx.query.wait, "wait", DEFAULT_POLL_WAIT_SECONDS));
+    let serial = await serialOf(d.pool, n.node);
+    if ((serial === undefined || serial <= after) && waitSeconds > 0) {
+      const gone = new AbortController();
+      const onClose = (): void => gone.abort();
+      ctx.req.once("close", onClose);
+      try {
+        serial = await d.feed.wait(n.node, after, waitSeconds * 1000, gone.signal);
+      } finally {
+        ctx.req.off("close", onClose);
+      }
+      if (gone.signal.aborted) return;
+      // The identity may have been revoked while the poll was held.
+      if (serial !== undefined) await authenticate(ctx, d.auth);
+    }
+    if (serial === undefined || serial <= after) {
+      ctx.status = 204;
+      return;
+    }
+    const snap = await snapshotOf(d.pool, n.node);
+    if (snap === undefined || snap.serial <= after) {
+      ctx.status = 204;
+      return;
+    }
+    ctx.set(SNAPSHOT_SERIAL_HEADER, String(snap.serial));
+    ctx.type = "application/json";
+    ctx.body = snap.bytes;
+  });
+
+  router.post("/v1/heartbeat", async (ctx) => {
+    const n = await authenticate(ctx, d.auth);
+    const hb = validateHeartbeat(await readJson(ctx, 64 * 1024));
+    d.heartbeats.add({
+      node: n.node,
+      cluster: n.cluster,
+      receivedAt: new Date(),
+      seq: hb.seq,
+      agentVersion: hb.agentVersion,
+      capabilities: hb.capabilities,
+      facts: hb.facts,
+      health: hb.health.status,
+      healthMessage: hb.health.message ?? "",
+      ...(hb.snapshot !== undefined ? { snapshotSerial: hb.snapshot.serial, snapshotHash: hb.snapshot.hash, snapshotAppliedAt: new Date(hb.snapshot.appliedAt) } : {}),
+    });
+    ctx.status = 202;
+    ctx.body = { intervalSeconds: d.heartbeatIntervalSeconds ?? 10 } satisfies HeartbeatResponse;
+  });
+
+  router.post("/v1/status/:kind", async (ctx) => {
+    const n = await authenticate(ctx, d.auth);
+    const kind = ctx.params.kind ?? "";
+    if (!KIND.test(kind)) throw bad("kind must be a lowercase name");
+    const b = await readJson(ctx, 256 * 1024);
+    if (typeof b !== "object" || b === null || Array.isArray(b)) throw bad("body must be a JSON object");
+    const { version, body } = b as { version?: unknown; body?: unknown };
+    if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0) throw bad("version must be a non-negative integer");
+    if (typeof body !== "object" || body === null || Array.isArray(body)) throw bad("body must be an object");
+    const stored = await writeStatusReport(d.pool, { node: n.node, cluster: n.cluster, kind, version, body });
+    ctx.status = 202;
+    ctx.body = { stored };
+  });
+
+  return router;
+}

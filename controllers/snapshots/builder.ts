@@ -1,0 +1,292 @@
+/**
+ * SnapshotBuilder (leader only): drains the dirty index (snapshot_dirty,
+ * lib/snapshot/contributors.ts) and re-signs only the snapshots a change
+ * touched. For each dirty node it builds the complete payload (identity from
+ * PostgreSQL, then every registered contributor), hashes the canonical
+ * payload and compares it with the stored hash: the same input gives the
+ * same bytes, so an unchanged payload keeps its serial and is not re-signed.
+ * A changed payload gets the next serial, the held authority term and a fresh
+ * validity window, and is stored with its hashes in node_snapshots; the
+ * agent API is notified at commit.
+ *
+ * Each batch is one fenced transaction: the term written in the header is
+ * the term the transaction is fenced on, and a deposed leader writes nothing.
+ * The dirty marks of a batch are deleted in the same transaction, and only
+ * if not re-marked meanwhile (a change during the build is never lost).
+ *
+ * Wake-ups: a trigger on snapshot_dirty NOTIFYs the builder at the writer's
+ * commit; a poll (default 1 s) covers lost notifications and a sweep (default
+ * 30 s) marks nodes without a snapshot and snapshots past half their lifetime.
+ *
+ * The cluster's Ed25519 key is opened from cluster_keys with the KEK once and
+ * cached as a KeyObject.
+ */
+import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
+import type pg from "pg";
+import { Counter, Histogram, Registry } from "prom-client";
+import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
+import type { Logger } from "../../lib/log.js";
+import { canonicalize } from "../../lib/snapshot/canonical-json.js";
+import { snapshotContributors, type SnapshotNodeRef } from "../../lib/snapshot/contributors.js";
+import { keyIdOf, signAndEncodeSnapshot, type SnapshotHeader, type SnapshotPayload } from "../../lib/snapshot/format.js";
+import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
+import {
+  clearDirty,
+  clusterNodeNames,
+  deleteSnapshots,
+  markMissingAndAging,
+  nodeSources,
+  readDirty,
+  SNAPSHOT_DIRTY_CHANNEL,
+  storedMeta,
+  writeSnapshots,
+  type SnapshotWrite,
+} from "../../lib/state/snapshots.js";
+import { decide, lifetimeOf, nextSerial } from "./plan.js";
+
+/** Options of SnapshotBuilder. */
+export interface SnapshotBuilderOptions {
+  pool: pg.Pool;
+  fence: Fence;
+  clusters: ClusterStore;
+  kek: Kek;
+  /** True while this instance leads. */
+  isLeader: () => boolean;
+  log: Logger;
+  registry?: Registry;
+  now?: () => Date;
+  /** Dirty marks per batch (default 1000). */
+  batchSize?: number;
+  /** Poll period when no notification arrives (default 1 s). */
+  pollMs?: number;
+  /** Period of the missing/aging sweep (default 30 s). */
+  sweepMs?: number;
+}
+
+/** Result of one batch. */
+export interface BatchResult {
+  marks: number;
+  nodes: number;
+  signed: number;
+  unchanged: number;
+  deleted: number;
+}
+
+interface SigningKey {
+  key: KeyObject;
+  keyId: string;
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** See the module comment. */
+export class SnapshotBuilder {
+  private readonly keys = new Map<string, Promise<SigningKey>>();
+  private readonly now: () => Date;
+  private readonly built: Counter | undefined;
+  private readonly batchSeconds: Histogram | undefined;
+  private wake: (() => void) | undefined;
+  private lastSweep = 0;
+
+  constructor(private readonly o: SnapshotBuilderOptions) {
+    this.now = o.now ?? (() => new Date());
+    if (o.registry !== undefined) {
+      this.built = new Counter({ name: "fabric_snapshots_built_total", help: "Node snapshots by build outcome (signed, unchanged, deleted).", labelNames: ["outcome"], registers: [o.registry] });
+      this.batchSeconds = new Histogram({ name: "fabric_snapshot_batch_seconds", help: "Time to build, sign and store one batch of node snapshots.", buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], registers: [o.registry] });
+    }
+  }
+
+  /** The cluster's snapshot signing key (opened once, cached by key id). */
+  private async signingKey(cluster: string, keyId: string): Promise<SigningKey> {
+    const cacheKey = `${cluster}|${keyId}`;
+    let p = this.keys.get(cacheKey);
+    if (p === undefined) {
+      p = (async () => {
+        const rows = await this.o.clusters.keys(cluster);
+        const row = rows.filter((k) => k.kind === "snapshot").sort((a, b) => b.keyVersion - a.keyVersion)[0];
+        if (row === undefined) throw new Error(`cluster ${cluster} has no snapshot key`);
+        const der = openSealed(this.o.kek, row.sealed, clusterKeyAad(cluster, "snapshot", row.keyVersion));
+        const key = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+        der.fill(0);
+        const id = keyIdOf(key);
+        if (id !== keyId) throw new Error(`cluster ${cluster}: sealed snapshot key ${id} is not the published key ${keyId}`);
+        return { key, keyId: id };
+      })();
+      p.catch(() => this.keys.delete(cacheKey));
+      this.keys.set(cacheKey, p);
+    }
+    return p;
+  }
+
+  /** Builds one batch of dirty marks; resolves with what it did (marks 0: nothing was dirty). */
+  async drainOnce(): Promise<BatchResult> {
+    const result: BatchResult = { marks: 0, nodes: 0, signed: 0, unchanged: 0, deleted: 0 };
+    const marks = await readDirty(this.o.pool, this.o.batchSize ?? 1000);
+    if (marks.length === 0) return result;
+    const started = process.hrtime.bigint();
+    result.marks = marks.length;
+    const nodes = new Set<string>();
+    for (const m of marks) {
+      if (m.node === "*") for (const n of await clusterNodeNames(this.o.pool, m.cluster)) nodes.add(n);
+      else nodes.add(m.node);
+    }
+    const names = [...nodes].sort();
+    result.nodes = names.length;
+    // Cluster rows and keys are read before the transaction (the key is cached).
+    const clusterNames = [...new Set(marks.map((m) => m.cluster))];
+    const clusterInfo = new Map<string, { lifetimeMs: number; key: SigningKey } | Error>();
+    for (const c of clusterNames) {
+      const row = await this.o.clusters.get(c);
+      if (row === undefined) {
+        clusterInfo.set(c, new Error(`cluster ${c} has no row`));
+        continue;
+      }
+      try {
+        clusterInfo.set(c, { lifetimeMs: lifetimeOf(row.spec), key: await this.signingKey(c, row.snapshotKeyId) });
+      } catch (err) {
+        clusterInfo.set(c, err as Error);
+      }
+    }
+    await this.o.fence.runFenced(async (c) => {
+      const term = this.o.fence.heldTerm();
+      if (term === undefined) throw new Error("building snapshots without an authority term");
+      const sources = await nodeSources(c, names);
+      const { meta, highest } = await storedMeta(c, names);
+      const writes: SnapshotWrite[] = [];
+      const gone: string[] = [];
+      const now = this.now();
+      for (const node of names) {
+        const src = sources.get(node);
+        if (src === undefined) {
+          if (meta.has(node)) gone.push(node);
+          continue;
+        }
+        const info = clusterInfo.get(src.cluster);
+        if (info === undefined || info instanceof Error) {
+          this.o.log.warn("snapshot not built: cluster not ready", { cluster: src.cluster, node, error: info?.message ?? "not in this batch" });
+          continue;
+        }
+        const payload: SnapshotPayload = { identity: src.identity, roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] };
+        const ref: SnapshotNodeRef = { cluster: src.cluster, node, membership: src.membership };
+        for (const contributor of snapshotContributors()) {
+          try {
+            await contributor.contribute(c, ref, payload);
+          } catch (cause) {
+            throw new Error(`snapshot contributor ${contributor.name} failed for node ${node}`, { cause });
+          }
+        }
+        const payloadHash = sha256(canonicalize(payload));
+        const stored = meta.get(node);
+        const decision = decide(stored, payloadHash, now);
+        if (decision === "unchanged") {
+          result.unchanged++;
+          continue;
+        }
+        const header: SnapshotHeader = {
+          formatVersion: 1,
+          cluster: src.cluster,
+          node,
+          serial: nextSerial(stored, highest.get(node)),
+          authorityTerm: term,
+          issuedAt: now.toISOString(),
+          expiresAt: new Date(now.getTime() + info.lifetimeMs).toISOString(),
+          keyId: info.key.keyId,
+        };
+        const { bytes } = signAndEncodeSnapshot(header, payload, info.key.key);
+        writes.push({ cluster: src.cluster, node, serial: header.serial, term, payloadHash, hash: sha256(bytes), bytes, issuedAt: now, expiresAt: new Date(header.expiresAt) });
+      }
+      await writeSnapshots(c, writes);
+      result.deleted = await deleteSnapshots(c, gone);
+      result.signed = writes.length;
+      await clearDirty(c, marks);
+    });
+    this.built?.inc({ outcome: "signed" }, result.signed);
+    this.built?.inc({ outcome: "unchanged" }, result.unchanged);
+    this.built?.inc({ outcome: "deleted" }, result.deleted);
+    this.batchSeconds?.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    if (result.signed > 0 || result.deleted > 0) this.o.log.info("snapshots built", { ...result });
+    return result;
+  }
+
+  /** Drains until nothing is dirty; resolves with the totals. */
+  async drainAll(): Promise<BatchResult> {
+    const total: BatchResult = { marks: 0, nodes: 0, signed: 0, unchanged: 0, deleted: 0 };
+    for (;;) {
+      const r = await this.drainOnce();
+      if (r.marks === 0) return total;
+      total.marks += r.marks;
+      total.nodes += r.nodes;
+      total.signed += r.signed;
+      total.unchanged += r.unchanged;
+      total.deleted += r.deleted;
+    }
+  }
+
+  /** Marks nodes without a snapshot and snapshots past half their lifetime. */
+  async sweep(): Promise<number> {
+    return markMissingAndAging(this.o.pool);
+  }
+
+  /** Runs until signal aborts: drains while leading, on notification or poll. */
+  async run(signal: AbortSignal): Promise<void> {
+    let listener: pg.PoolClient | undefined;
+    const onNotify = (): void => this.wake?.();
+    const listen = async (): Promise<void> => {
+      try {
+        listener = await this.o.pool.connect();
+        listener.on("notification", onNotify);
+        listener.on("error", () => {
+          listener?.release(true);
+          listener = undefined;
+        });
+        await listener.query(`LISTEN ${SNAPSHOT_DIRTY_CHANNEL}`);
+      } catch (err) {
+        this.o.log.warn("snapshot builder cannot listen; polling only", { error: (err as Error).message });
+        listener?.release(true);
+        listener = undefined;
+      }
+    };
+    let failures = 0;
+    try {
+      while (!signal.aborted) {
+        if (listener === undefined) await listen();
+        let more = false;
+        if (this.o.isLeader() && this.o.fence.heldTerm() !== undefined) {
+          try {
+            if (Date.now() - this.lastSweep >= (this.o.sweepMs ?? 30_000)) {
+              this.lastSweep = Date.now();
+              await this.sweep();
+            }
+            const r = await this.drainOnce();
+            more = r.marks >= (this.o.batchSize ?? 1000);
+            failures = 0;
+          } catch (err) {
+            failures++;
+            if ((err as Error).name !== "FencedError") this.o.log.error("snapshot build failed", { error: err, failures });
+          }
+        }
+        if (more) continue;
+        const waitMs = failures > 0 ? Math.min(30_000, 250 * 2 ** Math.min(failures, 7)) * Math.random() : (this.o.pollMs ?? 1000);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, waitMs);
+          function done(): void {
+            clearTimeout(t);
+            signal.removeEventListener("abort", done);
+            resolve();
+          }
+          this.wake = done;
+          signal.addEventListener("abort", done, { once: true });
+        });
+        this.wake = undefined;
+      }
+    } finally {
+      if (listener !== undefined) {
+        listener.off("notification", onNotify);
+        await listener.query(`UNLISTEN ${SNAPSHOT_DIRTY_CHANNEL}`).catch(() => undefined);
+        listener.release();
+      }
+    }
+  }
+}

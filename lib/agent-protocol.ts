@@ -1,0 +1,44 @@
+/**
+ * The agent's sync wire protocol (mTLS, JSON over HTTPS), shared by the
+ * agent API and fabric-agent. The node is always the subject of the client
+ * certificate; nothing in a request names another node.
+ *
+ *   GET  /v1/snapshot?after=SERIAL&wait=SECONDS
+ *        200 with the signed snapshot bytes (canonical JSON) as soon as a
+ *        serial above SERIAL is stored for this node; 204 when none arrived
+ *        within `wait` (default 30, at most 60). A `node` query parameter
+ *        naming another node is refused (403 Forbidden).
+ *   POST /v1/heartbeat             HeartbeatRequest -> 202 HeartbeatResponse
+ *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored)
+ */
+
+/** Header carrying the serial of a served snapshot (informational; the agent trusts only the signed header). */
+export const SNAPSHOT_SERIAL_HEADER = "x-fabric-snapshot-serial";
+/** Default and maximum long-poll hold, seconds. */
+export const DEFAULT_POLL_WAIT_SECONDS = 30;
+export const MAX_POLL_WAIT_SECONDS = 60;
+
+/** Body of POST /v1/heartbeat. */
+export interface HeartbeatRequest {
+  /** The agent's own counter (per process start it continues from the status file). */
+  seq: number;
+  agentVersion: string;
+  capabilities: string[];
+  facts: Record<string, unknown>;
+  health: { status: "Healthy" | "Degraded"; message?: string };
+  /** The snapshot the agent holds, if any. */
+  snapshot?: { serial: number; hash: string; appliedAt: string };
+}
+
+/** Answer to a heartbeat. */
+export interface HeartbeatResponse {
+  /** When to send the next one. */
+  intervalSeconds: number;
+}
+
+/** Body of POST /v1/status/:kind: a versioned report that later issues (workloads, VPN, updates) reuse. */
+export interface StatusReport {
+  /** Only grows; a report with a version not above the stored one is ignored. */
+  version: number;
+  body: Record<string, unknown>;
+}

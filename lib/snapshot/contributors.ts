@@ -1,0 +1,58 @@
+/**
+ * The contract between the parts of the control plane that own pieces of a
+ * node's desired state (roles, workloads, mesh peers, VPN assignments,
+ * updates) and the snapshot builder.
+ *
+ * - A part that changes what a node should receive calls
+ *   {@link markNodesDirty} in the SAME transaction as its change.
+ * - At build time the builder calls every registered contributor, in
+ *   registration order, to fill its part of the payload. A contributor reads
+ *   only what the node is entitled to (need-to-know is decided here) and
+ *   never copies a secret value.
+ */
+import type pg from "pg";
+import type { SnapshotPayload } from "./format.js";
+
+/** The node a snapshot is being built for. */
+export interface SnapshotNodeRef {
+  cluster: string;
+  /** FabricNode name. */
+  node: string;
+  /** FabricNode.spec.membership at build time. */
+  membership: "Active" | "Disabled" | "Revoked";
+}
+
+/** Fills one part of a node's payload (e.g. roles, workloads). */
+export interface SnapshotContributor {
+  /** Short name for logs and metrics ("roles", "workloads"). */
+  name: string;
+  contribute(db: pg.ClientBase, ref: SnapshotNodeRef, payload: SnapshotPayload): Promise<void>;
+}
+
+const contributors: SnapshotContributor[] = [];
+
+/** Registers a contributor (once per name; a second registration replaces the first). */
+export function registerSnapshotContributor(c: SnapshotContributor): void {
+  const i = contributors.findIndex((x) => x.name === c.name);
+  if (i >= 0) contributors[i] = c;
+  else contributors.push(c);
+}
+
+/** The registered contributors, in order. */
+export function snapshotContributors(): readonly SnapshotContributor[] {
+  return contributors;
+}
+
+/**
+ * Marks nodes whose snapshot must be rebuilt. Call inside the transaction of
+ * the change. `nodes: "*"` marks every node of the cluster.
+ */
+export async function markNodesDirty(db: pg.ClientBase, cluster: string, nodes: readonly string[] | "*"): Promise<void> {
+  const list = nodes === "*" ? ["*"] : [...new Set(nodes)];
+  if (list.length === 0) return;
+  await db.query(
+    `INSERT INTO snapshot_dirty (cluster, node) SELECT $1, unnest($2::text[])
+     ON CONFLICT (cluster, node) DO UPDATE SET marked_at = now()`,
+    [cluster, list],
+  );
+}

@@ -1,0 +1,235 @@
+/**
+ * Repository of the signed node snapshots (migrations/007_snapshots_heartbeats.sql):
+ * the dirty index the builder drains, the identity part of each payload,
+ * the stored bytes with serial and hashes, and the change feed the agent API
+ * long polls on. All snapshot SQL lives here.
+ */
+import type pg from "pg";
+import type { NodeIdentitySummary } from "../snapshot/format.js";
+
+/** A (cluster, node) the builder must rebuild, with when it was marked (so a later re-mark is not lost). */
+export interface DirtyMark {
+  cluster: string;
+  /** FabricNode name, or "*" for every node of the cluster. */
+  node: string;
+  markedAt: Date;
+}
+
+/** What the builder needs to know about one node to build its identity part. */
+export interface SnapshotNodeSource {
+  cluster: string;
+  node: string;
+  membership: "Active" | "Disabled" | "Revoked";
+  identity: NodeIdentitySummary;
+}
+
+/** The stored snapshot of one node (without its bytes). */
+export interface StoredSnapshotMeta {
+  cluster: string;
+  node: string;
+  serial: number;
+  term: number;
+  payloadHash: string;
+  hash: string;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+/** A snapshot to write. */
+export interface SnapshotWrite {
+  cluster: string;
+  node: string;
+  serial: number;
+  term: number;
+  payloadHash: string;
+  hash: string;
+  bytes: Buffer;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+/** One entry of the change feed. */
+export interface SnapshotChange {
+  node: string;
+  serial: number;
+  changeSeq: number;
+}
+
+/** The snapshot channel name the agent API listens on. */
+export const SNAPSHOT_CHANGED_CHANNEL = "node_snapshot_changed";
+/** The channel the builder listens on (fired by a trigger on snapshot_dirty). */
+export const SNAPSHOT_DIRTY_CHANNEL = "snapshot_dirty";
+
+/** Reads the dirty index (at most `limit` marks, oldest first). */
+export async function readDirty(db: pg.ClientBase | pg.Pool, limit: number): Promise<DirtyMark[]> {
+  const r = await db.query<{ cluster: string; node: string; marked_at: Date }>(
+    "SELECT cluster, node, marked_at FROM snapshot_dirty ORDER BY marked_at LIMIT $1",
+    [limit],
+  );
+  return r.rows.map((x) => ({ cluster: x.cluster, node: x.node, markedAt: x.marked_at }));
+}
+
+/** Removes marks that were not re-marked since they were read. */
+export async function clearDirty(db: pg.ClientBase, marks: readonly DirtyMark[]): Promise<void> {
+  if (marks.length === 0) return;
+  await db.query(
+    `DELETE FROM snapshot_dirty d USING unnest($1::text[], $2::text[], $3::timestamptz[]) AS m(cluster, node, marked_at)
+      WHERE d.cluster = m.cluster AND d.node = m.node AND d.marked_at <= m.marked_at`,
+    [marks.map((m) => m.cluster), marks.map((m) => m.node), marks.map((m) => m.markedAt)],
+  );
+}
+
+/** Names of every node of a cluster that has a row (for a "*" mark). */
+export async function clusterNodeNames(db: pg.ClientBase | pg.Pool, cluster: string): Promise<string[]> {
+  const r = await db.query<{ name: string }>("SELECT name FROM nodes WHERE cluster = $1 ORDER BY name", [cluster]);
+  return r.rows.map((x) => x.name);
+}
+
+function iso(d: Date): string {
+  return d.toISOString();
+}
+
+/**
+ * The identity sources of the given nodes: node row plus its active
+ * certificate. Nodes without a row or without an active certificate (never
+ * approved, revoked, deleted) are absent: they get no snapshot.
+ */
+export async function nodeSources(db: pg.ClientBase, nodes: readonly string[]): Promise<Map<string, SnapshotNodeSource>> {
+  const out = new Map<string, SnapshotNodeSource>();
+  if (nodes.length === 0) return out;
+  const r = await db.query<{
+    name: string;
+    cluster: string;
+    host_fingerprint: string;
+    membership: SnapshotNodeSource["membership"];
+    node_group: string | null;
+    serial: string;
+    not_after: Date;
+  }>(
+    `SELECT n.name, n.cluster, n.host_fingerprint, n.membership, n.node_group, i.serial, i.not_after
+       FROM nodes n JOIN node_identities i ON i.node = n.name AND i.status = 'active'
+      WHERE n.name = ANY($1::text[]) AND n.membership <> 'Revoked'`,
+    [nodes],
+  );
+  for (const x of r.rows) {
+    const identity: NodeIdentitySummary = {
+      name: x.name,
+      hostFingerprint: x.host_fingerprint,
+      certificateSerial: x.serial,
+      certificateNotAfter: iso(x.not_after),
+      membership: x.membership,
+    };
+    if (x.node_group !== null) identity.group = x.node_group;
+    out.set(x.name, { cluster: x.cluster, node: x.name, membership: x.membership, identity });
+  }
+  return out;
+}
+
+/** Stored snapshot metadata of the given nodes, plus the highest serial ever issued to each. */
+export async function storedMeta(db: pg.ClientBase, nodes: readonly string[]): Promise<{ meta: Map<string, StoredSnapshotMeta>; highest: Map<string, number> }> {
+  const meta = new Map<string, StoredSnapshotMeta>();
+  const highest = new Map<string, number>();
+  if (nodes.length === 0) return { meta, highest };
+  const r = await db.query<{ cluster: string; node: string; serial: string; term: string; payload_hash: string; hash: string; issued_at: Date; expires_at: Date }>(
+    "SELECT cluster, node, serial, term, payload_hash, hash, issued_at, expires_at FROM node_snapshots WHERE node = ANY($1::text[])",
+    [nodes],
+  );
+  for (const x of r.rows) {
+    meta.set(x.node, { cluster: x.cluster, node: x.node, serial: Number(x.serial), term: Number(x.term), payloadHash: x.payload_hash, hash: x.hash, issuedAt: x.issued_at, expiresAt: x.expires_at });
+  }
+  const h = await db.query<{ node: string; serial: string }>("SELECT node, serial FROM node_snapshot_serials WHERE node = ANY($1::text[])", [nodes]);
+  for (const x of h.rows) highest.set(x.node, Number(x.serial));
+  return { meta, highest };
+}
+
+/**
+ * Writes snapshots (one statement for the batch), records the highest
+ * serials, and notifies the agent API (delivered at commit).
+ */
+export async function writeSnapshots(db: pg.ClientBase, rows: readonly SnapshotWrite[]): Promise<void> {
+  if (rows.length === 0) return;
+  await db.query(
+    `INSERT INTO node_snapshots (cluster, node, serial, term, payload_hash, hash, bytes, issued_at, expires_at)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $9::timestamptz[])
+     ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, serial = EXCLUDED.serial, term = EXCLUDED.term,
+       payload_hash = EXCLUDED.payload_hash, hash = EXCLUDED.hash, bytes = EXCLUDED.bytes,
+       issued_at = EXCLUDED.issued_at, expires_at = EXCLUDED.expires_at, change_seq = nextval('node_snapshots_change_seq')`,
+    [
+      rows.map((r) => r.cluster),
+      rows.map((r) => r.node),
+      rows.map((r) => r.serial),
+      rows.map((r) => r.term),
+      rows.map((r) => r.payloadHash),
+      rows.map((r) => r.hash),
+      rows.map((r) => r.bytes),
+      rows.map((r) => r.issuedAt),
+      rows.map((r) => r.expiresAt),
+    ],
+  );
+  await db.query(
+    `INSERT INTO node_snapshot_serials (node, serial) SELECT * FROM unnest($1::text[], $2::bigint[])
+     ON CONFLICT (node) DO UPDATE SET serial = greatest(node_snapshot_serials.serial, EXCLUDED.serial)`,
+    [rows.map((r) => r.node), rows.map((r) => r.serial)],
+  );
+  await db.query("SELECT pg_notify($1, '')", [SNAPSHOT_CHANGED_CHANNEL]);
+}
+
+/** Deletes the snapshots of nodes that may no longer have one (revoked, deleted); returns how many went. */
+export async function deleteSnapshots(db: pg.ClientBase, nodes: readonly string[]): Promise<number> {
+  if (nodes.length === 0) return 0;
+  const r = await db.query("DELETE FROM node_snapshots WHERE node = ANY($1::text[])", [nodes]);
+  return r.rowCount ?? 0;
+}
+
+/**
+ * Marks for rebuild every node that should have a snapshot and has none,
+ * and every snapshot past half its lifetime (re-issued before it expires).
+ * Returns how many marks were added.
+ */
+export async function markMissingAndAging(db: pg.ClientBase | pg.Pool): Promise<number> {
+  const r = await db.query(
+    `INSERT INTO snapshot_dirty (cluster, node)
+     SELECT n.cluster, n.name FROM nodes n
+       JOIN node_identities i ON i.node = n.name AND i.status = 'active'
+       LEFT JOIN node_snapshots s ON s.node = n.name
+      WHERE n.membership <> 'Revoked'
+        AND (s.node IS NULL OR s.issued_at + (s.expires_at - s.issued_at) / 2 <= now())
+     ON CONFLICT (cluster, node) DO NOTHING`,
+  );
+  return r.rowCount ?? 0;
+}
+
+/** The stored bytes and serial of one node's snapshot. */
+export async function snapshotOf(db: pg.Pool | pg.ClientBase, node: string): Promise<{ cluster: string; serial: number; bytes: Buffer } | undefined> {
+  const r = await db.query<{ cluster: string; serial: string; bytes: Buffer }>("SELECT cluster, serial, bytes FROM node_snapshots WHERE node = $1", [node]);
+  const x = r.rows[0];
+  return x === undefined ? undefined : { cluster: x.cluster, serial: Number(x.serial), bytes: x.bytes };
+}
+
+/** The serial of one node's snapshot (no bytes). */
+export async function serialOf(db: pg.Pool | pg.ClientBase, node: string): Promise<number | undefined> {
+  const r = await db.query<{ serial: string }>("SELECT serial FROM node_snapshots WHERE node = $1", [node]);
+  const x = r.rows[0];
+  return x === undefined ? undefined : Number(x.serial);
+}
+
+/** Snapshots written after change_seq `after` (the long-poll feed). */
+export async function changesSince(db: pg.Pool | pg.ClientBase, after: number, limit = 10_000): Promise<SnapshotChange[]> {
+  const r = await db.query<{ node: string; serial: string; change_seq: string }>(
+    "SELECT node, serial, change_seq FROM node_snapshots WHERE change_seq > $1 ORDER BY change_seq LIMIT $2",
+    [after, limit],
+  );
+  return r.rows.map((x) => ({ node: x.node, serial: Number(x.serial), changeSeq: Number(x.change_seq) }));
+}
+
+/** The current top of the change feed. */
+export async function currentChangeSeq(db: pg.Pool | pg.ClientBase): Promise<number> {
+  const r = await db.query<{ seq: string | null }>("SELECT max(change_seq)::text AS seq FROM node_snapshots");
+  return Number(r.rows[0]?.seq ?? 0);
+}
+
+/** Serial per node for a cluster (tests and operators: which serials moved). */
+export async function clusterSerials(db: pg.Pool | pg.ClientBase, cluster: string): Promise<Map<string, number>> {
+  const r = await db.query<{ node: string; serial: string }>("SELECT node, serial FROM node_snapshots WHERE cluster = $1", [cluster]);
+  return new Map(r.rows.map((x) => [x.node, Number(x.serial)]));
+}
