@@ -33,8 +33,8 @@ export interface ControlPlaneOptions {
   controllers?: ControlPlaneControllers;
   /** Run the agent-facing HTTPS API on this port (0: ephemeral); off when absent. */
   agentPort?: number;
-  /** Agent API tuning (rate limits, extra serving-certificate names). */
-  agentApi?: { rateLimit?: RateLimit; failureRateLimit?: RateLimit; serverNames?: string[] };
+  /** Agent API tuning (rate limits, extra serving-certificate names, renewal grace after expiry). */
+  agentApi?: { rateLimit?: RateLimit; failureRateLimit?: RateLimit; serverNames?: string[]; renewGraceMs?: number };
 }
 
 /**

@@ -10,15 +10,9 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 
-/** A printer column as in a CRD's additionalPrinterColumns. */
-export interface PrinterColumn {
-  name: string;
-  type: string;
-  jsonPath: string;
-  description?: string;
-  priority?: number;
-  format?: string;
-}
+import type { PrinterColumn } from "./table.js";
+
+export type { PrinterColumn };
 
 /** One served resource (one plural of one group/version). */
 export interface ResourceDef {

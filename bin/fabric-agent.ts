@@ -5,8 +5,11 @@
  *       pins the agent API CA, generates the node key on this host (0600,
  *       never sent), enrolls, waits for approval printing its status, stores
  *       the identity, then keeps running to renew it (unless --once).
- *   fabric-agent run       keeps every stored identity renewed
- *   fabric-agent status    prints the stored identities
+ *   fabric-agent run       keeps every stored identity renewed, and for each
+ *       membership boots from its checkpoint, long-polls its signed snapshot
+ *       (verified before anything uses it) and sends heartbeats
+ *   fabric-agent status    prints identity, snapshot serial and age, last
+ *       contact and errors of every membership (from its status.json)
  *
  * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent)
  */
@@ -17,14 +20,18 @@ import { keepRenewed } from "../agent/enroll/renew.js";
 import { loadIdentities } from "../agent/enroll/identity-store.js";
 import { AgentApiRequestError } from "../agent/enroll/client.js";
 import { parseDuration } from "../lib/enrollment/token.js";
+import http from "node:http";
+import { runMembership } from "../agent/sync/runner.js";
+import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
+import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
 import { logger } from "../lib/log.js";
 
 const log = logger("agent");
 
 const usage = `usage:
   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
-  fabric-agent run [--state-dir DIR]
-  fabric-agent status [--state-dir DIR]
+  fabric-agent run [--state-dir DIR] [--heartbeat-interval DUR] [--backoff-cap DUR] [--metrics-port N] [--capabilities A,B]
+  fabric-agent status [--state-dir DIR] [--json]
 
 join options:
   --cluster NAME          the cluster you mean to join (a token of another cluster is refused)
@@ -39,11 +46,51 @@ function list(v: string | undefined): string[] {
   return v === undefined || v === "" ? [] : v.split(",").map((s) => s.trim()).filter((s) => s !== "");
 }
 
-async function run(stateDir: string, signal: AbortSignal): Promise<void> {
+/** Options of run. */
+interface RunOptions {
+  heartbeatIntervalMs?: number;
+  backoffCapMs?: number;
+  metricsPort?: number;
+  capabilities: string[];
+}
+
+async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { capabilities: [] }): Promise<void> {
   const ids = await loadIdentities(stateDir);
   if (ids.length === 0) throw new Error(`no identities in ${stateDir}: run fabric-agent join first`);
   log.info("agent running", { stateDir, memberships: ids.map((i) => `${i.info.cluster}/${i.info.node}`) });
-  await Promise.all(ids.map((id) => keepRenewed(stateDir, id, { signal, log: (m, f) => log.info(m, f) })));
+  const syncs: MembershipSync[] = [];
+  let metrics: http.Server | undefined;
+  if (ro.metricsPort !== undefined) {
+    metrics = http.createServer((req, res) => {
+      if (req.url !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4" }).end(metricsText(syncs.map((s) => s.status), new Date()));
+    });
+    const server = metrics;
+    await new Promise<void>((r) => server.listen(ro.metricsPort, "127.0.0.1", () => r()));
+    const addr = server.address();
+    log.info("agent metrics listening", { port: typeof addr === "object" && addr !== null ? addr.port : ro.metricsPort });
+  }
+  try {
+    await Promise.all(
+      ids.flatMap((id) => [
+        keepRenewed(stateDir, id, { signal, log: (m, f) => log.info(m, f) }),
+        runMembership({
+          identity: id,
+          signal,
+          log: (m, f) => log.info(m, { cluster: id.info.cluster, node: id.info.node, ...f }),
+          heartbeatIntervalMs: ro.heartbeatIntervalMs,
+          backoffCapMs: ro.backoffCapMs,
+          capabilities: ro.capabilities,
+          onSync: (s) => syncs.push(s),
+        }),
+      ]),
+    );
+  } finally {
+    metrics?.close();
+  }
 }
 
 async function main(): Promise<number> {
@@ -61,6 +108,10 @@ async function main(): Promise<number> {
       roles: { type: "string" },
       "poll-interval": { type: "string", default: "2s" },
       once: { type: "boolean", default: false },
+      "heartbeat-interval": { type: "string" },
+      "backoff-cap": { type: "string" },
+      "metrics-port": { type: "string" },
+      json: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
@@ -108,10 +159,24 @@ async function main(): Promise<number> {
       return 0;
     }
     case "run":
-      await run(stateDir, stop.signal);
+      await run(stateDir, stop.signal, {
+        heartbeatIntervalMs: values["heartbeat-interval"] === undefined ? undefined : parseDuration(values["heartbeat-interval"]),
+        backoffCapMs: values["backoff-cap"] === undefined ? undefined : parseDuration(values["backoff-cap"]),
+        metricsPort: values["metrics-port"] === undefined ? undefined : Number.parseInt(values["metrics-port"], 10),
+        capabilities: list(values.capabilities),
+      });
       return 0;
     case "status": {
-      for (const id of await loadIdentities(stateDir)) process.stdout.write(`${id.info.cluster}\t${id.info.node}\tserial=${id.info.serial}\tnotAfter=${id.info.notAfter}\n`);
+      const all = [];
+      for (const id of await loadIdentities(stateDir)) {
+        const st = await readStatus(id.dir);
+        all.push({ cluster: id.info.cluster, node: id.info.node, certificateSerial: id.info.serial, notAfter: id.info.notAfter, status: st ?? null });
+        if (!values.json) {
+          if (st === undefined) process.stdout.write(`membership ${id.info.cluster}/${id.info.node}\n  identity:        certificate ${id.info.serial}, valid until ${id.info.notAfter}\n  agent has not run yet (no status)\n`);
+          else process.stdout.write(formatStatus({ ...st, identitySerial: id.info.serial, certificateNotAfter: id.info.notAfter }, new Date()));
+        }
+      }
+      if (values.json) process.stdout.write(JSON.stringify(all, null, 2) + "\n");
       return 0;
     }
     default:

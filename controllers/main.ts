@@ -20,8 +20,9 @@ import { FabricClusterReconciler } from "./fabriccluster/reconciler.js";
 import { NodeGroupReconciler } from "./nodegroup/reconciler.js";
 import { GroupTree } from "./nodegroup/tree.js";
 import { runOrphanSweeps } from "./orphans.js";
-import { Controller, Informer, Manager, PgAuthority, customResourceSource, kubeLeaseClient, type ObjectKey } from "./runtime/index.js";
+import { Controller, Informer, Manager, PgAuthority, customResourceSource, intentChanged, kubeLeaseClient, type ObjectKey } from "./runtime/index.js";
 import { specWatch } from "./spec-watch.js";
+import { roleAndWorkloadControllers } from "./roleassignment/wire.js";
 import { SnapshotBuilder } from "./snapshots/builder.js";
 
 /** Lease election settings; durations in milliseconds (client-go defaults 15 s / 10 s / 2 s). */
@@ -140,6 +141,8 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     kind: "NodeGroup",
     informer: groupInformer,
     reconciler: new NodeGroupReconciler({ groups: groupInformer, clusters: clusterInformer, tree, store: groupStore, api }),
+    // The reconciler reads only intent: its own status writes must not requeue the group.
+    primaryUpdateFilter: intentChanged,
     watches: [
       // A group's validity depends on its ancestors, its childCount on its children: only spec changes matter.
       specWatch(groupInformer, (g) => {
@@ -203,7 +206,9 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     registry,
     log: log.with({ controller: "fabricnode" }),
   });
-  manager.add(clusterController).add(groupController).add(tokenController).add(requestController).add(nodeController);
+  // Issue 6: RoleAssignment and ServiceWorkload (also registers the roles/workloads snapshot contributors).
+  const rw = roleAndWorkloadControllers({ kc, pool: o.pool, fence: authority, identity: o.identity, api, registry, log, informerOpts, nodeInformer, clusterInformer });
+  manager.add(clusterController).add(groupController).add(tokenController).add(requestController).add(nodeController).add(rw.roleController).add(rw.workloadController);
 
   const stopCtl = new AbortController();
   const running = manager.start(stopCtl.signal).catch((err: unknown) => log.error("manager stopped with an error", { error: err }));
@@ -215,6 +220,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     runOrphanSweeps({ controller: tokenController, informer: tokenInformer, rowNames: () => tokenStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
     runOrphanSweeps({ controller: requestController, informer: requestInformer, rowNames: () => nodeStore.requestNames(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
     runOrphanSweeps({ controller: nodeController, informer: nodeInformer, rowNames: () => nodeStore.nodeNames(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
+    rw.run(stopCtl.signal, o.sweepIntervalMs),
   ]);
   log.info("controllers started", { identity: o.identity, leaderElection: o.lease !== undefined });
   let stopping: Promise<void> | undefined;
@@ -228,6 +234,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
         [tokenController, tokenInformer],
         [requestController, requestInformer],
         [nodeController, nodeInformer],
+        ...rw.pairs,
       ];
       for (const [c, i] of pairs) {
         for (const obj of i.list()) {

@@ -32,12 +32,13 @@ CREATE TABLE node_snapshots (
   bytes        bytea NOT NULL,
   issued_at    timestamptz NOT NULL,
   expires_at   timestamptz NOT NULL,
+  refresh_at   timestamptz NOT NULL,          -- issued_at + half the lifetime: re-issued from then on
   change_seq   bigint NOT NULL DEFAULT nextval('node_snapshots_change_seq'),
   PRIMARY KEY (node)
 );
 CREATE INDEX node_snapshots_change_seq_idx ON node_snapshots (change_seq);
 CREATE INDEX node_snapshots_cluster ON node_snapshots (cluster);
-CREATE INDEX node_snapshots_refresh ON node_snapshots ((issued_at + (expires_at - issued_at) / 2));
+CREATE INDEX node_snapshots_refresh ON node_snapshots (refresh_at);
 
 -- Per node, the highest serial ever issued: survives deletion of the
 -- snapshot row (a node disabled, revoked and re-created under the same name

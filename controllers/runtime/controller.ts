@@ -88,6 +88,31 @@ export interface ControllerOptions<T extends KubernetesObject> {
   clock?: Clock;
   registry?: Registry;
   log?: Logger;
+  /**
+   * Which updates of the primary object enqueue it (default: all). Resyncs
+   * (the same object delivered again) always do. Use {@link intentChanged}
+   * for reconcilers that read only the object's intent, so that their own
+   * status writes do not trigger another, no-op reconcile.
+   */
+  primaryUpdateFilter?: (oldObj: T, newObj: T) => boolean;
+}
+
+/**
+ * True when an update changed intent rather than only status: the
+ * generation (spec), labels, annotations, finalizers or deletion moved.
+ * Like controller-runtime's GenerationChangedPredicate, plus metadata a
+ * reconciler may act on.
+ */
+export function intentChanged(oldObj: KubernetesObject, newObj: KubernetesObject): boolean {
+  const a = oldObj.metadata ?? {};
+  const b = newObj.metadata ?? {};
+  return (
+    a.generation !== b.generation ||
+    a.deletionTimestamp !== b.deletionTimestamp ||
+    JSON.stringify(a.labels ?? {}) !== JSON.stringify(b.labels ?? {}) ||
+    JSON.stringify(a.annotations ?? {}) !== JSON.stringify(b.annotations ?? {}) ||
+    JSON.stringify(a.finalizers ?? []) !== JSON.stringify(b.finalizers ?? [])
+  );
 }
 
 /** See the module comment. */
@@ -115,7 +140,11 @@ export class Controller<T extends KubernetesObject> {
     };
     opts.informer.addHandlers({
       onAdd: enqueueObj,
-      onUpdate: (_old, obj) => enqueueObj(obj),
+      onUpdate: (oldObj, obj) => {
+        const filter = opts.primaryUpdateFilter;
+        if (filter && oldObj !== obj && !filter(oldObj, obj)) return;
+        enqueueObj(obj);
+      },
       onDelete: enqueueObj,
     });
     for (const w of opts.watches ?? []) w.subscribe((k) => this.enqueue(k));

@@ -9,6 +9,7 @@ export { FakeClock, realClock, sleep, type Clock, type TimerHandle } from "./clo
 export * from "./conditions.js";
 export {
   Controller,
+  intentChanged,
   watchSecondary,
   type ControllerOptions,
   type ReconcileContext,

@@ -20,3 +20,5 @@ export {
   type RequestRow,
   type TokenRow,
 } from "./enrollment.js";
+export { RoleStore, snapshotRolesOf, type GrantChange, type NodeRoleRow, type RoleCandidate, type RoleCoverageRow } from "./roles.js";
+export { WorkloadStore, snapshotWorkloadsOf, type DesiredChange, type DesiredWorkloadRow, type WorkloadReportRow } from "./workloads.js";

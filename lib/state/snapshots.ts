@@ -12,7 +12,8 @@ export interface DirtyMark {
   cluster: string;
   /** FabricNode name, or "*" for every node of the cluster. */
   node: string;
-  markedAt: Date;
+  /** PostgreSQL's text form (microseconds kept: a JS Date would truncate them and never match). */
+  markedAt: string;
 }
 
 /** What the builder needs to know about one node to build its identity part. */
@@ -62,8 +63,8 @@ export const SNAPSHOT_DIRTY_CHANNEL = "snapshot_dirty";
 
 /** Reads the dirty index (at most `limit` marks, oldest first). */
 export async function readDirty(db: pg.ClientBase | pg.Pool, limit: number): Promise<DirtyMark[]> {
-  const r = await db.query<{ cluster: string; node: string; marked_at: Date }>(
-    "SELECT cluster, node, marked_at FROM snapshot_dirty ORDER BY marked_at LIMIT $1",
+  const r = await db.query<{ cluster: string; node: string; marked_at: string }>(
+    "SELECT cluster, node, marked_at::text AS marked_at FROM snapshot_dirty ORDER BY marked_at LIMIT $1",
     [limit],
   );
   return r.rows.map((x) => ({ cluster: x.cluster, node: x.node, markedAt: x.marked_at }));
@@ -149,11 +150,12 @@ export async function storedMeta(db: pg.ClientBase, nodes: readonly string[]): P
 export async function writeSnapshots(db: pg.ClientBase, rows: readonly SnapshotWrite[]): Promise<void> {
   if (rows.length === 0) return;
   await db.query(
-    `INSERT INTO node_snapshots (cluster, node, serial, term, payload_hash, hash, bytes, issued_at, expires_at)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $9::timestamptz[])
+    `INSERT INTO node_snapshots (cluster, node, serial, term, payload_hash, hash, bytes, issued_at, expires_at, refresh_at)
+     SELECT c, n, s, t, ph, h, b, i, e, i + (e - i) / 2
+       FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::timestamptz[], $9::timestamptz[]) AS u(c, n, s, t, ph, h, b, i, e)
      ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, serial = EXCLUDED.serial, term = EXCLUDED.term,
        payload_hash = EXCLUDED.payload_hash, hash = EXCLUDED.hash, bytes = EXCLUDED.bytes,
-       issued_at = EXCLUDED.issued_at, expires_at = EXCLUDED.expires_at, change_seq = nextval('node_snapshots_change_seq')`,
+       issued_at = EXCLUDED.issued_at, expires_at = EXCLUDED.expires_at, refresh_at = EXCLUDED.refresh_at, change_seq = nextval('node_snapshots_change_seq')`,
     [
       rows.map((r) => r.cluster),
       rows.map((r) => r.node),
@@ -193,7 +195,7 @@ export async function markMissingAndAging(db: pg.ClientBase | pg.Pool): Promise<
        JOIN node_identities i ON i.node = n.name AND i.status = 'active'
        LEFT JOIN node_snapshots s ON s.node = n.name
       WHERE n.membership <> 'Revoked'
-        AND (s.node IS NULL OR s.issued_at + (s.expires_at - s.issued_at) / 2 <= now())
+        AND (s.node IS NULL OR s.refresh_at <= now())
      ON CONFLICT (cluster, node) DO NOTHING`,
   );
   return r.rowCount ?? 0;

@@ -28,7 +28,10 @@ export interface EnrollmentPlane {
 }
 
 /** Starts one (certificate lifetime and retention adjustable). */
-export async function startEnrollmentPlane(opts: { nodeCertLifetimeMs?: number; joinRequestRetentionMs?: number; expiredTokenRetentionMs?: number } = {}): Promise<EnrollmentPlane> {
+export async function startEnrollmentPlane(
+  opts: { nodeCertLifetimeMs?: number; joinRequestRetentionMs?: number; expiredTokenRetentionMs?: number; renewGraceMs?: number } = {},
+): Promise<EnrollmentPlane> {
+  const { renewGraceMs, ...enrollment } = opts;
   const stateDir = tempStateDir();
   const cp = await runControlPlane({
     stateDir,
@@ -37,9 +40,9 @@ export async function startEnrollmentPlane(opts: { nodeCertLifetimeMs?: number; 
     metricsPort: 0,
     fsync: false,
     log: logger("test-controlplane"),
-    controllers: { identity: "test-enroll", sweepIntervalMs: 1000, enrollment: opts },
+    controllers: { identity: "test-enroll", sweepIntervalMs: 1000, enrollment },
     agentPort: 0,
-    agentApi: { rateLimit: { burst: 100_000, perSecond: 100_000 } },
+    agentApi: { rateLimit: { burst: 100_000, perSecond: 100_000 }, ...(renewGraceMs !== undefined ? { renewGraceMs } : {}) },
   });
   const agentApi = cp.agentApi;
   if (agentApi === undefined) throw new Error("agent api did not start");

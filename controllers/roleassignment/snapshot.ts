@@ -1,0 +1,39 @@
+/**
+ * The snapshot contributors of roles and workloads (lib/snapshot/contributors.ts):
+ * "roles" fills payload.roles and "workloads" payload.workloads for ref.node
+ * from node_roles and node_workloads. Need-to-know: only that node's own
+ * rows; an organization-scoped workload only while the node holds a role for
+ * that organization; never a secret value (workload env holds literal spec
+ * values only); a membership other than Active gets no roles and no
+ * workloads. Importing this module registers both (controllers/main.ts does).
+ */
+import { registerSnapshotContributor, type SnapshotContributor } from "../../lib/snapshot/contributors.js";
+import type { SnapshotRole } from "../../lib/snapshot/format.js";
+import { snapshotRolesOf, snapshotWorkloadsOf } from "../../lib/state/index.js";
+
+/** Fills payload.roles. */
+export const rolesContributor: SnapshotContributor = {
+  name: "roles",
+  async contribute(db, ref, payload) {
+    if (ref.membership !== "Active") {
+      payload.roles = [];
+      return;
+    }
+    payload.roles = (await snapshotRolesOf(db, ref.cluster, ref.node)).map((r) => {
+      const role: SnapshotRole = { role: r.role, assignment: r.assignment };
+      if (r.organization !== "") role.organization = r.organization;
+      return role;
+    });
+  },
+};
+
+/** Fills payload.workloads. */
+export const workloadsContributor: SnapshotContributor = {
+  name: "workloads",
+  async contribute(db, ref, payload) {
+    payload.workloads = ref.membership === "Active" ? await snapshotWorkloadsOf(db, ref.cluster, ref.node) : [];
+  },
+};
+
+registerSnapshotContributor(rolesContributor);
+registerSnapshotContributor(workloadsContributor);

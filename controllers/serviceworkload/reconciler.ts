@@ -1,0 +1,117 @@
+/**
+ * ServiceWorkloadReconciler (leader only): validates the runtime-specific
+ * fields, resolves the nodes that should run the workload (holders of
+ * spec.role in spec.cluster, for spec.organization when set, narrowed by
+ * spec.nodeSelector), writes one desired row per node in its snapshot form
+ * (fenced, audited, snapshot marks in the same transaction), and publishes
+ * desired / ready / degraded counts and per-node detail from the agents'
+ * reports. It also owns FabricNode status.workloads (every workload the
+ * node's agent reports). Reports wake it through report-listener.ts; it
+ * also looks again every few seconds while instances are not ready.
+ */
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../apiserver/selectors.js";
+import { RESOURCES, type FabricNodeStatusWorkload, type ServiceWorkload } from "../../lib/api/types.generated.js";
+import type { RoleStore, WorkloadStore } from "../../lib/state/index.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, Kube } from "../objects.js";
+import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { OwnedStatusField } from "../roleassignment/owned-field.js";
+import { desiredWorkloadStatus, snapshotWorkloadOf, targetNodes, validateWorkloadSpec } from "./plan.js";
+
+/** A ServiceWorkload as cached by an informer. */
+export type ServiceWorkloadObject = Kube<ServiceWorkload>;
+
+/** Dependencies of ServiceWorkloadReconciler. */
+export interface ServiceWorkloadReconcilerDeps {
+  informer: Informer<ServiceWorkloadObject>;
+  nodes: Informer<FabricNode>;
+  clusters: Informer<FabricCluster>;
+  roles: RoleStore;
+  workloads: WorkloadStore;
+  api: CustomObjectsApi;
+  clock?: Clock;
+  /** Requeue period while some instance is not ready (default 5 s) and otherwise (default 60 s). */
+  pollMs?: { notReady?: number; ready?: number };
+}
+
+const res = RESOURCES.ServiceWorkload;
+
+/** See the module comment. */
+export class ServiceWorkloadReconciler implements Reconciler {
+  private readonly nodeWorkloads: OwnedStatusField<FabricNodeStatusWorkload[]>;
+
+  constructor(private readonly d: ServiceWorkloadReconcilerDeps) {
+    this.nodeWorkloads = new OwnedStatusField(d.api, RESOURCES.FabricNode, "workloads");
+  }
+
+  async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void> {
+    const obj = this.d.informer.get(key);
+    if (obj === undefined) {
+      const had = await this.d.workloads.desired(key.name);
+      if (await this.d.workloads.deleteWorkload(key.name)) {
+        ctx.log.info("workload withdrawn from every node: deleted", { workload: key.name, nodes: had.length });
+        await this.publishNodes(had.map((r) => r.node));
+      }
+      return;
+    }
+    const spec = obj.spec;
+    const generation = obj.metadata.generation ?? 0;
+    const organization = spec.organization ?? "";
+    let problem: { reason: "InvalidSpec" | "ClusterNotFound"; message: string } | undefined;
+    let nodes: string[] = [];
+    const problems = validateWorkloadSpec(spec);
+    if (this.d.clusters.get({ name: spec.cluster }) === undefined) problem = { reason: "ClusterNotFound", message: `FabricCluster ${spec.cluster} does not exist` };
+    else if (problems.length > 0) problem = { reason: "InvalidSpec", message: problems.join("; ") };
+    else {
+      let matches = (_node: string): boolean => true;
+      if (spec.nodeSelector !== undefined) {
+        try {
+          const sel = labelSelectorFromMetav1(spec.nodeSelector);
+          matches = (node) => {
+            const n = this.d.nodes.get({ name: node });
+            return n !== undefined && matchesLabels(sel, n.metadata.labels ?? {});
+          };
+        } catch (err) {
+          if (!(err instanceof SelectorError)) throw err;
+          problem = { reason: "InvalidSpec", message: `spec.nodeSelector: ${err.message}` };
+        }
+      }
+      if (problem === undefined) nodes = targetNodes(await this.d.roles.holders(spec.cluster, spec.role, organization === "" ? undefined : organization), organization, matches);
+    }
+    const wl = snapshotWorkloadOf(key.name, generation, spec);
+    const before = await this.d.workloads.desired(key.name);
+    const change = await this.d.workloads.setDesired(
+      key.name,
+      spec.cluster,
+      nodes.map((node) => ({ node, organization, generation, spec: wl })),
+    );
+    if (change.added.length + change.updated.length + change.removed.length > 0) {
+      ctx.log.info("desired workload placement changed", { workload: key.name, added: change.added, updated: change.updated, removed: change.removed });
+    }
+    const reports = await this.d.workloads.reportsOfWorkload(key.name);
+    const now = new Date((this.d.clock ?? realClock).now());
+    const status = desiredWorkloadStatus(obj.status, generation, nodes, reports, problem, now);
+    await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
+    await this.publishNodes([...new Set([...nodes, ...before.map((r) => r.node), ...reports.keys()])]);
+    const allReady = nodes.length > 0 && status.ready === nodes.length;
+    return { requeueAfterMs: allReady || nodes.length === 0 ? (this.d.pollMs?.ready ?? 60_000) : (this.d.pollMs?.notReady ?? 5000) };
+  }
+
+  /** Writes FabricNode status.workloads of the given nodes from their reports. */
+  private async publishNodes(nodes: readonly string[]): Promise<void> {
+    for (const node of nodes) {
+      const n = this.d.nodes.get({ name: node });
+      if (n === undefined) continue;
+      await this.nodeWorkloads.write(node, n.status?.workloads, async () => {
+        const rows = await this.d.workloads.reportsOfNode(node);
+        if (rows.length === 0) return undefined;
+        return rows.map((r) => {
+          const w: FabricNodeStatusWorkload = { name: r.workload, state: r.state, restartCount: r.restartCount };
+          const msg = [r.reason, r.message].filter((x) => x !== "").join(": ");
+          if (msg !== "") w.message = msg.slice(0, 1024);
+          return w;
+        });
+      });
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Repository of service workloads: the desired workloads per node
+ * (node_workloads, decisions of the ServiceWorkload controller: fenced,
+ * audited, snapshot_dirty marks in the same transaction) and the agents'
+ * latest reports (workload_reports, runtime facts written by the agent API).
+ */
+import type pg from "pg";
+import { withTransaction } from "../db/pool.js";
+import type { SnapshotWorkload } from "../snapshot/format.js";
+import { markNodesDirty } from "../snapshot/contributors.js";
+import type { WorkloadReport } from "../workloads/protocol.js";
+import { decide, type Fence } from "./fenced.js";
+
+/** One node's desired copy of a workload. */
+export interface DesiredWorkloadRow {
+  node: string;
+  organization: string;
+  generation: number;
+  /** Exactly what goes into the node's snapshot. */
+  spec: SnapshotWorkload & Record<string, unknown>;
+}
+
+/** What setDesired changed (node names). */
+export interface DesiredChange {
+  added: string[];
+  updated: string[];
+  removed: string[];
+}
+
+/** The latest report of a workload on a node. */
+export interface WorkloadReportRow {
+  node: string;
+  workload: string;
+  state: "Starting" | "Running" | "Degraded" | "Stopped" | "Failed" | "Unsupported";
+  ready: boolean;
+  reason: string;
+  message: string;
+  restartCount: number;
+  observedGeneration: number;
+  reportedAt: Date;
+}
+
+interface ReportDb {
+  node: string;
+  workload: string;
+  state: WorkloadReportRow["state"];
+  ready: boolean;
+  reason: string;
+  message: string;
+  restart_count: number;
+  observed_generation: string;
+  reported_at: Date;
+}
+
+function reportFromDb(r: ReportDb): WorkloadReportRow {
+  return {
+    node: r.node,
+    workload: r.workload,
+    state: r.state,
+    ready: r.ready,
+    reason: r.reason,
+    message: r.message,
+    restartCount: r.restart_count,
+    observedGeneration: Number(r.observed_generation),
+    reportedAt: r.reported_at,
+  };
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+}
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (typeof v === "object" && v !== null) {
+    const o = v as Record<string, unknown>;
+    return Object.fromEntries(
+      Object.keys(o)
+        .sort()
+        .map((k) => [k, sortKeys(o[k])]),
+    );
+  }
+  return v;
+}
+
+/** See the module comment. */
+export class WorkloadStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly fence: Fence,
+    private readonly actor: string,
+  ) {}
+
+  /** Names of workloads with desired rows (for orphan sweeps). */
+  async workloadNames(): Promise<string[]> {
+    const r = await this.pool.query<{ workload: string }>("SELECT DISTINCT workload FROM node_workloads");
+    return r.rows.map((x) => x.workload);
+  }
+
+  /** Desired rows of a workload, by node. */
+  async desired(workload: string): Promise<DesiredWorkloadRow[]> {
+    const r = await this.pool.query<{ node: string; organization: string; generation: string; spec: DesiredWorkloadRow["spec"] }>(
+      "SELECT node, organization, generation, spec FROM node_workloads WHERE workload = $1 ORDER BY node",
+      [workload],
+    );
+    return r.rows.map((x) => ({ node: x.node, organization: x.organization, generation: Number(x.generation), spec: x.spec }));
+  }
+
+  /**
+   * Makes the workload's desired rows exactly `rows` (in `cluster`). Fenced
+   * and audited; marks every added, changed or removed node dirty.
+   */
+  async setDesired(workload: string, cluster: string, rows: readonly DesiredWorkloadRow[]): Promise<DesiredChange> {
+    return decide(this.fence, this.actor, async (c) => {
+      const cur = await c.query<{ node: string; cluster: string; organization: string; spec: unknown }>(
+        "SELECT node, cluster, organization, spec FROM node_workloads WHERE workload = $1 FOR UPDATE",
+        [workload],
+      );
+      const have = new Map(cur.rows.map((r) => [r.node, r]));
+      const want = new Map(rows.map((r) => [r.node, r]));
+      const added: string[] = [];
+      const updated: string[] = [];
+      const removed: string[] = [];
+      const dirty = new Map<string, string[]>();
+      const mark = (cl: string, node: string): void => {
+        const l = dirty.get(cl) ?? [];
+        l.push(node);
+        dirty.set(cl, l);
+      };
+      for (const [node, row] of have) {
+        const w = want.get(node);
+        if (w === undefined || row.cluster !== cluster) {
+          removed.push(node);
+          mark(row.cluster, node);
+        }
+      }
+      if (removed.length > 0) await c.query("DELETE FROM node_workloads WHERE workload = $1 AND node = ANY($2::text[])", [workload, removed]);
+      for (const [node, w] of want) {
+        const h = have.get(node);
+        const fresh = h === undefined || h.cluster !== cluster;
+        if (!fresh && h.organization === w.organization && sameJson(h.spec, w.spec)) continue;
+        await c.query(
+          `INSERT INTO node_workloads (workload, node, cluster, organization, generation, spec, updated_at) VALUES ($1, $2, $3, $4, $5, $6, now())
+           ON CONFLICT (workload, node) DO UPDATE SET cluster = EXCLUDED.cluster, organization = EXCLUDED.organization,
+             generation = EXCLUDED.generation, spec = EXCLUDED.spec, updated_at = now()`,
+          [workload, node, cluster, w.organization, w.generation, JSON.stringify(w.spec)],
+        );
+        (fresh ? added : updated).push(node);
+        mark(cluster, node);
+      }
+      if (added.length + updated.length + removed.length === 0) return { result: { added, updated, removed }, audit: [] };
+      for (const [cl, nodes] of dirty) await markNodesDirty(c, cl, nodes);
+      added.sort();
+      updated.sort();
+      removed.sort();
+      return {
+        result: { added, updated, removed },
+        audit: [{ action: "workload.desired-changed", objectKind: "ServiceWorkload", objectName: workload, cluster, details: { added, updated, removed, generation: rows[0]?.generation ?? 0 } }],
+      };
+    });
+  }
+
+  /** Deletes every desired row of a workload and its reports; returns whether rows existed. */
+  async deleteWorkload(workload: string): Promise<boolean> {
+    return decide(this.fence, this.actor, async (c) => {
+      const r = await c.query<{ node: string; cluster: string }>("DELETE FROM node_workloads WHERE workload = $1 RETURNING node, cluster", [workload]);
+      await c.query("DELETE FROM workload_reports WHERE workload = $1", [workload]);
+      if (r.rows.length === 0) return { result: false, audit: [] };
+      const by = new Map<string, string[]>();
+      for (const x of r.rows) by.set(x.cluster, [...(by.get(x.cluster) ?? []), x.node]);
+      for (const [cl, nodes] of by) await markNodesDirty(c, cl, nodes);
+      return {
+        result: true,
+        audit: [{ action: "workload.desired-removed", objectKind: "ServiceWorkload", objectName: workload, cluster: r.rows[0]?.cluster, details: { removed: r.rows.map((x) => x.node).sort() } }],
+      };
+    });
+  }
+
+  /** Latest reports of a workload, by node. */
+  async reportsOfWorkload(workload: string): Promise<Map<string, WorkloadReportRow>> {
+    const r = await this.pool.query<ReportDb>("SELECT * FROM workload_reports WHERE workload = $1", [workload]);
+    return new Map(r.rows.map((x) => [x.node, reportFromDb(x)]));
+  }
+
+  /** Latest reports of a node, by workload name. */
+  async reportsOfNode(node: string): Promise<WorkloadReportRow[]> {
+    const r = await this.pool.query<ReportDb>("SELECT * FROM workload_reports WHERE node = $1 ORDER BY workload", [node]);
+    return r.rows.map(reportFromDb);
+  }
+
+  /**
+   * Records an agent's report (runtime facts: not fenced). The report is the
+   * complete list: reports of workloads it no longer lists are deleted. A
+   * report of the same boot with a seq not above the stored one is stale and
+   * changes nothing. Returns the workloads whose rows changed (for requeues).
+   */
+  async recordReport(cluster: string, node: string, report: WorkloadReport): Promise<{ stale: boolean; changed: string[] }> {
+    return withTransaction(this.pool, async (c) => {
+      // Serialise reports of one node (two connections of one agent may race).
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('workload_reports:' || $1))", [node]);
+      const cur = await c.query<ReportDb & { boot: string; seq: string }>("SELECT * FROM workload_reports WHERE node = $1", [node]);
+      const newest = cur.rows.find((r) => r.boot === report.boot);
+      if (newest !== undefined && Number(newest.seq) >= report.seq) return { stale: true, changed: [] };
+      const listed = new Set(report.workloads.map((w) => w.name));
+      const changed: string[] = [];
+      const gone = cur.rows.filter((r) => !listed.has(r.workload)).map((r) => r.workload);
+      if (gone.length > 0) {
+        await c.query("DELETE FROM workload_reports WHERE node = $1 AND workload = ANY($2::text[])", [node, gone]);
+        changed.push(...gone);
+      }
+      const before = new Map(cur.rows.map((r) => [r.workload, r]));
+      for (const w of report.workloads) {
+        const b = before.get(w.name);
+        if (b === undefined || b.state !== w.state || b.ready !== w.ready || b.reason !== w.reason || b.message !== w.message || b.restart_count !== w.restartCount || Number(b.observed_generation) !== w.observedGeneration) changed.push(w.name);
+        await c.query(
+          `INSERT INTO workload_reports (node, workload, cluster, boot, seq, state, ready, reason, message, restart_count, observed_generation, reported_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
+           ON CONFLICT (node, workload) DO UPDATE SET cluster = EXCLUDED.cluster, boot = EXCLUDED.boot, seq = EXCLUDED.seq, state = EXCLUDED.state,
+             ready = EXCLUDED.ready, reason = EXCLUDED.reason, message = EXCLUDED.message, restart_count = EXCLUDED.restart_count,
+             observed_generation = EXCLUDED.observed_generation, reported_at = now()`,
+          [node, w.name, cluster, report.boot, report.seq, w.state, w.ready, w.reason, w.message, w.restartCount, w.observedGeneration],
+        );
+      }
+      // Wake the ServiceWorkload controllers (controllers/serviceworkload/report-listener.ts); delivered at commit.
+      for (let k = 0; k < changed.length; k += 100) await c.query("SELECT pg_notify('workload_reports', $1)", [JSON.stringify(changed.slice(k, k + 100))]);
+      // Rows of this node from another boot that the report still lists were just overwritten; stamp the rest too.
+      await c.query("UPDATE workload_reports SET boot = $2, seq = $3 WHERE node = $1", [node, report.boot, report.seq]);
+      return { stale: false, changed };
+    });
+  }
+}
+
+/**
+ * Workloads a node gets in its snapshot (contributor "workloads"): its own
+ * desired rows only, and (defence in depth) an organization-scoped workload
+ * only while the node holds a role for that organization.
+ */
+export async function snapshotWorkloadsOf(db: pg.ClientBase, cluster: string, node: string): Promise<SnapshotWorkload[]> {
+  const r = await db.query<{ spec: SnapshotWorkload }>(
+    `SELECT w.spec FROM node_workloads w
+      WHERE w.cluster = $1 AND w.node = $2
+        AND (w.organization = '' OR EXISTS (SELECT 1 FROM node_roles r WHERE r.node = w.node AND r.cluster = w.cluster AND r.organization = w.organization))
+      ORDER BY w.workload`,
+    [cluster, node],
+  );
+  return r.rows.map((x) => x.spec);
+}

@@ -1,0 +1,52 @@
+-- Projects the agents' workload status reports (issue 6) into
+-- workload_reports. Agents send them through the generic status endpoint
+-- (POST /v1/status/workloads, stored in node_status_reports with kind
+-- 'workloads'; a report whose version is not above the stored one is not
+-- written, so this trigger never sees a stale one). Body:
+--   { "workloads": [ { "name", "state", "ready", "reason", "message",
+--                      "restartCount", "observedGeneration" }, ... ] }
+-- The list is complete: workloads it no longer names lose their row.
+-- Malformed items are skipped, never fail the report. The ServiceWorkload
+-- controllers are woken with pg_notify('workload_reports', <JSON names>)
+-- at commit (controllers/serviceworkload/report-listener.ts).
+CREATE FUNCTION project_workload_report() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  names jsonb;
+  payload text;
+BEGIN
+  CREATE TEMP TABLE IF NOT EXISTS pg_temp.wr_items (name text PRIMARY KEY, state text, ready boolean, reason text, message text, restart_count int, observed_generation bigint) ON COMMIT DROP;
+  DELETE FROM pg_temp.wr_items;
+  INSERT INTO pg_temp.wr_items
+  SELECT DISTINCT ON (x->>'name')
+         x->>'name',
+         x->>'state',
+         COALESCE(x->'ready' = 'true'::jsonb, false),
+         left(COALESCE(x->>'reason', ''), 128),
+         left(COALESCE(x->>'message', ''), 1024),
+         CASE WHEN COALESCE(x->>'restartCount', '0') ~ '^[0-9]{1,9}$' THEN COALESCE(x->>'restartCount', '0')::int ELSE 0 END,
+         CASE WHEN COALESCE(x->>'observedGeneration', '0') ~ '^[0-9]{1,15}$' THEN COALESCE(x->>'observedGeneration', '0')::bigint ELSE 0 END
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(NEW.body->'workloads') = 'array' THEN NEW.body->'workloads' ELSE '[]'::jsonb END) AS x
+   WHERE jsonb_typeof(x) = 'object'
+     AND x->>'name' ~ '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$'
+     AND x->>'state' IN ('Starting', 'Running', 'Degraded', 'Stopped', 'Failed', 'Unsupported');
+
+  SELECT COALESCE(jsonb_agg(n), '[]'::jsonb) INTO names FROM (
+    SELECT workload AS n FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT name FROM pg_temp.wr_items)
+    UNION SELECT name FROM pg_temp.wr_items) s;
+
+  DELETE FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT name FROM pg_temp.wr_items);
+  INSERT INTO workload_reports (node, workload, cluster, boot, seq, state, ready, reason, message, restart_count, observed_generation, reported_at)
+  SELECT NEW.node, name, NEW.cluster, '', NEW.version, state, ready, reason, message, restart_count, observed_generation, now() FROM pg_temp.wr_items
+  ON CONFLICT (node, workload) DO UPDATE SET cluster = EXCLUDED.cluster, boot = EXCLUDED.boot, seq = EXCLUDED.seq, state = EXCLUDED.state,
+    ready = EXCLUDED.ready, reason = EXCLUDED.reason, message = EXCLUDED.message, restart_count = EXCLUDED.restart_count,
+    observed_generation = EXCLUDED.observed_generation, reported_at = now();
+
+  payload := names::text;
+  IF length(payload) > 7900 THEN payload := '["*"]'; END IF;
+  IF payload <> '[]' THEN PERFORM pg_notify('workload_reports', payload); END IF;
+  RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER node_status_reports_workloads AFTER INSERT OR UPDATE ON node_status_reports
+  FOR EACH ROW WHEN (NEW.kind = 'workloads') EXECUTE FUNCTION project_workload_report();
