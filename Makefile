@@ -19,6 +19,9 @@ run: install ## run the control plane on its embedded defaults (state in .fabric
 test: install ## run the whole test suite (type check, generated-file drift, unit, integration, e2e)
 	bash hack/test.sh
 
+test-e2e: install ## run only the end-to-end tests (real agent and control-plane processes)
+	FABRIC_TEST_SPEC='test/e2e/**/*.test.ts' bash hack/test.sh
+
 generate: install ## rebuild crds/, OpenAPI documents, TypeScript types and the API reference from schemas/
 	npm run --silent generate
 
@@ -31,4 +34,4 @@ lint: install ## type-check everything (strict)
 bench: install ## run benchmarks and print figures (see docs/benchmarks.md)
 	bash hack/bench.sh
 
-.PHONY: help install run test generate verify lint bench
+.PHONY: help install run test test-e2e generate verify lint bench

@@ -2,7 +2,8 @@
 -- lib/state: node_roles and node_workloads by the leader's controllers,
 -- fenced by the authority term and audited in the same transaction (with
 -- snapshot_dirty marks for the nodes whose snapshot changes);
--- workload_reports by the agent API (runtime facts, not decisions).
+-- workload_reports from the agents' status reports (runtime facts, not
+-- decisions).
 
 -- Roles granted per node: one row per (RoleAssignment, FabricNode) that
 -- passed the checks (node Active, capabilities present). Refused nodes have
@@ -34,15 +35,14 @@ CREATE TABLE node_workloads (
 );
 CREATE INDEX node_workloads_node ON node_workloads (node);
 
--- Latest report per (node, workload) from the node's agent. `seq` grows per
--- agent process run (boot id + counter): a report older than the stored one
--- never overwrites it.
+-- Latest report per (node, workload) from the node's agent, projected from
+-- its status report (migrations/008_workload_report_projection.sql);
+-- `report_version` is the version of that report (stale ones never land).
 CREATE TABLE workload_reports (
   node                 text NOT NULL,
   workload             text NOT NULL,
   cluster              text NOT NULL,
-  boot                 text NOT NULL,
-  seq                  bigint NOT NULL,
+  report_version       bigint NOT NULL,
   state                text NOT NULL CHECK (state IN ('Starting', 'Running', 'Degraded', 'Stopped', 'Failed', 'Unsupported')),
   ready                boolean NOT NULL,
   reason               text NOT NULL DEFAULT '',

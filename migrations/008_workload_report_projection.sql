@@ -9,14 +9,10 @@
 -- Malformed items are skipped, never fail the report. The ServiceWorkload
 -- controllers are woken with pg_notify('workload_reports', <JSON names>)
 -- at commit (controllers/serviceworkload/report-listener.ts).
-CREATE FUNCTION project_workload_report() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-  names jsonb;
-  payload text;
-BEGIN
-  CREATE TEMP TABLE IF NOT EXISTS pg_temp.wr_items (name text PRIMARY KEY, state text, ready boolean, reason text, message text, restart_count int, observed_generation bigint) ON COMMIT DROP;
-  DELETE FROM pg_temp.wr_items;
-  INSERT INTO pg_temp.wr_items
+-- The well-formed items of a report body, one per name.
+CREATE FUNCTION workload_report_items(body jsonb)
+RETURNS TABLE (name text, state text, ready boolean, reason text, message text, restart_count int, observed_generation bigint)
+LANGUAGE sql IMMUTABLE AS $$
   SELECT DISTINCT ON (x->>'name')
          x->>'name',
          x->>'state',
@@ -25,19 +21,26 @@ BEGIN
          left(COALESCE(x->>'message', ''), 1024),
          CASE WHEN COALESCE(x->>'restartCount', '0') ~ '^[0-9]{1,9}$' THEN COALESCE(x->>'restartCount', '0')::int ELSE 0 END,
          CASE WHEN COALESCE(x->>'observedGeneration', '0') ~ '^[0-9]{1,15}$' THEN COALESCE(x->>'observedGeneration', '0')::bigint ELSE 0 END
-    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(NEW.body->'workloads') = 'array' THEN NEW.body->'workloads' ELSE '[]'::jsonb END) AS x
+    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(body->'workloads') = 'array' THEN body->'workloads' ELSE '[]'::jsonb END) AS x
    WHERE jsonb_typeof(x) = 'object'
      AND x->>'name' ~ '^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$'
-     AND x->>'state' IN ('Starting', 'Running', 'Degraded', 'Stopped', 'Failed', 'Unsupported');
+     AND x->>'state' IN ('Starting', 'Running', 'Degraded', 'Stopped', 'Failed', 'Unsupported')
+$$;
 
+CREATE FUNCTION project_workload_report() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  names jsonb;
+  payload text;
+BEGIN
   SELECT COALESCE(jsonb_agg(n), '[]'::jsonb) INTO names FROM (
-    SELECT workload AS n FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT name FROM pg_temp.wr_items)
-    UNION SELECT name FROM pg_temp.wr_items) s;
+    SELECT workload AS n FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT i.name FROM workload_report_items(NEW.body) i)
+    UNION SELECT i.name FROM workload_report_items(NEW.body) i) s;
 
-  DELETE FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT name FROM pg_temp.wr_items);
-  INSERT INTO workload_reports (node, workload, cluster, boot, seq, state, ready, reason, message, restart_count, observed_generation, reported_at)
-  SELECT NEW.node, name, NEW.cluster, '', NEW.version, state, ready, reason, message, restart_count, observed_generation, now() FROM pg_temp.wr_items
-  ON CONFLICT (node, workload) DO UPDATE SET cluster = EXCLUDED.cluster, boot = EXCLUDED.boot, seq = EXCLUDED.seq, state = EXCLUDED.state,
+  DELETE FROM workload_reports WHERE node = NEW.node AND workload NOT IN (SELECT i.name FROM workload_report_items(NEW.body) i);
+  INSERT INTO workload_reports (node, workload, cluster, report_version, state, ready, reason, message, restart_count, observed_generation, reported_at)
+  SELECT NEW.node, i.name, NEW.cluster, NEW.version, i.state, i.ready, i.reason, i.message, i.restart_count, i.observed_generation, now()
+    FROM workload_report_items(NEW.body) i
+  ON CONFLICT (node, workload) DO UPDATE SET cluster = EXCLUDED.cluster, report_version = EXCLUDED.report_version, state = EXCLUDED.state,
     ready = EXCLUDED.ready, reason = EXCLUDED.reason, message = EXCLUDED.message, restart_count = EXCLUDED.restart_count,
     observed_generation = EXCLUDED.observed_generation, reported_at = now();
 

@@ -2,13 +2,12 @@
  * Repository of service workloads: the desired workloads per node
  * (node_workloads, decisions of the ServiceWorkload controller: fenced,
  * audited, snapshot_dirty marks in the same transaction) and the agents'
- * latest reports (workload_reports, runtime facts written by the agent API).
+ * latest reports (workload_reports: runtime facts, projected by a trigger
+ * from the generic status reports the agent API stores, migrations/008).
  */
 import type pg from "pg";
-import { withTransaction } from "../db/pool.js";
 import type { SnapshotWorkload } from "../snapshot/format.js";
 import { markNodesDirty } from "../snapshot/contributors.js";
-import type { WorkloadReport } from "../workloads/protocol.js";
 import { decide, type Fence } from "./fenced.js";
 
 /** One node's desired copy of a workload. */
@@ -185,47 +184,6 @@ export class WorkloadStore {
   async reportsOfNode(node: string): Promise<WorkloadReportRow[]> {
     const r = await this.pool.query<ReportDb>("SELECT * FROM workload_reports WHERE node = $1 ORDER BY workload", [node]);
     return r.rows.map(reportFromDb);
-  }
-
-  /**
-   * Records an agent's report (runtime facts: not fenced). The report is the
-   * complete list: reports of workloads it no longer lists are deleted. A
-   * report of the same boot with a seq not above the stored one is stale and
-   * changes nothing. Returns the workloads whose rows changed (for requeues).
-   */
-  async recordReport(cluster: string, node: string, report: WorkloadReport): Promise<{ stale: boolean; changed: string[] }> {
-    return withTransaction(this.pool, async (c) => {
-      // Serialise reports of one node (two connections of one agent may race).
-      await c.query("SELECT pg_advisory_xact_lock(hashtext('workload_reports:' || $1))", [node]);
-      const cur = await c.query<ReportDb & { boot: string; seq: string }>("SELECT * FROM workload_reports WHERE node = $1", [node]);
-      const newest = cur.rows.find((r) => r.boot === report.boot);
-      if (newest !== undefined && Number(newest.seq) >= report.seq) return { stale: true, changed: [] };
-      const listed = new Set(report.workloads.map((w) => w.name));
-      const changed: string[] = [];
-      const gone = cur.rows.filter((r) => !listed.has(r.workload)).map((r) => r.workload);
-      if (gone.length > 0) {
-        await c.query("DELETE FROM workload_reports WHERE node = $1 AND workload = ANY($2::text[])", [node, gone]);
-        changed.push(...gone);
-      }
-      const before = new Map(cur.rows.map((r) => [r.workload, r]));
-      for (const w of report.workloads) {
-        const b = before.get(w.name);
-        if (b === undefined || b.state !== w.state || b.ready !== w.ready || b.reason !== w.reason || b.message !== w.message || b.restart_count !== w.restartCount || Number(b.observed_generation) !== w.observedGeneration) changed.push(w.name);
-        await c.query(
-          `INSERT INTO workload_reports (node, workload, cluster, boot, seq, state, ready, reason, message, restart_count, observed_generation, reported_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now())
-           ON CONFLICT (node, workload) DO UPDATE SET cluster = EXCLUDED.cluster, boot = EXCLUDED.boot, seq = EXCLUDED.seq, state = EXCLUDED.state,
-             ready = EXCLUDED.ready, reason = EXCLUDED.reason, message = EXCLUDED.message, restart_count = EXCLUDED.restart_count,
-             observed_generation = EXCLUDED.observed_generation, reported_at = now()`,
-          [node, w.name, cluster, report.boot, report.seq, w.state, w.ready, w.reason, w.message, w.restartCount, w.observedGeneration],
-        );
-      }
-      // Wake the ServiceWorkload controllers (controllers/serviceworkload/report-listener.ts); delivered at commit.
-      for (let k = 0; k < changed.length; k += 100) await c.query("SELECT pg_notify('workload_reports', $1)", [JSON.stringify(changed.slice(k, k + 100))]);
-      // Rows of this node from another boot that the report still lists were just overwritten; stamp the rest too.
-      await c.query("UPDATE workload_reports SET boot = $2, seq = $3 WHERE node = $1", [node, report.boot, report.seq]);
-      return { stale: false, changed };
-    });
   }
 }
 
