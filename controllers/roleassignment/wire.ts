@@ -4,6 +4,7 @@
  * listener and the orphan sweeps. Importing this module also registers the
  * roles and workloads snapshot contributors (./snapshot.ts).
  */
+import { setMaxListeners } from "node:events";
 import type { CustomObjectsApi, KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type pg from "pg";
 import type { Registry } from "prom-client";
@@ -126,13 +127,18 @@ export function roleAndWorkloadControllers(w: RoleWorkloadWiring): RoleWorkloadC
       [roleController, raInformer],
       [wc, swInformer],
     ],
-    run: (signal, intervalMs) =>
-      Promise.all([
+    run: (signal, intervalMs) => {
+      // main.ts's sweeps, these two and the listener all wait on one signal.
+      setMaxListeners(32, signal);
+      return Promise.all([
         runOrphanSweeps({ controller: roleController, informer: raInformer, rowNames: () => roles.assignmentNames(), intervalMs, log: w.log }, signal),
         runOrphanSweeps({ controller: wc, informer: swInformer, rowNames: () => workloads.workloadNames(), intervalMs, log: w.log }, signal),
         listenForReports(w.pool, (list) => {
-          for (const name of list) wc.enqueue({ name });
+          // "*": too many names for one notification.
+          const keys = list.includes("*") ? names(swInformer.list(), () => true) : list.map((name) => ({ name }));
+          for (const k of keys) wc.enqueue(k);
         }, w.log.with({ part: "workload-reports" }), signal),
-      ]),
+      ]);
+    },
   };
 }

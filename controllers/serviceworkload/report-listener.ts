@@ -1,7 +1,7 @@
 /**
- * Wakes the ServiceWorkload controller when agents report: the agent API's
- * report transaction sends `pg_notify('workload_reports', <workload names>)`
- * (lib/state/workloads.ts), and this listener, on a connection of its own,
+ * Wakes the ServiceWorkload controller when agents report: storing a
+ * workload status report sends `pg_notify('workload_reports', <JSON names>)`
+ * (trigger in migrations/008_workload_report_projection.sql), and this listener, on a connection of its own,
  * turns each notification into requeues. It works whether the agent API runs
  * in this process or another. A lost connection is re-established after a
  * second; reconcilers also requeue periodically, so a missed notification

@@ -1,0 +1,56 @@
+/**
+ * Full re-snapshot of a 10,000-node cluster through the real builder
+ * (controllers/snapshots/builder.ts) against the embedded PostgreSQL:
+ * compute (identity + registered contributors), canonicalise, sign, store.
+ * Nodes and identities are inserted with SQL (enrolling 10,000 hosts is the
+ * enrollment benchmark's job); then every node is marked dirty ("*") and the
+ * running leader's builder drains it. Prints figures only.
+ *
+ *   npx tsx test/bench/snapshot-builder.bench.ts [nodes]
+ */
+import { performance } from "node:perf_hooks";
+import { logger } from "../../lib/log.js";
+import { runControlPlane } from "../../apiserver/controlplane.js";
+import { tempStateDir } from "../support/controlplane.js";
+import { applyCluster } from "../support/enrollment.js";
+import { rmSync } from "node:fs";
+
+const N = Number(process.argv[2] ?? 10_000);
+process.env.FABRIC_LOG_LEVEL ??= "warn";
+const stateDir = tempStateDir("fabric-bench-");
+const cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("bench"), controllers: { identity: "bench" } });
+try {
+  await applyCluster(cp.api.kubeconfigPath, "bench");
+  const pool = cp.db.pool;
+  await pool.query(
+    `INSERT INTO nodes (name, cluster, node_name, host_fingerprint, node_group)
+     SELECT 'bench.n-' || i, 'bench', 'n-' || i, 'sha256:' || md5(i::text) || md5((i+1)::text), 'rack-' || (i % 40) FROM generate_series(1, $1) i`,
+    [N],
+  );
+  await pool.query(
+    `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+     SELECT md5('s' || i), 'bench.n-' || i, 'bench', 'sha256:' || md5('k' || i), now(), now() + interval '1 day', 'active' FROM generate_series(1, $1) i`,
+    [N],
+  );
+  const run = async (label: string): Promise<void> => {
+    const before = await pool.query<{ s: string }>("SELECT coalesce(sum(serial),0)::text AS s FROM node_snapshots WHERE cluster = 'bench'");
+    const t = performance.now();
+    await pool.query("INSERT INTO snapshot_dirty (cluster, node) VALUES ('bench', '*') ON CONFLICT (cluster, node) DO UPDATE SET marked_at = now()");
+    for (;;) {
+      const r = await pool.query<{ d: string }>("SELECT count(*)::text AS d FROM snapshot_dirty WHERE cluster = 'bench'");
+      if (r.rows[0]?.d === "0") break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const ms = performance.now() - t;
+    const after = await pool.query<{ n: string; s: string; avg: string }>("SELECT count(*)::text AS n, sum(serial)::text AS s, avg(length(bytes))::int::text AS avg FROM node_snapshots WHERE cluster = 'bench'");
+    const a = after.rows[0];
+    console.log(`${label}: ${N} nodes in ${ms.toFixed(0)} ms (${((ms * 1000) / N).toFixed(0)} µs/node); snapshots ${a?.n}, serials moved by ${Number(a?.s ?? 0) - Number(before.rows[0]?.s ?? 0)}, ${a?.avg} bytes/snapshot`);
+  };
+  await run("first full snapshot (sign + store all)");
+  await run("full re-mark, nothing changed (hash compare, no re-sign)");
+  await pool.query("UPDATE nodes SET node_group = 'rack-x' WHERE cluster = 'bench'");
+  await run("full re-snapshot after a cluster-wide change (re-sign + store all)");
+} finally {
+  await cp.stop();
+  rmSync(stateDir, { recursive: true, force: true });
+}
