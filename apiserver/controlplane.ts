@@ -41,7 +41,7 @@ export interface ControlPlaneOptions {
  * Controller settings of an embedded control plane. The KEK comes from
  * FABRIC_KEK or `<state-dir>/pki/kek` (created on first start).
  */
-export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs" | "enrollment">;
+export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs" | "enrollment" | "nodeHealth">;
 
 /** A running control plane. */
 export interface ControlPlane {

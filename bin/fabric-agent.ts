@@ -155,7 +155,8 @@ async function main(): Promise<number> {
         throw err;
       }
       if (values.once) return 0;
-      await run(stateDir, stop.signal);
+      // Keep reporting what the host joined with (heartbeats publish capabilities).
+      await run(stateDir, stop.signal, { capabilities: list(values.capabilities) });
       return 0;
     }
     case "run":

@@ -1,8 +1,9 @@
 /**
  * Command-line flags shared by fabric-controlplane and fabric-controllers:
  * identity, Lease election timings (seconds, as kube-controller-manager
- * spells them) and the watch silence timeout.
+ * spells them), the watch silence timeout and node liveness (durations).
  */
+import { parseDuration } from "../lib/enrollment/token.js";
 import type { ControllersOptions } from "./main.js";
 
 /** parseArgs option definitions of the controller flags. */
@@ -16,6 +17,8 @@ export function leaseFlagOptions(defaultIdentity: string, defaultNamespace: stri
     "leader-elect-renew-deadline": { type: "string", default: "10" },
     "leader-elect-retry-period": { type: "string", default: "2" },
     "watch-silence-timeout": { type: "string", default: "30" },
+    "node-grace-period": { type: "string", default: "40s" },
+    "node-heartbeat-publish-interval": { type: "string", default: "5m" },
   } as const;
 }
 
@@ -29,6 +32,8 @@ export function leaseFlagUsage(defaultNamespace: string): string {
   --leader-elect-renew-deadline SEC     the leader steps down after failing to renew this long (default 10)
   --leader-elect-retry-period SEC       between acquire/renew attempts (default 2)
   --watch-silence-timeout SEC           restart a watch that sent nothing for this long (default 30)
+  --node-grace-period DUR               a node without heartbeats this long goes Ready=Unknown (default 40s)
+  --node-heartbeat-publish-interval DUR republish an unchanged node's lastHeartbeatTime this often (default 5m)
 `;
 }
 
@@ -42,6 +47,8 @@ export interface LeaseFlagValues {
   "leader-elect-renew-deadline": string;
   "leader-elect-retry-period": string;
   "watch-silence-timeout": string;
+  "node-grace-period": string;
+  "node-heartbeat-publish-interval": string;
 }
 
 function seconds(flag: string, v: string): number {
@@ -51,7 +58,7 @@ function seconds(flag: string, v: string): number {
 }
 
 /** Controller settings from the flags (validated; timings must satisfy lease > renew > 1.2 * retry). */
-export function leaseSettingsFromFlags(v: LeaseFlagValues): Pick<ControllersOptions, "identity" | "lease" | "informer"> {
+export function leaseSettingsFromFlags(v: LeaseFlagValues): Pick<ControllersOptions, "identity" | "lease" | "informer" | "nodeHealth"> {
   if (v.identity === "") throw new Error("--identity must not be empty");
   if (v["leader-elect"] !== "true" && v["leader-elect"] !== "false") throw new Error(`invalid --leader-elect: ${v["leader-elect"]}`);
   const lease =
@@ -67,5 +74,20 @@ export function leaseSettingsFromFlags(v: LeaseFlagValues): Pick<ControllersOpti
   if (lease !== undefined && !(lease.leaseDurationMs > lease.renewDeadlineMs && lease.renewDeadlineMs > 1.2 * lease.retryPeriodMs)) {
     throw new Error("leader election timings need lease-duration > renew-deadline > 1.2 * retry-period");
   }
-  return { identity: v.identity, lease, informer: { silenceTimeoutMs: seconds("watch-silence-timeout", v["watch-silence-timeout"]) } };
+  const duration = (flag: "node-grace-period" | "node-heartbeat-publish-interval"): number => {
+    let ms: number;
+    try {
+      ms = parseDuration(v[flag]);
+    } catch (cause) {
+      throw new Error(`invalid --${flag}: ${v[flag]}`, { cause });
+    }
+    if (!(ms > 0)) throw new Error(`invalid --${flag}: ${v[flag]} (must be > 0)`);
+    return ms;
+  };
+  return {
+    identity: v.identity,
+    lease,
+    informer: { silenceTimeoutMs: seconds("watch-silence-timeout", v["watch-silence-timeout"]) },
+    nodeHealth: { gracePeriodMs: duration("node-grace-period"), heartbeatPublishIntervalMs: duration("node-heartbeat-publish-interval") },
+  };
 }

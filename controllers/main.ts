@@ -11,6 +11,9 @@ import { RESOURCES } from "../lib/api/types.generated.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, JoinRequestObject as JoinRequest, JoinTokenObject as JoinToken, NodeGroupObject as NodeGroup } from "./objects.js";
 import { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import { FabricNodeReconciler } from "./fabricnode/reconciler.js";
+import { HeartbeatMonitor } from "./fabricnode/heartbeat-monitor.js";
+import { DEFAULT_LIVENESS } from "./fabricnode/liveness.js";
+import { HeartbeatStore } from "../lib/state/heartbeats.js";
 import { JoinRequestReconciler } from "./joinrequest/reconciler.js";
 import { JoinTokenReconciler } from "./jointoken/reconciler.js";
 import type { Kek } from "../lib/crypto/kek.js";
@@ -55,6 +58,8 @@ export interface ControllersOptions {
   enrollment?: EnrollmentSettings;
   /** Snapshot builder tuning (issue 5). */
   snapshots?: { pollMs?: number; sweepMs?: number; batchSize?: number };
+  /** Node liveness from heartbeats (issue 5): grace period before Ready=Unknown (default 40 s), lastHeartbeatTime republish interval (default 5 min), scan period (default min(5 s, grace/4)). */
+  nodeHealth?: { gracePeriodMs?: number; heartbeatPublishIntervalMs?: number; scanIntervalMs?: number };
 }
 
 /** Enrollment settings of the controllers; durations in milliseconds. */
@@ -197,11 +202,16 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     registry,
     log: log.with({ controller: "joinrequest" }),
   });
+  const liveness = {
+    gracePeriodMs: o.nodeHealth?.gracePeriodMs ?? DEFAULT_LIVENESS.gracePeriodMs,
+    publishIntervalMs: o.nodeHealth?.heartbeatPublishIntervalMs ?? DEFAULT_LIVENESS.publishIntervalMs,
+  };
+  const heartbeatStore = new HeartbeatStore(o.pool, authority, o.identity);
   const nodeController = new Controller<FabricNode>({
     name: "fabricnode",
     kind: "FabricNode",
     informer: nodeInformer,
-    reconciler: new FabricNodeReconciler({ informer: nodeInformer, nodes: nodeStore, api }),
+    reconciler: new FabricNodeReconciler({ informer: nodeInformer, nodes: nodeStore, api, heartbeats: heartbeatStore, liveness }),
     workers: 4,
     registry,
     log: log.with({ controller: "fabricnode" }),
@@ -214,6 +224,15 @@ export function startControllers(o: ControllersOptions): RunningControllers {
   const running = manager.start(stopCtl.signal).catch((err: unknown) => log.error("manager stopped with an error", { error: err }));
   const snapshots = new SnapshotBuilder({ pool: o.pool, fence: authority, clusters: clusterStore, kek: o.kek, isLeader: () => manager.isLeader(), log: log.with({ part: "snapshots" }), registry, ...o.snapshots });
   const building = snapshots.run(stopCtl.signal).catch((err: unknown) => log.error("snapshot builder stopped with an error", { error: err }));
+  const heartbeatMonitor = new HeartbeatMonitor({
+    heartbeats: heartbeatStore,
+    enqueue: (name) => nodeController.enqueue({ name }),
+    isLeader: () => manager.isLeader(),
+    settings: liveness,
+    scanIntervalMs: o.nodeHealth?.scanIntervalMs,
+    log: log.with({ part: "heartbeat-monitor" }),
+  });
+  const monitoring = heartbeatMonitor.run(stopCtl.signal).catch((err: unknown) => log.error("heartbeat monitor stopped with an error", { error: err }));
   const sweeps = Promise.all([
     runOrphanSweeps({ controller: clusterController, informer: clusterInformer, rowNames: () => clusterStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
     runOrphanSweeps({ controller: groupController, informer: groupInformer, rowNames: () => groupStore.names(), intervalMs: o.sweepIntervalMs, log }, stopCtl.signal),
@@ -254,6 +273,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
         stopCtl.abort();
         await running;
         await building;
+        await monitoring;
         await sweeps;
         log.info("controllers stopped", { identity: o.identity });
       })();

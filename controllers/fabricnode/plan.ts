@@ -1,10 +1,13 @@
 /**
- * Pure decisions of the FabricNode controller's identity part: the Ready
- * condition and the identity block of the status.
+ * Pure decisions of the FabricNode controller: the Ready condition, the
+ * identity block, and (liveness.ts) what the heartbeats contribute.
  */
 import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
+import type { HeartbeatRow } from "../../lib/state/heartbeats.js";
 import type { IdentityRow, NodeRow } from "../../lib/state/index.js";
-import { formatTime, setCondition, type Condition } from "../runtime/index.js";
+import { formatTime, jsonEqual, setCondition, type Condition } from "../runtime/index.js";
+import { healthOf, LivenessReasons, type LivenessSettings } from "./liveness.js";
+import { withHeartbeat } from "./liveness.js";
 
 /** Ready reasons owned by this controller. */
 export const NodeReasons = {
@@ -16,7 +19,12 @@ export const NodeReasons = {
   CertificateExpired: "CertificateExpired",
 } as const;
 
-/** The status to publish (fields owned by other controllers carried over). */
+/**
+ * The status to publish (fields owned by other controllers carried over).
+ * With a heartbeat, an Active node is Ready only while heartbeats arrive
+ * (Unknown after the grace period); a node that never sent one is judged
+ * by its identity alone (enrolled, agent not started yet).
+ */
 export function desiredNodeStatus(
   current: FabricNodeStatus | undefined,
   generation: number,
@@ -24,7 +32,10 @@ export function desiredNodeStatus(
   identity: IdentityRow | undefined,
   specMembership: NodeRow["membership"],
   now: Date,
+  liveness?: { heartbeat: HeartbeatRow | undefined; settings: LivenessSettings },
 ): FabricNodeStatus {
+  const hb = row !== undefined && row.membership !== "Revoked" ? liveness?.heartbeat : undefined;
+  const health = hb === undefined || liveness === undefined ? undefined : healthOf(hb.receivedAt, hb.health, now, liveness.settings.gracePeriodMs);
   let ready: Omit<Condition, "lastTransitionTime">;
   if (row === undefined) {
     ready = { type: "Ready", status: "False", reason: NodeReasons.NoIdentity, message: "no enrollment record: nodes join only through an approved JoinRequest", observedGeneration: generation };
@@ -39,6 +50,14 @@ export function desiredNodeStatus(
     ready = { type: "Ready", status: "False", reason: NodeReasons.CertificateExpired, message: `certificate expired at ${identity.notAfter.toISOString()} without renewal`, observedGeneration: generation };
   } else if (row.membership === "Disabled") {
     ready = { type: "Ready", status: "False", reason: NodeReasons.Disabled, message: "membership disabled: identity kept, no work assigned", observedGeneration: generation };
+  } else if (hb !== undefined && health === "Unknown" && liveness !== undefined) {
+    ready = {
+      type: "Ready",
+      status: "Unknown",
+      reason: LivenessReasons.NodeStatusUnknown,
+      message: `no heartbeat for more than ${Math.round(liveness.settings.gracePeriodMs / 1000)}s (last at ${formatTime(hb.receivedAt)})`,
+      observedGeneration: generation,
+    };
   } else {
     ready = { type: "Ready", status: "True", reason: NodeReasons.Active, message: `active; certificate valid until ${identity.notAfter.toISOString()}`, observedGeneration: generation };
   }
@@ -50,5 +69,6 @@ export function desiredNodeStatus(
     out.capabilities = row.capabilities;
     out.facts = row.facts;
   }
+  if (hb !== undefined && health !== undefined && liveness !== undefined) return withHeartbeat(row?.name ?? "", current, out, hb, health, liveness.settings, jsonEqual);
   return out;
 }

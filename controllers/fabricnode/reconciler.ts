@@ -1,16 +1,22 @@
 /**
- * FabricNodeReconciler (identity part, leader only): applies
- * spec.membership to the node row (Revoked revokes every certificate of the
- * node, for good; fenced and audited) and publishes the identity, the
- * reported capabilities and facts, and Ready. A FabricNode that is deleted
- * takes its identities with it; one created by hand (no enrollment record)
- * never gets an identity.
+ * FabricNodeReconciler (leader only): applies spec.membership to the node
+ * row (Revoked revokes every certificate of the node, for good; fenced and
+ * audited) and publishes the identity, Ready, and what the latest heartbeat
+ * says (capabilities, facts, agent version, health, held snapshot,
+ * lastHeartbeatTime; see liveness.ts for when the status is rewritten). A
+ * change of published health is recorded with its audit row (fenced) before
+ * the status shows it. A FabricNode that is deleted takes its identities
+ * with it; one created by hand (no enrollment record) never gets an identity.
+ * Heartbeats do not go through the API server: HeartbeatMonitor scans
+ * `node_heartbeats` and enqueues the nodes whose visible state changed.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
+import type { HeartbeatStore } from "../../lib/state/heartbeats.js";
 import type { NodeStore } from "../../lib/state/index.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
 import { desiredNodeStatus } from "./plan.js";
 
 /** Dependencies of FabricNodeReconciler. */
@@ -19,6 +25,9 @@ export interface FabricNodeReconcilerDeps {
   nodes: NodeStore;
   api: CustomObjectsApi;
   clock?: Clock;
+  /** Heartbeats and published health; without it the status ignores heartbeats. */
+  heartbeats?: HeartbeatStore;
+  liveness?: LivenessSettings;
 }
 
 const res = RESOURCES.FabricNode;
@@ -43,7 +52,13 @@ export class FabricNodeReconciler implements Reconciler {
     }
     const identity = row === undefined ? undefined : await this.d.nodes.activeIdentity(key.name);
     const nowAt = new Date((this.d.clock ?? realClock).now());
-    const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt);
+    const heartbeat = row === undefined || this.d.heartbeats === undefined ? undefined : await this.d.heartbeats.latest(key.name);
+    const settings = this.d.liveness ?? DEFAULT_LIVENESS;
+    const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt, { heartbeat, settings });
+    if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
+      const reason = status.health === "Unknown" ? `no heartbeat for more than ${Math.round(settings.gracePeriodMs / 1000)}s` : `agent reports ${status.health}`;
+      if (await this.d.heartbeats.recordHealth(key.name, row.cluster, status.health, reason)) ctx.log.info("node health changed", { node: key.name, from: obj.status?.health, to: status.health });
+    }
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Identity renewals happen in the agent API: look again now and then, and at expiry.
     if (identity !== undefined) return { requeueAfterMs: Math.max(1000, Math.min(60_000, identity.notAfter.getTime() - nowAt.getTime() + 100)) };

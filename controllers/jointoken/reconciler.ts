@@ -2,9 +2,10 @@
  * JoinTokenReconciler: generates each token once, stores the raw value only
  * in a Secret (namespace fabric-system, key `token`) and only the hash in
  * PostgreSQL, records revocation and expiry (audited), deletes the Secret as
- * soon as the token can no longer be used, deletes expired tokens after a
- * retention period, and publishes uses, expiry and the Ready condition
- * (reasons Active, Expired, Exhausted, Revoked).
+ * soon as the token can no longer be used, deletes every token object a
+ * retention period after its expiry (exhausted and revoked ones too), and
+ * publishes uses, expiry and the Ready condition (reasons Active, Expired,
+ * Exhausted, Revoked).
  */
 import type { CoreV1Api, CustomObjectsApi, V1Secret } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
@@ -106,8 +107,10 @@ export class JoinTokenReconciler implements Reconciler {
     if (state === "Active") secretRef = { name: tokenSecretName(key.name), namespace: FABRIC_NAMESPACE };
     else await this.deleteSecret(key.name);
 
+    // Every token expires, also an exhausted or revoked one: its object goes a retention period after its expiry.
     const retention = this.d.expiredRetentionMs ?? 3_600_000;
-    if (state === "Expired" && now.getTime() >= row.expiresAt.getTime() + retention) {
+    const deleteAt = row.expiresAt.getTime() + retention;
+    if (now.getTime() >= deleteAt) {
       try {
         await this.d.api.deleteClusterCustomObject({ group: res.group, version: res.version, plural: res.plural, name: key.name });
         ctx.log.info("expired join token deleted", { token: key.name });
@@ -119,8 +122,9 @@ export class JoinTokenReconciler implements Reconciler {
     const status = desiredTokenStatus(obj.status, generation, row, state, secretRef, now);
     await patchStatusIfChanged(this.d.api, target, obj.status, status);
     if (state === "Active") return { requeueAfterMs: Math.max(50, row.expiresAt.getTime() - now.getTime() + 50) };
-    if (state === "Expired") return { requeueAfterMs: Math.max(1000, row.expiresAt.getTime() + retention - now.getTime() + 50) };
-    return;
+    // Unusable: look again at the expiry (an exhausted token then reads Expired) and when the object is due for deletion.
+    const next = now.getTime() < row.expiresAt.getTime() ? row.expiresAt.getTime() : deleteAt;
+    return { requeueAfterMs: Math.max(1000, next - now.getTime() + 50) };
   }
 
   /** The raw token from the Secret, creating both on first sight (idempotent across retries). */

@@ -110,6 +110,18 @@ export async function statusReportOf(db: pg.Pool, node: string, kind: string): P
   return x === undefined ? undefined : { version: Number(x.version), body: x.body };
 }
 
+/** One node's row in the health monitor's scan (HeartbeatStore.receipts). */
+export interface HeartbeatReceipt {
+  node: string;
+  receivedAt: Date;
+  seq: number;
+  health: AgentHealth;
+  agentVersion: string;
+  snapshotSerial: number | null;
+  /** Digest of the other status-visible fields (capabilities, facts, health message, snapshot hash and time). */
+  visible: string;
+}
+
 /** Reads heartbeats and the published health (used by the FabricNode controller). */
 export class HeartbeatStore {
   constructor(
@@ -125,12 +137,27 @@ export class HeartbeatStore {
     return x === undefined ? undefined : fromDb(x);
   }
 
-  /** Heartbeat receipt times of every node (the health monitor's scan: one narrow query). */
-  async receipts(): Promise<Array<{ node: string; receivedAt: Date; seq: number; health: AgentHealth; agentVersion: string; snapshotSerial: number | null }>> {
-    const r = await this.pool.query<{ node: string; received_at: Date; seq: string; health: AgentHealth; agent_version: string; snapshot_serial: string | null }>(
-      "SELECT node, received_at, seq, health, agent_version, snapshot_serial FROM node_heartbeats",
+  /**
+   * Heartbeat receipt times of every node (the health monitor's scan: one
+   * narrow query). `visible` is a digest of everything else a heartbeat can
+   * change in FabricNode status (capabilities, facts, health message,
+   * snapshot hash), so the scan never has to read the facts themselves.
+   */
+  async receipts(): Promise<HeartbeatReceipt[]> {
+    const r = await this.pool.query<{ node: string; received_at: Date; seq: string; health: AgentHealth; agent_version: string; snapshot_serial: string | null; visible: string }>(
+      `SELECT node, received_at, seq, health, agent_version, snapshot_serial,
+              md5(array_to_string(capabilities, ',') || '|' || facts::text || '|' || health_message || '|' || coalesce(snapshot_hash, '') || '|' || coalesce(snapshot_applied_at::text, '')) AS visible
+         FROM node_heartbeats`,
     );
-    return r.rows.map((x) => ({ node: x.node, receivedAt: x.received_at, seq: Number(x.seq), health: x.health, agentVersion: x.agent_version, snapshotSerial: x.snapshot_serial === null ? null : Number(x.snapshot_serial) }));
+    return r.rows.map((x) => ({
+      node: x.node,
+      receivedAt: x.received_at,
+      seq: Number(x.seq),
+      health: x.health,
+      agentVersion: x.agent_version,
+      snapshotSerial: x.snapshot_serial === null ? null : Number(x.snapshot_serial),
+      visible: x.visible,
+    }));
   }
 
   /** The health last published (and audited) for a node. */

@@ -126,7 +126,7 @@ describe("workload supervisor (real processes)", function () {
   });
 
   it("stops a removed workload with SIGTERM, and SIGKILLs one that ignores it after the grace", async () => {
-    const s = make({ stopGraceMs: 700 });
+    const s = make({ stopGraceMs: 2500 });
     const polite = nodeWorkload("polite", forever);
     const stubborn = nodeWorkload("stubborn", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);");
     s.apply([polite, stubborn], "Active");
@@ -135,13 +135,13 @@ describe("workload supervisor (real processes)", function () {
     s.apply([stubborn], "Active");
     await until(() => pidsWith(polite.marker).length === 0, 5000, "polite gone");
     const politeMs = Date.now() - t0;
-    assert.ok(politeMs < 600, `SIGTERM honoured quickly (${politeMs} ms)`);
-    assert.equal(existsSync(join(dir, "workloads", "polite")), false, "removed workload's directory deleted");
+    assert.ok(politeMs < 2000, `SIGTERM honoured before the grace ran out (${politeMs} ms)`);
+    await until(() => !existsSync(join(dir, "workloads", "polite")), 5000, "removed workload's directory deleted");
     const t1 = Date.now();
     s.apply([], "Active");
-    await until(() => pidsWith(stubborn.marker).length === 0, 5000, "stubborn gone");
+    await until(() => pidsWith(stubborn.marker).length === 0, 8000, "stubborn gone");
     const stubbornMs = Date.now() - t1;
-    assert.ok(stubbornMs >= 650, `SIGKILL only after the grace (${stubbornMs} ms)`);
+    assert.ok(stubbornMs >= 2450, `SIGKILL only after the grace (${stubbornMs} ms)`);
     assert.deepEqual(s.status(), []);
   });
 
