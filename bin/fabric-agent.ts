@@ -7,7 +7,8 @@
  *       the identity, then keeps running to renew it (unless --once).
  *   fabric-agent run       keeps every stored identity renewed, and for each
  *       membership boots from its checkpoint, long-polls its signed snapshot
- *       (verified before anything uses it) and sends heartbeats
+ *       (verified before anything uses it), sends heartbeats and supervises
+ *       the service workloads of the snapshot in force (agent/workloads/wire.ts)
  *   fabric-agent status    prints identity, snapshot serial and age, last
  *       contact and errors of every membership (from its status.json)
  *
@@ -22,6 +23,7 @@ import { AgentApiRequestError } from "../agent/enroll/client.js";
 import { parseDuration } from "../lib/enrollment/token.js";
 import http from "node:http";
 import { runMembership } from "../agent/sync/runner.js";
+import { superviseWorkloads, type SupervisedWorkloads } from "../agent/workloads/wire.js";
 import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
 import { logger } from "../lib/log.js";
@@ -59,6 +61,8 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   if (ids.length === 0) throw new Error(`no identities in ${stateDir}: run fabric-agent join first`);
   log.info("agent running", { stateDir, memberships: ids.map((i) => `${i.info.cluster}/${i.info.node}`) });
   const syncs: MembershipSync[] = [];
+  // One workload supervisor per membership, fed by its verified snapshots (agent/workloads/wire.ts).
+  const workloads: SupervisedWorkloads[] = [];
   let metrics: http.Server | undefined;
   if (ro.metricsPort !== undefined) {
     metrics = http.createServer((req, res) => {
@@ -84,11 +88,16 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
           heartbeatIntervalMs: ro.heartbeatIntervalMs,
           backoffCapMs: ro.backoffCapMs,
           capabilities: ro.capabilities,
-          onSync: (s) => syncs.push(s),
+          onSync: (s) => {
+            syncs.push(s);
+            workloads.push(superviseWorkloads(s, { log, identity: id }));
+          },
         }),
       ]),
     );
   } finally {
+    // Workloads keep running; the next agent adopts them.
+    await Promise.all(workloads.map((w) => w.stop()));
     metrics?.close();
   }
 }

@@ -226,7 +226,10 @@ export function startControllers(o: ControllersOptions): RunningControllers {
   const building = snapshots.run(stopCtl.signal).catch((err: unknown) => log.error("snapshot builder stopped with an error", { error: err }));
   const heartbeatMonitor = new HeartbeatMonitor({
     heartbeats: heartbeatStore,
-    enqueue: (name) => nodeController.enqueue({ name }),
+    // Only nodes with a FabricNode: a reconcile of a missing one deletes its row, which is the orphan sweep's call, not a heartbeat's.
+    enqueue: (name) => {
+      if (nodeInformer.get({ name }) !== undefined) nodeController.enqueue({ name });
+    },
     isLeader: () => manager.isLeader(),
     settings: liveness,
     scanIntervalMs: o.nodeHealth?.scanIntervalMs,

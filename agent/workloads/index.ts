@@ -3,3 +3,4 @@ export { WorkloadSupervisor, workloadSpecHash, type BackoffSettings, type Worklo
 export { WorkloadReporter, type WorkloadReporterOptions } from "./reporter.js";
 export { EngineChecker, probeEngine, type ContainerEngine, type EngineAvailability } from "./container.js";
 export type { DesiredWorkload, Spawner, WorkloadClock, WorkloadState, WorkloadStatus } from "./types.js";
+export { superviseWorkloads, type SupervisedWorkloads, type SuperviseWorkloadsOptions } from "./wire.js";

@@ -9,7 +9,7 @@
  */
 import { registerSnapshotContributor, type SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import type { SnapshotRole } from "../../lib/snapshot/format.js";
-import { snapshotRolesOf, snapshotWorkloadsOf } from "../../lib/state/index.js";
+import { snapshotRolesOf, snapshotRolesOfMany, snapshotWorkloadsOf, snapshotWorkloadsOfMany } from "../../lib/state/index.js";
 
 /** Fills payload.roles. */
 export const rolesContributor: SnapshotContributor = {
@@ -19,19 +19,37 @@ export const rolesContributor: SnapshotContributor = {
       payload.roles = [];
       return;
     }
-    payload.roles = (await snapshotRolesOf(db, ref.cluster, ref.node)).map((r) => {
-      const role: SnapshotRole = { role: r.role, assignment: r.assignment };
-      if (r.organization !== "") role.organization = r.organization;
-      return role;
-    });
+    payload.roles = (await snapshotRolesOf(db, ref.cluster, ref.node)).map(toSnapshotRole);
+  },
+  async contributeMany(db, cluster, refs, payloads) {
+    const active = refs.filter((r) => r.membership === "Active").map((r) => r.node);
+    const rows = active.length > 0 ? await snapshotRolesOfMany(db, cluster, active) : new Map<string, never[]>();
+    for (const ref of refs) {
+      const p = payloads.get(ref.node);
+      if (p) p.roles = ref.membership === "Active" ? (rows.get(ref.node) ?? []).map(toSnapshotRole) : [];
+    }
   },
 };
+
+function toSnapshotRole(r: { role: string; assignment: string; organization: string }): SnapshotRole {
+  const role: SnapshotRole = { role: r.role, assignment: r.assignment };
+  if (r.organization !== "") role.organization = r.organization;
+  return role;
+}
 
 /** Fills payload.workloads. */
 export const workloadsContributor: SnapshotContributor = {
   name: "workloads",
   async contribute(db, ref, payload) {
     payload.workloads = ref.membership === "Active" ? await snapshotWorkloadsOf(db, ref.cluster, ref.node) : [];
+  },
+  async contributeMany(db, cluster, refs, payloads) {
+    const active = refs.filter((r) => r.membership === "Active").map((r) => r.node);
+    const rows = active.length > 0 ? await snapshotWorkloadsOfMany(db, cluster, active) : new Map<string, never[]>();
+    for (const ref of refs) {
+      const p = payloads.get(ref.node);
+      if (p) p.workloads = ref.membership === "Active" ? (rows.get(ref.node) ?? []) : [];
+    }
   },
 };
 

@@ -157,6 +157,8 @@ export class SnapshotBuilder {
       const writes: SnapshotWrite[] = [];
       const gone: string[] = [];
       const now = this.now();
+      // Pass 1: identity, then every contributor — in batches per cluster where it can.
+      const pending: Array<{ node: string; src: NonNullable<ReturnType<typeof sources.get>>; info: { lifetimeMs: number; key: SigningKey }; payload: SnapshotPayload; ref: SnapshotNodeRef }> = [];
       for (const node of names) {
         const src = sources.get(node);
         if (src === undefined) {
@@ -169,14 +171,29 @@ export class SnapshotBuilder {
           continue;
         }
         const payload: SnapshotPayload = { identity: src.identity, roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] };
-        const ref: SnapshotNodeRef = { cluster: src.cluster, node, membership: src.membership };
-        for (const contributor of snapshotContributors()) {
+        pending.push({ node, src, info, payload, ref: { cluster: src.cluster, node, membership: src.membership } });
+      }
+      const byCluster = new Map<string, typeof pending>();
+      for (const p of pending) {
+        let list = byCluster.get(p.ref.cluster);
+        if (!list) byCluster.set(p.ref.cluster, (list = []));
+        list.push(p);
+      }
+      for (const contributor of snapshotContributors()) {
+        for (const [cluster, list] of byCluster) {
           try {
-            await contributor.contribute(c, ref, payload);
+            if (contributor.contributeMany) {
+              await contributor.contributeMany(c, cluster, list.map((p) => p.ref), new Map(list.map((p) => [p.node, p.payload])));
+            } else {
+              for (const p of list) await contributor.contribute(c, p.ref, p.payload);
+            }
           } catch (cause) {
-            throw new Error(`snapshot contributor ${contributor.name} failed for node ${node}`, { cause });
+            throw new Error(`snapshot contributor ${contributor.name} failed for cluster ${cluster}`, { cause });
           }
         }
+      }
+      // Pass 2: hash, decide, sign.
+      for (const { node, src, info, payload } of pending) {
         const payloadHash = sha256(canonicalize(payload));
         const stored = meta.get(node);
         const decision = decide(stored, payloadHash, now);
@@ -235,13 +252,16 @@ export class SnapshotBuilder {
     const onNotify = (): void => this.wake?.();
     const listen = async (): Promise<void> => {
       try {
-        listener = await this.o.pool.connect();
-        listener.on("notification", onNotify);
-        listener.on("error", () => {
-          listener?.release(true);
+        const c = await this.o.pool.connect();
+        listener = c;
+        c.on("notification", onNotify);
+        // Released once only: by this handler while current, else by whoever took it (finally below).
+        c.on("error", () => {
+          if (listener !== c) return;
           listener = undefined;
+          c.release(true);
         });
-        await listener.query(`LISTEN ${SNAPSHOT_DIRTY_CHANNEL}`);
+        await c.query(`LISTEN ${SNAPSHOT_DIRTY_CHANNEL}`);
       } catch (err) {
         this.o.log.warn("snapshot builder cannot listen; polling only", { error: (err as Error).message });
         listener?.release(true);
@@ -282,10 +302,15 @@ export class SnapshotBuilder {
         this.wake = undefined;
       }
     } finally {
-      if (listener !== undefined) {
-        listener.off("notification", onNotify);
-        await listener.query(`UNLISTEN ${SNAPSHOT_DIRTY_CHANNEL}`).catch(() => undefined);
-        listener.release();
+      const c = listener;
+      if (c !== undefined) {
+        listener = undefined;
+        c.off("notification", onNotify);
+        const ok = await c.query(`UNLISTEN ${SNAPSHOT_DIRTY_CHANNEL}`).then(
+          () => true,
+          () => false,
+        );
+        c.release(!ok);
       }
     }
   }

@@ -27,6 +27,12 @@ export interface SnapshotContributor {
   /** Short name for logs and metrics ("roles", "workloads"). */
   name: string;
   contribute(db: pg.ClientBase, ref: SnapshotNodeRef, payload: SnapshotPayload): Promise<void>;
+  /**
+   * Optional batch form: fills the part for many nodes of one cluster with a
+   * few queries instead of one per node. Must give exactly what `contribute`
+   * gives for each node. `payloads` is keyed by node name.
+   */
+  contributeMany?(db: pg.ClientBase, cluster: string, refs: readonly SnapshotNodeRef[], payloads: Map<string, SnapshotPayload>): Promise<void>;
 }
 
 const contributors: SnapshotContributor[] = [];

@@ -20,5 +20,5 @@ export {
   type RequestRow,
   type TokenRow,
 } from "./enrollment.js";
-export { RoleStore, snapshotRolesOf, type GrantChange, type NodeRoleRow, type RoleCandidate, type RoleCoverageRow } from "./roles.js";
-export { WorkloadStore, snapshotWorkloadsOf, type DesiredChange, type DesiredWorkloadRow, type WorkloadReportRow } from "./workloads.js";
+export { RoleStore, snapshotRolesOf, snapshotRolesOfMany, type GrantChange, type NodeRoleRow, type RoleCandidate, type RoleCoverageRow } from "./roles.js";
+export { WorkloadStore, snapshotWorkloadsOf, snapshotWorkloadsOfMany, type DesiredChange, type DesiredWorkloadRow, type WorkloadReportRow } from "./workloads.js";

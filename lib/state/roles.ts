@@ -156,6 +156,25 @@ function groupByCluster(rows: ReadonlyArray<{ cluster: string; node: string }>):
 }
 
 /** Roles a node gets in its snapshot (contributor "roles"): none unless the membership is Active. */
+/** snapshotRolesOf for many nodes of one cluster in one query, keyed by node. */
+export async function snapshotRolesOfMany(
+  db: pg.ClientBase,
+  cluster: string,
+  nodes: readonly string[],
+): Promise<Map<string, Array<{ role: string; assignment: string; organization: string }>>> {
+  const r = await db.query<{ node: string; role: string; assignment: string; organization: string }>(
+    "SELECT node, role, assignment, organization FROM node_roles WHERE cluster = $1 AND node = ANY($2::text[]) ORDER BY node, role, assignment",
+    [cluster, nodes],
+  );
+  const out = new Map<string, Array<{ role: string; assignment: string; organization: string }>>();
+  for (const row of r.rows) {
+    let list = out.get(row.node);
+    if (!list) out.set(row.node, (list = []));
+    list.push({ role: row.role, assignment: row.assignment, organization: row.organization });
+  }
+  return out;
+}
+
 export async function snapshotRolesOf(db: pg.ClientBase, cluster: string, node: string): Promise<Array<{ role: string; assignment: string; organization: string }>> {
   const r = await db.query<{ role: string; assignment: string; organization: string }>(
     "SELECT role, assignment, organization FROM node_roles WHERE cluster = $1 AND node = $2 ORDER BY role, assignment",

@@ -192,6 +192,24 @@ export class WorkloadStore {
  * desired rows only, and (defence in depth) an organization-scoped workload
  * only while the node holds a role for that organization.
  */
+/** snapshotWorkloadsOf for many nodes of one cluster in one query, keyed by node. */
+export async function snapshotWorkloadsOfMany(db: pg.ClientBase, cluster: string, nodes: readonly string[]): Promise<Map<string, SnapshotWorkload[]>> {
+  const r = await db.query<{ node: string; spec: SnapshotWorkload }>(
+    `SELECT w.node, w.spec FROM node_workloads w
+      WHERE w.cluster = $1 AND w.node = ANY($2::text[])
+        AND (w.organization = '' OR EXISTS (SELECT 1 FROM node_roles r WHERE r.node = w.node AND r.cluster = w.cluster AND r.organization = w.organization))
+      ORDER BY w.node, w.workload`,
+    [cluster, nodes],
+  );
+  const out = new Map<string, SnapshotWorkload[]>();
+  for (const row of r.rows) {
+    let list = out.get(row.node);
+    if (!list) out.set(row.node, (list = []));
+    list.push(row.spec);
+  }
+  return out;
+}
+
 export async function snapshotWorkloadsOf(db: pg.ClientBase, cluster: string, node: string): Promise<SnapshotWorkload[]> {
   const r = await db.query<{ spec: SnapshotWorkload }>(
     `SELECT w.spec FROM node_workloads w
