@@ -21,7 +21,9 @@ export class PooledKubeConfig extends k8s.KubeConfig {
     const original = self.createDispatcher.bind(this);
     const cache = new Map<string, unknown>();
     self.createDispatcher = (cluster, agentOptions) => {
-      const key = JSON.stringify([cluster?.name, cluster?.server, this.getCurrentUser()?.name, optionKey(agentOptions)]);
+      // TLS options derive from the loaded kubeconfig, so cluster and user identify them;
+      // serialising the options themselves (CA bundles) on every request cost measurable CPU.
+      const key = `${cluster?.name ?? ""}\u0000${cluster?.server ?? ""}\u0000${this.getCurrentUser()?.name ?? ""}\u0000${optionShape(agentOptions)}`;
       if (cache.has(key)) return cache.get(key);
       const d = original(cluster, agentOptions);
       cache.set(key, d);
@@ -30,9 +32,14 @@ export class PooledKubeConfig extends k8s.KubeConfig {
   }
 }
 
-function optionKey(o: unknown): string {
+/** Which TLS options are set (not their values): distinguishes e.g. a client-certificate user. */
+function optionShape(o: unknown): string {
   if (typeof o !== "object" || o === null) return "";
-  return JSON.stringify(o, (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString("base64") : v));
+  return Object.entries(o as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .map(([k]) => k)
+    .sort()
+    .join(",");
 }
 
 /** Loads a kubeconfig file (or the default locations) into a {@link PooledKubeConfig}. */

@@ -6,7 +6,8 @@
  *
  *   npx tsx test/bench/agent-idle.bench.ts [seconds]
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { promisify } from "node:util";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runControlPlane } from "../../apiserver/controlplane.js";
@@ -18,6 +19,8 @@ import { commOf, cpuSeconds, descendants, rssBytes } from "./proc-stats.js";
 const SECONDS = Number(process.argv[2] ?? 60);
 process.env.FABRIC_LOG_LEVEL ??= "warn";
 const agentBin = join(repoRoot, "bin", "fabric-agent");
+// Never execFileSync: the control plane runs in this process and must keep answering.
+const run = promisify(execFile);
 const stateDir = tempStateDir("fabric-bench-");
 const agentDir = tempStateDir("fabric-bench-agent-");
 const cp = await runControlPlane({
@@ -30,12 +33,12 @@ try {
   if (agentApi === undefined) throw new Error("no agent api");
   await applyCluster(cp.api.kubeconfigPath, "idle", "TokenAutoApprove");
   const token = await createToken(cp.api.kubeconfigPath, "idle-join", { cluster: "idle", autoApprove: true });
-  execFileSync(agentBin, ["join", "--once", "--server", agentApi.url, "--token", token, "--ca-hash", agentApi.caHash, "--node-name", "idle-1", "--cluster", "idle", "--poll-interval", "200ms", "--state-dir", agentDir], { stdio: "ignore" });
+  await run(agentBin, ["join", "--once", "--server", agentApi.url, "--token", token, "--ca-hash", agentApi.caHash, "--node-name", "idle-1", "--cluster", "idle", "--poll-interval", "200ms", "--state-dir", agentDir]);
   const child = spawn(agentBin, ["run", "--state-dir", agentDir], { stdio: "ignore", env: { ...process.env, FABRIC_LOG_LEVEL: "warn" } });
   const pid = child.pid ?? 0;
   // Wait for the first verified snapshot, then let start-up work settle.
   for (let i = 0; i < 600; i++) {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", agentDir], { encoding: "utf8" });
+    const { stdout: out } = await run(agentBin, ["status", "--json", "--state-dir", agentDir], { encoding: "utf8" });
     if (out.includes('"serial"')) break;
     await sleep(100);
   }

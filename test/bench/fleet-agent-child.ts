@@ -44,7 +44,7 @@ async function pollLoop(id: StoredIdentity, t: SyncTransport, signal: AbortSigna
       const r = await t.pollSnapshot(lastSerial ?? 0, 30, DEFAULT_MAX_SNAPSHOT_BYTES, signal);
       if (r.kind !== "snapshot") continue;
       const v = verifySnapshot(r.bytes, { trustedKeys, cluster, node: id.info.node, lastSerial, lastTerm, now: new Date() });
-      if (v.status === "noop") continue;
+      if (v.status === "unchanged") continue;
       lastSerial = v.snapshot.header.serial;
       lastTerm = v.snapshot.header.authorityTerm;
       send({ type: "verified", node: id.info.node, serial: lastSerial, at: process.hrtime.bigint().toString() });

@@ -1,0 +1,194 @@
+/**
+ * A simulated fleet against one in-process control plane (embedded
+ * PostgreSQL, API server, controllers, agent API on loopback):
+ *
+ *   A. one change → the affected agent holds the verified new snapshot,
+ *      while every agent of the fleet holds a long poll;
+ *   B. heartbeats from every agent every 10 s: client-side latency, and the
+ *      CPU of the control plane (this process) and of its PostgreSQL.
+ *
+ * What is real: each agent's mTLS identity (its own P-256 key and a
+ * certificate issued by the cluster CA through NodeCertificateIssuer, the
+ * code the enrollment API uses), the agent API's authentication of every
+ * request, the snapshot builder, the long-poll feed, the heartbeat batcher,
+ * the heartbeat monitor, the agent transport and the snapshot verification.
+ * What is simulated: enrollment (node and identity rows are inserted with
+ * SQL instead of 10,000 join round trips; there are no FabricNode objects,
+ * so the heartbeat monitor scans but has no status to write), and the
+ * agents themselves (a few child processes, fleet-agent-child.ts; no
+ * checkpoint fsync). Prints figures only.
+ *
+ *   npx tsx test/bench/agent-fleet.bench.ts [agents] [changes] [heartbeat-seconds]
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { runControlPlane } from "../../apiserver/controlplane.js";
+import { markNodesDirty } from "../../lib/snapshot/contributors.js";
+import { logger } from "../../lib/log.js";
+import { repoRoot, tempStateDir } from "../support/controlplane.js";
+import { applyCluster } from "../support/enrollment.js";
+import type { FleetIdentity, ParentMessage } from "./fleet-agent-child.js";
+import { commOf, cpuSeconds, descendants, percentile } from "./proc-stats.js";
+
+const N = Number(process.argv[2] ?? 10_000);
+const CHANGES = Number(process.argv[3] ?? 200);
+const HB_SECONDS = Number(process.argv[4] ?? 60);
+const CHILDREN = 4;
+const CLUSTER = "fleet";
+process.env.FABRIC_LOG_LEVEL ??= "warn";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const stateDir = tempStateDir("fabric-bench-");
+const cp = await runControlPlane({
+  stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("bench"),
+  // No orphan sweep: the rows are inserted without FabricNode objects.
+  controllers: { identity: "bench", sweepIntervalMs: 3_600_000 }, agentPort: 0,
+});
+const children: ChildProcess[] = [];
+try {
+  const agentApi = cp.agentApi;
+  const ctl = cp.controllers;
+  if (agentApi === undefined || ctl === undefined) throw new Error("agent api or controllers missing");
+  await applyCluster(cp.api.kubeconfigPath, CLUSTER);
+  const pool = cp.db.pool;
+
+  // Identities through the issuance code the enrollment API uses.
+  let t = performance.now();
+  const a = await ctl.issuer.authority(CLUSTER);
+  const ids: FleetIdentity[] = [];
+  const rows = { name: [] as string[], node: [] as string[], fp: [] as string[], serial: [] as string[], keyFp: [] as string[], nb: [] as Date[], na: [] as Date[] };
+  for (let i = 0; i < N; i++) {
+    const nodeName = `a-${i}`;
+    const node = `${CLUSTER}.${nodeName}`;
+    const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const issued = await ctl.issuer.issue(CLUSTER, node, publicKey.export({ type: "spki", format: "der" }));
+    ids.push({ node, serial: issued.serial, keyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), certPem: issued.certificatePem });
+    rows.name.push(node);
+    rows.node.push(nodeName);
+    rows.fp.push(`sha256:${i.toString(16).padStart(64, "0")}`);
+    rows.serial.push(issued.serial);
+    rows.keyFp.push(issued.publicKeyFingerprint);
+    rows.nb.push(issued.notBefore);
+    rows.na.push(issued.notAfter);
+  }
+  await pool.query("INSERT INTO nodes (name, cluster, node_name, host_fingerprint) SELECT n, $1, nn, fp FROM unnest($2::text[], $3::text[], $4::text[]) AS m(n, nn, fp)", [CLUSTER, rows.name, rows.node, rows.fp]);
+  await pool.query(
+    `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+     SELECT s, n, $1, k, nb, na, 'active' FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[]) AS m(s, n, k, nb, na)`,
+    [CLUSTER, rows.serial, rows.name, rows.keyFp, rows.nb, rows.na],
+  );
+  console.log(`identities: ${N} keys + certificates issued and stored in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+  t = performance.now();
+  await pool.query("INSERT INTO snapshot_dirty (cluster, node) VALUES ($1, '*') ON CONFLICT (cluster, node) DO UPDATE SET marked_at = now()", [CLUSTER]);
+  for (;;) {
+    const r = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM node_snapshots WHERE cluster = $1", [CLUSTER]);
+    if (Number(r.rows[0]?.n) >= N) break;
+    await sleep(200);
+  }
+  console.log(`snapshots: ${N} built and signed in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+  // Agents: a few child processes.
+  const loader = `file://${join(repoRoot, "node_modules", "tsx", "dist", "loader.mjs")}`;
+  const verified = new Map<string, { serial: number; at: bigint }>();
+  let initial = 0;
+  let errors = 0;
+  let lastError = "";
+  const waiters = new Map<string, (v: { serial: number; at: bigint }) => void>();
+  const hbResults: Array<{ latencies: number[]; failed: number }> = [];
+  const snapshotKey = { keyId: a.snapshotKeyId, publicKey: a.snapshotPublicKey };
+  for (let c = 0; c < CHILDREN; c++) {
+    const child = fork(join(repoRoot, "test", "bench", "fleet-agent-child.ts"), [], { execArgv: ["--import", loader], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    children.push(child);
+    child.on("message", (m: { type: string; node?: string; serial?: number; at?: string; error?: string; latencies?: number[]; failed?: number }) => {
+      if (m.type === "verified" && m.node !== undefined && m.serial !== undefined && m.at !== undefined) {
+        const v = { serial: m.serial, at: BigInt(m.at) };
+        if (!verified.has(m.node)) initial++;
+        verified.set(m.node, v);
+        waiters.get(m.node)?.(v);
+      } else if (m.type === "error") {
+        errors++;
+        lastError = m.error ?? "";
+      } else if (m.type === "heartbeats") hbResults.push({ latencies: m.latencies ?? [], failed: m.failed ?? 0 });
+    });
+    const share = ids.filter((_, i) => i % CHILDREN === c);
+    const ready = new Promise((r) => child.once("message", r));
+    child.send({ type: "setup", server: agentApi.url, cluster: CLUSTER, serverCaPem: agentApi.caPem, caPem: a.caCertPem, snapshotKey, identities: share } satisfies ParentMessage);
+    await ready;
+  }
+
+  // A. Every agent long-polls; one change at a time.
+  t = performance.now();
+  for (const child of children) child.send({ type: "poll" } satisfies ParentMessage);
+  while (initial < N || agentApi.pendingPolls() < N * 0.99) {
+    await sleep(250);
+    if (performance.now() - t > 300_000) throw new Error(`only ${initial} agents verified a first snapshot, ${agentApi.pendingPolls()} polls held; errors ${errors}: ${lastError}`);
+  }
+  console.log(`fleet up: ${N} agents hold a verified snapshot and a long poll (${agentApi.pendingPolls()} held) after ${((performance.now() - t) / 1000).toFixed(1)} s; ${errors} transient errors`);
+  await sleep(2000);
+  const lat: number[] = [];
+  for (let k = 0; k < CHANGES; k++) {
+    const i = Math.floor(Math.random() * N);
+    const node = `${CLUSTER}.a-${i}`;
+    const before = verified.get(node)?.serial ?? 0;
+    const got = new Promise<{ serial: number; at: bigint }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no new snapshot for ${node} in 30 s`)), 30_000);
+      waiters.set(node, (v) => {
+        if (v.serial <= before) return;
+        clearTimeout(timer);
+        waiters.delete(node);
+        resolve(v);
+      });
+    });
+    const t0 = process.hrtime.bigint();
+    const c = await pool.connect();
+    try {
+      await c.query("BEGIN");
+      await c.query("UPDATE nodes SET node_group = $2, updated_at = now() WHERE name = $1", [node, `g-${k}`]);
+      await markNodesDirty(c, CLUSTER, [node]);
+      await c.query("COMMIT");
+    } finally {
+      c.release();
+    }
+    const v = await got;
+    lat.push(Number(v.at - t0) / 1e6);
+    await sleep(20);
+  }
+  lat.sort((x, y) => x - y);
+  console.log(`A. change → verified new snapshot on the affected agent, ${N} long polls held, ${CHANGES} changes one at a time:`);
+  console.log(`   p50 ${percentile(lat, 50).toFixed(1)} ms, p90 ${percentile(lat, 90).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, max ${(lat[lat.length - 1] ?? 0).toFixed(1)} ms`);
+
+  for (const child of children) child.send({ type: "stop-poll" } satisfies ParentMessage);
+  await sleep(3000);
+
+  // B. Heartbeats every 10 s from every agent.
+  const warmupMs = 15_000;
+  const measureMs = HB_SECONDS * 1000;
+  const agentPids = new Set(children.map((c) => c.pid ?? 0));
+  const planeTree = (): number[] => [process.pid, ...descendants(process.pid).filter((p) => !agentPids.has(p) && ![...agentPids].some((ap) => descendants(ap).includes(p)))];
+  for (const child of children) child.send({ type: "heartbeat", intervalMs: 10_000, warmupMs, measureMs } satisfies ParentMessage);
+  await sleep(warmupMs);
+  const pids = planeTree();
+  const pg = pids.filter((p) => commOf(p).startsWith("postgres"));
+  const cpu = () => ({ self: cpuSeconds(process.pid), pg: pg.reduce((s, p) => s + cpuSeconds(p), 0) });
+  const c0 = cpu();
+  const w0 = performance.now();
+  const hb0 = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM node_heartbeats");
+  await sleep(measureMs);
+  const c1 = cpu();
+  const wall = (performance.now() - w0) / 1000;
+  while (hbResults.length < CHILDREN) await sleep(200);
+  const all = hbResults.flatMap((r) => r.latencies).sort((x, y) => x - y);
+  const failed = hbResults.reduce((s, r) => s + r.failed, 0);
+  const hb1 = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM node_heartbeats");
+  console.log(`B. heartbeats from ${N} agents every 10 s (±10%), measured over ${wall.toFixed(0)} s after a ${warmupMs / 1000} s warm-up:`);
+  console.log(`   ${all.length} heartbeats (${(all.length / wall).toFixed(0)}/s), ${failed} failed; latency p50 ${percentile(all, 50).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, max ${(all[all.length - 1] ?? 0).toFixed(1)} ms`);
+  console.log(`   control plane process: ${(c1.self - c0.self).toFixed(1)} CPU-s = ${((c1.self - c0.self) / wall).toFixed(2)} cores; its PostgreSQL (${pg.length} processes): ${((c1.pg - c0.pg) / wall).toFixed(2)} cores`);
+  console.log(`   node_heartbeats rows: ${hb0.rows[0]?.n} → ${hb1.rows[0]?.n}`);
+} finally {
+  for (const c of children) c.kill("SIGKILL");
+  await cp.stop();
+  rmSync(stateDir, { recursive: true, force: true });
+}
