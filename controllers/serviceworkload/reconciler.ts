@@ -52,6 +52,7 @@ export class ServiceWorkloadReconciler implements Reconciler {
         ctx.log.info("workload withdrawn from every node: deleted", { workload: key.name, nodes: had.length });
         await this.publishNodes(had.map((r) => r.node));
       }
+      await this.publishNodes(this.nodesListing(key.name));
       return;
     }
     const spec = obj.spec;
@@ -92,9 +93,20 @@ export class ServiceWorkloadReconciler implements Reconciler {
     const now = new Date((this.d.clock ?? realClock).now());
     const status = desiredWorkloadStatus(obj.status, generation, nodes, reports, problem, now);
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
-    await this.publishNodes([...new Set([...nodes, ...before.map((r) => r.node), ...reports.keys()])]);
+    // Nodes still listing the workload matter too: a report that dropped it
+    // (the agent stopped it after its rows were gone) must clear their status.
+    await this.publishNodes([...new Set([...nodes, ...before.map((r) => r.node), ...reports.keys(), ...this.nodesListing(key.name)])]);
     const allReady = nodes.length > 0 && status.ready === nodes.length;
     return { requeueAfterMs: allReady || nodes.length === 0 ? (this.d.pollMs?.ready ?? 60_000) : (this.d.pollMs?.notReady ?? 5000) };
+  }
+
+  /** FabricNodes whose cached status.workloads names the workload. */
+  private nodesListing(workload: string): string[] {
+    return this.d.nodes
+      .list()
+      .filter((n) => n.status?.workloads?.some((w) => w.name === workload) === true)
+      .map((n) => n.metadata.name ?? "")
+      .filter((n) => n !== "");
   }
 
   /** Writes FabricNode status.workloads of the given nodes from their reports. */

@@ -15,7 +15,9 @@
  * if not re-marked meanwhile (a change during the build is never lost).
  *
  * Wake-ups: a trigger on snapshot_dirty NOTIFYs the builder at the writer's
- * commit; a poll (default 1 s) covers lost notifications and a sweep (default
+ * commit (one arriving during a batch starts the next batch at once, as that
+ * batch may have read the tables before the commit); a poll (default 1 s)
+ * covers lost notifications and a sweep (default
  * 30 s) marks nodes without a snapshot and snapshots past half their lifetime.
  *
  * The cluster's Ed25519 key is opened from cluster_keys with the KEK once and
@@ -249,7 +251,13 @@ export class SnapshotBuilder {
   /** Runs until signal aborts: drains while leading, on notification or poll. */
   async run(signal: AbortSignal): Promise<void> {
     let listener: pg.PoolClient | undefined;
-    const onNotify = (): void => this.wake?.();
+    // A notification that arrives while a batch is being built must not wait
+    // for the poll: the batch may have read the tables before that commit.
+    let notified = false;
+    const onNotify = (): void => {
+      notified = true;
+      this.wake?.();
+    };
     const listen = async (): Promise<void> => {
       try {
         const c = await this.o.pool.connect();
@@ -273,6 +281,8 @@ export class SnapshotBuilder {
       while (!signal.aborted) {
         if (listener === undefined) await listen();
         let more = false;
+        let drained = false;
+        notified = false;
         if (this.o.isLeader() && this.o.fence.heldTerm() !== undefined) {
           try {
             if (Date.now() - this.lastSweep >= (this.o.sweepMs ?? 30_000)) {
@@ -281,13 +291,14 @@ export class SnapshotBuilder {
             }
             const r = await this.drainOnce();
             more = r.marks >= (this.o.batchSize ?? 1000);
+            drained = true;
             failures = 0;
           } catch (err) {
             failures++;
             if ((err as Error).name !== "FencedError") this.o.log.error("snapshot build failed", { error: err, failures });
           }
         }
-        if (more) continue;
+        if (more || (drained && notified)) continue;
         const waitMs = failures > 0 ? Math.min(30_000, 250 * 2 ** Math.min(failures, 7)) * Math.random() : (this.o.pollMs ?? 1000);
         await new Promise<void>((resolve) => {
           const t = setTimeout(done, waitMs);

@@ -5,6 +5,7 @@
  * real snapshot verification (lib/snapshot/verify.ts with the key from the
  * identity). Driven over IPC by agent-fleet.bench.ts.
  */
+import { setMaxListeners } from "node:events";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { trustedKeysOf } from "../../agent/sync/snapshot-sync.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
@@ -24,7 +25,7 @@ export type ParentMessage =
   | { type: "setup"; server: string; cluster: string; serverCaPem: string; caPem: string; snapshotKey: { keyId: string; publicKey: string }; identities: FleetIdentity[] }
   | { type: "poll" }
   | { type: "stop-poll" }
-  | { type: "heartbeat"; intervalMs: number; warmupMs: number; measureMs: number };
+  | { type: "heartbeat"; intervalMs: number; rampMs: number; warmupMs: number; measureMs: number };
 
 const send = (m: unknown): void => {
   process.send?.(m);
@@ -56,7 +57,7 @@ async function pollLoop(id: StoredIdentity, t: SyncTransport, signal: AbortSigna
   }
 }
 
-async function heartbeats(intervalMs: number, warmupMs: number, measureMs: number): Promise<void> {
+async function heartbeats(intervalMs: number, rampMs: number, warmupMs: number, measureMs: number): Promise<void> {
   const start = Date.now();
   const from = start + warmupMs;
   const until = from + measureMs;
@@ -65,7 +66,8 @@ async function heartbeats(intervalMs: number, warmupMs: number, measureMs: numbe
   await Promise.all(
     ids.map(async (id) => {
       const t = new SyncTransport(id);
-      await sleep(Math.random() * intervalMs);
+      // Connections (TLS handshakes) are opened over the ramp, as a fleet that was already running would have them.
+      await sleep(Math.random() * Math.max(rampMs, intervalMs));
       let seq = Date.now();
       while (Date.now() < until) {
         const body: HeartbeatRequest = { seq: ++seq, agentVersion: "0.1.0", capabilities: [], facts: { hostname: id.info.node, os: "linux" }, health: { status: "Healthy" } };
@@ -99,6 +101,7 @@ process.on("message", (m: ParentMessage) => {
     send({ type: "ready" });
   } else if (m.type === "poll") {
     pollStop = new AbortController();
+    setMaxListeners(0, pollStop.signal);
     void (async () => {
       for (const [i, id] of ids.entries()) {
         const t = new SyncTransport(id);
@@ -112,6 +115,6 @@ process.on("message", (m: ParentMessage) => {
     for (const t of pollTransports.splice(0)) t.close();
     send({ type: "stopped" });
   } else if (m.type === "heartbeat") {
-    void heartbeats(m.intervalMs, m.warmupMs, m.measureMs);
+    void heartbeats(m.intervalMs, m.rampMs, m.warmupMs, m.measureMs);
   }
 });

@@ -196,7 +196,11 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
 
     // 6. The control plane returns; removing the RoleAssignment stops the process on node a.
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
-    await eventually(() => agentStatus(dirA)?.snapshot?.source === "control-plane" || undefined, 90_000, 500);
+    const back = Date.now();
+    await eventually(() => {
+      const st = agentStatus(dirA);
+      return st?.lastError === undefined && st?.lastContact !== undefined && Date.parse(st.lastContact) >= back;
+    }, 90_000, 500);
     const del = await kubectl(cp.kubeconfig, ["delete", "roleassignment", "rdp"]);
     assert.equal(del.code, 0, del.stderr);
     await eventually(() => processesWith(marker).length === 0, 60_000, 100);
