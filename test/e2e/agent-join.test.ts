@@ -12,7 +12,7 @@ import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/enroll/client.js";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 
 describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", function () {
@@ -43,6 +43,7 @@ describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", functio
     let out = "";
     agent = spawn(join(repoRoot, "bin", "fabric-agent"), ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--state-dir", agentDir, "--node-name", "edge-1", "--cluster", "edge", "--roles", "relay-node", "--capabilities", "can_route_mesh", "--poll-interval", "300ms"], {
       stdio: ["ignore", "pipe", "pipe"],
+      env: agentEnv(),
     });
     agent.stdout?.on("data", (b: Buffer) => (out += b.toString()));
     agent.stderr?.on("data", (b: Buffer) => (out += b.toString()));

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import type { AgentStatus } from "../../agent/sync/status.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { freePort } from "../support/tcp-proxy.js";
 
@@ -37,7 +37,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
 
   function startAgent(args: string[]): { child: ChildProcess; out: () => string } {
     let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", agentDir], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(agentBin, [...args, "--state-dir", agentDir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
     child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
     child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
     agents.push(child);

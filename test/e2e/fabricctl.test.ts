@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type pg from "pg";
 import { embeddedDatabaseUrl } from "../../lib/db/embedded-postgres.js";
 import { createPool } from "../../lib/db/pool.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 
 interface Run {
@@ -39,7 +39,7 @@ interface AgentProcess {
 }
 
 function startAgent(args: string[]): AgentProcess {
-  const child = spawn(join(repoRoot, "bin", "fabric-agent"), args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(join(repoRoot, "bin", "fabric-agent"), args, { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
   let out = "";
   child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
   child.stderr?.on("data", (b: Buffer) => (out += b.toString()));

@@ -17,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { AgentStatus } from "../../agent/sync/status.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
@@ -41,7 +41,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
 
   function startAgent(stateDir: string, args: string[]): { child: ChildProcess; out: () => string } {
     let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", stateDir], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(agentBin, [...args, "--state-dir", stateDir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
     child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
     child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
     agents.push(child);

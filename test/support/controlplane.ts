@@ -201,6 +201,11 @@ export async function spawnControlPlane(stateDir: string, extraArgs: string[] = 
   return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited };
 }
 
+/** Environment for spawned agents and CLIs: their info lines (which tests read) are never silenced by the test run's log level. */
+export function agentEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, FABRIC_LOG_LEVEL: "info", ...extra };
+}
+
 /** Polls `fn` until it returns a truthy value or the timeout passes. */
 export async function eventually<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
