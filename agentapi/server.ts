@@ -149,6 +149,12 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });
   const server = https.createServer({ cert: creds.serving.certPem, key: creds.serving.keyPem, requestCert: true, rejectUnauthorized: false }, app.callback());
+  // closeAllConnections() only knows connections that carried an HTTP request.
+  const sockets = new Set<import("node:net").Socket>();
+  server.on("connection", (sock: import("node:net").Socket) => {
+    sockets.add(sock);
+    sock.once("close", () => sockets.delete(sock));
+  });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -166,6 +172,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
       await feed.stop();
       await heartbeats.stop();
       server.closeAllConnections();
+      for (const sock of sockets) sock.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -145,12 +145,31 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
     controllers,
     agentApi,
     async stop() {
-      await agentApi?.stop();
-      await agentPool?.end();
-      await controllers?.stop();
-      metricsServer.closeAllConnections();
-      await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
-      await api.stop();
+      // Each step is bounded: one component that fails to let go must not
+      // keep SIGTERM from stopping the process (PostgreSQL last, always).
+      const step = async (name: string, fn: () => Promise<unknown>, ms = 10_000): Promise<void> => {
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), ms);
+          timer.unref();
+        });
+        try {
+          const r = await Promise.race([fn().then(() => "done" as const), timedOut]);
+          if (r === "timeout") o.log.warn("shutdown step timed out; continuing", { step: name, ms });
+        } catch (err) {
+          o.log.warn("shutdown step failed; continuing", { step: name, err });
+        } finally {
+          clearTimeout(timer);
+        }
+      };
+      await step("agent API", async () => agentApi?.stop());
+      await step("agent API pool", async () => agentPool?.end(), 5_000);
+      await step("controllers", async () => controllers?.stop(), 30_000);
+      await step("metrics server", async () => {
+        metricsServer.closeAllConnections();
+        await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
+      }, 5_000);
+      await step("API server", () => api.stop(), 10_000);
       await db.close();
     },
   };

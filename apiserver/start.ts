@@ -153,6 +153,13 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const server = https.createServer({ cert: creds.serving.certPem, key: creds.serving.keyPem }, app.callback());
   server.keepAliveTimeout = 65_000;
   server.requestTimeout = 0;
+  // closeAllConnections() only knows connections that carried an HTTP request;
+  // a TLS connection that never sent one would keep close() waiting.
+  const sockets = new Set<import("node:net").Socket>();
+  server.on("connection", (sock: import("node:net").Socket) => {
+    sockets.add(sock);
+    sock.once("close", () => sockets.delete(sock));
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(o.port, host, () => resolve());
@@ -193,6 +200,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       clearInterval(compactTimer);
       clearInterval(nsTimer);
       server.closeAllConnections();
+      for (const sock of sockets) sock.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await hub.stop();
     },

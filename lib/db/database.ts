@@ -61,7 +61,17 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   const close = (): Promise<void> => {
     closing ??= (async () => {
       try {
-        await pool.end();
+        // pool.end() waits for every checked-out client; a component that
+        // still holds one (a LISTEN connection, a query in flight) must not
+        // keep the process from shutting down: stopping the server ends them.
+        const ended = pool.end().then(() => true);
+        const timedOut = new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000).unref());
+        if (!(await Promise.race([ended, timedOut]))) {
+          log.warn("database pool did not drain in 5 s; stopping anyway", {
+            checkedOut: pool.totalCount - pool.idleCount,
+            waiting: pool.waitingCount,
+          });
+        }
       } finally {
         await server?.stop();
       }
