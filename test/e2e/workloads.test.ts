@@ -205,7 +205,8 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
     assert.equal(del.code, 0, del.stderr);
     await eventually(() => processesWith(marker).length === 0, 60_000, 100);
     await eventually(() => /"msg":"stopping workload process".*"workload":"web"/.test(a.out()), 10_000);
-    assert.equal(recordOf(dirA, "web"), undefined, "the stopped workload's record is gone");
+    // The record is removed right after the process is reaped: poll for it.
+    await eventually(() => recordOf(dirA, "web") === undefined, 10_000, 100);
     const after = await eventually(async () => {
       const o = await get("serviceworkload", "web");
       return o?.status?.desired === 0 ? o : undefined;
