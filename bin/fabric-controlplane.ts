@@ -10,7 +10,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { runControlPlane } from "../apiserver/controlplane.js";
+import { runControlPlane, type ControlPlane } from "../apiserver/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger } from "../lib/log.js";
 import { parseDuration } from "../lib/enrollment/token.js";
@@ -66,24 +66,16 @@ async function main(): Promise<void> {
   if (!Number.isInteger(agentPort) || agentPort < -1 || agentPort > 65535) throw new Error(`invalid --agent-port: ${values["agent-port"]}`);
   const enrollment = { nodeCertLifetimeMs: parseDuration(values["node-cert-lifetime"]), joinRequestRetentionMs: parseDuration(values["join-request-retention"]) };
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_STATE_DIR ?? ".fabric");
-  const cp = await runControlPlane({
-    stateDir,
-    host: values.host,
-    port,
-    metricsPort,
-    databaseUrl: values["database-url"],
-    fsync: !values["no-fsync"],
-    log,
-    controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
-    agentPort: agentPort === -1 ? undefined : agentPort,
-    agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
-  });
+  // Signal handlers first: a SIGTERM that arrives while starting (or right
+  // after the ready line) waits for start-up to finish, then stops cleanly.
+  let started: Promise<ControlPlane> | undefined;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info("shutting down", { signal });
-    cp.stop()
+    (started ?? Promise.reject(new Error("not started")))
+      .then((cp) => cp.stop())
       .then(() => {
         log.info("stopped");
         process.exit(0);
@@ -95,6 +87,19 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  started = runControlPlane({
+    stateDir,
+    host: values.host,
+    port,
+    metricsPort,
+    databaseUrl: values["database-url"],
+    fsync: !values["no-fsync"],
+    log,
+    controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
+    agentPort: agentPort === -1 ? undefined : agentPort,
+    agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
+  });
+  await started;
 }
 
 main().catch((err: unknown) => {

@@ -95,4 +95,21 @@ describe("control plane process", function () {
     }
     assert.deepEqual(postmastersFor(dataDir), [], "postgres left running after SIGTERM");
   });
+
+  it("stops cleanly on SIGTERM right after it is ready, every time", async () => {
+    // Regression: TLS connections that never carried a request (the
+    // controllers' pooled client) used to keep server.close() waiting forever.
+    for (let i = 0; i < 3; i++) {
+      const dir = tempStateDir("fabric-sigterm-");
+      try {
+        const cp = await spawnControlPlane(dir);
+        cp.child.kill("SIGTERM");
+        const code = await cp.exited;
+        assert.equal(code, 0, cp.output());
+        assert.deepEqual(postmastersFor(join(dir, "postgres")), [], "postgres left running after SIGTERM");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
 });
