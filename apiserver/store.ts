@@ -7,6 +7,7 @@ import type pg from "pg";
 import { randomUUID } from "node:crypto";
 import { alreadyExists, notFound } from "./errors.js";
 import { clone, type KubeObject } from "./object.js";
+import { WriteBatcher } from "./write-batcher.js";
 
 /** Addresses one object. namespace is "" for cluster-scoped objects. */
 export interface ObjectKey {
@@ -54,58 +55,21 @@ export interface ListOptions {
 /** The notification channel that carries "new events committed". */
 export const eventsChannel = "fabric_api_events";
 
-// One statement per write: bump the revision (the row lock orders commits),
-// write the object with that revision in metadata.resourceVersion, record the
-// watch event, notify watchers. Parameters: $1..$4 the key, then per statement.
-const withRv = (expr: string) => `jsonb_set(${expr}, '{metadata,resourceVersion}', to_jsonb(rev.rv::text))`;
-
-const createSql = `
-WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
-obj AS (
-  INSERT INTO api_objects (api_group, resource, namespace, name, uid, rv, data)
-  SELECT $1, $2, $3, $4, $5::uuid, rev.rv, ${withRv("$6::jsonb")} FROM rev
-  ON CONFLICT DO NOTHING
-  RETURNING rv, data),
-ev AS (
-  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
-  SELECT obj.rv, $1, $2, $3, $4, 'ADDED', obj.data FROM obj
-  RETURNING rv)
-SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
-
-const updateSql = `
-WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
-obj AS (
-  UPDATE api_objects o SET rv = rev.rv, data = ${withRv("$6::jsonb")} FROM rev
-  WHERE o.api_group = $1 AND o.resource = $2 AND o.namespace = $3 AND o.name = $4 AND o.rv = $5::bigint
-  RETURNING o.rv, o.data),
-ev AS (
-  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
-  SELECT obj.rv, $1, $2, $3, $4, 'MODIFIED', obj.data FROM obj
-  RETURNING rv)
-SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
-
-const deleteSql = `
-WITH rev AS (UPDATE api_revision SET rv = rv + 1 WHERE id = 1 RETURNING rv),
-obj AS (
-  DELETE FROM api_objects o USING rev
-  WHERE o.api_group = $1 AND o.resource = $2 AND o.namespace = $3 AND o.name = $4 AND o.rv = $5::bigint
-  RETURNING rev.rv),
-ev AS (
-  INSERT INTO api_events (rv, api_group, resource, namespace, name, type, data)
-  SELECT obj.rv, $1, $2, $3, $4, 'DELETED', ${"jsonb_set($6::jsonb, '{metadata,resourceVersion}', to_jsonb(obj.rv::text))"} FROM obj
-  RETURNING rv)
-SELECT ev.rv::text AS rv, pg_notify('${"fabric_api_events"}', ev.rv::text) FROM ev`;
-
 /** Object storage on PostgreSQL. */
 export class Store {
-  constructor(private readonly pool: pg.Pool) {}
+  private readonly writer: WriteBatcher;
+
+  constructor(private readonly pool: pg.Pool) {
+    this.writer = new WriteBatcher(pool);
+  }
 
   /** Reads one object, or undefined. */
   async get(key: ObjectKey): Promise<KubeObject | undefined> {
-    const r = await this.pool.query<{ data: KubeObject }>(
-      "SELECT data FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
-      [key.group, key.plural, key.namespace, key.name],
-    );
+    const r = await this.pool.query<{ data: KubeObject }>({
+      name: "api_get",
+      text: "SELECT data FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+      values: [key.group, key.plural, key.namespace, key.name],
+    });
     return r.rows[0]?.data;
   }
 
@@ -177,10 +141,11 @@ export class Store {
    * create). When another writer got there first, re-read and decide again.
    * `decide` may therefore run more than once and must have no side effects.
    *
-   * Each write statement bumps the revision row, writes the object and its
-   * watch event, and NOTIFYs, atomically; the row lock on the revision
-   * counter is held until commit, so revisions commit in order. The promise
-   * resolves only after the commit. With dryRun nothing is written.
+   * The write goes through the WriteBatcher: with the writes of concurrent
+   * requests, in one transaction that locks the revision row, writes each
+   * object and its watch event and NOTIFYs once; the row lock is held until
+   * commit, so revisions commit in order. The promise resolves only after
+   * the commit. With dryRun nothing is written.
    */
   async mutate(
     key: ObjectKey,
@@ -194,10 +159,11 @@ export class Store {
       const skipRead = attempt === 0 && opts.expectAbsent === true && !opts.dryRun;
       const cur = skipRead
         ? { rows: [] as Array<{ data: KubeObject; rv: string }> }
-        : await this.pool.query<{ data: KubeObject; rv: string }>(
-            "SELECT data, rv FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
-            pk,
-          );
+        : await this.pool.query<{ data: KubeObject; rv: string }>({
+            name: "api_read",
+            text: "SELECT data, rv FROM api_objects WHERE api_group=$1 AND resource=$2 AND namespace=$3 AND name=$4",
+            values: pk,
+          });
       const row = cur.rows[0];
       const current = row?.data;
       const m = await decide(current === undefined ? undefined : clone(current));
@@ -208,28 +174,24 @@ export class Store {
       if (m.type !== "create" && row === undefined) throw notFound(key.group, key.plural, key.name);
       const obj = m.object;
       delete obj.metadata.resourceVersion;
-      let written: { rv: string } | undefined;
+      const base = { g: key.group, r: key.plural, ns: key.namespace, n: key.name, d: obj };
+      let rv: string | undefined;
       if (m.type === "create") {
         obj.metadata.uid ??= randomUUID();
-        const r = await this.pool.query<{ rv: string }>(createSql, [...pk, obj.metadata.uid, JSON.stringify(obj)]);
-        written = r.rows[0];
-        if (!written) {
+        rv = await this.writer.write({ ...base, op: "create", uid: obj.metadata.uid });
+        if (rv === undefined) {
           // Lost a race with another create (or the object exists): decide again on what is there.
           if (attempt < 5) continue;
           throw alreadyExists(key.group, key.plural, key.name);
         }
-      } else if (m.type === "update") {
-        const r = await this.pool.query<{ rv: string }>(updateSql, [...pk, row?.rv, JSON.stringify(obj)]);
-        written = r.rows[0];
       } else {
-        const r = await this.pool.query<{ rv: string }>(deleteSql, [...pk, row?.rv, JSON.stringify(obj)]);
-        written = r.rows[0];
+        rv = await this.writer.write({ ...base, op: m.type, rv: row?.rv });
       }
-      if (!written?.rv) {
+      if (rv === undefined) {
         if (attempt < 20) continue; // modified concurrently: re-read and decide again
         throw new Error(`object ${key.plural}/${key.name} kept changing under a write`);
       }
-      obj.metadata.resourceVersion = written.rv;
+      obj.metadata.resourceVersion = rv;
       return { type: m.type, object: obj };
     }
   }
@@ -256,7 +218,7 @@ export class Store {
       name: string;
       type: StoredEvent["type"];
       data: KubeObject;
-    }>(sql, args);
+    }>({ name: `api_events_${uptoRv !== undefined ? "u" : ""}${resource ? "r" : ""}`, text: sql, values: args });
     return r.rows.map((x) => ({
       rv: Number(x.rv),
       group: x.api_group,
