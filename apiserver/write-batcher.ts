@@ -41,6 +41,8 @@ const batchSql = "SELECT idx, new_rv::text AS rv FROM api_write_batch($1::jsonb)
 export class WriteBatcher {
   private queue: Pending[] = [];
   private inFlight = 0;
+  /** Calls of api_write_batch and the writes they carried, since start. */
+  readonly stats = { batches: 0, writes: 0 };
 
   /**
    * @param maxInFlight batches sent at once: two keep the next batch waiting
@@ -65,6 +67,8 @@ export class WriteBatcher {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       this.inFlight++;
+      this.stats.batches++;
+      this.stats.writes += batch.length;
       void this.run(batch).finally(() => {
         this.inFlight--;
         this.kick();

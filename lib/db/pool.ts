@@ -30,7 +30,10 @@ export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
     application_name: "access-fabric",
   });
   pool.on("error", (err) => {
-    log.warn("idle postgres client failed", { err });
+    // 57P01: the server is shutting down (our own stop, or an operator's);
+    // the pool reconnects on next use if it comes back.
+    if ((err as { code?: string }).code === "57P01") log.debug("postgres closed an idle connection: server shutting down");
+    else log.warn("idle postgres client failed", { err });
   });
   return pool;
 }
