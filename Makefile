@@ -13,6 +13,9 @@ $(STAMP): package.json package-lock.json
 
 install: $(STAMP) ## install npm packages (embedded PostgreSQL included)
 
+build: install ## build the precompiled agent, dist/fabric-agent.mjs (bin/fabric-agent also rebuilds it when stale)
+	node hack/build-agent.mjs
+
 run: install ## run the control plane on its embedded defaults (state in .fabric/)
 	./bin/fabric-controlplane $(ARGS)
 
@@ -34,4 +37,4 @@ lint: install ## type-check everything (strict)
 bench: install ## run benchmarks and print figures (see docs/benchmarks.md)
 	bash hack/bench.sh
 
-.PHONY: help install run test test-e2e generate verify lint bench
+.PHONY: help install build run test test-e2e generate verify lint bench

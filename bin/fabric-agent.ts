@@ -14,6 +14,8 @@
  *
  * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent)
  */
+// First: stack traces of the bundle name TypeScript sources (agent/stack-trace.ts).
+import "../agent/stack-trace.js";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { JoinRefused, join } from "../agent/enroll/join.js";
@@ -198,6 +200,7 @@ async function main(): Promise<number> {
 main()
   .then((code) => process.exit(code))
   .catch((err: unknown) => {
-    log.error("fabric-agent failed", { err });
+    // The stack names TypeScript sources also when running from the bundle (agent/stack-trace.ts).
+    log.error("fabric-agent failed", { err, stack: err instanceof Error ? err.stack : undefined });
     process.exit(1);
   });

