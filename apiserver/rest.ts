@@ -630,11 +630,32 @@ export class ResourceHandler {
     let closed = false;
     const buffered: StoredEvent[] = [];
     let live = false;
+    // With a label or field selector, an object can start or stop matching:
+    // like kube-apiserver, turn that change into ADDED or DELETED (client
+    // caches would otherwise keep an object that no longer matches). The
+    // watch tracks which keys its client holds to tell.
+    const filtered = sel.labels !== undefined || sel.fields !== undefined;
+    let held: Set<string> | undefined = filtered ? new Set() : undefined;
+    const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ""}/${o.metadata.name}`;
     const deliver = (ev: StoredEvent) => {
       if (ev.rv <= lastSent) return;
       lastSent = ev.rv;
-      if (!matches(ev.object)) return;
-      send(ev.type, ev.object);
+      if (held === undefined) {
+        if (matches(ev.object)) send(ev.type, ev.object);
+        return;
+      }
+      const k = keyOf(ev.object);
+      const had = held.has(k);
+      if (ev.type === "DELETED") {
+        if (had || matches(ev.object)) send("DELETED", ev.object);
+        held.delete(k);
+      } else if (matches(ev.object)) {
+        held.add(k);
+        send(had ? ev.type : "ADDED", ev.object);
+      } else if (had) {
+        held.delete(k);
+        send("DELETED", ev.object);
+      }
     };
     const unsubscribe = this.hub.subscribe(def.group, def.plural, (ev) => {
       if (closed) return;
@@ -665,7 +686,11 @@ export class ResourceHandler {
       const start = this.hub.lastRv;
       if (rvParam === undefined || rvParam === "" || rvParam === "0") {
         const list = await this.store.list(def.group, def.plural, { namespace });
-        for (const o of list.items) if (matches(o)) send("ADDED", o);
+        for (const o of list.items) {
+          if (!matches(o)) continue;
+          held?.add(keyOf(o));
+          send("ADDED", o);
+        }
         lastSent = list.rv;
         // Catch up from the list revision through what the hub has seen.
         const upto = Math.max(start, this.hub.lastRv);
@@ -680,6 +705,7 @@ export class ResourceHandler {
           close();
           return;
         }
+        if (held !== undefined) held = await this.store.keysMatchingAt(def.group, def.plural, namespace, from, matches);
         lastSent = from;
         let cursor = from;
         const upto = Math.max(start, this.hub.lastRv);

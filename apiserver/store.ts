@@ -112,6 +112,49 @@ export class Store {
     }
   }
 
+  /**
+   * The keys ("namespace/name") of the objects of one resource that existed
+   * and satisfied `matches` at revision `rv`, for a filtered watch that
+   * resumes from `rv`: it must turn a later change into ADDED or DELETED when
+   * the object starts or stops matching, as kube-apiserver does. An object
+   * unchanged since `rv` is judged by its current state; one changed after
+   * `rv` by its newest retained event at or before `rv` (none: it did not
+   * exist then, or its history was compacted, and it counts as absent).
+   */
+  async keysMatchingAt(
+    group: string, plural: string, namespace: string | undefined, rv: number, matches: (o: KubeObject) => boolean,
+  ): Promise<Set<string>> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      const args: unknown[] = [group, plural, rv];
+      const ns = namespace === undefined ? "" : (args.push(namespace), ` AND namespace=$4`);
+      const r = await client.query<{ namespace: string; name: string; type: string; data: KubeObject }>(
+        `WITH changed AS (
+           SELECT DISTINCT namespace, name FROM api_events WHERE api_group=$1 AND resource=$2 AND rv > $3${ns})
+         SELECT o.namespace, o.name, 'ADDED' AS type, o.data FROM api_objects o
+          WHERE o.api_group=$1 AND o.resource=$2${ns.replace("namespace", "o.namespace")}
+            AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.namespace=o.namespace AND c.name=o.name)
+         UNION ALL
+         SELECT * FROM (
+           SELECT DISTINCT ON (e.namespace, e.name) e.namespace, e.name, e.type, e.data
+             FROM api_events e JOIN changed c ON c.namespace=e.namespace AND c.name=e.name
+            WHERE e.api_group=$1 AND e.resource=$2 AND e.rv <= $3
+            ORDER BY e.namespace, e.name, e.rv DESC) AS before`,
+        args,
+      );
+      await client.query("COMMIT");
+      const out = new Set<string>();
+      for (const row of r.rows) if (row.type !== "DELETED" && matches(row.data)) out.add(`${row.namespace}/${row.name}`);
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
   /** Number of objects in a namespace (any resource). */
   async countInNamespace(namespace: string): Promise<number> {
     const r = await this.pool.query<{ n: string }>("SELECT count(*) AS n FROM api_objects WHERE namespace=$1", [namespace]);
