@@ -207,7 +207,8 @@ export function keyIdOf(key: KeyObject): string {
   return id;
 }
 
-function signCanonical(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): { body: string; signature: string } {
+/** The checks every signing path makes; returns the canonical body `{"header":..,"payload":..}`. */
+function checkedBody(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject, canonicalPayload?: string): string {
   if (privateKey.type !== "private") throw new TypeError("signing a snapshot needs a private key");
   assertSnapshotHeader(header);
   assertSnapshotPayload(payload);
@@ -218,9 +219,20 @@ function signCanonical(header: SnapshotHeader, payload: SnapshotPayload, private
   if (header.keyId !== keyId) {
     throw new Error(`signing snapshot: header keyId ${header.keyId} is not the signing key's id ${keyId}`);
   }
-  const body = canonicalize({ header, payload });
+  if (canonicalPayload === undefined) return canonicalize({ header, payload });
+  // RFC 8785 orders members by name and "header" < "payload", so this is
+  // exactly canonicalize({ header, payload }) without walking the payload again.
+  return `{"header":${canonicalize(header)},"payload":${canonicalPayload}}`;
+}
+
+function signCanonical(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): { body: string; signature: string } {
+  const body = checkedBody(header, payload, privateKey);
   const signature = edSign(null, Buffer.from(SIGNATURE_DOMAIN + body, "utf8"), privateKey).toString("base64");
   return { body, signature };
+}
+
+function envelopeBytes(body: string, signature: string): Buffer {
+  return Buffer.from(`${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`, "utf8");
 }
 
 /**
@@ -250,8 +262,40 @@ export function signAndEncodeSnapshot(
   privateKey: KeyObject,
 ): { snapshot: SignedSnapshot; bytes: Buffer } {
   const { body, signature } = signCanonical(header, payload, privateKey);
-  const bytes = Buffer.from(`${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`, "utf8");
-  return { snapshot: { header, payload, signature }, bytes };
+  return { snapshot: { header, payload, signature }, bytes: envelopeBytes(body, signature) };
+}
+
+/**
+ * {@link signAndEncodeSnapshot} for bulk signing (the snapshot builder): the
+ * Ed25519 signature is computed on libuv's thread pool (Node's callback form
+ * of crypto.sign), so the caller can keep many signatures in flight and use
+ * every core while its own thread canonicalises the next nodes. Same checks
+ * and errors (thrown synchronously, before anything is queued) and exactly
+ * the same bytes as signAndEncodeSnapshot (Ed25519 is deterministic).
+ *
+ * `canonicalPayload`, when given, must be `canonicalize(payload)` — what the
+ * builder already computed to hash the payload — and is used instead of
+ * walking the payload a second time. Callers that do not have it leave it
+ * unset. Keep the number of calls in flight bounded (a few hundred): the thread
+ * pool is shared with file system, DNS and zlib work.
+ */
+export function signAndEncodeSnapshotAsync(
+  header: SnapshotHeader,
+  payload: SnapshotPayload,
+  privateKey: KeyObject,
+  canonicalPayload?: string,
+): Promise<{ snapshot: SignedSnapshot; bytes: Buffer }> {
+  const body = checkedBody(header, payload, privateKey, canonicalPayload);
+  return new Promise((resolve, reject) => {
+    edSign(null, Buffer.from(SIGNATURE_DOMAIN + body, "utf8"), privateKey, (err, sig) => {
+      if (err !== null) {
+        reject(err);
+        return;
+      }
+      const signature = sig.toString("base64");
+      resolve({ snapshot: { header, payload, signature }, bytes: envelopeBytes(body, signature) });
+    });
+  });
 }
 
 /** The wire and checkpoint form of a snapshot: its canonical JSON, UTF-8. */

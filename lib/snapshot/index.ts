@@ -6,6 +6,7 @@ export {
   encodeSnapshot,
   keyIdOf,
   signAndEncodeSnapshot,
+  signAndEncodeSnapshotAsync,
   signSnapshot,
   signedMessage,
   type MembershipState,

@@ -3,7 +3,7 @@ import { createHash, generateKeyPairSync, verify as edVerify } from "node:crypto
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { ErrMalformed } from "../../lib/snapshot/errors.js";
 import { sampleHeader, samplePayload } from "../../lib/snapshot/fixtures.js";
-import { encodeSnapshot, keyIdOf, signAndEncodeSnapshot, SIGNATURE_DOMAIN, signedMessage, signSnapshot, type SnapshotHeader } from "../../lib/snapshot/format.js";
+import { encodeSnapshot, keyIdOf, signAndEncodeSnapshot, signAndEncodeSnapshotAsync, SIGNATURE_DOMAIN, signedMessage, signSnapshot, type SnapshotHeader } from "../../lib/snapshot/format.js";
 import { snapshotKeyIdentity } from "../../lib/crypto/cluster-keys.js";
 
 describe("snapshot format", () => {
@@ -62,6 +62,30 @@ describe("snapshot format", () => {
         assert.deepEqual(once.snapshot, twice);
         assert.deepEqual(once.bytes, encodeSnapshot(twice));
       }
+    });
+
+    it("signs on the thread pool to exactly the bytes of signAndEncodeSnapshot, with or without the canonical payload given", async () => {
+      for (const i of [1, 2, 3]) {
+        const header = sampleHeader({ keyId, node: `node-000${i}`, serial: i });
+        const payload = samplePayload(i);
+        const sync = signAndEncodeSnapshot(header, payload, privateKey);
+        const plain = await signAndEncodeSnapshotAsync(header, payload, privateKey);
+        const given = await signAndEncodeSnapshotAsync(header, payload, privateKey, canonicalize(payload));
+        assert.deepEqual(plain.bytes, sync.bytes);
+        assert.deepEqual(given.bytes, sync.bytes);
+        assert.deepEqual(given.snapshot, sync.snapshot);
+      }
+      // Non-ASCII and escapes go through the same canonical form.
+      const payload = samplePayload(1);
+      payload.identity.group = "r\u00e4ck \"7\"\n\u{1F600}";
+      const header = sampleHeader({ keyId });
+      assert.deepEqual((await signAndEncodeSnapshotAsync(header, payload, privateKey, canonicalize(payload))).bytes, signAndEncodeSnapshot(header, payload, privateKey).bytes);
+    });
+
+    it("makes the same checks when signing on the thread pool, before queueing anything", () => {
+      assert.throws(() => signAndEncodeSnapshotAsync(sampleHeader({ keyId: "0000000000000000" }), samplePayload(1), privateKey), /not the signing key's id/);
+      assert.throws(() => signAndEncodeSnapshotAsync(sampleHeader({ keyId }), samplePayload(1), publicKey), TypeError);
+      assert.throws(() => signAndEncodeSnapshotAsync({ ...sampleHeader({ keyId }), serial: 1.5 }, samplePayload(1), privateKey), ErrMalformed);
     });
 
     it("refuses a header whose keyId is not the signing key's", () => {
