@@ -32,6 +32,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
+import { CLK_TCK } from "./proc-stats.js";
 
 const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const group = "accessfabric.io";
@@ -232,6 +233,26 @@ function memoryOf(pid: number): { nodeRss: number; nodeHwm: number; postgresRss:
   };
 }
 
+/** CPU seconds (user + system) of the control plane's Node.js process, of its PostgreSQL processes, and of this process. */
+function cpuOf(pid: number): { node: number; postgres: number; client: number } {
+  const ticks = (p: number): number => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(f[11]) + Number(f[12]);
+    } catch {
+      return 0;
+    }
+  };
+  const hz = CLK_TCK;
+  const u = process.cpuUsage();
+  return {
+    node: ticks(pid) / hz,
+    postgres: descendants(pid).reduce((sum, k) => sum + ticks(k), 0) / hz,
+    client: (u.user + u.system) / 1e6,
+  };
+}
+
 // ------------------------------------------------------------------ phases
 
 async function benchStartup(): Promise<void> {
@@ -366,6 +387,7 @@ async function benchLoad(concurrency: number): Promise<void> {
     let next = 0;
     let createErrors = 0;
     const createLat: number[] = [];
+    const cpuBefore = cpuOf(pid);
     const t0 = performance.now();
     const worker = async () => {
       for (;;) {
@@ -387,6 +409,7 @@ async function benchLoad(concurrency: number): Promise<void> {
     };
     await Promise.all(Array.from({ length: concurrency }, worker));
     const elapsed = performance.now() - t0;
+    const cpuAfter = cpuOf(pid);
     loading = false;
     await Promise.all([getLoop, listLoop]);
     let drainTimer: NodeJS.Timeout | undefined;
@@ -408,6 +431,11 @@ async function benchLoad(concurrency: number): Promise<void> {
     console.log(`\ncreate load: ${OBJECTS} NodeGroups, concurrency ${concurrency}, fresh control plane (fsync on, controllers on)`);
     console.log(`  throughput        ${(created.length / (elapsed / 1000)).toFixed(0)} objects/s  (${created.length} created in ${(elapsed / 1000).toFixed(2)} s, ${createErrors} errors)`);
     console.log(`  create latency    ${fmt(summarize(createLat))}`);
+    const perObj = (k: "node" | "postgres" | "client") => `${(((cpuAfter[k] - cpuBefore[k]) / Math.max(1, created.length)) * 1000).toFixed(3)} ms`;
+    console.log(
+      `  CPU per created object (whole create phase, incl. the get/list/watch loops): control plane ${perObj("node")}, ` +
+        `its PostgreSQL ${perObj("postgres")}, benchmark client ${perObj("client")}`,
+    );
     console.log(`  get  (idle)       ${fmt(summarize(idleGet))}`);
     console.log(`  get  (under load) ${fmt(summarize(getLat))}  errors ${getErrors}`);
     console.log(`  list (idle, 1-2 objects, limit=500)          ${fmt(summarize(idleList))}`);
