@@ -1,19 +1,33 @@
 /**
  * mTLS authentication of agents. The server asks for a client certificate
  * but does not make TLS verify it (enrollment has none yet); routes that
- * need a node use requireNode, which on EVERY request:
- *   1. takes the peer certificate (TLS already proved the peer holds its key),
- *   2. verifies it against the CA of the cluster it names (signature, issuer,
- *      validity, node URI SAN),
- *   3. looks its serial up in PostgreSQL: it must be the node's active
- *      identity and the membership must not be Revoked.
+ * need a node call authenticate, which on every request establishes:
+ *   1. the peer certificate (TLS already proved the peer holds its key) is
+ *      signed by the CA of the cluster it names, is within its validity,
+ *      and names a node (URI SAN);
+ *   2. its serial is the node's active identity in PostgreSQL and the
+ *      membership is not Revoked.
  * Revocation therefore takes effect from the next request on, also on
- * kept-alive connections. The result is ctx.state.node.
+ * kept-alive connections.
+ *
+ * With an AuthCache (the agent API always has one), neither step costs a
+ * signature check or a query per request: a connection's certificate is
+ * verified once (the server disables TLS renegotiation, so a connection
+ * never changes its certificate; only the validity window is re-checked per
+ * request, and the cluster's CA must still be the one it was verified
+ * with), and identity status, membership and each cluster's CA are kept in
+ * memory and forgotten when PostgreSQL announces a change
+ * (`agent_auth_changed`, sent by triggers at commit whatever wrote it:
+ * migrations/009_agent_auth_notify.sql). While the LISTEN connection is
+ * down, status and CA are read from PostgreSQL on every request, as
+ * without a cache. The result is ctx.state.node.
  */
 import { X509Certificate } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type Koa from "koa";
+import type pg from "pg";
 import { CertificateRejected, claimedNode, verifyNodeCertificate } from "../lib/crypto/x509.js";
+import type { Logger } from "../lib/log.js";
 import type { ClusterStore, NodeRow, NodeStore } from "../lib/state/index.js";
 import { AgentApiError } from "./errors.js";
 
@@ -39,38 +53,316 @@ export interface AuthOptions {
   /** Accept certificates expired this long ago (renewal only; default 0). */
   graceMs?: number;
   now?: () => number;
+  /** Per-connection verification and identity/CA caches (see the module comment). */
+  cache?: AuthCache;
 }
 
-const caCache = new Map<string, X509Certificate>();
+/** The channel of migrations/009_agent_auth_notify.sql; payload `node:<name>` or `cluster:<name>`. */
+export const AGENT_AUTH_CHANNEL = "agent_auth_changed";
 
-async function clusterCa(clusters: ClusterStore, cluster: string): Promise<X509Certificate | undefined> {
-  const row = await clusters.get(cluster);
-  if (row === undefined) return undefined;
-  let ca = caCache.get(row.caFingerprint);
+/** What a connection's certificate was verified to be (immutable facts of the certificate). */
+interface VerifiedPeer {
+  cluster: string;
+  node: string;
+  serial: string;
+  notBefore: number;
+  notAfter: Date;
+  publicKeyFingerprint: string;
+  /** The cluster CA it was verified with. */
+  caFingerprint: string;
+}
+
+interface ClusterCa {
+  ca: X509Certificate;
+  fingerprint: string;
+}
+
+type IdentityStatus = NonNullable<Awaited<ReturnType<NodeStore["identityBySerial"]>>>;
+
+/** Parsed CA certificates by fingerprint (immutable). */
+const caByFingerprint = new Map<string, X509Certificate>();
+
+function parsedCa(pem: string, fingerprint: string): X509Certificate {
+  let ca = caByFingerprint.get(fingerprint);
   if (ca === undefined) {
-    ca = new X509Certificate(row.caCertPem);
-    caCache.set(row.caFingerprint, ca);
+    ca = new X509Certificate(pem);
+    if (caByFingerprint.size > 1000) caByFingerprint.clear();
+    caByFingerprint.set(fingerprint, ca);
   }
   return ca;
+}
+
+/** See the module comment. */
+export class AuthCache {
+  private readonly peers = new WeakMap<object, VerifiedPeer>();
+  private readonly identities = new Map<string, IdentityStatus>();
+  private readonly serialsOf = new Map<string, Set<string>>();
+  private readonly clusters = new Map<string, ClusterCa>();
+  /** Bumped by every invalidation: a lookup started before one is not stored. */
+  private generation = 0;
+  private listener: pg.PoolClient | undefined;
+  private detach: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private probing = false;
+  private stopped = false;
+  /** Lookups answered from memory / read from PostgreSQL (metrics and tests). */
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    private readonly retryMs = 2000,
+    private readonly probeMs = 30_000,
+  ) {}
+
+  /** True while the LISTEN connection is up: only then are status and CA served from memory. */
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** Starts listening (the cache stays off until the LISTEN is in place). */
+  async start(): Promise<void> {
+    await this.listen();
+    let sinceProbe = 0;
+    this.timer = setInterval(() => {
+      if (this.listener === undefined) void this.listen();
+      else if ((sinceProbe += this.retryMs) >= this.probeMs) {
+        sinceProbe = 0;
+        void this.probe();
+      }
+    }, this.retryMs);
+    this.timer.unref();
+  }
+
+  private async listen(): Promise<void> {
+    if (this.stopped || this.listener !== undefined) return;
+    let c: pg.PoolClient | undefined;
+    try {
+      c = await this.pool.connect();
+      const client = c;
+      const onNotification = (m: pg.Notification): void => this.onNotification(m.payload ?? "");
+      const onError = (err: Error): void => this.lost(client, err);
+      const onEnd = (): void => this.lost(client);
+      client.on("notification", onNotification);
+      client.on("error", onError);
+      client.on("end", onEnd);
+      const detach = (): void => {
+        client.off("notification", onNotification);
+        client.off("error", onError);
+        client.off("end", onEnd);
+      };
+      try {
+        await client.query(`LISTEN ${AGENT_AUTH_CHANNEL}`);
+      } catch (err) {
+        detach();
+        throw err;
+      }
+      if (this.stopped) {
+        detach();
+        client.release(true);
+        return;
+      }
+      // Whatever was read before the LISTEN may already be stale.
+      this.clear();
+      this.listener = client;
+      this.detach = detach;
+    } catch (err) {
+      if (c !== undefined) c.release(true);
+      this.log.warn("agent auth cache cannot listen; checking PostgreSQL on every request", { error: (err as Error).message });
+    }
+  }
+
+  private lost(client: pg.PoolClient, err?: Error): void {
+    if (this.listener !== client) return;
+    this.listener = undefined;
+    this.detach?.();
+    this.detach = undefined;
+    this.clear();
+    if (!this.stopped) this.log.warn("agent auth cache listener lost; checking PostgreSQL on every request until it is back", { error: err?.message });
+    client.release(true);
+  }
+
+  /** Detects a LISTEN connection that died silently. */
+  private async probe(): Promise<void> {
+    const c = this.listener;
+    if (c === undefined || this.probing) return;
+    this.probing = true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        c.query("SELECT 1"),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error("listener probe timed out")), 10_000);
+        }),
+      ]);
+    } catch (err) {
+      this.lost(c, err as Error);
+    } finally {
+      clearTimeout(timer);
+      this.probing = false;
+    }
+  }
+
+  private onNotification(payload: string): void {
+    if (payload.startsWith("node:")) this.forgetNode(payload.slice(5));
+    else if (payload.startsWith("cluster:")) this.forgetCluster(payload.slice(8));
+    else this.clear();
+  }
+
+  /** Forgets the identities of a node (the next request reads them again). */
+  forgetNode(node: string): void {
+    this.generation++;
+    const serials = this.serialsOf.get(node);
+    if (serials === undefined) return;
+    for (const s of serials) this.identities.delete(s);
+    this.serialsOf.delete(node);
+  }
+
+  /** Forgets a cluster's CA. */
+  forgetCluster(cluster: string): void {
+    this.generation++;
+    this.clusters.delete(cluster);
+  }
+
+  /** Forgets everything but the per-connection verifications (which do not depend on PostgreSQL). */
+  clear(): void {
+    this.generation++;
+    this.identities.clear();
+    this.serialsOf.clear();
+    this.clusters.clear();
+  }
+
+  /** @internal */
+  peer(socket: object): VerifiedPeer | undefined {
+    return this.peers.get(socket);
+  }
+
+  /** @internal */
+  rememberPeer(socket: object, p: VerifiedPeer): void {
+    this.peers.set(socket, p);
+  }
+
+  /** @internal */
+  forgetPeer(socket: object): void {
+    this.peers.delete(socket);
+  }
+
+  /** The current CA of a cluster (memory, else PostgreSQL). */
+  async clusterCa(store: ClusterStore, cluster: string): Promise<ClusterCa | undefined> {
+    if (this.listener !== undefined) {
+      const hit = this.clusters.get(cluster);
+      if (hit !== undefined) {
+        this.hits++;
+        return hit;
+      }
+    }
+    this.misses++;
+    const gen = this.generation;
+    const row = await store.get(cluster);
+    if (row === undefined) return undefined;
+    const out = { ca: parsedCa(row.caCertPem, row.caFingerprint), fingerprint: row.caFingerprint };
+    if (gen === this.generation && this.listener !== undefined) this.clusters.set(cluster, out);
+    return out;
+  }
+
+  /** Status and membership of a certificate serial (memory, else PostgreSQL). Unknown serials are not remembered. */
+  async identity(store: NodeStore, serial: string): Promise<IdentityStatus | undefined> {
+    if (this.listener !== undefined) {
+      const hit = this.identities.get(serial);
+      if (hit !== undefined) {
+        this.hits++;
+        return hit;
+      }
+    }
+    this.misses++;
+    const gen = this.generation;
+    const id = await store.identityBySerial(serial);
+    if (id !== undefined && gen === this.generation && this.listener !== undefined) {
+      if (this.identities.size >= 1_000_000) this.clear();
+      else {
+        this.identities.set(serial, id);
+        let s = this.serialsOf.get(id.node);
+        if (s === undefined) this.serialsOf.set(id.node, (s = new Set()));
+        s.add(serial);
+      }
+    }
+    return id;
+  }
+
+  /** Stops listening. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    const l = this.listener;
+    const detach = this.detach;
+    this.listener = undefined;
+    this.detach = undefined;
+    this.clear();
+    if (l !== undefined) {
+      const ok = await l.query(`UNLISTEN ${AGENT_AUTH_CHANNEL}`).then(
+        () => true,
+        () => false,
+      );
+      detach?.();
+      l.release(!ok);
+    }
+  }
+}
+
+async function clusterCaUncached(clusters: ClusterStore, cluster: string): Promise<ClusterCa | undefined> {
+  const row = await clusters.get(cluster);
+  return row === undefined ? undefined : { ca: parsedCa(row.caCertPem, row.caFingerprint), fingerprint: row.caFingerprint };
+}
+
+/** Verifies the connection's certificate (signature, issuer, node SAN; validity is checked per request by the caller). */
+async function verifyPeer(socket: TLSSocket, o: AuthOptions, now: number): Promise<VerifiedPeer> {
+  const peer = typeof socket.getPeerX509Certificate === "function" ? socket.getPeerX509Certificate() : undefined;
+  if (peer === undefined) throw new AgentApiError(401, "ClientCertificateRequired", "this endpoint needs a node client certificate");
+  const claimed = claimedNode(peer);
+  if (claimed === undefined) throw new AgentApiError(401, "CertificateRejected", "certificate names no fabric node");
+  const ca = o.cache !== undefined ? await o.cache.clusterCa(o.clusters, claimed.cluster) : await clusterCaUncached(o.clusters, claimed.cluster);
+  if (ca === undefined) throw new AgentApiError(401, "CertificateRejected", `cluster ${claimed.cluster} does not exist`);
+  let v;
+  try {
+    // Expiry is the caller's check (its grace differs per route); "not valid yet" is final here.
+    v = verifyNodeCertificate(peer, ca.ca, new Date(now), Number.POSITIVE_INFINITY);
+  } catch (err) {
+    if (err instanceof CertificateRejected) throw new AgentApiError(401, "CertificateRejected", err.message);
+    throw err;
+  }
+  return {
+    cluster: v.cluster,
+    node: v.node,
+    serial: v.serial,
+    notBefore: v.notBefore.getTime(),
+    notAfter: v.notAfter,
+    publicKeyFingerprint: v.publicKeyFingerprint,
+    caFingerprint: ca.fingerprint,
+  };
 }
 
 /** Authenticates the peer certificate of ctx (see the module comment). */
 export async function authenticate(ctx: Koa.Context, o: AuthOptions): Promise<AuthenticatedNode> {
   const socket = ctx.req.socket as TLSSocket;
-  const peer = typeof socket.getPeerX509Certificate === "function" ? socket.getPeerX509Certificate() : undefined;
-  if (peer === undefined) throw new AgentApiError(401, "ClientCertificateRequired", "this endpoint needs a node client certificate");
-  const claimed = claimedNode(peer);
-  if (claimed === undefined) throw new AgentApiError(401, "CertificateRejected", "certificate names no fabric node");
-  const ca = await clusterCa(o.clusters, claimed.cluster);
-  if (ca === undefined) throw new AgentApiError(401, "CertificateRejected", `cluster ${claimed.cluster} does not exist`);
-  let v;
-  try {
-    v = verifyNodeCertificate(peer, ca, new Date((o.now ?? Date.now)()), o.graceMs ?? 0);
-  } catch (err) {
-    if (err instanceof CertificateRejected) throw new AgentApiError(401, "CertificateRejected", err.message);
-    throw err;
+  const now = (o.now ?? Date.now)();
+  const cache = o.cache;
+  let v = cache?.peer(socket);
+  if (v !== undefined && cache !== undefined) {
+    // Still the cluster's CA? (A replaced cluster has a new one.)
+    const ca = await cache.clusterCa(o.clusters, v.cluster);
+    if (ca === undefined || ca.fingerprint !== v.caFingerprint) {
+      cache.forgetPeer(socket);
+      v = undefined;
+    }
   }
-  const id = await o.nodes.identityBySerial(v.serial);
+  if (v === undefined) {
+    v = await verifyPeer(socket, o, now);
+    cache?.rememberPeer(socket, v);
+  }
+  if (now < v.notBefore - 60_000) throw new AgentApiError(401, "CertificateRejected", "certificate is not valid yet");
+  if (now > v.notAfter.getTime() + (o.graceMs ?? 0)) throw new AgentApiError(401, "CertificateRejected", "certificate has expired");
+  const id = cache !== undefined ? await cache.identity(o.nodes, v.serial) : await o.nodes.identityBySerial(v.serial);
   if (id === undefined || id.node !== v.node || id.cluster !== v.cluster || id.publicKeyFingerprint !== v.publicKeyFingerprint) {
     throw new AgentApiError(401, "CertificateRejected", "certificate is not a known node identity");
   }

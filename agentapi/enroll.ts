@@ -26,7 +26,7 @@ import { unsupportedRoles } from "../lib/enrollment/roles.js";
 import { parseToken } from "../lib/enrollment/token.js";
 import type { Logger } from "../lib/log.js";
 import type { ClusterStore, EnrollmentStore, NodeStore, RefusalCode } from "../lib/state/index.js";
-import { authenticate, type AuthOptions } from "./auth.js";
+import { authenticate, type AuthCache, type AuthOptions } from "./auth.js";
 import { AgentApiError } from "./errors.js";
 import type { RateLimiter } from "./rate-limit.js";
 
@@ -45,6 +45,8 @@ export interface EnrollRoutesDeps {
   renewGraceMs: number;
   log: Logger;
   now?: () => number;
+  /** The agent API's authentication cache. */
+  authCache?: AuthCache;
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -122,7 +124,7 @@ function rateLimit(limiter: RateLimiter, key: string): void {
 export function enrollRouter(d: EnrollRoutesDeps, readJson: (ctx: Koa.Context) => Promise<unknown>): Router {
   const router = new Router();
   const res = RESOURCES.JoinRequest;
-  const authOpts: AuthOptions = { clusters: d.clusters, nodes: d.nodes, now: d.now };
+  const authOpts: AuthOptions = { clusters: d.clusters, nodes: d.nodes, now: d.now, cache: d.authCache };
 
   router.get("/v1/enroll/ca", (ctx) => {
     ctx.type = "application/x-pem-file";
@@ -251,6 +253,8 @@ export function enrollRouter(d: EnrollRoutesDeps, readJson: (ctx: Koa.Context) =
       throw err;
     }
     if (!ok) throw new AgentApiError(409, "CertificateSuperseded", "the presented certificate is no longer the node's active identity");
+    // The superseded certificate is refused from now on (the NOTIFY would tell a moment later).
+    d.authCache?.forgetNode(n.node);
     r.onRenewed?.(n.node);
     const cl = await d.clusters.get(n.cluster);
     d.log.info("node certificate renewed", { node: n.node, serial: identity.serial, previous: n.serial });

@@ -110,6 +110,9 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
     ctx.body = snap.bytes;
   });
 
+  // The answer never changes: serialize it once.
+  const heartbeatAnswer = JSON.stringify({ intervalSeconds: d.heartbeatIntervalSeconds ?? 10 } satisfies HeartbeatResponse);
+  // Per heartbeat: authenticate (from memory, auth.ts), validate, queue for the next batch, answer 202.
   router.post("/v1/heartbeat", async (ctx) => {
     const n = await authenticate(ctx, d.auth);
     const hb = validateHeartbeat(await readJson(ctx, 64 * 1024));
@@ -126,7 +129,8 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
       ...(hb.snapshot !== undefined ? { snapshotSerial: hb.snapshot.serial, snapshotHash: hb.snapshot.hash, snapshotAppliedAt: new Date(hb.snapshot.appliedAt) } : {}),
     });
     ctx.status = 202;
-    ctx.body = { intervalSeconds: d.heartbeatIntervalSeconds ?? 10 } satisfies HeartbeatResponse;
+    ctx.type = "application/json";
+    ctx.body = heartbeatAnswer;
   });
 
   router.post("/v1/status/:kind", async (ctx) => {

@@ -20,6 +20,7 @@ import { caPinOf } from "../lib/crypto/x509.js";
 import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import type { Logger } from "../lib/log.js";
 import { ClusterStore, EnrollmentStore, NodeStore, type Fence } from "../lib/state/index.js";
+import { AuthCache } from "./auth.js";
 import { enrollRouter } from "./enroll.js";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
 import { nodeRouter } from "./node-routes.js";
@@ -52,6 +53,16 @@ export interface AgentApiOptions {
   heartbeatIntervalSeconds?: number;
 }
 
+/** Counters of a running agent API. */
+export interface AgentApiStats {
+  /** Heartbeat rows written and the statements that wrote them. */
+  heartbeatsWritten: number;
+  heartbeatBatches: number;
+  /** Authentication lookups (identity status, cluster CA) answered from memory / read from PostgreSQL. */
+  authCacheHits: number;
+  authCacheMisses: number;
+}
+
 /** A running agent API. */
 export interface AgentApi {
   url: string;
@@ -62,6 +73,8 @@ export interface AgentApi {
   caHash: string;
   /** Snapshot long polls held right now. */
   pendingPolls(): number;
+  /** Counters for metrics, tests and benchmarks. */
+  stats(): AgentApiStats;
   stop(): Promise<void>;
 }
 
@@ -94,20 +107,53 @@ export function loadAgentApiCredentials(dir: string, names: string[]): { ca: Cer
   return { ca, serving };
 }
 
-async function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of ctx.req) {
-    const b = c as Buffer;
-    n += b.length;
-    if (n > limit) throw new AgentApiError(413, "TooLarge", `body larger than ${limit} bytes`);
-    chunks.push(b);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
-  } catch {
-    throw new AgentApiError(400, "InvalidRequest", "body is not JSON");
-  }
+/** Reads a JSON body of at most `limit` bytes (events, not an async iterator: this runs for every heartbeat). */
+function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<unknown> {
+  const req = ctx.req;
+  return new Promise((resolve, reject) => {
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
+    let n = 0;
+    const cleanup = (): void => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    const onData = (c: Buffer): void => {
+      n += c.length;
+      if (n > limit) {
+        cleanup();
+        req.resume();
+        reject(new AgentApiError(413, "TooLarge", `body larger than ${limit} bytes`));
+        return;
+      }
+      if (first === undefined) first = c;
+      else (more ??= [first]).push(c);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      const body = more !== undefined ? Buffer.concat(more) : first;
+      try {
+        resolve(JSON.parse(body === undefined ? "" : body.toString("utf8")) as unknown);
+      } catch {
+        reject(new AgentApiError(400, "InvalidRequest", "body is not JSON"));
+      }
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    const onClose = (): void => {
+      if (req.complete) return;
+      cleanup();
+      reject(new Error("request aborted"));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
 }
 
 const noFence: Fence = {
@@ -120,6 +166,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const creds = loadAgentApiCredentials(join(o.stateDir, "pki", "agentapi"), [o.host, ...(o.serverNames ?? [])].filter((h) => h !== "0.0.0.0" && h !== "127.0.0.1"));
   const clusters = new ClusterStore(o.pool, noFence, o.actor);
   const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
+  const authCache = new AuthCache(o.pool, o.log.with({ part: "agent-auth" }));
   const app = new Koa();
   app.use(errorMiddleware(o.log));
   const router = enrollRouter(
@@ -134,6 +181,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
       renewal: o.renewal,
       renewGraceMs: o.renewGraceMs ?? 7 * 86_400_000,
       log: o.log,
+      authCache,
     },
     (ctx) => readJson(ctx),
   );
@@ -141,14 +189,17 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   app.use(router.allowedMethods());
   const feed = new SnapshotFeed(o.pool, o.log.with({ part: "snapshot-feed" }));
   await feed.start();
+  await authCache.start();
   const heartbeats = new HeartbeatBatcher(o.pool, o.log.with({ part: "heartbeats" }));
-  const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
+  const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());
   app.use((ctx) => {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });
   const server = https.createServer({ cert: creds.serving.certPem, key: creds.serving.keyPem, requestCert: true, rejectUnauthorized: false }, app.callback());
+  // A connection keeps the certificate it was opened with: auth.ts verifies it once per connection.
+  server.on("secureConnection", (tls: import("node:tls").TLSSocket) => tls.disableRenegotiation());
   // closeAllConnections() only knows connections that carried an HTTP request.
   const sockets = new Set<import("node:net").Socket>();
   server.on("connection", (sock: import("node:net").Socket) => {
@@ -168,9 +219,11 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
     caPem: creds.ca.certPem,
     caHash: caPinOf(creds.ca.certPem),
     pendingPolls: () => feed.pendingPolls(),
+    stats: () => ({ heartbeatsWritten: heartbeats.written, heartbeatBatches: heartbeats.batches, authCacheHits: authCache.hits, authCacheMisses: authCache.misses }),
     async stop() {
       await feed.stop();
       await heartbeats.stop();
+      await authCache.stop();
       server.closeAllConnections();
       for (const sock of sockets) sock.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

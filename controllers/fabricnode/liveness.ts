@@ -49,9 +49,18 @@ export function healthOf(receivedAt: Date, reported: HeartbeatRow["health"], now
   return isLive(receivedAt, now, gracePeriodMs) ? reported : "Unknown";
 }
 
+/** sha256 prefix per node name: the heartbeat monitor asks for every node on every scan. */
+const offsetSeeds = new Map<string, number>();
+
 /** A per-node offset in [0, interval), so publication buckets of different nodes do not line up. */
 export function publishOffset(node: string, intervalMs: number): number {
-  return createHash("sha256").update(node).digest().readUInt32BE(0) % Math.max(1, intervalMs);
+  let seed = offsetSeeds.get(node);
+  if (seed === undefined) {
+    seed = createHash("sha256").update(node).digest().readUInt32BE(0);
+    if (offsetSeeds.size >= 200_000) offsetSeeds.clear();
+    offsetSeeds.set(node, seed);
+  }
+  return seed % Math.max(1, intervalMs);
 }
 
 /** The lastHeartbeatTime bucket of a time: it is republished alone only when the bucket changes. */

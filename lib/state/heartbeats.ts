@@ -28,7 +28,7 @@ export interface HeartbeatRow {
   snapshotAppliedAt?: Date;
 }
 
-/** Writes heartbeats in one statement (the latest per node wins, by seq). */
+/** Writes heartbeats in one statement (the latest per node wins, by seq; nodes without a row are skipped). */
 export async function writeHeartbeats(db: pg.Pool | pg.ClientBase, rows: readonly HeartbeatRow[]): Promise<void> {
   if (rows.length === 0) return;
   await db.query(
@@ -37,6 +37,8 @@ export async function writeHeartbeats(db: pg.Pool | pg.ClientBase, rows: readonl
             m.snapshot_serial, m.snapshot_hash, m.snapshot_applied_at
        FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[], $5::text[], $6::jsonb[], $7::jsonb[], $8::text[], $9::text[], $10::bigint[], $11::text[], $12::timestamptz[])
          AS m(node, cluster, received_at, seq, agent_version, capabilities, facts, health, health_message, snapshot_serial, snapshot_hash, snapshot_applied_at)
+      -- A node deleted since its heartbeat was queued gets no row back (its row went with it: migrations/009).
+      WHERE EXISTS (SELECT 1 FROM nodes n WHERE n.name = m.node)
      ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, received_at = EXCLUDED.received_at, seq = EXCLUDED.seq,
        agent_version = EXCLUDED.agent_version, capabilities = EXCLUDED.capabilities, facts = EXCLUDED.facts, health = EXCLUDED.health,
        health_message = EXCLUDED.health_message, snapshot_serial = EXCLUDED.snapshot_serial, snapshot_hash = EXCLUDED.snapshot_hash,

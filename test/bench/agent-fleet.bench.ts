@@ -18,11 +18,23 @@
  * agents themselves (a few child processes, fleet-agent-child.ts; no
  * checkpoint fsync). Prints figures only.
  *
- *   npx tsx test/bench/agent-fleet.bench.ts [agents] [changes] [heartbeat-seconds] [heartbeats-only]
+ * Heartbeats (B) use a minimal mTLS client per agent by default (see
+ * fleet-agent-child.ts) so the load generator takes as little of the shared
+ * cores as possible; options:
+ *   --client=agent   send heartbeats with the agent's SyncTransport instead;
+ *   --children=N     agent processes (default 4 with A, 2 for heartbeats only);
+ *   --profile        write a V8 CPU profile of the control plane process
+ *                    over the measured window (its path is printed);
+ *   --pin            pin the control plane and its PostgreSQL to CPU 0 and
+ *                    the agent processes to CPU 1 (taskset), so each side
+ *                    has one core of its own.
+ *
+ *   npx tsx test/bench/agent-fleet.bench.ts [agents] [changes] [heartbeat-seconds] [heartbeats-only] [--client=raw|agent] [--children=N] [--pin]
  */
-import { fork, type ChildProcess } from "node:child_process";
+import { execFileSync, fork, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { runControlPlane } from "../../apiserver/controlplane.js";
@@ -31,13 +43,58 @@ import { logger } from "../../lib/log.js";
 import { repoRoot, tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 import type { FleetIdentity, ParentMessage } from "./fleet-agent-child.js";
-import { commOf, cpuSeconds, descendants, percentile } from "./proc-stats.js";
+import { CLK_TCK, commOf, cpuSeconds, descendants, percentile } from "./proc-stats.js";
 
-const N = Number(process.argv[2] ?? 10_000);
-const CHANGES = Number(process.argv[3] ?? 200);
-const HB_SECONDS = Number(process.argv[4] ?? 60);
-const SKIP_A = process.argv[5] === "heartbeats-only";
-const CHILDREN = 4;
+const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
+const flag = (name: string): string | undefined => process.argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`))?.replace(/^[^=]*=?/, "");
+const N = Number(args[0] ?? 10_000);
+const CHANGES = Number(args[1] ?? 200);
+const HB_SECONDS = Number(args[2] ?? 60);
+const SKIP_A = args[3] === "heartbeats-only";
+const CLIENT = flag("client") === "agent" ? "agent" : "raw";
+const CHILDREN = Number(flag("children") || (SKIP_A ? 2 : 4));
+const PIN = flag("pin") !== undefined;
+const PROFILE = flag("profile") !== undefined;
+function statAfterName(pid: number): string[] {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return text.slice(text.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return [];
+  }
+}
+const parentOf = (pid: number): number => Number(statAfterName(pid)[1] ?? 0);
+/** CPU seconds of a process's children that exited and were waited for (cutime + cstime). */
+const reapedCpuSeconds = (pid: number): number => {
+  const f = statAfterName(pid);
+  return f.length === 0 ? 0 : (Number(f[13]) + Number(f[14])) / CLK_TCK;
+};
+/** --profile: a V8 CPU profile of this process over the measured window, written to a temp file. */
+async function startProfile(): Promise<() => Promise<string>> {
+  const { Session } = await import("node:inspector");
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) => session.post(method, params ?? {}, (err, r) => (err ? reject(err) : resolve(r))));
+  await post("Profiler.enable");
+  await post("Profiler.setSamplingInterval", { interval: 1000 });
+  await post("Profiler.start");
+  return async () => {
+    const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+    const file = join(tmpdir(), `agent-fleet-${process.pid}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+    return file;
+  };
+}
+/** Pins a process and all its threads to a CPU list. */
+const pin = (pid: number, cpus: string): void => {
+  try {
+    execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+  } catch (err) {
+    console.warn(`taskset ${pid} failed: ${(err as Error).message}`);
+  }
+};
 const CLUSTER = "fleet";
 process.env.FABRIC_LOG_LEVEL ??= "warn";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -98,12 +155,13 @@ try {
   let errors = 0;
   let lastError = "";
   const waiters = new Map<string, (v: { serial: number; at: bigint }) => void>();
-  const hbResults: Array<{ latencies: number[]; failed: number }> = [];
+  const hbResults: Array<{ latencies: number[]; failed: number; failedTotal: number; reconnects: number; lastError: string }> = [];
   const snapshotKey = { keyId: a.snapshotKeyId, publicKey: a.snapshotPublicKey };
   for (let c = 0; c < CHILDREN; c++) {
     const child = fork(join(repoRoot, "test", "bench", "fleet-agent-child.ts"), [], { execArgv: ["--import", loader], stdio: ["ignore", "inherit", "inherit", "ipc"] });
     children.push(child);
-    child.on("message", (m: { type: string; node?: string; serial?: number; at?: string; error?: string; latencies?: number[]; failed?: number }) => {
+    if (PIN && child.pid !== undefined) pin(child.pid, "1");
+    child.on("message", (m: { type: string; node?: string; serial?: number; at?: string; error?: string; latencies?: number[]; failed?: number; failedTotal?: number; reconnects?: number; lastError?: string }) => {
       if (m.type === "verified" && m.node !== undefined && m.serial !== undefined && m.at !== undefined) {
         const v = { serial: m.serial, at: BigInt(m.at) };
         if (!verified.has(m.node)) initial++;
@@ -112,7 +170,7 @@ try {
       } else if (m.type === "error") {
         errors++;
         lastError = m.error ?? "";
-      } else if (m.type === "heartbeats") hbResults.push({ latencies: m.latencies ?? [], failed: m.failed ?? 0 });
+      } else if (m.type === "heartbeats") hbResults.push({ latencies: m.latencies ?? [], failed: m.failed ?? 0, failedTotal: m.failedTotal ?? 0, reconnects: m.reconnects ?? 0, lastError: m.lastError ?? "" });
     });
     const share = ids.filter((_, i) => i % CHILDREN === c);
     const ready = new Promise((r) => child.once("message", r));
@@ -172,25 +230,47 @@ try {
   const warmupMs = rampMs + 15_000;
   const measureMs = HB_SECONDS * 1000;
   const agentPids = new Set(children.map((c) => c.pid ?? 0));
-  const planeTree = (): number[] => [process.pid, ...descendants(process.pid).filter((p) => !agentPids.has(p) && ![...agentPids].some((ap) => descendants(ap).includes(p)))];
-  for (const child of children) child.send({ type: "heartbeat", intervalMs: 10_000, rampMs, warmupMs, measureMs } satisfies ParentMessage);
+  const planeTree = (): number[] => {
+    const agentSide = new Set([...agentPids].flatMap((ap) => [ap, ...descendants(ap)]));
+    return [process.pid, ...descendants(process.pid).filter((p) => !agentSide.has(p))];
+  };
+  if (PIN) for (const p of planeTree()) pin(p, "0");
+  for (const child of children) child.send({ type: "heartbeat", intervalMs: 10_000, rampMs, warmupMs, measureMs, client: CLIENT } satisfies ParentMessage);
   await sleep(warmupMs);
-  const pids = planeTree();
-  const pg = pids.filter((p) => commOf(p).startsWith("postgres"));
-  const cpu = () => ({ self: cpuSeconds(process.pid), pg: pg.reduce((s, p) => s + cpuSeconds(p), 0) });
+  const pgNow = (): number[] => planeTree().filter((p) => commOf(p).startsWith("postgres"));
+  const pg = pgNow();
+  if (PIN) for (const p of pg) pin(p, "0");
+  const loadPids = [...agentPids].filter((p) => p !== 0);
+  // PostgreSQL backends come and go (pool connections idle out): count the live ones plus what the postmaster reaped.
+  const pgCpu = (): number => {
+    const live = pgNow();
+    const reaped = live.filter((p) => !live.includes(parentOf(p))).reduce((s, p) => s + reapedCpuSeconds(p), 0);
+    return live.reduce((s, p) => s + cpuSeconds(p), 0) + reaped;
+  };
+  const cpu = () => ({ self: cpuSeconds(process.pid), pg: pgCpu(), load: loadPids.reduce((s, p) => s + cpuSeconds(p), 0) });
+  const profiling = PROFILE ? await startProfile() : undefined;
+  const load0 = readFileSync("/proc/loadavg", "utf8").trim();
+  const st0 = agentApi.stats();
   const c0 = cpu();
   const w0 = performance.now();
   const hb0 = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM node_heartbeats");
   await sleep(measureMs);
   const c1 = cpu();
+  if (profiling !== undefined) console.log(`   CPU profile of the control plane process over the window: ${await profiling()}`);
   const wall = (performance.now() - w0) / 1000;
   while (hbResults.length < CHILDREN) await sleep(200);
   const all = hbResults.flatMap((r) => r.latencies).sort((x, y) => x - y);
   const failed = hbResults.reduce((s, r) => s + r.failed, 0);
+  const failedTotal = hbResults.reduce((s, r) => s + r.failedTotal, 0);
+  const reconnects = hbResults.reduce((s, r) => s + r.reconnects, 0);
+  const lastHbError = hbResults.map((r) => r.lastError).find((e) => e !== "") ?? "";
   const hb1 = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM node_heartbeats");
-  console.log(`B. heartbeats from ${N} agents every 10 s (±10%), measured over ${wall.toFixed(0)} s after a ${warmupMs / 1000} s warm-up (connections ramped over ${rampMs / 1000} s):`);
-  console.log(`   ${all.length} heartbeats (${(all.length / wall).toFixed(0)}/s), ${failed} failed; latency p50 ${percentile(all, 50).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, max ${(all[all.length - 1] ?? 0).toFixed(1)} ms`);
-  console.log(`   control plane process: ${(c1.self - c0.self).toFixed(1)} CPU-s = ${((c1.self - c0.self) / wall).toFixed(2)} cores; its PostgreSQL (${pg.length} processes): ${((c1.pg - c0.pg) / wall).toFixed(2)} cores`);
+  console.log(`B. heartbeats from ${N} agents every 10 s (±10%), measured over ${wall.toFixed(0)} s after a ${warmupMs / 1000} s warm-up (connections ramped over ${rampMs / 1000} s); client ${CLIENT}, ${CHILDREN} agent processes${PIN ? ", control plane + PostgreSQL pinned to CPU 0, agents to CPU 1" : ""}:`);
+  console.log(`   ${all.length} heartbeats (${(all.length / wall).toFixed(0)}/s), ${failed} failed while measuring (${failedTotal} in the whole run, last: ${lastHbError || "none"}), ${reconnects} reconnections; latency p50 ${percentile(all, 50).toFixed(1)} ms, p90 ${percentile(all, 90).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, max ${(all[all.length - 1] ?? 0).toFixed(1)} ms`);
+  console.log(`   control plane process: ${(c1.self - c0.self).toFixed(1)} CPU-s = ${((c1.self - c0.self) / wall).toFixed(2)} cores; its PostgreSQL (${pg.length} processes): ${((c1.pg - c0.pg) / wall).toFixed(2)} cores; load generator (${loadPids.length} processes): ${((c1.load - c0.load) / wall).toFixed(2)} cores`);
+  const st1 = agentApi.stats();
+  console.log(`   while measuring: heartbeat rows written ${st1.heartbeatsWritten - st0.heartbeatsWritten} in ${st1.heartbeatBatches - st0.heartbeatBatches} statements; auth lookups from memory ${st1.authCacheHits - st0.authCacheHits}, from PostgreSQL ${st1.authCacheMisses - st0.authCacheMisses}`);
+  console.log(`   /proc/loadavg at the start of the window: ${load0}; at its end: ${readFileSync("/proc/loadavg", "utf8").trim()}`);
   console.log(`   node_heartbeats rows: ${hb0.rows[0]?.n} → ${hb1.rows[0]?.n}`);
 } finally {
   for (const c of children) c.kill("SIGKILL");

@@ -4,8 +4,17 @@
  * node's own certificate, one keep-alive connection pool per agent) and the
  * real snapshot verification (lib/snapshot/verify.ts with the key from the
  * identity). Driven over IPC by agent-fleet.bench.ts.
+ *
+ * Heartbeats use, by default, a minimal client instead of the agent's
+ * transport, so that the load generator costs as little CPU as possible
+ * next to the server on the same cores: one mTLS connection per agent with
+ * its own key and certificate (server verified against the agent API CA),
+ * kept alive, carrying the same HTTP/1.1 request the agent sends, written
+ * as one prebuilt string; the answer is checked for its status line and
+ * read to its Content-Length. `client: "agent"` uses SyncTransport instead.
  */
 import { setMaxListeners } from "node:events";
+import tls from "node:tls";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { trustedKeysOf } from "../../agent/sync/snapshot-sync.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
@@ -25,7 +34,7 @@ export type ParentMessage =
   | { type: "setup"; server: string; cluster: string; serverCaPem: string; caPem: string; snapshotKey: { keyId: string; publicKey: string }; identities: FleetIdentity[] }
   | { type: "poll" }
   | { type: "stop-poll" }
-  | { type: "heartbeat"; intervalMs: number; rampMs: number; warmupMs: number; measureMs: number };
+  | { type: "heartbeat"; intervalMs: number; rampMs: number; warmupMs: number; measureMs: number; client?: "raw" | "agent" };
 
 const send = (m: unknown): void => {
   process.send?.(m);
@@ -57,33 +66,142 @@ async function pollLoop(id: StoredIdentity, t: SyncTransport, signal: AbortSigna
   }
 }
 
-async function heartbeats(intervalMs: number, rampMs: number, warmupMs: number, measureMs: number): Promise<void> {
+/** One agent's heartbeat connection: mTLS with its own certificate, kept alive, one request at a time. */
+class RawHeartbeatClient {
+  private sock: tls.TLSSocket | undefined;
+  private connecting: Promise<tls.TLSSocket> | undefined;
+  private waiting: { resolve: (status: number) => void; reject: (err: Error) => void; text: string; timer: NodeJS.Timeout } | undefined;
+  private readonly head: string;
+  /** Connections opened (1 unless the server or a timeout closed one). */
+  connects = 0;
+
+  constructor(
+    private readonly id: StoredIdentity,
+    private readonly host: string,
+    private readonly port: number,
+  ) {
+    this.head = `POST /v1/heartbeat HTTP/1.1\r\nHost: ${host}:${port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: `;
+  }
+
+  private connect(): Promise<tls.TLSSocket> {
+    if (this.connecting !== undefined) return this.connecting;
+    const p = new Promise<tls.TLSSocket>((resolve, reject) => {
+      this.connects++;
+      let handshaking = true;
+      const sock = tls.connect({ host: this.host, port: this.port, ca: this.id.serverCaPem, cert: this.id.certPem, key: this.id.keyPem });
+      sock.setEncoding("utf8");
+      sock.once("secureConnect", () => {
+        handshaking = false;
+        this.sock = sock;
+        if (this.connecting === p) this.connecting = undefined;
+        resolve(sock);
+      });
+      sock.on("data", (d: string) => {
+        if (this.sock === sock) this.onData(d);
+      });
+      const gone = (err?: Error): void => {
+        if (handshaking) {
+          handshaking = false;
+          if (this.connecting === p) this.connecting = undefined;
+          reject(err ?? new Error("connection closed during the handshake"));
+          return;
+        }
+        if (this.sock !== sock) return;
+        this.sock = undefined;
+        const w = this.waiting;
+        if (w !== undefined) {
+          this.waiting = undefined;
+          clearTimeout(w.timer);
+          w.reject(err ?? new Error("connection closed"));
+        }
+      };
+      sock.on("error", gone);
+      sock.on("close", () => gone());
+    });
+    this.connecting = p;
+    return p;
+  }
+
+  private onData(d: string): void {
+    const w = this.waiting;
+    if (w === undefined) return;
+    w.text += d;
+    const end = w.text.indexOf("\r\n\r\n");
+    if (end < 0) return;
+    const m = /\r\ncontent-length: *(\d+)/i.exec(w.text.slice(0, end));
+    if (w.text.length - end - 4 < Number(m?.[1] ?? 0)) return;
+    this.waiting = undefined;
+    clearTimeout(w.timer);
+    if (/\r\nconnection: *close/i.test(w.text.slice(0, end))) this.sock?.end();
+    w.resolve(Number(w.text.slice(9, 12)));
+  }
+
+  /** Connects now (the handshake of a fleet that was already running). */
+  async open(): Promise<void> {
+    await this.connect();
+  }
+
+  /** Posts a heartbeat; resolves with the HTTP status. */
+  async post(body: string): Promise<number> {
+    const sock = this.sock ?? (await this.connect());
+    return new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting = undefined;
+        sock.destroy();
+        reject(new Error("heartbeat timed out"));
+      }, 15_000);
+      this.waiting = { resolve, reject, text: "", timer };
+      sock.write(`${this.head}${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    });
+  }
+
+  close(): void {
+    this.sock?.destroy();
+  }
+}
+
+async function heartbeats(intervalMs: number, rampMs: number, warmupMs: number, measureMs: number, client: "raw" | "agent"): Promise<void> {
   const start = Date.now();
   const from = start + warmupMs;
   const until = from + measureMs;
   const latencies: number[] = [];
   let failed = 0;
+  let failedTotal = 0;
+  let reconnects = 0;
+  let lastError = "";
   await Promise.all(
     ids.map(async (id) => {
-      const t = new SyncTransport(id);
+      const url = new URL(id.info.server);
+      const raw = client === "raw" ? new RawHeartbeatClient(id, url.hostname, Number(url.port)) : undefined;
+      const t = client === "agent" ? new SyncTransport(id) : undefined;
       // Connections (TLS handshakes) are opened over the ramp, as a fleet that was already running would have them.
       await sleep(Math.random() * Math.max(rampMs, intervalMs));
       let seq = Date.now();
+      const facts = `{"hostname":${JSON.stringify(id.info.node)},"os":"linux"}`;
       while (Date.now() < until) {
-        const body: HeartbeatRequest = { seq: ++seq, agentVersion: "0.1.0", capabilities: [], facts: { hostname: id.info.node, os: "linux" }, health: { status: "Healthy" } };
         const t0 = process.hrtime.bigint();
         try {
-          await t.postJson("/v1/heartbeat", body);
+          if (raw !== undefined) {
+            const status = await raw.post(`{"seq":${++seq},"agentVersion":"0.1.0","capabilities":[],"facts":${facts},"health":{"status":"Healthy"}}`);
+            if (status !== 202) throw new Error(`HTTP ${status}`);
+          } else {
+            const body: HeartbeatRequest = { seq: ++seq, agentVersion: "0.1.0", capabilities: [], facts: { hostname: id.info.node, os: "linux" }, health: { status: "Healthy" } };
+            await t?.postJson("/v1/heartbeat", body);
+          }
           if (Date.now() >= from) latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        } catch {
-          failed++;
+        } catch (err) {
+          if (Date.now() >= from) failed++;
+          failedTotal++;
+          lastError = (err as Error).message;
         }
         await sleep(intervalMs * (0.9 + 0.2 * Math.random()));
       }
-      t.close();
+      if (raw !== undefined) reconnects += raw.connects - 1;
+      raw?.close();
+      t?.close();
     }),
   );
-  send({ type: "heartbeats", latencies, failed });
+  send({ type: "heartbeats", latencies, failed, failedTotal, reconnects, lastError });
 }
 
 process.on("message", (m: ParentMessage) => {
@@ -115,6 +233,6 @@ process.on("message", (m: ParentMessage) => {
     for (const t of pollTransports.splice(0)) t.close();
     send({ type: "stopped" });
   } else if (m.type === "heartbeat") {
-    void heartbeats(m.intervalMs, m.rampMs, m.warmupMs, m.measureMs);
+    void heartbeats(m.intervalMs, m.rampMs, m.warmupMs, m.measureMs, m.client ?? "raw");
   }
 });

@@ -6,6 +6,9 @@
  * that change nothing visible do not rewrite it, a stopped agent's node goes
  * Ready=Unknown after the grace period and back to True when it returns,
  * each health change has its audit row, heartbeat rows are in PostgreSQL.
+ * The agent API's authentication cache follows identity changes made by
+ * any writer (here plain SQL, as another control plane replica would), and
+ * a deleted node's heartbeat row goes with it.
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
@@ -13,7 +16,9 @@ import { CustomObjectsApi } from "@kubernetes/client-node";
 import { runControlPlane, type ControlPlane } from "../../apiserver/controlplane.js";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
+import { AgentApiRequestError } from "../../agent/enroll/client.js";
 import { AGENT_VERSION, runMembership } from "../../agent/sync/runner.js";
+import { SyncTransport } from "../../agent/sync/transport.js";
 import type { MembershipSync } from "../../agent/sync/snapshot-sync.js";
 import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
 import { RESOURCES } from "../../lib/api/types.generated.js";
@@ -157,5 +162,47 @@ describe("node health: heartbeats into FabricNode status", function () {
     );
     const published = await pool.query<{ health: string }>("SELECT health FROM node_health WHERE node = $1", [node]);
     assert.equal(published.rows[0]?.health, "Healthy");
+  });
+
+  it("refuses a certificate from the next request on when any writer changes its identity, on the same kept-alive connection; a deleted node loses its heartbeat row", async () => {
+    assert.ok(cp !== undefined);
+    const pool = cp.db.pool;
+    const agentApi = cp.agentApi;
+    assert.ok(agentApi !== undefined);
+    const t = new SyncTransport(id);
+    let seq = Date.now();
+    const beat = async (): Promise<string> => {
+      try {
+        await t.postJson("/v1/heartbeat", { seq: ++seq, agentVersion: "test", capabilities: [], facts: {}, health: { status: "Healthy" } });
+        return "accepted";
+      } catch (err) {
+        if (err instanceof AgentApiRequestError) return err.code;
+        throw err;
+      }
+    };
+    try {
+      assert.equal(await beat(), "accepted");
+      const hits = agentApi.stats().authCacheHits;
+      assert.equal(await beat(), "accepted");
+      assert.ok(agentApi.stats().authCacheHits > hits, "a known identity is checked from memory");
+
+      // Superseded behind the agent API's back (plain SQL, as another replica would): refused, then accepted again.
+      await pool.query("UPDATE node_identities SET status = 'superseded' WHERE serial = $1", [id.info.serial]);
+      await eventually(async () => (await beat()) === "CertificateSuperseded", 10_000, 20);
+      await pool.query("UPDATE node_identities SET status = 'active' WHERE serial = $1", [id.info.serial]);
+      await eventually(async () => (await beat()) === "accepted", 10_000, 20);
+      await eventually(async () => (await pool.query("SELECT 1 FROM node_heartbeats WHERE node = $1 AND agent_version = 'test'", [node])).rowCount === 1);
+
+      // The FabricNode goes: its node row, identities and heartbeat row go too; the certificate is refused.
+      await api.deleteClusterCustomObject({ group: res.group, version: res.version, plural: res.plural, name: node });
+      await eventually(async () => (await pool.query("SELECT 1 FROM nodes WHERE name = $1", [node])).rowCount === 0, 30_000);
+      assert.equal((await pool.query("SELECT 1 FROM node_heartbeats WHERE node = $1", [node])).rowCount, 0);
+      await eventually(async () => (await beat()) === "CertificateRejected", 10_000, 20);
+      // A heartbeat still queued when the node went does not bring its row back.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await pool.query("SELECT 1 FROM node_heartbeats WHERE node = $1", [node])).rowCount, 0);
+    } finally {
+      t.close();
+    }
   });
 });
