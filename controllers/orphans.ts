@@ -4,6 +4,12 @@
  * a controller starts running with synced caches, and then periodically, the
  * names of projected rows missing from the cache are enqueued. The
  * reconciler sees no object and deletes the rows (fenced and audited).
+ *
+ * A row counts as orphaned only when two sweeps at least `confirmMs` apart
+ * both find it without an object: some rows legitimately exist a moment
+ * before their object (enrollment commits a join request's row, then
+ * creates the JoinRequest object; the informer sees it a little later), and
+ * one look could delete such a row under its agent.
  */
 import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "../lib/log.js";
@@ -19,18 +25,29 @@ export interface OrphanSweepOptions<T extends KubernetesObject> {
   intervalMs?: number;
   /** How often to check whether the controller started (default 250 ms). */
   pollMs?: number;
+  /** Least time between the two sightings that make a row an orphan (default: the interval, at least 2 s and at most 5 s). */
+  confirmMs?: number;
   log: Logger;
 }
 
-/** Enqueues the names of orphaned rows; returns how many. */
-export async function sweepOnce<T extends KubernetesObject>(o: OrphanSweepOptions<T>): Promise<number> {
+/**
+ * Enqueues the names of rows without an object that were already without one
+ * in the previous sweep (`suspects`, updated in place to this sweep's
+ * findings); returns how many were enqueued.
+ */
+export async function sweepOnce<T extends KubernetesObject>(o: OrphanSweepOptions<T>, suspects: Set<string>): Promise<number> {
   let n = 0;
+  const missing = new Set<string>();
   for (const name of await o.rowNames()) {
-    if (o.informer.get({ name }) === undefined) {
+    if (o.informer.get({ name }) !== undefined) continue;
+    missing.add(name);
+    if (suspects.has(name)) {
       o.controller.enqueue({ name });
       n++;
     }
   }
+  suspects.clear();
+  for (const name of missing) suspects.add(name);
   if (n > 0) o.log.info("orphaned rows queued for cleanup", { controller: o.controller.name, rows: n });
   return n;
 }
@@ -39,14 +56,19 @@ export async function sweepOnce<T extends KubernetesObject>(o: OrphanSweepOption
 export async function runOrphanSweeps<T extends KubernetesObject>(o: OrphanSweepOptions<T>, signal: AbortSignal): Promise<void> {
   const interval = o.intervalMs ?? 60_000;
   const poll = o.pollMs ?? 250;
+  const confirm = o.confirmMs ?? Math.max(2_000, Math.min(interval, 5_000));
+  const suspects = new Set<string>();
   let swept = false;
   let last = 0;
   while (!signal.aborted) {
     const running = o.controller.isRunning() && o.informer.hasSynced();
-    if (!running) swept = false;
-    else if (!swept || realClock.now() - last >= interval) {
+    const since = realClock.now() - last;
+    if (!running) {
+      swept = false;
+      suspects.clear();
+    } else if (!swept || since >= interval || (suspects.size > 0 && since >= confirm)) {
       try {
-        await sweepOnce(o);
+        await sweepOnce(o, suspects);
         swept = true;
         last = realClock.now();
       } catch (err) {
