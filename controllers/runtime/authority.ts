@@ -86,9 +86,8 @@ export class PgAuthority implements AuthorityTerm {
       this.metrics?.fencedRejections.inc();
       throw new FencedError("fenced: this instance holds no authority term", undefined, undefined);
     }
-    return withTransaction(this.pool, async (client) => {
-      const res = await client.query<{ term: string }>("SELECT term FROM authority WHERE id = 1 FOR SHARE");
-      const row = res.rows[0];
+    return withTransaction(this.pool, async (client, begun) => {
+      const row = begun?.rows[0] as { term: string } | undefined;
       const current = row === undefined ? undefined : toTerm(row.term);
       if (current !== held) {
         this.metrics?.fencedRejections.inc();
@@ -96,6 +95,6 @@ export class PgAuthority implements AuthorityTerm {
         throw new FencedError(`fenced: authority term is ${String(current)}, this instance holds ${held}`, held, current);
       }
       return fn(client);
-    });
+    }, { beginWith: "SELECT term FROM authority WHERE id = 1 FOR SHARE" });
   }
 }

@@ -67,23 +67,34 @@ export function auditHash(e: Omit<AuditEvent, "hash">): string {
  */
 export async function appendAudit(client: pg.ClientBase, events: AuditInput[]): Promise<AuditEvent[]> {
   if (events.length === 0) return [];
-  await client.query("SELECT pg_advisory_xact_lock($1)", [AUDIT_LOCK_KEY.toString()]);
-  const tail = await client.query<{ hash: string }>("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1");
-  let prevHash = tail.rows[0]?.hash ?? GENESIS_HASH;
+  // Lock, committed tail and ids in one round trip (migrations/012), then
+  // every row in one INSERT: three round trips became two for one event.
+  const head = await client.query<{ tail_hash: string | null; ids: string[] }>({
+    name: "audit_append_head",
+    text: "SELECT tail_hash, ids::text[] AS ids FROM audit_append_head($1, $2)",
+    values: [AUDIT_LOCK_KEY.toString(), events.length],
+  });
+  let prevHash = head.rows[0]?.tail_hash ?? GENESIS_HASH;
+  const ids = head.rows[0]?.ids ?? [];
+  const at = new Date().toISOString();
   const out: AuditEvent[] = [];
-  for (const e of events) {
-    const idRes = await client.query<{ id: string }>("SELECT nextval('audit_events_id_seq') AS id");
-    const id = Number(idRes.rows[0]?.id);
-    const row: Omit<AuditEvent, "hash"> = { ...e, id, at: new Date().toISOString(), prevHash };
+  events.forEach((e, i) => {
+    const row: Omit<AuditEvent, "hash"> = { ...e, id: Number(ids[i]), at, prevHash };
     const hash = auditHash(row);
-    await client.query(
-      `INSERT INTO audit_events (id, at, actor, term, action, object_kind, object_name, cluster, details, prev_hash, hash)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [id, row.at, e.actor, e.term, e.action, e.objectKind, e.objectName, e.cluster ?? null, JSON.stringify(e.details), prevHash, hash],
-    );
     out.push({ ...row, hash });
     prevHash = hash;
-  }
+  });
+  const col = <K extends keyof AuditEvent>(k: K) => out.map((r) => r[k]);
+  await client.query({
+    name: "audit_append_rows",
+    text: `INSERT INTO audit_events (id, at, actor, term, action, object_kind, object_name, cluster, details, prev_hash, hash)
+           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+                                $8::text[], $9::jsonb[], $10::text[], $11::text[])`,
+    values: [
+      col("id"), col("at"), col("actor"), col("term"), col("action"), col("objectKind"), col("objectName"),
+      out.map((r) => r.cluster ?? null), out.map((r) => JSON.stringify(r.details)), col("prevHash"), col("hash"),
+    ],
+  });
   return out;
 }
 

@@ -49,24 +49,34 @@ const ISOLATION_SQL: Record<IsolationLevel, string> = {
  * when `fn` (or COMMIT) throws. The client is always released; a client whose
  * ROLLBACK failed is destroyed rather than returned to the pool. Does not
  * retry serialization failures (SQLSTATE 40001): callers that use
- * "serializable" decide whether to retry.
+ * "serializable" decide whether to retry. `beginWith` (a statement without
+ * parameters) is sent in the same round trip as BEGIN; its result is passed
+ * to `fn` as `begun`.
  */
 export async function withTransaction<T>(
   pool: pg.Pool,
-  fn: (client: pg.PoolClient) => Promise<T>,
-  opts: { isolation?: IsolationLevel } = {},
+  fn: (client: pg.PoolClient, begun?: pg.QueryResult) => Promise<T>,
+  opts: { isolation?: IsolationLevel; beginWith?: string } = {},
 ): Promise<T> {
   const client = await pool.connect();
   // Set when the connection can no longer be trusted: release(err) destroys it.
   let broken: Error | undefined;
+  let begun: pg.QueryResult | undefined;
   try {
-    await client.query(opts.isolation ? `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[opts.isolation]}` : "BEGIN");
+    const begin = opts.isolation ? `BEGIN ISOLATION LEVEL ${ISOLATION_SQL[opts.isolation]}` : "BEGIN";
+    if (opts.beginWith === undefined) await client.query(begin);
+    else {
+      // One round trip (simple protocol, no parameters): BEGIN and the first statement.
+      const results = (await client.query(`${begin}; ${opts.beginWith}`)) as unknown as pg.QueryResult[];
+      begun = results[1];
+    }
   } catch (err) {
+    if (opts.beginWith !== undefined) await client.query("ROLLBACK").catch(() => undefined);
     client.release(asError(err));
     throw err;
   }
   try {
-    const result = await fn(client);
+    const result = await fn(client, begun);
     await client.query("COMMIT");
     return result;
   } catch (err) {
