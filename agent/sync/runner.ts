@@ -10,7 +10,7 @@ import type { HeartbeatRequest, HeartbeatResponse } from "../../lib/agent-protoc
 import { DEFAULT_MAX_SNAPSHOT_BYTES } from "../../lib/snapshot/verify.js";
 import { AgentApiRequestError } from "../enroll/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
-import { fullJitterDelay, sleep } from "./backoff.js";
+import { Backoff, sleep, type BackoffStep } from "./backoff.js";
 import { MembershipSync } from "./snapshot-sync.js";
 import { SyncTransport } from "./transport.js";
 
@@ -34,6 +34,10 @@ export interface RunMembershipOptions {
   capabilities?: string[];
   /** Called once the sync exists (before boot), e.g. to subscribe a workload supervisor. */
   onSync?: (sync: MembershipSync) => void;
+  /** Jitter source of the backoff (default Math.random; tests inject a seeded one). */
+  random?: () => number;
+  /** Called on each failure with the loop's retry plan, before it sleeps `waitMs` (tests observe the backoff). */
+  onBackoff?: (e: BackoffStep & { loop: "snapshot" | "heartbeat"; waitMs: number; error: string }) => void;
 }
 
 function facts(): Record<string, unknown> {
@@ -69,7 +73,8 @@ export async function runMembership(o: RunMembershipOptions): Promise<Membership
   };
 
   const snapshots = (async () => {
-    let attempt = 0;
+    const backoff = new Backoff({ baseMs: base, capMs: cap, random: o.random });
+    let step: BackoffStep;
     while (!o.signal.aborted) {
       try {
         const r = await transport.pollSnapshot(sync.afterSerial(), o.pollWaitSeconds ?? 30, maxBytes, o.signal);
@@ -79,26 +84,28 @@ export async function runMembership(o: RunMembershipOptions): Promise<Membership
         else if (r.kind === "oversized") rejected = (await sync.rejectOversized(r.received)).kind === "rejected";
         else await sync.flushStatus();
         if (!rejected) {
-          attempt = 0;
+          backoff.succeed();
           continue;
         }
         // A server that keeps sending a bad snapshot must not make us spin.
-        attempt++;
+        step = backoff.fail();
+        o.onBackoff?.({ loop: "snapshot", ...step, waitMs: step.delayMs, error: "snapshot rejected" });
       } catch (err) {
         if (o.signal.aborted) break;
-        attempt++;
+        step = backoff.fail();
+        o.onBackoff?.({ loop: "snapshot", ...step, waitMs: step.delayMs, error: (err as Error).message });
         sync.contactFailed((err as Error).message);
         sync.refreshStaleness();
         await sync.flushStatus();
         await onAuthError(err);
-        if (attempt === 1 || attempt % 10 === 0) o.log("snapshot poll failed; backing off", { error: (err as Error).message, attempt });
+        if (step.attempt === 1 || step.attempt % 10 === 0) o.log("snapshot poll failed; backing off", { error: (err as Error).message, attempt: step.attempt });
       }
-      await sleep(fullJitterDelay(attempt, base, cap), o.signal);
+      await sleep(step.delayMs, o.signal);
     }
   })();
 
   const heartbeats = (async () => {
-    let attempt = 0;
+    const backoff = new Backoff({ baseMs: base, capMs: cap, random: o.random });
     let seq = Date.now();
     let interval = o.heartbeatIntervalMs ?? 10_000;
     while (!o.signal.aborted) {
@@ -120,16 +127,18 @@ export async function runMembership(o: RunMembershipOptions): Promise<Membership
         sync.contact();
         sync.status.heartbeats.sent++;
         sync.status.heartbeats.lastSentAt = new Date().toISOString();
-        attempt = 0;
+        backoff.succeed();
         // ±10% so agents started together drift apart.
         wait = interval * (0.9 + 0.2 * Math.random());
       } catch (err) {
         if (o.signal.aborted) break;
-        attempt++;
+        // Full jitter under min(cap, 3 intervals), never closer than 250 ms.
+        const step = backoff.fail(Math.min(cap, interval * 3));
+        wait = Math.max(250, step.delayMs);
+        o.onBackoff?.({ loop: "heartbeat", ...step, waitMs: wait, error: (err as Error).message });
         sync.status.heartbeats.failed++;
         sync.contactFailed((err as Error).message);
         await onAuthError(err);
-        wait = Math.max(250, fullJitterDelay(attempt, base, Math.min(cap, interval * 3)));
       }
       await sync.flushStatus();
       await sleep(wait, o.signal);
