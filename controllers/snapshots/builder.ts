@@ -23,6 +23,11 @@
  * batch may have read the tables before the commit); a poll (default 1 s)
  * covers lost notifications and a sweep (default
  * 30 s) marks nodes without a snapshot and snapshots past half their lifetime.
+ * The sweep also runs as soon as the earliest stored snapshot reaches half its
+ * lifetime (known from the last sweep and from what the builder wrote since),
+ * so a lifetime shorter than twice the sweep period (FabricCluster
+ * spec.snapshotLifetime may be as short as 10 s) is still re-issued before it
+ * expires.
  *
  * The cluster's Ed25519 key is opened from cluster_keys with the KEK once and
  * cached as a KeyObject.
@@ -31,6 +36,7 @@ import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
 import type pg from "pg";
 import { Counter, Histogram, Registry } from "prom-client";
 import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
+import { withTransaction } from "../../lib/db/pool.js";
 import type { Logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { snapshotContributors, type SnapshotNodeRef } from "../../lib/snapshot/contributors.js";
@@ -41,6 +47,7 @@ import {
   clusterNodeNames,
   deleteSnapshots,
   markMissingAndAging,
+  nextRefreshAt,
   nodeSources,
   notifySnapshotsChanged,
   readDirty,
@@ -101,6 +108,8 @@ export class SnapshotBuilder {
   private readonly batchSeconds: Histogram | undefined;
   private wake: (() => void) | undefined;
   private lastSweep = 0;
+  /** Epoch ms at which the earliest stored snapshot reaches half its lifetime (Infinity: none known). */
+  private nextRefreshMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly o: SnapshotBuilderOptions) {
     this.now = o.now ?? (() => new Date());
@@ -161,7 +170,9 @@ export class SnapshotBuilder {
         clusterInfo.set(c, err as Error);
       }
     }
+    let earliestRefresh = Number.POSITIVE_INFINITY;
     await this.o.fence.runFenced(async (c) => {
+      earliestRefresh = Number.POSITIVE_INFINITY;
       const term = this.o.fence.heldTerm();
       if (term === undefined) throw new Error("building snapshots without an authority term");
       const sources = await nodeSources(c, names);
@@ -234,6 +245,7 @@ export class SnapshotBuilder {
               continue;
             }
             const expiresAt = new Date(now.getTime() + info.lifetimeMs);
+            earliestRefresh = Math.min(earliestRefresh, now.getTime() + info.lifetimeMs / 2);
             const header: SnapshotHeader = {
               formatVersion: 1,
               cluster: src.cluster,
@@ -275,6 +287,8 @@ export class SnapshotBuilder {
       result.deleted = await deleteSnapshots(c, gone);
       await clearDirty(c, marks);
     });
+    // Committed: the next sweep is due no later than when the first of these reaches half its lifetime.
+    this.nextRefreshMs = Math.min(this.nextRefreshMs, earliestRefresh);
     this.built?.inc({ outcome: "signed" }, result.signed);
     this.built?.inc({ outcome: "unchanged" }, result.unchanged);
     this.built?.inc({ outcome: "deleted" }, result.deleted);
@@ -297,9 +311,18 @@ export class SnapshotBuilder {
     }
   }
 
-  /** Marks nodes without a snapshot and snapshots past half their lifetime. */
+  /**
+   * Marks nodes without a snapshot and snapshots past half their lifetime;
+   * then learns when the next stored snapshot reaches half its lifetime (a
+   * snapshot already past it and still not re-issued, e.g. its cluster has
+   * no key, is left to the periodic sweep).
+   */
   async sweep(): Promise<number> {
-    return markMissingAndAging(this.o.pool);
+    // One transaction: both statements see the same now(), so no snapshot
+    // falls between "past half its lifetime" and "the next one due".
+    const { marked, next } = await withTransaction(this.o.pool, async (c) => ({ marked: await markMissingAndAging(c), next: await nextRefreshAt(c) }));
+    this.nextRefreshMs = next?.getTime() ?? Number.POSITIVE_INFINITY;
+    return marked;
   }
 
   /** Runs until signal aborts: drains while leading, on notification or poll. */
@@ -339,7 +362,7 @@ export class SnapshotBuilder {
         notified = false;
         if (this.o.isLeader() && this.o.fence.heldTerm() !== undefined) {
           try {
-            if (Date.now() - this.lastSweep >= (this.o.sweepMs ?? 30_000)) {
+            if (Date.now() - this.lastSweep >= (this.o.sweepMs ?? 30_000) || Date.now() >= this.nextRefreshMs) {
               this.lastSweep = Date.now();
               await this.sweep();
             }
@@ -353,7 +376,10 @@ export class SnapshotBuilder {
           }
         }
         if (more || (drained && notified)) continue;
-        const waitMs = failures > 0 ? Math.min(30_000, 250 * 2 ** Math.min(failures, 7)) * Math.random() : (this.o.pollMs ?? 1000);
+        // Wake no later than the next refresh (a refresh already due waits the poll: no busy loop).
+        const untilRefresh = this.nextRefreshMs - Date.now();
+        const pollMs = untilRefresh > 0 ? Math.min(this.o.pollMs ?? 1000, untilRefresh) : (this.o.pollMs ?? 1000);
+        const waitMs = failures > 0 ? Math.min(30_000, 250 * 2 ** Math.min(failures, 7)) * Math.random() : pollMs;
         await new Promise<void>((resolve) => {
           const t = setTimeout(done, waitMs);
           function done(): void {

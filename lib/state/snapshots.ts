@@ -254,6 +254,12 @@ export async function markMissingAndAging(db: pg.ClientBase | pg.Pool): Promise<
   return r.rowCount ?? 0;
 }
 
+/** When the next stored snapshot reaches half its lifetime (the earliest refresh_at still ahead), if any. */
+export async function nextRefreshAt(db: pg.ClientBase | pg.Pool): Promise<Date | undefined> {
+  const r = await db.query<{ at: Date | null }>("SELECT min(refresh_at) AS at FROM node_snapshots WHERE refresh_at > now()");
+  return r.rows[0]?.at ?? undefined;
+}
+
 /** The stored bytes and serial of one node's snapshot. */
 export async function snapshotOf(db: pg.Pool | pg.ClientBase, node: string): Promise<{ cluster: string; serial: number; bytes: Buffer } | undefined> {
   const r = await db.query<{ cluster: string; serial: string; bytes: Buffer }>("SELECT cluster, serial, bytes FROM node_snapshots WHERE node = $1", [node]);
