@@ -200,7 +200,12 @@ describe("API server with client-node", function () {
     assert.equal(afterMain.metadata.generation, 2);
   });
 
-  it("exposes request metrics by verb, resource and code, and the watch count", async () => {
+  it("exposes request metrics by verb, resource and code, and the watch count; /healthz and /readyz answer", async () => {
+    for (const path of ["/healthz", "/readyz"]) {
+      const r = await raw(t, "GET", path);
+      assert.equal(r.status, 200, `${path}: ${r.body}`);
+      assert.equal(r.body.trim(), "ok");
+    }
     await api.listClusterCustomObject({ group, version, plural });
     const watch = new k8s.Watch(t.kc);
     const req = await watch.watch(`/apis/${group}/${version}/${plural}`, {}, () => undefined, () => undefined);
