@@ -1,7 +1,7 @@
 /**
  * The agent's own sync loops (agent/sync/runner.ts) against a real control
  * plane (embedded PostgreSQL, API server, controllers, agent API), enrolled
- * through the real join flow, reaching the agent API through a loopback gate
+ * through the real join flow, reaching the agent API through a loopback proxy
  * that can cut it off: while the agent API is unreachable both loops retry
  * with growing, fully jittered delays (drawn from an injected seeded source,
  * so each delay is checked exactly against its draw), each retry comes no
@@ -14,7 +14,6 @@
  * counts, with generous deadlines.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { rmSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
@@ -24,71 +23,8 @@ import { runMembership, type RunMembershipOptions } from "../../agent/sync/runne
 import type { MembershipSync } from "../../agent/sync/snapshot-sync.js";
 import { eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
-
-/** mulberry32: a small seeded PRNG with uniform output in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** A loopback TCP gate in front of the agent API: open forwards, closed resets every connection (open ones and new ones). */
-interface Gate {
-  port: number;
-  open(): void;
-  close(): void;
-  /** Connections accepted while closed (and reset at once). */
-  refused(): number;
-  stop(): Promise<void>;
-}
-
-async function startGate(targetPort: number): Promise<Gate> {
-  let isOpen = true;
-  let refused = 0;
-  const conns = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    if (!isOpen) {
-      refused++;
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(targetPort, "127.0.0.1");
-    conns.add(client).add(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = (): void => {
-      conns.delete(client);
-      conns.delete(upstream);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("close", end).on("error", end);
-    upstream.on("close", end).on("error", end);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const addr = server.address();
-  assert.ok(typeof addr === "object" && addr !== null);
-  return {
-    port: addr.port,
-    open: () => {
-      isOpen = true;
-    },
-    close: () => {
-      isOpen = false;
-      for (const s of conns) s.destroy();
-    },
-    refused: () => refused,
-    async stop() {
-      for (const s of conns) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
+import { seeded } from "../support/random.js";
+import { startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 
 type BackoffEvent = Parameters<NonNullable<RunMembershipOptions["onBackoff"]>>[0] & { at: number; draw: number };
 
@@ -101,7 +37,7 @@ const capOf = (loop: "snapshot" | "heartbeat") => (loop === "heartbeat" ? Math.m
 describe("agent backoff: both sync loops against an unreachable agent API", function () {
   this.timeout(180_000);
   let p: EnrollmentPlane;
-  let gate: Gate;
+  let gate: TcpProxy;
   let id: StoredIdentity;
   const agentDir = tempStateDir("fabric-agent-");
   const node = "bo.b1";
@@ -111,10 +47,10 @@ describe("agent backoff: both sync loops against an unreachable agent API", func
     await applyCluster(p.kubeconfig, "bo", "TokenAutoApprove");
     const token = await createToken(p.kubeconfig, "bo-join", { cluster: "bo", autoApprove: true });
     id = await join({ server: p.server, token, caHash: p.caHash, stateDir: agentDir, nodeName: "b1", cluster: "bo", pollIntervalMs: 200, timeoutMs: 60_000 });
-    gate = await startGate(Number(new URL(p.server).port));
+    gate = await startTcpProxy("127.0.0.1", Number(new URL(p.server).port));
   });
   after(async () => {
-    await gate?.stop();
+    await gate?.close();
     await p?.stop();
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -186,7 +122,7 @@ describe("agent backoff: both sync loops against an unreachable agent API", func
       assert.equal(events.length, 0, "no failure while connected");
 
       // 1. The agent API becomes unreachable; a change is made meanwhile (a new snapshot serial).
-      gate.close();
+      gate.cut();
       const r = await kubectl(p.kubeconfig, ["patch", "fabricnode", node, "--type", "merge", "-p", '{"spec":{"membership":"Disabled"}}']);
       assert.equal(r.code, 0, r.stderr);
       const serial1 = await eventually(async () => {
@@ -212,7 +148,7 @@ describe("agent backoff: both sync loops against an unreachable agent API", func
       assert.equal(sync?.held()?.held.serial, serial0, "nothing new arrives through a closed gate");
 
       // 2. The API returns: the snapshot built during the outage arrives and heartbeats land again.
-      gate.open();
+      gate.restore();
       await eventually(() => sync?.held()?.held.serial === serial1, 30_000, 20);
       const seq1 = await eventually(async () => {
         const s = await heartbeatSeq();
@@ -226,7 +162,7 @@ describe("agent backoff: both sync loops against an unreachable agent API", func
       assert.equal(events.length, resumed, `no failure after the recovery: ${JSON.stringify(events.slice(resumed))}`);
 
       // 3. A second outage starts over at attempt 1 in both loops (the success reset the backoff).
-      gate.close();
+      gate.cut();
       await eventually(() => of("snapshot", resumed).length >= 3 && of("heartbeat", resumed).length >= 2, 60_000, 20);
       checkOutage(resumed, events.length);
       assert.deepEqual(
@@ -235,7 +171,7 @@ describe("agent backoff: both sync loops against an unreachable agent API", func
           .map((e) => e.ceilingMs),
         [100, 200, 400],
       );
-      gate.open();
+      gate.restore();
       await eventually(async () => (await heartbeatSeq()) > seq1 + 2 || undefined, 30_000, 20);
     } finally {
       ctl.abort();

@@ -5,6 +5,8 @@
  * thaws when the client sends on it again: that is a new request on a pooled
  * keep-alive connection, not the stream in progress (a watch's client never
  * sends after its request). Later connections are forwarded normally.
+ * cut() resets every open connection and every new one until restore(): an
+ * unreachable server, as a client sees it.
  */
 import net from "node:net";
 
@@ -15,13 +17,25 @@ export interface TcpProxy {
   openConnections(): number;
   /** Silences every open connection (server-to-client); returns how many. */
   freeze(): number;
+  /** Resets every open connection and refuses (resets) new ones until restore(). */
+  cut(): void;
+  restore(): void;
+  /** Connections reset on arrival while cut. */
+  refused(): number;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on 127.0.0.1 to target host:port. */
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const conns = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
+  let isCut = false;
+  let refused = 0;
   const server = net.createServer((client) => {
+    if (isCut) {
+      refused++;
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(targetPort, targetHost);
     const c = { client, upstream, frozen: false };
     conns.add(c);
@@ -50,6 +64,17 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       for (const c of conns) c.frozen = true;
       return conns.size;
     },
+    cut() {
+      isCut = true;
+      for (const c of conns) {
+        c.client.destroy();
+        c.upstream.destroy();
+      }
+    },
+    restore() {
+      isCut = false;
+    },
+    refused: () => refused,
     async close() {
       for (const c of conns) {
         c.client.destroy();

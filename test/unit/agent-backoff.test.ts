@@ -7,18 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { Backoff, backoffCeiling, fullJitterDelay } from "../../agent/sync/backoff.js";
-
-/** mulberry32: a small seeded PRNG with uniform output in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from "../support/random.js";
 
 const BASE = 100;
 const CAP = 10_000;
