@@ -142,7 +142,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     metrics: o.metrics,
     log,
     serverAddress: () => address,
-    ready: () => ready,
+    // Ready: started, not stopping, and the watch hub holds its LISTEN
+    // connection to PostgreSQL (lost when the database goes away; the hub
+    // reconnects on its own), as kube-apiserver's readyz includes etcd.
+    ready: () => ready && hub.connected(),
   });
   const gauge = o.metrics.getSingleMetric("apiserver_registered_watchers");
   if (gauge && "set" in gauge) {

@@ -64,6 +64,11 @@ export class WatchHub {
     }
   }
 
+  /** Whether the LISTEN connection to PostgreSQL is up. */
+  connected(): boolean {
+    return this.listenClient !== undefined;
+  }
+
   /** Stops listening and polling. */
   async stop(): Promise<void> {
     this.stopped = true;

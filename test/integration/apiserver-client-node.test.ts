@@ -221,4 +221,13 @@ describe("API server with client-node", function () {
       req.abort();
     }
   });
+
+  it("/readyz answers 503 once PostgreSQL is gone, while /healthz stays 200", async () => {
+    // Last in this file: it stops the database under the control plane.
+    assert.equal((await raw(t, "GET", "/readyz")).status, 200);
+    await t.cp.db.close();
+    await eventually(async () => (await raw(t, "GET", "/readyz")).status === 503, 20_000);
+    assert.equal((await raw(t, "GET", "/readyz")).body.trim(), "not ready");
+    assert.equal((await raw(t, "GET", "/healthz")).status, 200);
+  });
 });
