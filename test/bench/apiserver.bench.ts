@@ -21,7 +21,10 @@
  *     embedded PostgreSQL processes at the end.
  *
  * Environment knobs: BENCH_OBJECTS (5000), BENCH_CONCURRENCY ("32,64"),
- * BENCH_START_RUNS (3).
+ * BENCH_START_RUNS (3), BENCH_GET_EVERY_MS (10) and BENCH_LIST_EVERY_MS (100):
+ * the get and list probes start one request per period (never two at once),
+ * so they measure latency under the create load without becoming a second
+ * load of their own; 0 runs them back to back.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, chmodSync } from "node:fs";
@@ -42,6 +45,22 @@ const plural = "nodegroups";
 const OBJECTS = intFromEnv("BENCH_OBJECTS", 5000);
 const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? "32,64").split(",").map((s) => Number.parseInt(s, 10));
 const RUNS = intFromEnv("BENCH_START_RUNS", 3);
+const GET_EVERY_MS = msFromEnv("BENCH_GET_EVERY_MS", 10);
+const LIST_EVERY_MS = msFromEnv("BENCH_LIST_EVERY_MS", 100);
+
+function msFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const v = Number.parseInt(raw, 10);
+  if (!Number.isInteger(v) || v < 0) throw new Error(`invalid ${name}: ${raw}`);
+  return v;
+}
+
+/** Waits until `period` ms after `since` (no wait when already past or period is 0). */
+async function pace(since: number, period: number): Promise<void> {
+  const wait = since + period - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+}
 
 function intFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -370,6 +389,7 @@ async function benchLoad(concurrency: number): Promise<void> {
         } catch {
           getErrors++;
         }
+        await pace(s, GET_EVERY_MS);
       }
     })();
     const listLoop = (async () => {
@@ -381,6 +401,7 @@ async function benchLoad(concurrency: number): Promise<void> {
         } catch {
           listErrors++;
         }
+        await pace(s, LIST_EVERY_MS);
       }
     })();
 
@@ -437,9 +458,9 @@ async function benchLoad(concurrency: number): Promise<void> {
         `its PostgreSQL ${perObj("postgres")}, benchmark client ${perObj("client")}`,
     );
     console.log(`  get  (idle)       ${fmt(summarize(idleGet))}`);
-    console.log(`  get  (under load) ${fmt(summarize(getLat))}  errors ${getErrors}`);
+    console.log(`  get  (under load, one every ${GET_EVERY_MS} ms at most) ${fmt(summarize(getLat))}  errors ${getErrors}`);
     console.log(`  list (idle, 1-2 objects, limit=500)          ${fmt(summarize(idleList))}`);
-    console.log(`  list (under load, growing to 500/page)       ${fmt(summarize(listLat))}  errors ${listErrors}`);
+    console.log(`  list (under load, growing to 500/page, one every ${LIST_EVERY_MS} ms at most) ${fmt(summarize(listLat))}  errors ${listErrors}`);
     console.log(`  watch: create start → ADDED  ${fmt(summarize(fromStart))}`);
     console.log(`  watch: create ack   → ADDED  ${fmt(summarize(fromAck))}  (${beforeAck} events arrived before the create's response)`);
     console.log(`  watch: ${addedAt.size}/${OBJECTS} ADDED events received, ${watchErrors} watch errors`);
