@@ -3,22 +3,28 @@
  * It asks for client certificates without requiring them (enrollment comes
  * before any certificate); routes that need a node authenticate it with
  * auth.ts on every request. Its serving certificate comes from the agent API
- * CA in `<state-dir>/pki/agentapi/` (separate from the cluster CAs, which
- * sign node certificates); agents pin that CA by its public key hash
- * (`--ca-hash sha256:...`, like kubeadm's discovery hash). Later issues add
- * snapshot and heartbeat routes next to the enrollment ones.
+ * CA, one per database (table agent_api_ca, key sealed under the KEK, see
+ * loadAgentApiCredentials), so every control-plane process on a database
+ * chains to the same CA; it is separate from the cluster CAs, which sign node
+ * certificates. Agents pin that CA by its public key hash (`--ca-hash
+ * sha256:...`, like kubeadm's discovery hash). Later issues add snapshot and
+ * heartbeat routes next to the enrollment ones.
  */
+import { X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import https from "node:https";
-import type { AddressInfo } from "node:net";
+import { isIP, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import Koa from "koa";
 import type pg from "pg";
-import { createCertificateAuthority, issueServingCertificate, type CertBundle } from "../lib/crypto/pki.js";
+import { createEcCertificateAuthority, issueEcServingCertificate, keyMatchesCertificate, pkcs8DerToPem, privateKeyToPkcs8Der } from "../lib/crypto/ec-certs.js";
+import { kekFileOf, loadKek, open, seal, type Kek } from "../lib/crypto/kek.js";
+import type { CertBundle } from "../lib/crypto/pki.js";
 import { caPinOf } from "../lib/crypto/x509.js";
 import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import type { Logger } from "../lib/log.js";
+import { AgentApiCaStore, agentApiCaAad, type AgentApiCaRow } from "../lib/state/agent-api-ca.js";
 import { ClusterStore, EnrollmentStore, NodeStore, type Fence } from "../lib/state/index.js";
 import { AuthCache } from "./auth.js";
 import { enrollRouter } from "./enroll.js";
@@ -51,6 +57,8 @@ export interface AgentApiOptions {
   renewGraceMs?: number;
   /** Heartbeat interval told to agents, seconds (default 10). */
   heartbeatIntervalSeconds?: number;
+  /** Seals the shared agent API CA key; default FABRIC_KEK, else `<state-dir>/pki/kek` (created if missing, like the controllers'). */
+  kek?: Kek;
 }
 
 /** Counters of a running agent API. */
@@ -84,27 +92,114 @@ function writeAtomic(path: string, data: string, mode: number): void {
   renameSync(tmp, path);
 }
 
-/** Loads or creates the agent API CA and serving certificate. */
-export function loadAgentApiCredentials(dir: string, names: string[]): { ca: CertBundle; serving: CertBundle } {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const p = (f: string) => join(dir, f);
-  let ca: CertBundle;
-  if (existsSync(p("ca.crt")) && existsSync(p("ca.key"))) ca = { certPem: readFileSync(p("ca.crt"), "utf8"), keyPem: readFileSync(p("ca.key"), "utf8") };
-  else {
-    ca = createCertificateAuthority("access-fabric-agent-api-ca");
-    writeAtomic(p("ca.key"), ca.keyPem, 0o600);
-    writeAtomic(p("ca.crt"), ca.certPem, 0o644);
+function readPair(dir: string, cert: string, key: string): CertBundle | undefined {
+  const c = join(dir, cert);
+  const k = join(dir, key);
+  if (!existsSync(c) || !existsSync(k)) return undefined;
+  return { certPem: readFileSync(c, "utf8"), keyPem: readFileSync(k, "utf8") };
+}
+
+/** Options of loadAgentApiCredentials. */
+export interface AgentApiCredentialOptions {
+  /** `<state-dir>/pki/agentapi`: this process's serving certificate, and the CA of installs from before the shared one. */
+  dir: string;
+  /** Extra DNS names and IPs for the serving certificate. */
+  names: string[];
+  pool: pg.Pool;
+  kek: Kek;
+  /** Recorded as the creator of the CA row. */
+  actor: string;
+  log: Logger;
+  /** Re-issue the serving certificate when it expires within this (default 30 days). */
+  renewBeforeMs?: number;
+}
+
+/** The agent API CA of the database and this process's serving certificate. */
+export interface AgentApiCredentials {
+  ca: CertBundle;
+  serving: CertBundle;
+  /** How the stored CA came to be (by this process or another one). */
+  caOrigin: AgentApiCaRow["origin"];
+}
+
+/** A stored CA with its key opened and checked against its certificate and hash. */
+function openStoredCa(row: AgentApiCaRow, kek: Kek): CertBundle {
+  if (row.sealed.kekId !== kek.id) {
+    throw new Error(
+      `the agent API CA in the database is sealed with key-encryption key ${row.sealed.kekId}, but this process loaded ${kek.id}: every control plane on one database needs the same KEK (FABRIC_KEK)`,
+    );
   }
-  let serving: CertBundle;
-  if (existsSync(p("serving.crt")) && existsSync(p("serving.key"))) serving = { certPem: readFileSync(p("serving.crt"), "utf8"), keyPem: readFileSync(p("serving.key"), "utf8") };
-  else {
-    const ips = ["127.0.0.1", "::1", ...names.filter((n) => /^[\d.]+$/.test(n) || n.includes(":"))];
-    const dns = ["localhost", "fabric-agent-api", ...names.filter((n) => !/^[\d.]+$/.test(n) && !n.includes(":"))];
-    serving = issueServingCertificate(ca, "access-fabric-agent-api", dns, ips);
-    writeAtomic(p("serving.key"), serving.keyPem, 0o600);
-    writeAtomic(p("serving.crt"), serving.certPem, 0o644);
+  const keyPem = pkcs8DerToPem(open(kek, row.sealed, agentApiCaAad(row.caHash)));
+  if (caPinOf(row.certPem) !== row.caHash || !keyMatchesCertificate(row.certPem, keyPem)) throw new Error("the agent API CA row is inconsistent (certificate, hash and key do not match)");
+  return { certPem: row.certPem, keyPem };
+}
+
+/**
+ * The agent API CA is one per database (table agent_api_ca, key sealed
+ * under the KEK), so every control-plane process on it presents certificates
+ * that chain to the CA agents pinned. The first process to start stores it:
+ * the CA found in `dir` (ca.crt + ca.key, written by versions before the
+ * shared CA: agents pinned it, so it is imported, never replaced), or else a
+ * new ECDSA P-256 CA. Concurrent first starts are safe: the first insert
+ * wins, the others read it back. Each process then keeps its own serving
+ * certificate in `dir`, re-issued from the shared CA when missing, not issued
+ * by that CA, not covering the names, or close to expiry.
+ */
+export async function loadAgentApiCredentials(o: AgentApiCredentialOptions): Promise<AgentApiCredentials> {
+  mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  const store = new AgentApiCaStore(o.pool);
+  const legacy = readPair(o.dir, "ca.crt", "ca.key");
+  let row = await store.get();
+  if (row === undefined) {
+    let candidate: CertBundle;
+    let origin: AgentApiCaRow["origin"];
+    if (legacy !== undefined) {
+      if (!keyMatchesCertificate(legacy.certPem, legacy.keyPem) || !new X509Certificate(legacy.certPem).ca) {
+        throw new Error(`${join(o.dir, "ca.crt")} and ca.key are not a CA certificate and its key: fix or remove them (agents pinned the CA they hold)`);
+      }
+      candidate = legacy;
+      origin = "imported";
+    } else {
+      candidate = createEcCertificateAuthority("access-fabric-agent-api-ca");
+      origin = "generated";
+    }
+    const caHash = caPinOf(candidate.certPem);
+    const sealed = seal(o.kek, privateKeyToPkcs8Der(candidate.keyPem), agentApiCaAad(caHash));
+    const r = await store.insertIfAbsent({ certPem: candidate.certPem, caHash, sealed, origin, createdBy: o.actor });
+    row = r.row;
+    if (r.inserted) o.log.info("stored the agent API CA in the database", { caHash, origin });
   }
-  return { ca, serving };
+  const ca = openStoredCa(row, o.kek);
+  if (legacy !== undefined && caPinOf(legacy.certPem) !== row.caHash) {
+    o.log.warn("the agent API CA in the state directory is not the database's; it is ignored (agents that pinned it must re-join)", { file: join(o.dir, "ca.crt"), ignored: caPinOf(legacy.certPem), caHash: row.caHash });
+  }
+
+  const ips = ["127.0.0.1", "::1", ...o.names.filter((n) => isIP(n) !== 0)];
+  const dns = ["localhost", "fabric-agent-api", ...o.names.filter((n) => isIP(n) === 0)];
+  const caCert = new X509Certificate(ca.certPem);
+  const renewBefore = Date.now() + (o.renewBeforeMs ?? 30 * 86_400_000);
+  const usable = (s: CertBundle): boolean => {
+    try {
+      const c = new X509Certificate(s.certPem);
+      return (
+        c.checkIssued(caCert) &&
+        c.verify(caCert.publicKey) &&
+        keyMatchesCertificate(s.certPem, s.keyPem) &&
+        new Date(c.validTo).getTime() > renewBefore &&
+        dns.every((d) => c.checkHost(d, { wildcards: false }) !== undefined) &&
+        ips.every((ip) => c.checkIP(ip) !== undefined)
+      );
+    } catch {
+      return false;
+    }
+  };
+  let serving = readPair(o.dir, "serving.crt", "serving.key");
+  if (serving === undefined || !usable(serving)) {
+    serving = issueEcServingCertificate(ca, "access-fabric-agent-api", dns, ips);
+    writeAtomic(join(o.dir, "serving.key"), serving.keyPem, 0o600);
+    writeAtomic(join(o.dir, "serving.crt"), serving.certPem, 0o644);
+  }
+  return { ca, serving, caOrigin: row.origin };
 }
 
 /** Reads a JSON body of at most `limit` bytes (events, not an async iterator: this runs for every heartbeat). */
@@ -163,7 +258,14 @@ const noFence: Fence = {
 
 /** Starts the agent API (see the module comment). */
 export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
-  const creds = loadAgentApiCredentials(join(o.stateDir, "pki", "agentapi"), [o.host, ...(o.serverNames ?? [])].filter((h) => h !== "0.0.0.0" && h !== "127.0.0.1"));
+  const creds = await loadAgentApiCredentials({
+    dir: join(o.stateDir, "pki", "agentapi"),
+    names: [o.host, ...(o.serverNames ?? [])].filter((h) => h !== "0.0.0.0" && h !== "127.0.0.1"),
+    pool: o.pool,
+    kek: o.kek ?? loadKek({ file: kekFileOf(o.stateDir), createIfMissing: true }),
+    actor: o.actor,
+    log: o.log,
+  });
   const clusters = new ClusterStore(o.pool, noFence, o.actor);
   const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
   const authCache = new AuthCache(o.pool, o.log.with({ part: "agent-auth" }));
