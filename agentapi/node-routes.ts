@@ -72,14 +72,23 @@ export function validateHeartbeat(b: unknown): HeartbeatRequest {
   return out;
 }
 
+/**
+ * Every node route acts for the certificate's node only; a request that
+ * names another node in `?node=` is refused (403) rather than silently
+ * served for the caller, so a confused client learns of its mistake.
+ */
+function refuseOtherNode(ctx: Koa.Context, node: string, message: string): void {
+  const asked = ctx.query.node;
+  if (asked !== undefined && asked !== node) throw new AgentApiError(403, "Forbidden", message);
+}
+
 /** Builds the router. */
 export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit?: number) => Promise<unknown>): Router {
   const router = new Router();
 
   router.get("/v1/snapshot", async (ctx) => {
     const n = await authenticate(ctx, d.auth);
-    const asked = ctx.query.node;
-    if (asked !== undefined && asked !== n.node) throw new AgentApiError(403, "Forbidden", "a node may read only its own snapshot");
+    refuseOtherNode(ctx, n.node, "a node may read only its own snapshot");
     const after = intParam(ctx.query.after, "after", 0);
     const waitSeconds = Math.min(MAX_POLL_WAIT_SECONDS, intParam(ctx.query.wait, "wait", DEFAULT_POLL_WAIT_SECONDS));
     let serial = await serialOf(d.pool, n.node);
@@ -115,6 +124,7 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
   // Per heartbeat: authenticate (from memory, auth.ts), validate, queue for the next batch, answer 202.
   router.post("/v1/heartbeat", async (ctx) => {
     const n = await authenticate(ctx, d.auth);
+    refuseOtherNode(ctx, n.node, "a node may send heartbeats only for itself");
     const hb = validateHeartbeat(await readJson(ctx, 64 * 1024));
     d.heartbeats.add({
       node: n.node,
@@ -135,6 +145,7 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
 
   router.post("/v1/status/:kind", async (ctx) => {
     const n = await authenticate(ctx, d.auth);
+    refuseOtherNode(ctx, n.node, "a node may report status only for itself");
     const kind = ctx.params.kind ?? "";
     if (!KIND.test(kind)) throw bad("kind must be a lowercase name");
     const b = await readJson(ctx, 256 * 1024);

@@ -121,8 +121,17 @@ describe("status reports: POST /v1/status/:kind over mTLS into PostgreSQL", func
   it("lets one node's certificate write only its own rows; a certificate for the node from another CA is refused", async () => {
     const a = (await rows("vpn"))["sr.a"];
     assert.ok(a !== undefined);
-    // Node b posts the same kind, with a higher version, even naming node a in the query and the body: it lands in b's row.
-    assert.deepEqual(await post(1, "vpn", { version: 1000, body: { tunnels: 0 }, node: "sr.a" }, "?node=sr.a"), { status: 202, body: { stored: true } });
+    // Node b naming node a in the query is refused outright, nothing written.
+    const named = await post(1, "vpn", { version: 1000, body: { tunnels: 0 } }, "?node=sr.a");
+    assert.equal(named.status, 403);
+    assert.equal(named.body.error?.code, "Forbidden");
+    assert.deepEqual(await rows("vpn"), { "sr.a": a });
+    // The same for heartbeats (refused before the body is read).
+    const hb = (await raw("/v1/heartbeat?node=sr.a", "{}", idOf(1))) as Answer;
+    assert.equal(hb.status, 403);
+    assert.equal(hb.body.error?.code, "Forbidden");
+    // Naming node a in the body changes nothing: the report lands in b's own row.
+    assert.deepEqual(await post(1, "vpn", { version: 1000, body: { tunnels: 0 }, node: "sr.a" }), { status: 202, body: { stored: true } });
     assert.deepEqual(await rows("vpn"), { "sr.a": a, "sr.b": { cluster: "sr", version: 1000, body: { tunnels: 0 } } });
 
     // A certificate naming sr.a with node a's own key, signed by a CA other than the cluster's: refused, nothing written.
