@@ -195,8 +195,8 @@ export class WorkloadStore {
 /** snapshotWorkloadsOf for many nodes of one cluster in one query, keyed by node. */
 export async function snapshotWorkloadsOfMany(db: pg.ClientBase, cluster: string, nodes: readonly string[]): Promise<Map<string, SnapshotWorkload[]>> {
   const r = await db.query<{ node: string; spec: SnapshotWorkload }>(
-    `SELECT w.node, w.spec FROM node_workloads w
-      WHERE w.cluster = $1 AND w.node = ANY($2::text[])
+    `SELECT w.node, w.spec FROM unnest($2::text[]) AS x(name) JOIN node_workloads w ON w.node = x.name
+      WHERE w.cluster = $1
         AND (w.organization = '' OR EXISTS (SELECT 1 FROM node_roles r WHERE r.node = w.node AND r.cluster = w.cluster AND r.organization = w.organization))
       ORDER BY w.node, w.workload`,
     [cluster, nodes],
