@@ -35,7 +35,10 @@ import {
   type FieldSelector,
   type LabelSelector,
 } from "./selectors.js";
-import type { ObjectKey, Store, StoredEvent } from "./store.js";
+import { ExpiredError, type ObjectKey, type Store, type StoredEvent } from "./store.js";
+
+const continueExpired =
+  "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 import { coreColumns, tableVersion, toTable } from "./table.js";
 import type { WatchHub } from "./watch-hub.js";
 
@@ -148,7 +151,7 @@ export class ResourceHandler {
       }
       const { compactedRv } = await this.store.revision();
       if (listRv < compactedRv) {
-        throw gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.");
+        throw gone(continueExpired);
       }
     }
     const labelEquals = sel.labels ? equalityLabelRequirements(sel.labels) : undefined;
@@ -157,12 +160,20 @@ export class ResourceHandler {
     let more = false;
     const pageSize = limit > 0 ? Math.max(limit + 1, 500) : undefined;
     for (;;) {
-      const page = await this.store.list(req.def.group, req.def.plural, {
-        namespace: req.def.namespaced ? req.namespace : undefined,
-        labelEquals,
-        after,
-        limit: pageSize,
-      });
+      let page: { items: KubeObject[]; rv: number };
+      try {
+        page = await this.store.list(req.def.group, req.def.plural, {
+          namespace: req.def.namespaced ? req.namespace : undefined,
+          labelEquals,
+          after,
+          limit: pageSize,
+          // Continue pages show the list as it was at the first page's revision.
+          asOf: listRv,
+        });
+      } catch (err) {
+        if (err instanceof ExpiredError) throw gone(continueExpired);
+        throw err;
+      }
       rv = rv || page.rv;
       for (const o of page.items) {
         after = { namespace: o.metadata.namespace ?? "", name: o.metadata.name ?? "" };

@@ -50,7 +50,17 @@ export interface ListOptions {
   after?: { namespace: string; name: string };
   /** Maximum rows to read (the caller filters further). */
   limit?: number;
+  /**
+   * Read the objects as they were at this revision (a continue page of a
+   * list whose first page was read at it), as kube-apiserver serves continue
+   * pages from etcd's MVCC. Throws ExpiredError when that state is no longer
+   * retained for some object in range.
+   */
+  asOf?: number;
 }
+
+/** The state at the requested revision is no longer retained (compacted). */
+export class ExpiredError extends Error {}
 
 /** The notification channel that carries "new events committed". */
 export const eventsChannel = "fabric_api_events";
@@ -81,6 +91,11 @@ export class Store {
     const client = await this.pool.connect();
     try {
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      if (opts.asOf !== undefined) {
+        const items = await this.listAt(client, group, plural, opts.asOf, opts);
+        await client.query("COMMIT");
+        return { items, rv: opts.asOf };
+      }
       const rev = await client.query<{ rv: string }>("SELECT rv FROM api_revision WHERE id=1");
       const where = ["api_group=$1", "resource=$2"];
       const args: unknown[] = [group, plural];
@@ -110,6 +125,66 @@ export class Store {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * One page of the objects of a resource as they were at revision `at`,
+   * inside the caller's REPEATABLE READ transaction: an object unchanged
+   * since `at` as it is now; one changed after `at` as its newest retained
+   * event at or before `at` says (absent if that was a DELETED); one whose
+   * first change after `at` created it did not exist. An object changed after
+   * `at` whose earlier state was compacted away cannot be shown as it was:
+   * ExpiredError (kube answers 410 for such a continue token). Label
+   * requirements are not applied here (the caller filters every item).
+   */
+  private async listAt(
+    client: pg.PoolClient, group: string, plural: string, at: number, opts: ListOptions,
+  ): Promise<KubeObject[]> {
+    const args: unknown[] = [group, plural, at];
+    let nsParam = 0;
+    let afterParam = 0;
+    if (opts.namespace !== undefined) nsParam = args.push(opts.namespace);
+    if (opts.after) afterParam = args.push(opts.after.namespace, opts.after.name) - 1;
+    const cond = (alias: string): string =>
+      (nsParam ? ` AND ${alias}.namespace=$${nsParam}` : "") +
+      (afterParam ? ` AND (${alias}.namespace, ${alias}.name) > ($${afterParam}, $${afterParam + 1})` : "");
+    const cChanged = cond("e0");
+    const cObj = cond("o");
+    const cPast = cond("e");
+    let limit = "";
+    if (opts.limit !== undefined) {
+      args.push(opts.limit);
+      limit = ` LIMIT $${args.length}`;
+    }
+    const r = await client.query<{ data: KubeObject | null; unknown: boolean }>(
+      `WITH changed AS (
+         SELECT DISTINCT e0.namespace, e0.name FROM api_events e0
+          WHERE e0.api_group=$1 AND e0.resource=$2 AND e0.rv > $3${cChanged}),
+       past AS (
+         SELECT DISTINCT ON (e.namespace, e.name) e.namespace, e.name, e.type, e.data
+           FROM api_events e JOIN changed c ON c.namespace=e.namespace AND c.name=e.name
+          WHERE e.api_group=$1 AND e.resource=$2 AND e.rv <= $3${cPast}
+          ORDER BY e.namespace, e.name, e.rv DESC),
+       unknown AS (
+         SELECT 1 FROM changed c
+          WHERE NOT EXISTS (SELECT 1 FROM past p WHERE p.namespace=c.namespace AND p.name=c.name)
+            AND (SELECT f.type FROM api_events f
+                  WHERE f.api_group=$1 AND f.resource=$2 AND f.namespace=c.namespace AND f.name=c.name AND f.rv > $3
+                  ORDER BY f.rv LIMIT 1) <> 'ADDED'
+          LIMIT 1)
+       SELECT NULL::jsonb AS data, true AS unknown FROM unknown
+       UNION ALL
+       (SELECT data, false AS unknown FROM (
+          SELECT o.namespace, o.name, o.data FROM api_objects o
+           WHERE o.api_group=$1 AND o.resource=$2${cObj}
+             AND NOT EXISTS (SELECT 1 FROM changed c WHERE c.namespace=o.namespace AND c.name=o.name)
+          UNION ALL
+          SELECT namespace, name, data FROM past WHERE type <> 'DELETED') AS x
+        ORDER BY namespace, name${limit})`,
+      args,
+    );
+    if (r.rows.some((row) => row.unknown)) throw new ExpiredError(`the state at revision ${at} is no longer retained`);
+    return r.rows.map((row) => row.data as KubeObject);
   }
 
   /**
