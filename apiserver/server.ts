@@ -11,7 +11,7 @@ import { apiGroup, coreVersions, groupList, OpenApiDocs, resourceList, serverVer
 import { StatusError, status } from "./errors.js";
 import { openAPIv2ProtoContentType } from "./openapi-v2-proto.js";
 import type { Registry } from "./registry.js";
-import { ResourceHandler, type ResourceRequest } from "./rest.js";
+import { ResourceHandler, type ResourceRequest } from "./rest/handler.js";
 
 /** What the app needs. */
 export interface AppDeps {

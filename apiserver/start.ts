@@ -17,7 +17,7 @@ import type { Logger } from "../lib/log.js";
 import { OpenApiDocs } from "./discovery.js";
 import { kubeTime, type KubeObject } from "./object.js";
 import { loadCrds, Registry } from "./registry.js";
-import { ResourceHandler } from "./rest.js";
+import { ResourceHandler } from "./rest/handler.js";
 import { apiMetrics, createApp } from "./server.js";
 import { Store } from "./store.js";
 import { WatchHub } from "./watch-hub.js";

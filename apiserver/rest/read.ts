@@ -1,0 +1,200 @@
+/**
+ * Reads: get, list with label and field selectors, limit/continue pages
+ * served as of the first page's revision, and Table output for kubectl.
+ */
+import type Koa from "koa";
+import { badRequest, gone, notFound } from "../errors.js";
+import type { KubeObject, Obj } from "../object.js";
+import { groupVersion, type ResourceDef } from "../registry.js";
+import {
+  equalityLabelRequirements,
+  fieldSelectorPaths,
+  matchesFields,
+  matchesLabels,
+  parseFieldSelector,
+  parseLabelSelector,
+  type FieldSelector,
+  type LabelSelector,
+} from "../selectors.js";
+import { ExpiredError } from "../store.js";
+import { coreColumns, tableVersion, toTable } from "../table.js";
+import { objectKey, queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";
+
+const continueExpired =
+  "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
+
+/** The label and field selectors of a request. */
+export interface Selectors {
+  labels?: LabelSelector;
+  fields?: FieldSelector;
+}
+
+/** The list metadata of a list or Table response. */
+export interface ListMeta {
+  resourceVersion?: string;
+  continue?: string;
+}
+
+/** Where a continue token resumes: after this object, as of this revision. */
+interface ContinueToken {
+  rv: number;
+  ns: string;
+  n: string;
+}
+
+/** GET of one object, as JSON or as a Table. 404 when it does not exist. */
+export async function getObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest): Promise<void> {
+  const name = req.name ?? "";
+  const obj = await env.store.get(objectKey(req, name));
+  if (!obj) throw notFound(req.def.group, req.def.plural, name);
+  const tv = tableVersion(ctx.get("accept"));
+  if (tv) {
+    ctx.body = tableOf(req.def, [obj], { resourceVersion: obj.metadata.resourceVersion }, ctx, tv);
+    return;
+  }
+  ctx.body = obj;
+}
+
+/** Parses the labelSelector and fieldSelector parameters; 400 when malformed or when a field is not selectable. */
+export function requestSelectors(q: Query, def: ResourceDef): Selectors {
+  const out: Selectors = {};
+  try {
+    if (q.labelSelector) out.labels = parseLabelSelector(q.labelSelector);
+    if (q.fieldSelector) out.fields = parseFieldSelector(q.fieldSelector);
+  } catch (err) {
+    throw badRequest(err instanceof Error ? err.message : String(err));
+  }
+  if (out.fields) {
+    for (const p of fieldSelectorPaths(out.fields)) {
+      if (!allowedFieldSelector(def, p)) {
+        throw badRequest(`field label not supported: ${p}`);
+      }
+    }
+  }
+  return out;
+}
+
+/** Whether `o` passes the label and field selectors. */
+export function matchesSelectors(sel: Selectors, o: KubeObject): boolean {
+  if (sel.labels && !matchesLabels(sel.labels, o.metadata.labels)) return false;
+  if (sel.fields && !matchesFields(sel.fields, o)) return false;
+  return true;
+}
+
+/**
+ * LIST, as JSON or as a Table. With a limit, answers one page and a continue
+ * token; a continue page is read as of the first page's revision (410 when
+ * that revision was compacted).
+ */
+export async function listObjects(env: RestEnv, ctx: Koa.Context, req: ResourceRequest): Promise<void> {
+  const q = queryOf(ctx);
+  const sel = requestSelectors(q, req.def);
+  const limit = q.limit ? Number.parseInt(q.limit, 10) : 0;
+  if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit: ${q.limit}`);
+  let after: { namespace: string; name: string } | undefined;
+  let listRv: number | undefined;
+  if (q.continue) {
+    ({ after, rv: listRv } = decodeContinue(q.continue));
+    const { compactedRv } = await env.store.revision();
+    if (listRv < compactedRv) {
+      throw gone(continueExpired);
+    }
+  }
+  const labelEquals = sel.labels ? equalityLabelRequirements(sel.labels) : undefined;
+  const items: KubeObject[] = [];
+  let rv = 0;
+  let more = false;
+  // One row past the limit tells whether there is more; at least 500 rows a
+  // query keep round trips few when selectors drop rows.
+  const pageSize = limit > 0 ? Math.max(limit + 1, 500) : undefined;
+  for (;;) {
+    let page: { items: KubeObject[]; rv: number };
+    try {
+      page = await env.store.list(req.def.group, req.def.plural, {
+        namespace: req.def.namespaced ? req.namespace : undefined,
+        labelEquals,
+        after,
+        limit: pageSize,
+        // Continue pages show the list as it was at the first page's revision.
+        asOf: listRv,
+      });
+    } catch (err) {
+      if (err instanceof ExpiredError) throw gone(continueExpired);
+      throw err;
+    }
+    rv = rv || page.rv;
+    for (const o of page.items) {
+      after = { namespace: o.metadata.namespace ?? "", name: o.metadata.name ?? "" };
+      if (!matchesSelectors(sel, o)) continue;
+      if (limit > 0 && items.length === limit) {
+        more = true;
+        break;
+      }
+      items.push(o);
+    }
+    if (more || pageSize === undefined || page.items.length < pageSize) break;
+  }
+  const listMeta: ListMeta & { resourceVersion: string } = { resourceVersion: String(listRv ?? rv) };
+  if (more) {
+    const last = items[items.length - 1];
+    listMeta.continue = encodeContinue({ rv: listRv ?? rv, ns: last?.metadata.namespace ?? "", n: last?.metadata.name ?? "" });
+  }
+  const tv = tableVersion(ctx.get("accept"));
+  if (tv) {
+    ctx.body = tableOf(req.def, items, listMeta, ctx, tv);
+    return;
+  }
+  ctx.body = {
+    apiVersion: groupVersion(req.def),
+    kind: req.def.listKind,
+    metadata: listMeta,
+    items: items.map((o) => withTypeMeta(req.def, o)),
+  };
+}
+
+function encodeContinue(c: ContinueToken): string {
+  return Buffer.from(JSON.stringify(c)).toString("base64url");
+}
+
+/** Decodes a continue token into where the page starts; 400 when it is not JSON. */
+function decodeContinue(token: string): { after: { namespace: string; name: string }; rv: number } {
+  try {
+    const c = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as ContinueToken;
+    return { after: { namespace: c.ns, name: c.n }, rv: c.rv };
+  } catch {
+    throw badRequest("invalid continue token");
+  }
+}
+
+/**
+ * `items` as a meta.k8s.io Table of `version`, with the kind's printer
+ * columns (or kubectl's columns for core kinds) and the includeObject
+ * parameter's object form. `noHeaders` leaves the column definitions out, as
+ * watch events after the first do.
+ */
+export function tableOf(
+  def: ResourceDef,
+  items: KubeObject[],
+  listMeta: ListMeta,
+  ctx: Koa.Context,
+  version: "v1" | "v1beta1",
+  noHeaders = false,
+): Obj {
+  const q = queryOf(ctx);
+  const include = q.includeObject === "None" || q.includeObject === "Object" ? q.includeObject : "Metadata";
+  const columns = def.printerColumns.length > 0 ? def.printerColumns : (coreColumns[def.plural] ?? []);
+  return toTable(
+    items.map((o) => withTypeMeta(def, o)),
+    columns,
+    { includeObject: include, listMeta, now: new Date(), version, noHeaders },
+  ) as unknown as Obj;
+}
+
+function allowedFieldSelector(def: ResourceDef, path: string): boolean {
+  if (path === "metadata.name" || path === "metadata.namespace") return true;
+  if (def.group === "" && def.plural === "secrets" && path === "type") return true;
+  if (def.group === "" && def.plural === "namespaces" && path === "status.phase") return true;
+  if (def.group === "" && def.plural === "events") return path.startsWith("involvedObject.") || path === "reason" || path === "type" || path === "source" || path === "reportingComponent";
+  // Fabric kinds: the cluster a namespaced or cluster-scoped object belongs to is selectable.
+  return def.group !== "" && path === "spec.cluster";
+}
