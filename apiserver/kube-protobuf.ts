@@ -11,8 +11,8 @@
  * apiVersion/kind and whose raw holds the typed object's message.
  *
  * Hand-written, schema-table driven codec rather than protobufjs + a .proto
- * file: the project already hand-writes protobuf (openapi-v2-proto.ts), no new
- * dependency is needed, and the part protobufjs cannot do for us is the
+ * file: the wire writing (protobuf-writer.ts) is shared with
+ * openapi-v2-proto.ts, no new dependency is needed, and the part protobufjs cannot do for us is the
  * important one anyway — reproducing Go's JSON shape (omitempty vs. pointer
  * vs. always-present struct fields, `null` zero times, second vs. microsecond
  * time precision, base64 for []byte, raw JSON for FieldsV1) and gogo's
@@ -21,6 +21,7 @@
  * k8s.io/api core/v1 and coordination/v1 and k8s.io/apimachinery meta/v1 and
  * runtime; the tables below keep those names (which equal the JSON names).
  */
+import { ProtobufWriter } from "./protobuf-writer.js";
 
 /** The magic prefix of every Kubernetes protobuf body. */
 export const kubeProtobufMagic = Uint8Array.from([0x6b, 0x38, 0x73, 0x00]);
@@ -523,52 +524,6 @@ export function decodeKubeProtobuf(body: Uint8Array): Record<string, unknown> {
 // ---------------------------------------------------------------------------
 // Wire writing.
 
-class Writer {
-  private readonly chunks: Uint8Array[] = [];
-  private size = 0;
-
-  private push(b: Uint8Array): void {
-    this.chunks.push(b);
-    this.size += b.length;
-  }
-
-  varint(v: bigint): void {
-    let n = BigInt.asUintN(64, v);
-    const out: number[] = [];
-    while (n > 0x7fn) {
-      out.push(Number(n & 0x7fn) | 0x80);
-      n >>= 7n;
-    }
-    out.push(Number(n));
-    this.push(Uint8Array.from(out));
-  }
-
-  tag(no: number, wire: 0 | 2): void {
-    this.varint(BigInt((no << 3) | wire));
-  }
-
-  varintField(no: number, v: bigint): void {
-    this.tag(no, 0);
-    this.varint(v);
-  }
-
-  bytesField(no: number, b: Uint8Array): void {
-    this.tag(no, 2);
-    this.varint(BigInt(b.length));
-    this.push(b);
-  }
-
-  finish(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let off = 0;
-    for (const c of this.chunks) {
-      out.set(c, off);
-      off += c.length;
-    }
-    return out;
-  }
-}
-
 function asString(v: unknown, name: string): string {
   if (v === undefined || v === null) return "";
   if (typeof v !== "string") throw new Error(`${name}: want a string`);
@@ -585,14 +540,14 @@ function asInteger(v: unknown, name: string): bigint {
 function encodeTime(v: unknown, name: string, micro: boolean): Uint8Array {
   if (v === undefined || v === null) return new Uint8Array(0);
   const { seconds, nanos } = parseTime(asString(v, name));
-  const w = new Writer();
+  const w = new ProtobufWriter();
   w.varintField(1, BigInt(seconds));
   // JSON carries seconds (Time) or microseconds (MicroTime); that is all Go keeps after decoding it.
   w.varintField(2, micro ? BigInt(Math.floor(nanos / 1000) * 1000) : 0n);
   return w.finish();
 }
 
-function encodeValue(w: Writer, f: FieldDef, v: unknown): void {
+function encodeValue(w: ProtobufWriter, f: FieldDef, v: unknown): void {
   const t = f.type;
   if (typeof t === "object") {
     if (v !== undefined && v !== null && (typeof v !== "object" || Array.isArray(v))) throw new Error(`${f.name}: want an object`);
@@ -619,7 +574,7 @@ function encodeValue(w: Writer, f: FieldDef, v: unknown): void {
       w.bytesField(f.no, encodeTime(v, f.name, t === "microtime"));
       return;
     case "fieldsV1": {
-      const inner = new Writer();
+      const inner = new ProtobufWriter();
       if (v !== undefined && v !== null) inner.bytesField(1, utf8Encoder.encode(JSON.stringify(v)));
       w.bytesField(f.no, inner.finish());
       return;
@@ -630,7 +585,7 @@ function encodeValue(w: Writer, f: FieldDef, v: unknown): void {
       if (typeof v !== "object" || Array.isArray(v)) throw new Error(`${f.name}: want an object`);
       const m = v as Record<string, unknown>;
       for (const k of Object.keys(m).sort()) {
-        const entry = new Writer();
+        const entry = new ProtobufWriter();
         entry.bytesField(1, utf8Encoder.encode(k));
         const s = asString(m[k], `${f.name}.${k}`);
         entry.bytesField(2, t === "map<string,bytes>" ? Buffer.from(s, "base64") : utf8Encoder.encode(s));
@@ -643,7 +598,7 @@ function encodeValue(w: Writer, f: FieldDef, v: unknown): void {
 
 /** Encodes like gogo: fields by ascending number, value fields always, pointer fields when set. */
 function encodeMessage(def: MsgDef, obj: Json): Uint8Array {
-  const w = new Writer();
+  const w = new ProtobufWriter();
   for (const f of [...def.fields].sort((a, b) => a.no - b.no)) {
     const v = obj[f.name];
     if (f.repeated) {

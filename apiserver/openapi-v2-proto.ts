@@ -5,12 +5,14 @@
  * `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf` and
  * kubectl 1.20 needs for `explain` and client-side validation.
  *
- * Hand-written wire encoding, following gnostic's JSON→proto compiler:
- * `x-` keys become vendor extensions (NamedAny whose Any carries YAML text;
- * JSON is used, a YAML subset that go-yaml v2 reads back unambiguously),
- * `default`/`example`/`enum` values likewise; set oneofs and present
- * sub-messages are emitted even when empty or false, as Go's encoder does.
+ * Hand-written encoding over protobuf-writer.ts, following gnostic's
+ * JSON→proto compiler: `x-` keys become vendor extensions (NamedAny whose
+ * Any carries YAML text; JSON is used, a YAML subset that go-yaml v2 reads
+ * back unambiguously), `default`/`example`/`enum` values likewise; set
+ * oneofs and present sub-messages are emitted even when empty or false, as
+ * Go's encoder does.
  */
+import { ProtobufWriter } from "./protobuf-writer.js";
 
 /** A Swagger 2.0 document as parsed JSON. */
 export type SwaggerJson = Record<string, unknown>;
@@ -29,71 +31,38 @@ type Json = Record<string, unknown>;
 
 const textEncoder = new TextEncoder();
 
-/** A protobuf message under construction. */
+/** A protobuf message under construction, with proto3's omission of zero values. */
 class Msg {
-  private readonly chunks: Uint8Array[] = [];
-  private size = 0;
-
-  private push(bytes: Uint8Array): void {
-    this.chunks.push(bytes);
-    this.size += bytes.length;
-  }
-
-  private varint(v: bigint): void {
-    // Negative int64 values take ten bytes in two's complement.
-    let n = v < 0n ? (1n << 64n) + v : v;
-    const out: number[] = [];
-    while (n > 0x7fn) {
-      out.push(Number(n & 0x7fn) | 0x80);
-      n >>= 7n;
-    }
-    out.push(Number(n));
-    this.push(Uint8Array.from(out));
-  }
-
-  private tag(field: number, wire: 0 | 1 | 2): void {
-    this.varint(BigInt((field << 3) | wire));
-  }
+  private readonly w = new ProtobufWriter();
 
   /** A string field; proto3 omits "". */
   string(field: number, v: unknown): this {
-    if (typeof v === "string" && v !== "") this.bytesField(field, textEncoder.encode(v));
+    if (typeof v === "string" && v !== "") this.w.bytesField(field, textEncoder.encode(v));
     return this;
   }
 
   strings(field: number, v: unknown): this {
-    for (const s of asStringList(v)) this.bytesField(field, textEncoder.encode(s));
+    for (const s of asStringList(v)) this.w.bytesField(field, textEncoder.encode(s));
     return this;
   }
 
   bool(field: number, v: unknown, force = false): this {
-    if (typeof v === "boolean" && (v || force)) {
-      this.tag(field, 0);
-      this.varint(v ? 1n : 0n);
-    }
+    if (typeof v === "boolean" && (v || force)) this.w.varintField(field, v ? 1n : 0n);
     return this;
   }
 
   int64(field: number, v: unknown): this {
-    if (typeof v === "number" && Number.isFinite(v) && v !== 0) {
-      this.tag(field, 0);
-      this.varint(BigInt(Math.trunc(v)));
-    }
+    if (typeof v === "number" && Number.isFinite(v) && v !== 0) this.w.varintField(field, BigInt(Math.trunc(v)));
     return this;
   }
 
   double(field: number, v: unknown): this {
-    if (typeof v === "number" && v !== 0) {
-      this.tag(field, 1);
-      const b = new Uint8Array(8);
-      new DataView(b.buffer).setFloat64(0, v, true);
-      this.push(b);
-    }
+    if (typeof v === "number" && v !== 0) this.w.doubleField(field, v);
     return this;
   }
 
   message(field: number, m: Msg | undefined): this {
-    if (m !== undefined) this.bytesField(field, m.finish());
+    if (m !== undefined) this.w.bytesField(field, m.finish());
     return this;
   }
 
@@ -102,20 +71,8 @@ class Msg {
     return this;
   }
 
-  private bytesField(field: number, bytes: Uint8Array): void {
-    this.tag(field, 2);
-    this.varint(BigInt(bytes.length));
-    this.push(bytes);
-  }
-
   finish(): Uint8Array {
-    const out = new Uint8Array(this.size);
-    let off = 0;
-    for (const c of this.chunks) {
-      out.set(c, off);
-      off += c.length;
-    }
-    return out;
+    return this.w.finish();
   }
 }
 
