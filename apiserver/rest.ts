@@ -34,7 +34,7 @@ import {
   parseLabelSelector,
   type FieldSelector,
   type LabelSelector,
-} from "./selectors.js";
+} from "../lib/kube/selectors.js";
 import { ExpiredError, type ObjectKey, type Store, type StoredEvent } from "./store.js";
 
 const continueExpired =
