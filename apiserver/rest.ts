@@ -8,7 +8,7 @@ import type Koa from "koa";
 import { PassThrough } from "node:stream";
 import { parse as parseYaml } from "yaml";
 import { apply as ssaApply, ApplyConflictError, trackUpdate } from "./fieldmanager/index.js";
-import { applyDefaults, unknownFields, validate } from "../lib/api/validation.js";
+import { applyDefaults, unknownFields, validate } from "./validation.js";
 import {
   badRequest,
   conflict,
