@@ -5,7 +5,7 @@
  * full join command.
  */
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from "@kubernetes/client-node";
-import { FABRIC_NAMESPACE } from "../controllers/jointoken/reconciler.js";
+import { FABRIC_NAMESPACE } from "../lib/kube/namespace.js";
 import type { Logger } from "../lib/log.js";
 
 /** Name of the ConfigMap. */

@@ -7,8 +7,9 @@
  * loadAgentApiCredentials), so every control-plane process on a database
  * chains to the same CA; it is separate from the cluster CAs, which sign node
  * certificates. Agents pin that CA by its public key hash (`--ca-hash
- * sha256:...`, like kubeadm's discovery hash). Later issues add snapshot and
- * heartbeat routes next to the enrollment ones.
+ * sha256:...`, like kubeadm's discovery hash). It serves the enrollment
+ * routes (enroll.ts) and, for nodes with a certificate, the sync routes
+ * (node-routes.ts: snapshot long poll, heartbeats, status reports).
  */
 import { X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";

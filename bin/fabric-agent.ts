@@ -1,5 +1,5 @@
 /**
- * fabric-agent: the host agent. This issue brings enrollment and identity:
+ * fabric-agent: the host agent, one program with three commands:
  *
  *   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
  *       pins the agent API CA, generates the node key on this host (0600,

@@ -10,7 +10,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { runControlPlane, type ControlPlane } from "../apiserver/controlplane.js";
+import { runControlPlane, type ControlPlane } from "../controlplane/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger } from "../lib/log.js";
 import { parseDuration } from "../lib/enrollment/token.js";

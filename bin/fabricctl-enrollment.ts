@@ -11,9 +11,9 @@ import { randomBytes } from "node:crypto";
 import { parseArgs } from "node:util";
 import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { AGENT_API_CONFIGMAP } from "../agentapi/discovery.js";
-import { FABRIC_NAMESPACE } from "../controllers/jointoken/reconciler.js";
 import { RESOURCES } from "../lib/api/types.generated.js";
 import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
+import { FABRIC_NAMESPACE } from "../lib/kube/namespace.js";
 
 /** `fabricctl token create`. */
 export async function tokenCreate(args: string[]): Promise<number> {

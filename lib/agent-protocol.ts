@@ -36,7 +36,11 @@ export interface HeartbeatResponse {
   intervalSeconds: number;
 }
 
-/** Body of POST /v1/status/:kind: a versioned report that later issues (workloads, VPN, updates) reuse. */
+/**
+ * Body of POST /v1/status/:kind: a versioned report of one kind of local
+ * state (the workload reporter sends kind `workloads`). Kinds are independent;
+ * each keeps only the newest version a node sent.
+ */
 export interface StatusReport {
   /** Only grows; a report with a version not above the stored one is ignored. */
   version: number;

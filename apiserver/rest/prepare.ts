@@ -6,7 +6,7 @@
  */
 import type Koa from "koa";
 import { parse as parseYaml } from "yaml";
-import { applyDefaults, unknownFields, validate } from "../../lib/api/validation.js";
+import { applyDefaults, unknownFields, validate } from "../validation.js";
 import { badRequest, invalid, StatusError, unsupportedMediaType, type StatusCause } from "../errors.js";
 import { decodeKubeProtobuf, kubeProtobufMediaType, UnsupportedProtobufKind } from "../kube-protobuf.js";
 import { isObj, type KubeObject, type Obj } from "../object.js";

@@ -15,7 +15,7 @@ import {
   parseLabelSelector,
   type FieldSelector,
   type LabelSelector,
-} from "../selectors.js";
+} from "../../lib/kube/selectors.js";
 import { ExpiredError } from "../store.js";
 import { coreColumns, tableVersion, toTable } from "../table.js";
 import { objectKey, queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";

@@ -14,7 +14,7 @@ import { PassThrough } from "node:stream";
 import { badRequest, gone, StatusError } from "../errors.js";
 import type { KubeObject } from "../object.js";
 import { groupVersion, type ResourceDef } from "../registry.js";
-import { matchesFields, matchesLabels, parseFieldSelector } from "../selectors.js";
+import { matchesFields, matchesLabels, parseFieldSelector } from "../../lib/kube/selectors.js";
 import type { StoredEvent } from "../store.js";
 import { tableVersion } from "../table.js";
 import { requestSelectors, tableOf, type Selectors } from "./read.js";

@@ -10,13 +10,11 @@
 import type { CoreV1Api, CustomObjectsApi, V1Secret } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import { generateToken, hashSecret, parseDuration, parseToken } from "../../lib/enrollment/token.js";
+import { FABRIC_NAMESPACE } from "../../lib/kube/namespace.js";
 import type { ClusterStore, TokenStore } from "../../lib/state/index.js";
 import type { JoinTokenObject as JoinToken } from "../objects.js";
 import { TerminalError, httpStatusOf, patchStatusIfChanged, realClock, setCondition, type Clock, type Condition, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { TokenReasons, desiredTokenStatus, tokenExpiry, tokenState } from "./plan.js";
-
-/** Namespace of the token Secrets (and the agent API ConfigMap). */
-export const FABRIC_NAMESPACE = "fabric-system";
 
 /** Secret name of a token. */
 export function tokenSecretName(token: string): string {

@@ -10,7 +10,7 @@
  * A deleted or disabled assignment withdraws the role from every node.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
-import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../apiserver/selectors.js";
+import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib/kube/selectors.js";
 import { RESOURCES, type FabricClusterStatus } from "../../lib/api/types.generated.js";
 import type { RoleStore } from "../../lib/state/index.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, Kube } from "../objects.js";

@@ -10,7 +10,7 @@
  * also looks again every few seconds while instances are not ready.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
-import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../apiserver/selectors.js";
+import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib/kube/selectors.js";
 import { RESOURCES, type FabricNodeStatusWorkload, type ServiceWorkload } from "../../lib/api/types.generated.js";
 import type { RoleStore, WorkloadStore } from "../../lib/state/index.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, Kube } from "../objects.js";

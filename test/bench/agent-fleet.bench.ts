@@ -37,7 +37,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { runControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane } from "../../controlplane/controlplane.js";
 import { markNodesDirty } from "../../lib/snapshot/contributors.js";
 import { logger } from "../../lib/log.js";
 import { repoRoot, tempStateDir } from "../support/controlplane.js";

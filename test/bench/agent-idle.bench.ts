@@ -14,7 +14,7 @@ import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { runControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
 import { repoRoot, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";

@@ -11,7 +11,7 @@
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
-import { runControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
 import { tempStateDir } from "../support/controlplane.js";
 import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";

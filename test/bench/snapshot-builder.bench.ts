@@ -17,7 +17,7 @@
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { logger } from "../../lib/log.js";
-import { runControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane } from "../../controlplane/controlplane.js";
 import { tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 import { rmSync } from "node:fs";

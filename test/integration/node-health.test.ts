@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { CustomObjectsApi } from "@kubernetes/client-node";
-import { runControlPlane, type ControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
 import { AgentApiRequestError } from "../../agent/enroll/client.js";

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { createHash, createPublicKey } from "node:crypto";
 import { rmSync } from "node:fs";
 import type pg from "pg";
-import { runControlPlane, type ControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { verifySnapshot } from "../../lib/snapshot/verify.js";

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
-import { runControlPlane, type ControlPlane } from "../../apiserver/controlplane.js";
+import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
 
 /** The repository root. */

@@ -5,7 +5,7 @@ import { parse, parseAllDocuments } from "yaml";
 import { generateAll } from "../../hack/generate.js";
 import type { JoinToken } from "../../lib/api/types.generated.js";
 import { loadCatalog, repositoryRoot } from "../../lib/api/schemas.js";
-import { applyDefaults, isKnownKind, unknownFields, UnknownKindError, validate } from "../../lib/api/validation.js";
+import { applyDefaults, isKnownKind, unknownFields, UnknownKindError, validate } from "../../apiserver/validation.js";
 
 const root = repositoryRoot();
 const G = "accessfabric.io";

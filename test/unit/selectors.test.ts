@@ -9,7 +9,7 @@ import {
   matchesLabels,
   parseFieldSelector,
   parseLabelSelector,
-} from "../../apiserver/selectors.js";
+} from "../../lib/kube/selectors.js";
 
 describe("label selectors", () => {
   const cases: Array<{ selector: string; labels: Record<string, string> | undefined; matches: boolean }> = [

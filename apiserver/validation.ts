@@ -16,10 +16,11 @@
  *
  * Built-in kinds (Namespace, Secret, ConfigMap, Event, Lease) are validated
  * against the hand-written schemas in `schemas/core`, and are not defaulted.
+ * Only the API server validates; pruning itself is prune.ts.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
-import { findResource, loadCatalog, type ResourceDefinition, type SchemaCatalog, type SchemaNode } from "./schemas.js";
+import { findResource, loadCatalog, type ResourceDefinition, type SchemaCatalog, type SchemaNode } from "../lib/api/schemas.js";
 
 /** The reasons kube uses for field causes (`metav1.CauseType`) that this validator produces. */
 export type ValidationReason =

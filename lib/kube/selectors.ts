@@ -1,7 +1,11 @@
 /**
  * Label and field selectors with kube-apiserver's syntax and semantics
  * (k8s.io/apimachinery/pkg/labels and pkg/fields). Pure: parsing and
- * matching only; the server turns a {@link SelectorError} into a 400.
+ * matching only. The API server filters lists and watches with them and turns
+ * a {@link SelectorError} into a 400; the controllers match the
+ * metav1.LabelSelectors of role assignments and service workloads against
+ * node labels with the same code, so both sides agree on what a selector
+ * selects.
  */
 
 /** A malformed selector; its message is safe to show to clients. */

@@ -1,21 +1,26 @@
 /**
- * Composes the embedded control plane: database, API server and metrics.
- * Controllers and the agent API join here as they are built.
+ * The composition root of `bin/fabric-controlplane`: the one place that starts
+ * the parts of the control plane and hands each what it needs. It opens the
+ * database, starts the API server and the metrics endpoint, then, when asked,
+ * the controllers (against this process's own API server, through a
+ * kubeconfig like any client) and the agent API (given the controllers'
+ * certificate issuer for renewals). The parts never import one another; they
+ * meet here, through the Kubernetes API and through the state layer
+ * (docs/architecture.md, "Import boundaries").
  */
-import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { CustomObjectsApi } from "@kubernetes/client-node";
 import client from "prom-client";
+import { publishAgentApiInfo } from "../agentapi/discovery.js";
+import type { RateLimit } from "../agentapi/rate-limit.js";
+import { startAgentApi, type AgentApi } from "../agentapi/server.js";
+import { startApiServer, type ApiServer } from "../apiserver/start.js";
 import { startControllers, type ControllersOptions, type RunningControllers } from "../controllers/main.js";
 import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
 import { openDatabase, type Database } from "../lib/db/database.js";
-import type { Logger } from "../lib/log.js";
-import { startApiServer, type ApiServer } from "./start.js";
-import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
-import { startAgentApi, type AgentApi } from "../agentapi/server.js";
-import { publishAgentApiInfo } from "../agentapi/discovery.js";
-import type { RateLimit } from "../agentapi/rate-limit.js";
 import { createPool } from "../lib/db/pool.js";
+import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
+import type { Logger } from "../lib/log.js";
+import { startMetricsServer } from "./metrics-server.js";
 
 /** Options of {@link runControlPlane}. */
 export interface ControlPlaneOptions {
@@ -79,25 +84,8 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
     await db.close();
     throw err;
   }
-  const metricsServer = http.createServer((req, res) => {
-    if (req.url === "/metrics") {
-      metrics
-        .metrics()
-        .then((body) => {
-          res.writeHead(200, { "Content-Type": metrics.contentType });
-          res.end(body);
-        })
-        .catch(() => {
-          res.writeHead(500);
-          res.end();
-        });
-      return;
-    }
-    res.writeHead(404);
-    res.end();
-  });
-  await new Promise<void>((resolve) => metricsServer.listen(o.metricsPort, "127.0.0.1", () => resolve()));
-  const metricsUrl = `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}/metrics`;
+  const metricsServer = await startMetricsServer(metrics, o.metricsPort);
+  const metricsUrl = metricsServer.url;
   let controllers: RunningControllers | undefined;
   if (o.controllers !== undefined) {
     const kubeConfig = loadKubeConfig(api.kubeconfigPath);
@@ -165,10 +153,7 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
       await step("agent API", async () => agentApi?.stop());
       await step("agent API pool", async () => agentPool?.end(), 5_000);
       await step("controllers", async () => controllers?.stop(), 30_000);
-      await step("metrics server", async () => {
-        metricsServer.closeAllConnections();
-        await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
-      }, 5_000);
+      await step("metrics server", () => metricsServer.stop(), 5_000);
       await step("API server", () => api.stop(), 10_000);
       await db.close();
     },
