@@ -10,7 +10,7 @@ import { appendAudit } from "../audit/chain.js";
 import { withTransaction } from "../db/pool.js";
 import { secretMatches } from "../enrollment/token.js";
 import type { TokenDb } from "./join-tokens.js";
-import { requestFromDb, type RequestDb, type RequestRow } from "./nodes.js";
+import { joinRequests, requestFromDb, type RequestDb, type RequestRow } from "./nodes.js";
 
 /** Why an enrollment was refused: a stable code for machines, a message for people. */
 export type RefusalCode =
@@ -161,9 +161,7 @@ export class EnrollmentStore {
 
   /** A join request by name. */
   async request(name: string): Promise<RequestRow | undefined> {
-    const r = await this.pool.query<RequestDb>("SELECT * FROM join_requests WHERE name = $1", [name]);
-    const row = r.rows[0];
-    return row === undefined ? undefined : requestFromDb(row);
+    return joinRequests.get(this.pool, name);
   }
 }
 

@@ -4,7 +4,8 @@
  * of a token is recorded by EnrollmentStore (enrollment.ts).
  */
 import type pg from "pg";
-import { decide, type AuditEntry, type Fence } from "./fenced.js";
+import { decide, decideRow, type AuditEntry, type Fence } from "./fenced.js";
+import { Table } from "./table.js";
 
 /** A join_tokens row. */
 export interface TokenRow {
@@ -62,6 +63,8 @@ export function tokenFromDb(r: TokenDb): TokenRow {
   };
 }
 
+const joinTokens = new Table<TokenDb, TokenRow>("join_tokens", tokenFromDb);
+
 /** New token row fields. */
 export type NewToken = Omit<TokenRow, "used" | "revokedAt" | "expiredAt" | "lastUsedAt">;
 
@@ -75,14 +78,12 @@ export class TokenStore {
 
   /** A token row by object name. */
   async get(name: string): Promise<TokenRow | undefined> {
-    const r = await this.pool.query<TokenDb>("SELECT * FROM join_tokens WHERE name = $1", [name]);
-    const row = r.rows[0];
-    return row === undefined ? undefined : tokenFromDb(row);
+    return joinTokens.get(this.pool, name);
   }
 
   /** Names of all token rows. */
   async names(): Promise<string[]> {
-    return (await this.pool.query<{ name: string }>("SELECT name FROM join_tokens ORDER BY name")).rows.map((r) => r.name);
+    return joinTokens.names(this.pool);
   }
 
   /** Creates the row (replacing a row of another uid under the same name). */
@@ -109,29 +110,34 @@ export class TokenStore {
 
   /** Marks the token revoked (once). */
   async revoke(name: string, reason: string): Promise<void> {
-    await decide(this.fence, this.actor, async (c) => {
-      const r = await c.query<{ cluster: string }>("UPDATE join_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING cluster", [name]);
-      const row = r.rows[0];
-      return { result: undefined, audit: row === undefined ? [] : [{ action: "token.revoked", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { reason } }] };
-    });
+    await decideRow<{ cluster: string }>(
+      this.fence,
+      this.actor,
+      "UPDATE join_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING cluster",
+      [name],
+      (row) => ({ action: "token.revoked", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { reason } }),
+    );
   }
 
   /** Records the expiry (once). */
   async markExpired(name: string): Promise<void> {
-    await decide(this.fence, this.actor, async (c) => {
-      const r = await c.query<{ cluster: string; used: number }>("UPDATE join_tokens SET expired_at = now() WHERE name = $1 AND expired_at IS NULL RETURNING cluster, used", [name]);
-      const row = r.rows[0];
-      return { result: undefined, audit: row === undefined ? [] : [{ action: "token.expired", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { uses: row.used } }] };
-    });
+    await decideRow<{ cluster: string; used: number }>(
+      this.fence,
+      this.actor,
+      "UPDATE join_tokens SET expired_at = now() WHERE name = $1 AND expired_at IS NULL RETURNING cluster, used",
+      [name],
+      (row) => ({ action: "token.expired", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: { uses: row.used } }),
+    );
   }
 
   /** Deletes the row (the object is gone); false when there was none. */
   async delete(name: string): Promise<boolean> {
-    return decide(this.fence, this.actor, async (c) => {
-      const r = await c.query<{ cluster: string }>("DELETE FROM join_tokens WHERE name = $1 RETURNING cluster", [name]);
-      const row = r.rows[0];
-      if (row === undefined) return { result: false, audit: [] };
-      return { result: true, audit: [{ action: "token.deleted", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: {} }] };
-    });
+    return decideRow<{ cluster: string }>(
+      this.fence,
+      this.actor,
+      "DELETE FROM join_tokens WHERE name = $1 RETURNING cluster",
+      [name],
+      (row) => ({ action: "token.deleted", objectKind: "JoinToken", objectName: name, cluster: row.cluster, details: {} }),
+    );
   }
 }

@@ -7,7 +7,8 @@
  */
 import type pg from "pg";
 import { markNodesDirty } from "../snapshot/contributors.js";
-import { decide, type AuditEntry, type Fence } from "./fenced.js";
+import { decide, decideRow, type AuditEntry, type Fence } from "./fenced.js";
+import { firstRow, Table } from "./table.js";
 
 /** A join_requests row. */
 export interface RequestRow {
@@ -80,6 +81,9 @@ export function requestFromDb(r: RequestDb): RequestRow {
   };
 }
 
+/** The join_requests table (also read by EnrollmentStore). */
+export const joinRequests = new Table<RequestDb, RequestRow>("join_requests", requestFromDb);
+
 /** A nodes row. */
 export interface NodeRow {
   name: string;
@@ -92,6 +96,34 @@ export interface NodeRow {
   facts: Record<string, unknown>;
   nodeGroup: string | null;
 }
+
+interface NodeDb {
+  name: string;
+  cluster: string;
+  node_name: string;
+  host_fingerprint: string;
+  membership: NodeRow["membership"];
+  join_request: string | null;
+  capabilities: string[];
+  facts: Record<string, unknown>;
+  node_group: string | null;
+}
+
+function nodeFromDb(n: NodeDb): NodeRow {
+  return {
+    name: n.name,
+    cluster: n.cluster,
+    nodeName: n.node_name,
+    hostFingerprint: n.host_fingerprint,
+    membership: n.membership,
+    joinRequest: n.join_request,
+    capabilities: n.capabilities,
+    facts: n.facts,
+    nodeGroup: n.node_group,
+  };
+}
+
+const nodes = new Table<NodeDb, NodeRow>("nodes", nodeFromDb);
 
 /** A node_identities row. */
 export interface IdentityRow {
@@ -148,14 +180,12 @@ export class NodeStore {
 
   /** A join request by name. */
   async request(name: string): Promise<RequestRow | undefined> {
-    const r = await this.pool.query<RequestDb>("SELECT * FROM join_requests WHERE name = $1", [name]);
-    const row = r.rows[0];
-    return row === undefined ? undefined : requestFromDb(row);
+    return joinRequests.get(this.pool, name);
   }
 
   /** Names of all join request rows. */
   async requestNames(): Promise<string[]> {
-    return (await this.pool.query<{ name: string }>("SELECT name FROM join_requests ORDER BY name")).rows.map((r) => r.name);
+    return joinRequests.names(this.pool);
   }
 
   /**
@@ -207,75 +237,49 @@ export class NodeStore {
 
   /** Denies a pending request. */
   async deny(requestName: string, reason: string): Promise<boolean> {
-    return decide(this.fence, this.actor, async (c) => {
-      const r = await c.query<{ cluster: string }>("UPDATE join_requests SET state = 'Denied', reason = $2, decided_at = now() WHERE name = $1 AND state = 'Pending' RETURNING cluster", [
-        requestName,
-        reason,
-      ]);
-      const row = r.rows[0];
-      if (row === undefined) return { result: false, audit: [] };
-      return { result: true, audit: [{ action: "joinrequest.denied", objectKind: "JoinRequest", objectName: requestName, cluster: row.cluster, details: { reason } }] };
-    });
+    return decideRow<{ cluster: string }>(
+      this.fence,
+      this.actor,
+      "UPDATE join_requests SET state = 'Denied', reason = $2, decided_at = now() WHERE name = $1 AND state = 'Pending' RETURNING cluster",
+      [requestName, reason],
+      (row) => ({ action: "joinrequest.denied", objectKind: "JoinRequest", objectName: requestName, cluster: row.cluster, details: { reason } }),
+    );
   }
 
   /** Deletes a request row (its object is gone: garbage-collected or deleted). */
   async deleteRequest(name: string): Promise<boolean> {
-    return decide(this.fence, this.actor, async (c) => {
-      const r = await c.query<{ cluster: string; state: string }>("DELETE FROM join_requests WHERE name = $1 RETURNING cluster, state", [name]);
-      const row = r.rows[0];
-      if (row === undefined) return { result: false, audit: [] };
-      return { result: true, audit: [{ action: "joinrequest.deleted", objectKind: "JoinRequest", objectName: name, cluster: row.cluster, details: { state: row.state } }] };
-    });
+    return decideRow<{ cluster: string; state: string }>(
+      this.fence,
+      this.actor,
+      "DELETE FROM join_requests WHERE name = $1 RETURNING cluster, state",
+      [name],
+      (row) => ({ action: "joinrequest.deleted", objectKind: "JoinRequest", objectName: name, cluster: row.cluster, details: { state: row.state } }),
+    );
   }
 
   /** A node row. */
   async node(name: string): Promise<NodeRow | undefined> {
-    const r = await this.pool.query<{
-      name: string;
-      cluster: string;
-      node_name: string;
-      host_fingerprint: string;
-      membership: NodeRow["membership"];
-      join_request: string | null;
-      capabilities: string[];
-      facts: Record<string, unknown>;
-      node_group: string | null;
-    }>("SELECT * FROM nodes WHERE name = $1", [name]);
-    const n = r.rows[0];
-    if (n === undefined) return undefined;
-    return {
-      name: n.name,
-      cluster: n.cluster,
-      nodeName: n.node_name,
-      hostFingerprint: n.host_fingerprint,
-      membership: n.membership,
-      joinRequest: n.join_request,
-      capabilities: n.capabilities,
-      facts: n.facts,
-      nodeGroup: n.node_group,
-    };
+    return nodes.get(this.pool, name);
   }
 
   /** Names of all node rows. */
   async nodeNames(): Promise<string[]> {
-    return (await this.pool.query<{ name: string }>("SELECT name FROM nodes ORDER BY name")).rows.map((r) => r.name);
+    return nodes.names(this.pool);
   }
 
   /** The node's active identity, if any. */
   async activeIdentity(node: string): Promise<IdentityRow | undefined> {
-    const r = await this.pool.query<IdentityDb>("SELECT * FROM node_identities WHERE node = $1 AND status = 'active'", [node]);
-    const row = r.rows[0];
-    return row === undefined ? undefined : identityFromDb(row);
+    return firstRow(this.pool, "SELECT * FROM node_identities WHERE node = $1 AND status = 'active'", [node], identityFromDb);
   }
 
   /** Identity and membership of a certificate serial, for the agent API's per-request check. */
   async identityBySerial(serial: string): Promise<(IdentityRow & { membership: NodeRow["membership"] }) | undefined> {
-    const r = await this.pool.query<IdentityDb & { membership: NodeRow["membership"] }>(
+    return firstRow(
+      this.pool,
       "SELECT i.*, n.membership FROM node_identities i JOIN nodes n ON n.name = i.node WHERE i.serial = $1",
       [serial],
+      (row: IdentityDb & { membership: NodeRow["membership"] }) => ({ ...identityFromDb(row), membership: row.membership }),
     );
-    const row = r.rows[0];
-    return row === undefined ? undefined : { ...identityFromDb(row), membership: row.membership };
   }
 
   /**
