@@ -26,20 +26,13 @@ export type RefusalCode =
   | "CapabilityMissing"
   | "KeyInUse";
 
-/** What the agent asked for, already validated. */
-export interface EnrollmentInput {
+/** What the agent asked for, already validated: the join request's own fields, and the token that admits it. */
+export interface EnrollmentInput
+  extends Pick<RequestRow, "nodeName" | "hostFingerprint" | "publicKeyFingerprint" | "publicKeyDer" | "csrPem" | "capabilities" | "requestedRoles" | "facts"> {
   tokenId: string;
   secret: string;
   /** The cluster the agent believes it joins, if it said. */
   cluster?: string;
-  nodeName: string;
-  hostFingerprint: string;
-  publicKeyFingerprint: string;
-  publicKeyDer: Buffer;
-  csrPem: string;
-  capabilities: string[];
-  requestedRoles: string[];
-  facts: Record<string, unknown>;
   /** Deterministic name of the JoinRequest to create. */
   requestName: (cluster: string) => string;
 }

@@ -170,6 +170,16 @@ export interface NewIdentity {
 /** Outcome of approve. */
 export type ApproveOutcome = { kind: "approved" } | { kind: "alreadyDecided"; state: RequestRow["state"] } | { kind: "nodeExists"; node: string };
 
+/** Records `id` as an active identity of the node, and marks the node for a snapshot rebuild. */
+async function insertActiveIdentity(c: pg.ClientBase, node: string, cluster: string, id: NewIdentity): Promise<void> {
+  await c.query(
+    `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+     VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
+    [id.serial, node, cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
+  );
+  await markNodesDirty(c, cluster, [node]);
+}
+
 /** The JoinRequest and FabricNode controllers' rows (fenced decisions), and the agent API's identity reads. */
 export class NodeStore {
   constructor(
@@ -206,12 +216,7 @@ export class NodeStore {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
         [node.name, r.cluster, r.node_name, r.host_fingerprint, requestName, r.capabilities, JSON.stringify(r.facts), r.node_group],
       );
-      await c.query(
-        `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
-        [id.serial, node.name, r.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
-      );
-      await markNodesDirty(c, r.cluster, [node.name]);
+      await insertActiveIdentity(c, node.name, r.cluster, id);
       await c.query("UPDATE join_requests SET state = 'Approved', reason = $2, fabric_node = $3, certificate_pem = $4, decided_at = now() WHERE name = $1", [
         requestName,
         node.reason,
@@ -324,12 +329,7 @@ export class NodeStore {
       const row = cur.rows[0];
       if (row === undefined || row.status !== "active" || row.membership === "Revoked") return { result: false, audit: [] };
       await c.query("UPDATE node_identities SET status = 'superseded', superseded_at = now() WHERE serial = $1", [presentedSerial]);
-      await c.query(
-        `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
-         VALUES ($1, $2, $3, $4, $5, $6, 'active')`,
-        [id.serial, node, row.cluster, id.publicKeyFingerprint, id.notBefore, id.notAfter],
-      );
-      await markNodesDirty(c, row.cluster, [node]);
+      await insertActiveIdentity(c, node, row.cluster, id);
       return {
         result: true,
         audit: [

@@ -37,17 +37,9 @@ export interface StoredSnapshotMeta {
   expiresAt: Date;
 }
 
-/** A snapshot to write. */
-export interface SnapshotWrite {
-  cluster: string;
-  node: string;
-  serial: number;
-  term: number;
-  payloadHash: string;
-  hash: string;
+/** A snapshot to write: its metadata and its bytes. */
+export interface SnapshotWrite extends StoredSnapshotMeta {
   bytes: Buffer;
-  issuedAt: Date;
-  expiresAt: Date;
 }
 
 /** One entry of the change feed. */
