@@ -23,15 +23,21 @@ function generateRsaKeys(bits = 2048): forge.pki.rsa.KeyPair {
   return forge.pki.rsa.generateKeyPair({ bits, e: 0x10001 });
 }
 
-/** Creates a self-signed certificate authority. */
-export function createCertificateAuthority(commonName: string, validDays = 3650): CertBundle {
-  const keys = generateRsaKeys();
+/** An unsigned certificate for publicKey with a random serial, valid from a minute ago for validDays. */
+function newCertificate(publicKey: forge.pki.PublicKey, validDays: number): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
+  cert.publicKey = publicKey;
   cert.serialNumber = randomSerial();
   const now = new Date();
   cert.validity.notBefore = new Date(now.getTime() - 60_000);
   cert.validity.notAfter = new Date(now.getTime() + validDays * 86_400_000);
+  return cert;
+}
+
+/** Creates a self-signed certificate authority. */
+export function createCertificateAuthority(commonName: string, validDays = 3650): CertBundle {
+  const keys = generateRsaKeys();
+  const cert = newCertificate(keys.publicKey, validDays);
   const attrs = [{ name: "commonName", value: commonName }];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
@@ -49,12 +55,7 @@ export function issueServingCertificate(ca: CertBundle, commonName: string, dnsN
   const keys = generateRsaKeys();
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = randomSerial();
-  const now = new Date();
-  cert.validity.notBefore = new Date(now.getTime() - 60_000);
-  cert.validity.notAfter = new Date(now.getTime() + validDays * 86_400_000);
+  const cert = newCertificate(keys.publicKey, validDays);
   cert.setSubject([{ name: "commonName", value: commonName }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([

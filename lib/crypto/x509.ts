@@ -13,7 +13,8 @@
 import { createHash, createPublicKey, sign, verify, X509Certificate, type KeyObject } from "node:crypto";
 import { bits, bool, children, ctx, int, intBytes, nullDer, octets, oid, oidText, readTlv, seq, set, time, tlv, utf8 } from "./der.js";
 
-const OID = {
+/** Object identifiers of the algorithms, name attributes and extensions used here and in ec-certs.ts. */
+export const OID = {
   commonName: "2.5.4.3",
   organization: "2.5.4.10",
   ecdsaSha256: "1.2.840.10045.4.3.2",
@@ -46,7 +47,7 @@ export function parseNodeUri(uri: string): { cluster: string; node: string } | u
 }
 
 /** The signature algorithm identifier and the digest for a key. */
-function algorithmFor(key: KeyObject): { algId: Buffer; digest: string | null } {
+export function algorithmFor(key: KeyObject): { algId: Buffer; digest: string | null } {
   switch (key.asymmetricKeyType) {
     case "ec":
       return { algId: seq(oid(OID.ecdsaSha256)), digest: "sha256" };
@@ -71,14 +72,16 @@ function digestOfAlgorithm(algOid: string): string | null {
   }
 }
 
-function name(cn: string, org?: string): Buffer {
+/** A Name of O=org (when given) and CN=cn. */
+export function subjectName(cn: string, org?: string): Buffer {
   const rdns = [];
   if (org !== undefined) rdns.push(set(seq(oid(OID.organization), utf8(org))));
   rdns.push(set(seq(oid(OID.commonName), utf8(cn))));
   return seq(...rdns);
 }
 
-function pem(label: string, der: Buffer): string {
+/** PEM text of a DER block, 64 base64 characters a line. */
+export function pem(label: string, der: Buffer): string {
   const b64 = der.toString("base64").replace(/.{1,64}/g, "$&\n");
   return `-----BEGIN ${label}-----\n${b64}-----END ${label}-----\n`;
 }
@@ -109,7 +112,7 @@ export function caPinOf(certPem: string): string {
 /** Builds a PEM PKCS#10 request for the key pair, subject CN=commonName, signed with privateKey. */
 export function createCsr(privateKey: KeyObject, publicKey: KeyObject, commonName: string): string {
   const spki = publicKey.export({ format: "der", type: "spki" });
-  const info = seq(int(0), name(commonName), spki, ctx(0));
+  const info = seq(int(0), subjectName(commonName), spki, ctx(0));
   const { algId, digest } = algorithmFor(privateKey);
   const sig = sign(digest, info, privateKey);
   return pem("CERTIFICATE REQUEST", seq(info, algId, bits(sig)));
@@ -185,8 +188,16 @@ export interface NodeCertificateInput {
   notAfter: Date;
 }
 
+/** SHA-1 of the subjectPublicKey bits of a SubjectPublicKeyInfo (RFC 5280 4.2.1.2 method 1; node-forge computes the same). */
+export function keyIdOf(spkiDer: Buffer): Buffer {
+  const keyBits = children(readTlv(spkiDer).content)[1];
+  return createHash("sha1")
+    .update(keyBits === undefined ? spkiDer : keyBits.content.subarray(1))
+    .digest();
+}
+
 /** The issuer's subject Name DER and subject key id, read from its certificate. */
-function issuerOf(caCertPem: string): { subject: Buffer; keyId: Buffer } {
+export function issuerOf(caCertPem: string): { subject: Buffer; keyId: Buffer } {
   const der = pemToDer(caCertPem, "CERTIFICATE");
   const cert = children(readTlv(der).content);
   const tbs = cert[0];
@@ -196,51 +207,73 @@ function issuerOf(caCertPem: string): { subject: Buffer; keyId: Buffer } {
   const subject = f[offset + 4];
   const spki = f[offset + 5];
   if (subject === undefined || spki === undefined) throw new Error("ca certificate without subject");
-  // Key id: SHA-1 of the subjectPublicKey BIT STRING content (RFC 5280 4.2.1.2 method 1).
-  const keyBits = children(spki.content)[1];
-  const keyId = createHash("sha1")
-    .update(keyBits === undefined ? spki.raw : keyBits.content.subarray(1))
-    .digest();
-  return { subject: Buffer.from(subject.raw), keyId };
+  return { subject: Buffer.from(subject.raw), keyId: keyIdOf(spki.raw) };
 }
 
-function extension(id: string, critical: boolean, value: Buffer): Buffer {
+/** One certificate extension. */
+export function extension(id: string, critical: boolean, value: Buffer): Buffer {
   return critical ? seq(oid(id), bool(true), octets(value)) : seq(oid(id), octets(value));
+}
+
+/** The fields of a v3 certificate that differ from one certificate to another. */
+export interface CertificateFields {
+  /** Positive serial, lowercase hex. */
+  serialHex: string;
+  /** Issuer Name DER: the signing CA's subject, or `subject` itself when self-signed. */
+  issuer: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  /** Subject Name DER. */
+  subject: Buffer;
+  /** The subject's SubjectPublicKeyInfo DER. */
+  spkiDer: Buffer;
+  /** Extension DERs in order (see {@link extension}). */
+  extensions: Buffer[];
+}
+
+/** Builds the tbsCertificate, signs it with the issuer's key (any type {@link algorithmFor} knows) and returns PEM. */
+export function signCertificate(f: CertificateFields, issuerKey: KeyObject): string {
+  const { algId, digest } = algorithmFor(issuerKey);
+  const tbs = seq(
+    ctx(0, int(2)),
+    intBytes(Buffer.from(f.serialHex, "hex")),
+    algId,
+    f.issuer,
+    seq(time(f.notBefore), time(f.notAfter)),
+    f.subject,
+    f.spkiDer,
+    ctx(3, seq(...f.extensions)),
+  );
+  const sig = sign(digest, tbs, issuerKey);
+  return pem("CERTIFICATE", seq(tbs, algId, bits(sig)));
 }
 
 /** Issues a node certificate (client and server auth) signed by the cluster CA; returns PEM. */
 export function issueNodeCertificate(i: NodeCertificateInput): string {
   const issuer = issuerOf(i.caCertPem);
-  const { algId, digest } = algorithmFor(i.caKey);
   const uri = nodeUri(i.cluster, i.node);
   const dns = `${i.node}.${i.cluster}.fabric.internal`;
   const san = seq(tlv(0x86, Buffer.from(uri, "ascii")), tlv(0x82, Buffer.from(dns, "ascii")));
-  const spkiParts = children(readTlv(i.spkiDer).content);
-  const subjectKeyBits = spkiParts[1];
-  const ski = createHash("sha1")
-    .update(subjectKeyBits === undefined ? i.spkiDer : subjectKeyBits.content.subarray(1))
-    .digest();
-  const extensions = seq(
-    extension(OID.basicConstraints, true, seq()),
-    // digitalSignature only (bit 0): 0x03 0x02 0x07 0x80.
-    extension(OID.keyUsage, true, Buffer.from([0x03, 0x02, 0x07, 0x80])),
-    extension(OID.extKeyUsage, false, seq(oid(OID.clientAuth), oid(OID.serverAuth))),
-    extension(OID.subjectAltName, true, san),
-    extension(OID.subjectKeyId, false, octets(ski)),
-    extension(OID.authorityKeyId, false, seq(tlv(0x80, issuer.keyId))),
+  return signCertificate(
+    {
+      serialHex: i.serialHex,
+      issuer: issuer.subject,
+      notBefore: i.notBefore,
+      notAfter: i.notAfter,
+      subject: subjectName(i.node, i.cluster),
+      spkiDer: i.spkiDer,
+      extensions: [
+        extension(OID.basicConstraints, true, seq()),
+        // digitalSignature only (bit 0): 0x03 0x02 0x07 0x80.
+        extension(OID.keyUsage, true, Buffer.from([0x03, 0x02, 0x07, 0x80])),
+        extension(OID.extKeyUsage, false, seq(oid(OID.clientAuth), oid(OID.serverAuth))),
+        extension(OID.subjectAltName, true, san),
+        extension(OID.subjectKeyId, false, octets(keyIdOf(i.spkiDer))),
+        extension(OID.authorityKeyId, false, seq(tlv(0x80, issuer.keyId))),
+      ],
+    },
+    i.caKey,
   );
-  const tbs = seq(
-    ctx(0, int(2)),
-    intBytes(Buffer.from(i.serialHex, "hex")),
-    algId,
-    issuer.subject,
-    seq(time(i.notBefore), time(i.notAfter)),
-    name(i.node, i.cluster),
-    i.spkiDer,
-    ctx(3, extensions),
-  );
-  const sig = sign(digest, tbs, i.caKey);
-  return pem("CERTIFICATE", seq(tbs, algId, bits(sig)));
 }
 
 /** What a node certificate names, after checking it was issued by caCertPem and is within its validity. */

@@ -8,6 +8,7 @@
  */
 import type pg from "pg";
 import type { Sealed } from "../crypto/kek.js";
+import { firstRow } from "./table.js";
 
 /** The stored CA. */
 export interface AgentApiCaRow {
@@ -36,16 +37,17 @@ interface DbRow {
   created_at: Date;
 }
 
+function fromDb(r: DbRow): AgentApiCaRow {
+  return { certPem: r.cert_pem, caHash: r.ca_hash, sealed: { kekId: r.kek_id, nonce: r.nonce, ciphertext: r.ciphertext }, origin: r.origin, createdBy: r.created_by, createdAt: r.created_at };
+}
+
 /** See the module comment. */
 export class AgentApiCaStore {
   constructor(private readonly pool: pg.Pool) {}
 
   /** The stored CA, if any. */
   async get(): Promise<AgentApiCaRow | undefined> {
-    const res = await this.pool.query<DbRow>("SELECT cert_pem, ca_hash, kek_id, nonce, ciphertext, origin, created_by, created_at FROM agent_api_ca WHERE id = 1");
-    const r = res.rows[0];
-    if (r === undefined) return undefined;
-    return { certPem: r.cert_pem, caHash: r.ca_hash, sealed: { kekId: r.kek_id, nonce: r.nonce, ciphertext: r.ciphertext }, origin: r.origin, createdBy: r.created_by, createdAt: r.created_at };
+    return firstRow(this.pool, "SELECT cert_pem, ca_hash, kek_id, nonce, ciphertext, origin, created_by, created_at FROM agent_api_ca WHERE id = 1", [], fromDb);
   }
 
   /**

@@ -4,7 +4,8 @@
  */
 import type pg from "pg";
 import type { Sealed } from "../crypto/kek.js";
-import { decide, type Fence } from "./fenced.js";
+import { decide, decideRow, type Fence } from "./fenced.js";
+import { Table } from "./table.js";
 
 /** The public part of a cluster row. */
 export interface ClusterRow {
@@ -57,6 +58,8 @@ function fromDb(r: DbRow): ClusterRow {
   };
 }
 
+const clusters = new Table<DbRow, ClusterRow>("clusters", fromDb);
+
 /** See the module comment. */
 export class ClusterStore {
   constructor(
@@ -67,15 +70,12 @@ export class ClusterStore {
 
   /** The row of a cluster, if projected. */
   async get(name: string): Promise<ClusterRow | undefined> {
-    const res = await this.pool.query<DbRow>("SELECT * FROM clusters WHERE name = $1", [name]);
-    const r = res.rows[0];
-    return r === undefined ? undefined : fromDb(r);
+    return clusters.get(this.pool, name);
   }
 
   /** Names of every projected cluster. */
   async names(): Promise<string[]> {
-    const res = await this.pool.query<{ name: string }>("SELECT name FROM clusters ORDER BY name");
-    return res.rows.map((r) => r.name);
+    return clusters.names(this.pool);
   }
 
   /** The sealed private keys of a cluster. */
@@ -143,11 +143,12 @@ export class ClusterStore {
 
   /** Deletes the row and its keys; false when there was none (no audit row then). */
   async delete(name: string): Promise<boolean> {
-    return decide(this.fence, this.actor, async (c) => {
-      const res = await c.query<{ uid: string }>("DELETE FROM clusters WHERE name = $1 RETURNING uid", [name]);
-      const r = res.rows[0];
-      if (r === undefined) return { result: false, audit: [] };
-      return { result: true, audit: [{ action: "cluster.deleted", objectKind: "FabricCluster", objectName: name, cluster: name, details: { uid: r.uid } }] };
-    });
+    return decideRow<{ uid: string }>(
+      this.fence,
+      this.actor,
+      "DELETE FROM clusters WHERE name = $1 RETURNING uid",
+      [name],
+      (r) => ({ action: "cluster.deleted", objectKind: "FabricCluster", objectName: name, cluster: name, details: { uid: r.uid } }),
+    );
   }
 }

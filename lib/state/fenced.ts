@@ -37,3 +37,22 @@ export async function decide<T>(
     return result;
   });
 }
+
+/**
+ * A decision of one statement on at most one row (a delete or an update
+ * with RETURNING): when the statement returns a row, the audit entry made
+ * from it commits with the write and the result is true; when it returns
+ * none, nothing is audited and the result is false.
+ */
+export async function decideRow<R extends pg.QueryResultRow>(
+  fence: Fence,
+  actor: string,
+  sql: string,
+  params: unknown[],
+  audit: (row: R) => AuditEntry,
+): Promise<boolean> {
+  return decide(fence, actor, async (c) => {
+    const row = (await c.query<R>(sql, params)).rows[0];
+    return row === undefined ? { result: false, audit: [] } : { result: true, audit: [audit(row)] };
+  });
+}

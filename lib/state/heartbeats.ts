@@ -7,6 +7,7 @@
  */
 import type pg from "pg";
 import { decide, type Fence } from "./fenced.js";
+import { firstRow } from "./table.js";
 
 /** Health an agent reports about its host. */
 export type AgentHealth = "Healthy" | "Degraded";
@@ -107,9 +108,10 @@ export async function writeStatusReport(db: pg.Pool, r: { node: string; cluster:
 
 /** The latest status report of a node and kind. */
 export async function statusReportOf(db: pg.Pool, node: string, kind: string): Promise<{ version: number; body: unknown } | undefined> {
-  const r = await db.query<{ version: string; body: unknown }>("SELECT version, body FROM node_status_reports WHERE node = $1 AND kind = $2", [node, kind]);
-  const x = r.rows[0];
-  return x === undefined ? undefined : { version: Number(x.version), body: x.body };
+  return firstRow(db, "SELECT version, body FROM node_status_reports WHERE node = $1 AND kind = $2", [node, kind], (x: { version: string; body: unknown }) => ({
+    version: Number(x.version),
+    body: x.body,
+  }));
 }
 
 /** One node's row in the health monitor's scan (HeartbeatStore.receipts). */
@@ -134,9 +136,7 @@ export class HeartbeatStore {
 
   /** The latest heartbeat of a node. */
   async latest(node: string): Promise<HeartbeatRow | undefined> {
-    const r = await this.pool.query<HeartbeatDb>("SELECT * FROM node_heartbeats WHERE node = $1", [node]);
-    const x = r.rows[0];
-    return x === undefined ? undefined : fromDb(x);
+    return firstRow(this.pool, "SELECT * FROM node_heartbeats WHERE node = $1", [node], fromDb);
   }
 
   /**

@@ -5,20 +5,8 @@
 export { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow } from "./clusters.js";
 export { decide, type AuditEntry, type Fence } from "./fenced.js";
 export { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "./node-groups.js";
-export {
-  EnrollmentStore,
-  NodeStore,
-  TokenStore,
-  type ApproveOutcome,
-  type EnrollmentInput,
-  type EnrollmentOutcome,
-  type IdentityRow,
-  type NewIdentity,
-  type NewToken,
-  type NodeRow,
-  type RefusalCode,
-  type RequestRow,
-  type TokenRow,
-} from "./enrollment.js";
+export { EnrollmentStore, type EnrollmentInput, type EnrollmentOutcome, type RefusalCode } from "./enrollment.js";
+export { TokenStore, type NewToken, type TokenRow } from "./join-tokens.js";
+export { NodeStore, type ApproveOutcome, type IdentityRow, type NewIdentity, type NodeRow, type RequestRow } from "./nodes.js";
 export { RoleStore, snapshotRolesOf, snapshotRolesOfMany, type GrantChange, type NodeRoleRow, type RoleCandidate, type RoleCoverageRow } from "./roles.js";
 export { WorkloadStore, snapshotWorkloadsOf, snapshotWorkloadsOfMany, type DesiredChange, type DesiredWorkloadRow, type WorkloadReportRow } from "./workloads.js";

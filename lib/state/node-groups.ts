@@ -3,7 +3,8 @@
  * tree validation result). Every write is a fenced decision with its audit row.
  */
 import type pg from "pg";
-import { decide, type Fence } from "./fenced.js";
+import { decide, decideRow, type Fence } from "./fenced.js";
+import { Table } from "./table.js";
 
 /** A node_groups row. */
 export interface NodeGroupRow {
@@ -26,6 +27,12 @@ interface DbRow {
   ready: boolean;
   reason: string;
 }
+
+function fromDb(r: DbRow): NodeGroupRow {
+  return { name: r.name, uid: r.uid, cluster: r.cluster, parent: r.parent ?? undefined, generation: Number(r.generation), ready: r.ready, reason: r.reason };
+}
+
+const nodeGroups = new Table<DbRow, NodeGroupRow>("node_groups", fromDb);
 
 /** True when two rows hold the same values. */
 export function sameNodeGroupRow(a: NodeGroupRow, b: NodeGroupRow): boolean {
@@ -50,16 +57,12 @@ export class NodeGroupStore {
 
   /** The row of a group, if projected. */
   async get(name: string): Promise<NodeGroupRow | undefined> {
-    const res = await this.pool.query<DbRow>("SELECT name, uid, cluster, parent, generation, ready, reason FROM node_groups WHERE name = $1", [name]);
-    const r = res.rows[0];
-    if (r === undefined) return undefined;
-    return { name: r.name, uid: r.uid, cluster: r.cluster, parent: r.parent ?? undefined, generation: Number(r.generation), ready: r.ready, reason: r.reason };
+    return nodeGroups.get(this.pool, name);
   }
 
   /** Names of every projected group. */
   async names(): Promise<string[]> {
-    const res = await this.pool.query<{ name: string }>("SELECT name FROM node_groups ORDER BY name");
-    return res.rows.map((r) => r.name);
+    return nodeGroups.names(this.pool);
   }
 
   /** Inserts or replaces the row; `previous` (what the caller read) decides the audit action. */
@@ -87,11 +90,12 @@ export class NodeGroupStore {
 
   /** Deletes the row; false when there was none (no audit row then). */
   async delete(name: string): Promise<boolean> {
-    return decide(this.fence, this.actor, async (c) => {
-      const res = await c.query<{ uid: string; cluster: string }>("DELETE FROM node_groups WHERE name = $1 RETURNING uid, cluster", [name]);
-      const r = res.rows[0];
-      if (r === undefined) return { result: false, audit: [] };
-      return { result: true, audit: [{ action: "nodegroup.deleted", objectKind: "NodeGroup", objectName: name, cluster: r.cluster, details: { uid: r.uid } }] };
-    });
+    return decideRow<{ uid: string; cluster: string }>(
+      this.fence,
+      this.actor,
+      "DELETE FROM node_groups WHERE name = $1 RETURNING uid, cluster",
+      [name],
+      (r) => ({ action: "nodegroup.deleted", objectKind: "NodeGroup", objectName: name, cluster: r.cluster, details: { uid: r.uid } }),
+    );
   }
 }

@@ -6,6 +6,7 @@
  */
 import type pg from "pg";
 import type { NodeIdentitySummary } from "../snapshot/format.js";
+import { firstRow } from "./table.js";
 
 /** A (cluster, node) the builder must rebuild, with when it was marked (so a later re-mark is not lost). */
 export interface DirtyMark {
@@ -36,17 +37,9 @@ export interface StoredSnapshotMeta {
   expiresAt: Date;
 }
 
-/** A snapshot to write. */
-export interface SnapshotWrite {
-  cluster: string;
-  node: string;
-  serial: number;
-  term: number;
-  payloadHash: string;
-  hash: string;
+/** A snapshot to write: its metadata and its bytes. */
+export interface SnapshotWrite extends StoredSnapshotMeta {
   bytes: Buffer;
-  issuedAt: Date;
-  expiresAt: Date;
 }
 
 /** One entry of the change feed. */
@@ -262,16 +255,16 @@ export async function nextRefreshAt(db: pg.ClientBase | pg.Pool): Promise<Date |
 
 /** The stored bytes and serial of one node's snapshot. */
 export async function snapshotOf(db: pg.Pool | pg.ClientBase, node: string): Promise<{ cluster: string; serial: number; bytes: Buffer } | undefined> {
-  const r = await db.query<{ cluster: string; serial: string; bytes: Buffer }>("SELECT cluster, serial, bytes FROM node_snapshots WHERE node = $1", [node]);
-  const x = r.rows[0];
-  return x === undefined ? undefined : { cluster: x.cluster, serial: Number(x.serial), bytes: x.bytes };
+  return firstRow(db, "SELECT cluster, serial, bytes FROM node_snapshots WHERE node = $1", [node], (x: { cluster: string; serial: string; bytes: Buffer }) => ({
+    cluster: x.cluster,
+    serial: Number(x.serial),
+    bytes: x.bytes,
+  }));
 }
 
 /** The serial of one node's snapshot (no bytes). */
 export async function serialOf(db: pg.Pool | pg.ClientBase, node: string): Promise<number | undefined> {
-  const r = await db.query<{ serial: string }>("SELECT serial FROM node_snapshots WHERE node = $1", [node]);
-  const x = r.rows[0];
-  return x === undefined ? undefined : Number(x.serial);
+  return firstRow(db, "SELECT serial FROM node_snapshots WHERE node = $1", [node], (x: { serial: string }) => Number(x.serial));
 }
 
 /** Snapshots written after change_seq `after` (the long-poll feed). */
