@@ -1,5 +1,7 @@
 /**
- * fabric-agent: the host agent. This issue brings enrollment and identity:
+ * fabric-agent: the host agent. It enrolls the host, keeps its identity
+ * renewed, follows the signed snapshot of each membership and supervises
+ * the workloads that snapshot assigns:
  *
  *   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
  *       pins the agent API CA, generates the node key on this host (0600,
