@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { JoinRefused, join } from "../agent/enroll/join.js";
 import { keepRenewed } from "../agent/enroll/renew.js";
 import { loadIdentities } from "../agent/enroll/identity-store.js";
-import { AgentApiRequestError } from "../agent/enroll/client.js";
+import { AgentApiRequestError } from "../agent/http/client.js";
 import { parseDuration } from "../lib/enrollment/token.js";
 import http from "node:http";
 import { runMembership } from "../agent/sync/runner.js";
