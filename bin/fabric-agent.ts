@@ -1,5 +1,7 @@
 /**
- * fabric-agent: the host agent, one program with three commands:
+ * fabric-agent: the host agent. It enrolls the host, keeps its identity
+ * renewed, follows the signed snapshot of each membership and supervises
+ * the workloads that snapshot assigns:
  *
  *   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
  *       pins the agent API CA, generates the node key on this host (0600,
@@ -21,7 +23,7 @@ import { parseArgs } from "node:util";
 import { JoinRefused, join } from "../agent/enroll/join.js";
 import { keepRenewed } from "../agent/enroll/renew.js";
 import { loadIdentities } from "../agent/enroll/identity-store.js";
-import { AgentApiRequestError } from "../agent/enroll/client.js";
+import { AgentApiRequestError } from "../agent/http/client.js";
 import { parseDuration } from "../lib/enrollment/token.js";
 import http from "node:http";
 import { runMembership } from "../agent/sync/runner.js";

@@ -14,7 +14,7 @@ import { caPinOf, createCsr, publicKeyFingerprint } from "../../lib/crypto/x509.
 import { signPoll, type EnrollRequest, type EnrollResponse, type PollResponse } from "../../lib/enrollment/protocol.js";
 import { parseToken } from "../../lib/enrollment/token.js";
 import { writeFileAtomic } from "../state/atomic-file.js";
-import { AgentApiClient, AgentApiRequestError } from "./client.js";
+import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { generateNodeKey, hostFingerprint, saveIdentity, type IdentityInfo, type StoredIdentity } from "./identity-store.js";
 
 /** Options of join. */

@@ -9,7 +9,7 @@
 import { createPublicKey, X509Certificate } from "node:crypto";
 import { createCsr, publicKeyFingerprint } from "../../lib/crypto/x509.js";
 import type { RenewResponse } from "../../lib/enrollment/protocol.js";
-import { AgentApiClient, AgentApiRequestError } from "./client.js";
+import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { generateNodeKey, saveIdentity, type StoredIdentity } from "./identity-store.js";
 
 /** When to renew: a uniformly random point in [70%, 90%] of the validity. */

@@ -8,7 +8,7 @@
 import { cpus, arch, platform, release, totalmem, hostname } from "node:os";
 import type { HeartbeatRequest, HeartbeatResponse } from "../../lib/agent-protocol.js";
 import { DEFAULT_MAX_SNAPSHOT_BYTES } from "../../lib/snapshot/verify.js";
-import { AgentApiRequestError } from "../enroll/client.js";
+import { AgentApiRequestError } from "../http/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
 import { Backoff, sleep, type BackoffStep } from "./backoff.js";
 import { MembershipSync } from "./snapshot-sync.js";

@@ -33,24 +33,26 @@
  * - Health: without a probe a running process is ready. With one (exec, HTTP,
  *   TCP), it is ready after a success; failureThreshold consecutive failures
  *   make it Degraded (ProbeFailed) and restart it (with backoff).
- * - Adoption: `<dir>/process.json` records pid, /proc start time, cmdline,
- *   boot id and spec hash of each started process. A new supervisor (agent
- *   restart) adopts a recorded process that is still the same process (all
- *   of those match) instead of starting a duplicate; a process whose spec
- *   hash no longer matches the first desired set is replaced.
+ * - Adoption (adoption.ts): every start, exit and stop is recorded in
+ *   `<dir>/process.json`. A new supervisor (agent restart) takes over a
+ *   recorded process that is still the same process instead of starting a
+ *   duplicate, and watches it by looking at /proc since it is not its child;
+ *   a process whose spec hash no longer matches the first desired set is
+ *   replaced like any spec change.
  * - Membership other than Active (Disabled, Revoked) stops every workload.
  */
 import { spawn as nodeSpawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../../lib/log.js";
 import type { MembershipState, SnapshotWorkload } from "../../lib/snapshot/format.js";
-import { EngineChecker, containerRunArgs, removeContainer, type ContainerEngine } from "./container.js";
+import { findRecordedWorkloads, identityAtStart, isRecordedProcess, writeProcessRecord } from "./adoption.js";
+import { EngineChecker, containerRunArgs, removeContainer } from "./container.js";
 import { DEFAULT_LOG_LIMITS, closeQuietly, openOutput, rotateIfNeeded, type LogLimits } from "./log-file.js";
-import { identify, isAlive, isSameProcess, type ProcessIdentity } from "./proc.js";
+import { isAlive, type ProcessIdentity } from "./proc.js";
 import { runProbe } from "./probes.js";
-import type { DesiredWorkload, Spawner, WorkloadClock, WorkloadState, WorkloadStatus } from "./types.js";
+import { isWorkloadName, type DesiredWorkload, type Spawner, type WorkloadClock, type WorkloadState, type WorkloadStatus } from "./types.js";
 
 /** Restart backoff (milliseconds). */
 export interface BackoffSettings {
@@ -78,17 +80,6 @@ export interface WorkloadSupervisorOptions {
   engines?: EngineChecker;
   /** Called after a sync pass changed status(). */
   onStatusChange?: (status: WorkloadStatus[]) => void;
-}
-
-/** What process.json holds. */
-interface ProcessRecord {
-  name: string;
-  specHash: string;
-  generation: number;
-  restartCount: number;
-  startedAt: number;
-  process?: ProcessIdentity;
-  engine?: ContainerEngine;
 }
 
 interface Running {
@@ -126,8 +117,6 @@ export function workloadSpecHash(w: DesiredWorkload): string {
   const body = JSON.stringify([w.runtime, w.containerEngine ?? "", w.image ?? "", w.command, w.args, env, w.workingDir ?? ""]);
   return createHash("sha256").update(body).digest("hex").slice(0, 16);
 }
-
-const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 function baseEnv(): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
@@ -200,7 +189,7 @@ export class WorkloadSupervisor {
     const seen = new Set<string>();
     const list: DesiredWorkload[] = [];
     for (const w of desired) {
-      if (!NAME.test(w.name) || seen.has(w.name)) {
+      if (!isWorkloadName(w.name) || seen.has(w.name)) {
         this.log.warn("desired workload ignored: invalid or duplicate name", { workload: w.name });
         continue;
       }
@@ -265,14 +254,10 @@ export class WorkloadSupervisor {
     })();
   }
 
-  // ---- adoption ---------------------------------------------------------
-
-  private recordPath(dir: string): string {
-    return join(dir, "process.json");
-  }
+  // ---- adoption (adoption.ts) -------------------------------------------
 
   private writeRecord(i: Instance): void {
-    const rec: ProcessRecord = {
+    writeProcessRecord(i.dir, {
       name: i.name,
       specHash: i.running?.specHash ?? (i.desired ? workloadSpecHash(i.desired) : ""),
       generation: i.desired?.generation ?? 0,
@@ -280,39 +265,22 @@ export class WorkloadSupervisor {
       startedAt: i.running?.startedAt ?? 0,
       ...(i.running ? { process: i.running.identity } : {}),
       ...(i.desired?.runtime === "container" && i.desired.containerEngine ? { engine: i.desired.containerEngine } : {}),
-    };
-    const p = this.recordPath(i.dir);
-    const tmp = `${p}.tmp`;
-    writeFileSync(tmp, JSON.stringify(rec), { mode: 0o640 });
-    renameSync(tmp, p);
+    });
   }
 
+  /** Takes over the processes a previous agent run recorded and left running. */
   private adoptAll(): void {
-    let names: string[];
-    try {
-      names = readdirSync(this.root);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      if (!NAME.test(name)) continue;
-      const dir = join(this.root, name);
-      let rec: ProcessRecord;
-      try {
-        rec = JSON.parse(readFileSync(this.recordPath(dir), "utf8")) as ProcessRecord;
-      } catch {
-        continue;
-      }
-      const i = this.newInstance(name);
-      i.restartCount = rec.restartCount ?? 0;
-      if (rec.process !== undefined && isSameProcess(rec.process)) {
-        i.running = { identity: rec.process, startedAt: rec.startedAt, specHash: rec.specHash, adopted: true };
+    for (const found of findRecordedWorkloads(this.root)) {
+      const i = this.newInstance(found.name);
+      i.restartCount = found.restartCount;
+      if (found.adopt !== undefined) {
+        i.running = { ...found.adopt, adopted: true };
         i.started = true;
-        this.log.info("workload process adopted", { workload: name, pid: rec.process.pid });
-      } else if (rec.process !== undefined) {
-        this.log.info("recorded workload process is gone", { workload: name, pid: rec.process.pid });
+        this.log.info("workload process adopted", { workload: found.name, pid: found.adopt.identity.pid });
+      } else if (found.gonePid !== undefined) {
+        this.log.info("recorded workload process is gone", { workload: found.name, pid: found.gonePid });
       }
-      this.instances.set(name, i);
+      this.instances.set(found.name, i);
     }
   }
 
@@ -338,7 +306,7 @@ export class WorkloadSupervisor {
     // Adopted processes are not our children: notice their exit by looking.
     for (const i of this.instances.values()) {
       const r = i.running;
-      if (r !== undefined && r.adopted && r.exit === undefined && !isSameProcess(r.identity)) r.exit = { code: null, signal: null, at: now };
+      if (r !== undefined && r.adopted && r.exit === undefined && !isRecordedProcess(r.identity)) r.exit = { code: null, signal: null, at: now };
       // A stop in progress records its own outcome (a deliberate stop is not a crash).
       if (r?.exit !== undefined && i.stopping === undefined) this.recordExit(i, r, now);
     }
@@ -526,7 +494,7 @@ export class WorkloadSupervisor {
       return;
     }
     child.on("error", (err) => this.log.warn("workload process error", { workload: i.name, err }));
-    const identity = identify(pid) ?? { pid, startTime: "", cmdline: "", bootId: "" };
+    const identity = identityAtStart(pid);
     const r: Running = { identity, child, startedAt: now, specHash: hash, adopted: false };
     child.once("exit", (code, signal) => {
       r.exit = { code, signal, at: this.clock.now() };
@@ -583,7 +551,7 @@ export class WorkloadSupervisor {
     const p = (async () => {
       const pid = r.identity.pid;
       this.log.info("stopping workload process", { workload: i.name, pid, why });
-      const gone = (): boolean => (r.adopted ? !isSameProcess(r.identity) : r.exit !== undefined || !isAlive(pid));
+      const gone = (): boolean => (r.adopted ? !isRecordedProcess(r.identity) : r.exit !== undefined || !isAlive(pid));
       if (!gone()) {
         signalGroup(pid, "SIGTERM");
         const deadline = Date.now() + this.graceMs;

@@ -1,7 +1,7 @@
 /**
  * Types shared by the workload supervisor's parts: the reported status of a
  * workload, the process spawner (the operating-system edge tests may fake),
- * and the clock.
+ * the clock, and the rule for workload names (which are also directory names).
  */
 import type { ChildProcess, SpawnOptions } from "node:child_process";
 import type { SnapshotWorkload } from "../../lib/snapshot/format.js";
@@ -48,4 +48,11 @@ export interface Spawner {
 /** Milliseconds since the epoch; injectable for tests of backoff arithmetic. */
 export interface WorkloadClock {
   now(): number;
+}
+
+const WORKLOAD_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** True for a valid workload name: a DNS-subdomain-like name, safe as a directory name under `<stateDir>/workloads/`. */
+export function isWorkloadName(name: string): boolean {
+  return WORKLOAD_NAME.test(name);
 }

@@ -28,7 +28,7 @@
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import { WORKLOAD_STATUS_KIND } from "../../lib/workloads/protocol.js";
-import { AgentApiRequestError } from "../enroll/client.js";
+import { AgentApiRequestError } from "../http/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { SyncTransport } from "../sync/transport.js";

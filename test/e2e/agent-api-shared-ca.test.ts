@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import tls from "node:tls";
 import type pg from "pg";
-import { AgentApiClient } from "../../agent/enroll/client.js";
+import { AgentApiClient } from "../../agent/http/client.js";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { fetchPinnedCa, join as joinCluster } from "../../agent/enroll/join.js";
 import { loadAgentApiCredentials } from "../../agentapi/server.js";

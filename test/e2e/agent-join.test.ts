@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { AgentApiClient, AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";

@@ -12,7 +12,7 @@
 import assert from "node:assert/strict";
 import https from "node:https";
 import { rmSync } from "node:fs";
-import { AgentApiClient, AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { generateNodeKey, type StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { fetchPinnedCa, join } from "../../agent/enroll/join.js";
 import { renewIdentity } from "../../agent/enroll/renew.js";

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { AgentApiClient, AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { generateNodeKey } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
 import { verifyChain } from "../../lib/audit/chain.js";

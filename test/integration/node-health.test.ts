@@ -16,7 +16,7 @@ import { CustomObjectsApi } from "@kubernetes/client-node";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
-import { AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiRequestError } from "../../agent/http/client.js";
 import { AGENT_VERSION, runMembership } from "../../agent/sync/runner.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
 import type { MembershipSync } from "../../agent/sync/snapshot-sync.js";

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiRequestError } from "../../agent/http/client.js";
 import https from "node:https";
 import type pg from "pg";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";

@@ -15,7 +15,7 @@ import https from "node:https";
 import { rmSync } from "node:fs";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
-import { AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiRequestError } from "../../agent/http/client.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
 import { createCertificateAuthority, randomSerial } from "../../lib/crypto/pki.js";
 import { createCsr, issueNodeCertificate, parseCsr } from "../../lib/crypto/x509.js";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
-import { AgentApiClient, AgentApiRequestError } from "../../agent/enroll/client.js";
+import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { generateNodeKey } from "../../agent/enroll/identity-store.js";
 import { fetchPinnedCa } from "../../agent/enroll/join.js";
 import { createCsr } from "../../lib/crypto/x509.js";

@@ -128,9 +128,12 @@ describe("workload supervisor (real processes)", function () {
   it("stops a removed workload with SIGTERM, and SIGKILLs one that ignores it after the grace", async () => {
     const s = make({ stopGraceMs: 2500 });
     const polite = nodeWorkload("polite", forever);
-    const stubborn = nodeWorkload("stubborn", "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000);");
+    const stubborn = nodeWorkload("stubborn", "process.on('SIGTERM', () => {}); console.log('ignoring SIGTERM'); setInterval(() => {}, 1000);");
     s.apply([polite, stubborn], "Active");
     await until(() => st(s, "polite")?.ready && st(s, "stubborn")?.ready, 10_000, "both ready");
+    // A SIGTERM that arrives before node installed the handler kills at once: wait until it is in place.
+    const stubbornOut = join(dir, "workloads", "stubborn", "output.log");
+    await until(() => existsSync(stubbornOut) && readFileSync(stubbornOut, "utf8").includes("ignoring SIGTERM"), 10_000, "stubborn ignores SIGTERM");
     const t0 = Date.now();
     s.apply([stubborn], "Active");
     await until(() => pidsWith(polite.marker).length === 0, 5000, "polite gone");
