@@ -60,10 +60,11 @@ class FrozenMap<K, V> extends Map<K, V> {
 
 /**
  * Freezes value and everything reachable from it; Maps become read-only
- * Maps with frozen values. Dates are left alone (plans only read them).
+ * Maps with frozen values. Dates and Buffers are left alone (they cannot be
+ * frozen; plans only read them, and deterministic() compares copies).
  */
 export function frozen<V>(value: V): V {
-  if (value === null || typeof value !== "object" || value instanceof Date || Object.isFrozen(value)) return value;
+  if (value === null || typeof value !== "object" || value instanceof Date || ArrayBuffer.isView(value) || Object.isFrozen(value)) return value;
   if (value instanceof FrozenMap) return value;
   if (value instanceof Map) {
     const m = new FrozenMap([...value].map(([k, v]) => [frozen(k), frozen(v)] as const));
