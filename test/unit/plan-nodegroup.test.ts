@@ -162,7 +162,7 @@ describe("NodeGroup plan", () => {
     });
 
     it("a top-level group's view has no parent", () => {
-      assert.equal(viewOf(groupObj()).parent, undefined);
+      assert.deepEqual(viewOf(groupObj()), { name: "web", cluster: "east", parent: undefined });
     });
 
     it("a group without a name has no view", () => {
