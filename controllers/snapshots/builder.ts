@@ -36,6 +36,7 @@ import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
 import type pg from "pg";
 import { Counter, Histogram, Registry } from "prom-client";
 import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
+import { PgListener } from "../../lib/db/listener.js";
 import { withTransaction } from "../../lib/db/pool.js";
 import type { Logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
@@ -327,36 +328,21 @@ export class SnapshotBuilder {
 
   /** Runs until signal aborts: drains while leading, on notification or poll. */
   async run(signal: AbortSignal): Promise<void> {
-    let listener: pg.PoolClient | undefined;
     // A notification that arrives while a batch is being built must not wait
     // for the poll: the batch may have read the tables before that commit.
+    // A (re)connection counts as one: commits while nobody listened were not announced.
     let notified = false;
     const onNotify = (): void => {
       notified = true;
       this.wake?.();
     };
-    const listen = async (): Promise<void> => {
-      try {
-        const c = await this.o.pool.connect();
-        listener = c;
-        c.on("notification", onNotify);
-        // Released once only: by this handler while current, else by whoever took it (finally below).
-        c.on("error", () => {
-          if (listener !== c) return;
-          listener = undefined;
-          c.release(true);
-        });
-        await c.query(`LISTEN ${SNAPSHOT_DIRTY_CHANNEL}`);
-      } catch (err) {
-        this.o.log.warn("snapshot builder cannot listen; polling only", { error: (err as Error).message });
-        listener?.release(true);
-        listener = undefined;
-      }
-    };
+    const listener = new PgListener({ connection: this.o.pool, channels: [SNAPSHOT_DIRTY_CHANNEL], onNotification: onNotify, onConnect: onNotify, meanwhile: "polling", log: this.o.log });
+    const stopListening = new AbortController();
+    const listening = listener.run(AbortSignal.any([signal, stopListening.signal]));
+    await listener.firstAttempt;
     let failures = 0;
     try {
       while (!signal.aborted) {
-        if (listener === undefined) await listen();
         let more = false;
         let drained = false;
         notified = false;
@@ -393,16 +379,8 @@ export class SnapshotBuilder {
         this.wake = undefined;
       }
     } finally {
-      const c = listener;
-      if (c !== undefined) {
-        listener = undefined;
-        c.off("notification", onNotify);
-        const ok = await c.query(`UNLISTEN ${SNAPSHOT_DIRTY_CHANNEL}`).then(
-          () => true,
-          () => false,
-        );
-        c.release(!ok);
-      }
+      stopListening.abort();
+      await listening;
     }
   }
 }
