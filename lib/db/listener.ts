@@ -82,15 +82,15 @@ function detach(c: ListenClient, h: Handlers): void {
  *   `maxRetryMs` (with jitter) until one succeeds or the signal aborts.
  * - Every `probeMs` a `SELECT 1` on the connection must answer within
  *   `probeTimeoutMs`, or the connection is treated as lost and replaced.
- * - On abort: UNLISTEN, then the pooled client is released (destroyed when
- *   UNLISTEN fails or times out) or the own client ended; `run` resolves only
- *   after that. `run` never rejects.
- * - An instance runs once.
+ * - On abort: a pooled client is UNLISTENed and released (destroyed when
+ *   UNLISTEN fails or times out); an own client is ended, which ends its
+ *   LISTENs with the session. `run` resolves only after that and never
+ *   rejects, except when called a second time: an instance runs once.
  */
 export class PgListener {
   private isConnected = false;
   private ran = false;
-  private resolveFirst!: (err: Error | undefined) => void;
+  private resolveFirst: (err: Error | undefined) => void = () => undefined;
   private readonly listenSql: string;
   private readonly unlistenSql: string;
   /**
