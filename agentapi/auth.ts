@@ -26,6 +26,7 @@ import { X509Certificate } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type Koa from "koa";
 import type pg from "pg";
+import { PgListener } from "../lib/db/listener.js";
 import { CertificateRejected, claimedNode, verifyNodeCertificate } from "../lib/crypto/x509.js";
 import type { Logger } from "../lib/log.js";
 import type { ClusterStore, NodeRow, NodeStore } from "../lib/state/index.js";
@@ -100,108 +101,37 @@ export class AuthCache {
   private readonly clusters = new Map<string, ClusterCa>();
   /** Bumped by every invalidation: a lookup started before one is not stored. */
   private generation = 0;
-  private listener: pg.PoolClient | undefined;
-  private detach: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private probing = false;
-  private stopped = false;
+  private readonly listener: PgListener;
+  private readonly stopListening = new AbortController();
+  private running: Promise<void> | undefined;
   /** Lookups answered from memory / read from PostgreSQL (metrics and tests). */
   hits = 0;
   misses = 0;
 
-  constructor(
-    private readonly pool: pg.Pool,
-    private readonly log: Logger,
-    private readonly retryMs = 2000,
-    private readonly probeMs = 30_000,
-  ) {}
+  constructor(pool: pg.Pool, log: Logger, retryMs = 2000, probeMs = 30_000) {
+    this.listener = new PgListener({
+      connection: pool,
+      channels: [AGENT_AUTH_CHANNEL],
+      onNotification: (m) => this.onNotification(m.payload ?? ""),
+      // Whatever was read before the LISTEN (or while it was down) may already be stale.
+      onConnect: () => this.clear(),
+      onDisconnect: () => this.clear(),
+      meanwhile: "checking PostgreSQL on every request",
+      log,
+      retryMs,
+      probeMs,
+    });
+  }
 
   /** True while the LISTEN connection is up: only then are status and CA served from memory. */
   get listening(): boolean {
-    return this.listener !== undefined;
+    return this.listener.connected;
   }
 
-  /** Starts listening (the cache stays off until the LISTEN is in place). */
+  /** Starts listening (the cache stays off until the LISTEN is in place); resolves after the first attempt. */
   async start(): Promise<void> {
-    await this.listen();
-    let sinceProbe = 0;
-    this.timer = setInterval(() => {
-      if (this.listener === undefined) void this.listen();
-      else if ((sinceProbe += this.retryMs) >= this.probeMs) {
-        sinceProbe = 0;
-        void this.probe();
-      }
-    }, this.retryMs);
-    this.timer.unref();
-  }
-
-  private async listen(): Promise<void> {
-    if (this.stopped || this.listener !== undefined) return;
-    let c: pg.PoolClient | undefined;
-    try {
-      c = await this.pool.connect();
-      const client = c;
-      const onNotification = (m: pg.Notification): void => this.onNotification(m.payload ?? "");
-      const onError = (err: Error): void => this.lost(client, err);
-      const onEnd = (): void => this.lost(client);
-      client.on("notification", onNotification);
-      client.on("error", onError);
-      client.on("end", onEnd);
-      const detach = (): void => {
-        client.off("notification", onNotification);
-        client.off("error", onError);
-        client.off("end", onEnd);
-      };
-      try {
-        await client.query(`LISTEN ${AGENT_AUTH_CHANNEL}`);
-      } catch (err) {
-        detach();
-        throw err;
-      }
-      if (this.stopped) {
-        detach();
-        client.release(true);
-        return;
-      }
-      // Whatever was read before the LISTEN may already be stale.
-      this.clear();
-      this.listener = client;
-      this.detach = detach;
-    } catch (err) {
-      if (c !== undefined) c.release(true);
-      this.log.warn("agent auth cache cannot listen; checking PostgreSQL on every request", { error: (err as Error).message });
-    }
-  }
-
-  private lost(client: pg.PoolClient, err?: Error): void {
-    if (this.listener !== client) return;
-    this.listener = undefined;
-    this.detach?.();
-    this.detach = undefined;
-    this.clear();
-    if (!this.stopped) this.log.warn("agent auth cache listener lost; checking PostgreSQL on every request until it is back", { error: err?.message });
-    client.release(true);
-  }
-
-  /** Detects a LISTEN connection that died silently. */
-  private async probe(): Promise<void> {
-    const c = this.listener;
-    if (c === undefined || this.probing) return;
-    this.probing = true;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        c.query("SELECT 1"),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error("listener probe timed out")), 10_000);
-        }),
-      ]);
-    } catch (err) {
-      this.lost(c, err as Error);
-    } finally {
-      clearTimeout(timer);
-      this.probing = false;
-    }
+    this.running = this.listener.run(this.stopListening.signal);
+    await this.listener.firstAttempt;
   }
 
   private onNotification(payload: string): void {
@@ -250,7 +180,7 @@ export class AuthCache {
 
   /** The current CA of a cluster (memory, else PostgreSQL). */
   async clusterCa(store: ClusterStore, cluster: string): Promise<ClusterCa | undefined> {
-    if (this.listener !== undefined) {
+    if (this.listening) {
       const hit = this.clusters.get(cluster);
       if (hit !== undefined) {
         this.hits++;
@@ -262,13 +192,13 @@ export class AuthCache {
     const row = await store.get(cluster);
     if (row === undefined) return undefined;
     const out = { ca: parsedCa(row.caCertPem, row.caFingerprint), fingerprint: row.caFingerprint };
-    if (gen === this.generation && this.listener !== undefined) this.clusters.set(cluster, out);
+    if (gen === this.generation && this.listening) this.clusters.set(cluster, out);
     return out;
   }
 
   /** Status and membership of a certificate serial (memory, else PostgreSQL). Unknown serials are not remembered. */
   async identity(store: NodeStore, serial: string): Promise<IdentityStatus | undefined> {
-    if (this.listener !== undefined) {
+    if (this.listening) {
       const hit = this.identities.get(serial);
       if (hit !== undefined) {
         this.hits++;
@@ -278,7 +208,7 @@ export class AuthCache {
     this.misses++;
     const gen = this.generation;
     const id = await store.identityBySerial(serial);
-    if (id !== undefined && gen === this.generation && this.listener !== undefined) {
+    if (id !== undefined && gen === this.generation && this.listening) {
       if (this.identities.size >= 1_000_000) this.clear();
       else {
         this.identities.set(serial, id);
@@ -292,21 +222,9 @@ export class AuthCache {
 
   /** Stops listening. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== undefined) clearInterval(this.timer);
-    const l = this.listener;
-    const detach = this.detach;
-    this.listener = undefined;
-    this.detach = undefined;
+    this.stopListening.abort();
+    await this.running;
     this.clear();
-    if (l !== undefined) {
-      const ok = await l.query(`UNLISTEN ${AGENT_AUTH_CHANNEL}`).then(
-        () => true,
-        () => false,
-      );
-      detach?.();
-      l.release(!ok);
-    }
   }
 }
 

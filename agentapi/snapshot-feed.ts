@@ -8,6 +8,7 @@
  * notification or a dropped LISTEN connection.
  */
 import type pg from "pg";
+import { PgListener } from "../lib/db/listener.js";
 import type { Logger } from "../lib/log.js";
 import { changesSince, currentChangeSeq, SNAPSHOT_CHANGED_CHANNEL } from "../lib/state/snapshots.js";
 
@@ -20,7 +21,9 @@ interface Waiter {
 export class SnapshotFeed {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private lastSeq = 0;
-  private listener: pg.PoolClient | undefined;
+  private readonly listener: PgListener;
+  private readonly stopListening = new AbortController();
+  private listening: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private reading: Promise<void> | undefined;
   private again = false;
@@ -31,34 +34,17 @@ export class SnapshotFeed {
     private readonly pool: pg.Pool,
     private readonly log: Logger,
     private readonly pollMs = 2000,
-  ) {}
-
-  /** Starts listening; resolves once the feed position is known. */
-  async start(): Promise<void> {
-    this.lastSeq = await currentChangeSeq(this.pool);
-    await this.listen();
-    this.timer = setInterval(() => {
-      if (this.listener === undefined) void this.listen();
-      this.refresh();
-    }, this.pollMs);
-    this.timer.unref();
+  ) {
+    this.listener = new PgListener({ connection: pool, channels: [SNAPSHOT_CHANGED_CHANNEL], onNotification: () => this.refresh(), onConnect: () => this.refresh(), meanwhile: "polling", log });
   }
 
-  private async listen(): Promise<void> {
-    if (this.stopped) return;
-    try {
-      const c = await this.pool.connect();
-      c.on("notification", () => this.refresh());
-      c.on("error", (err) => {
-        this.log.warn("snapshot feed listener lost; polling until it is back", { error: err.message });
-        if (this.listener === c) this.listener = undefined;
-        c.release(true);
-      });
-      await c.query(`LISTEN ${SNAPSHOT_CHANGED_CHANNEL}`);
-      this.listener = c;
-    } catch (err) {
-      this.log.warn("snapshot feed cannot listen; polling", { error: (err as Error).message });
-    }
+  /** Starts listening; resolves once the feed position is known (and the first LISTEN attempt made). */
+  async start(): Promise<void> {
+    this.lastSeq = await currentChangeSeq(this.pool);
+    this.listening = this.listener.run(this.stopListening.signal);
+    await this.listener.firstAttempt;
+    this.timer = setInterval(() => this.refresh(), this.pollMs);
+    this.timer.unref();
   }
 
   /** Reads the change feed now (coalesced: at most one read in flight, one queued). */
@@ -142,16 +128,12 @@ export class SnapshotFeed {
   /** Stops listening and releases every pending poll. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopListening.abort();
     if (this.timer !== undefined) clearInterval(this.timer);
     for (const [, set] of this.waiters) for (const w of set) w.resolve(undefined);
     this.waiters.clear();
     this.pending = 0;
     await this.reading;
-    const l = this.listener;
-    this.listener = undefined;
-    if (l !== undefined) {
-      await l.query(`UNLISTEN ${SNAPSHOT_CHANGED_CHANNEL}`).catch(() => undefined);
-      l.release();
-    }
+    await this.listening;
   }
 }

@@ -5,7 +5,7 @@
  * order. A periodic poll covers a missed notification or a dropped LISTEN
  * connection.
  */
-import pg from "pg";
+import { PgListener } from "../lib/db/listener.js";
 import type { Logger } from "../lib/log.js";
 import { eventsChannel, type StoredEvent, type Store } from "./store.js";
 
@@ -17,7 +17,9 @@ export class WatchHub {
   /** The newest revision dispatched to listeners. */
   lastRv = 0;
   private readonly listeners = new Map<string, Set<EventListener>>();
-  private listenClient?: pg.Client;
+  private readonly listener: PgListener;
+  private readonly stopListening = new AbortController();
+  private listening?: Promise<void>;
   private pumping = false;
   private pumpAgain = false;
   private stopped = false;
@@ -29,53 +31,39 @@ export class WatchHub {
     private readonly databaseUrl: string,
     private readonly log: Logger,
     private readonly pollMs = 1000,
-  ) {}
+  ) {
+    // A connection of its own, outside the pool: readiness follows it, and
+    // watch fan-out never waits for a pool slot.
+    this.listener = new PgListener({ connection: databaseUrl, channels: [eventsChannel], onNotification: () => this.pump(), onConnect: () => this.pump(), meanwhile: "polling", log });
+  }
 
-  /** Starts listening; events committed before start are not dispatched. */
+  /**
+   * Starts listening; events committed before start are not dispatched.
+   * Rejects when the first LISTEN fails (the database is not reachable).
+   */
   async start(): Promise<void> {
     this.lastRv = (await this.store.revision()).rv;
-    await this.connect();
+    this.listening = this.listener.run(this.stopListening.signal);
+    const failed = await this.listener.firstAttempt;
+    if (failed !== undefined) {
+      await this.stop();
+      throw new Error("listening for watch events", { cause: failed });
+    }
     this.pollTimer = setInterval(() => this.pump(), this.pollMs);
     this.pollTimer.unref();
   }
 
-  private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.databaseUrl });
-    client.on("error", (err) => {
-      this.log.warn("watch listener connection lost", { err });
-      this.listenClient = undefined;
-      client.end().catch(() => undefined);
-      if (!this.stopped) setTimeout(() => void this.reconnect(), 500).unref();
-    });
-    client.on("notification", () => this.pump());
-    await client.connect();
-    await client.query(`LISTEN ${eventsChannel}`);
-    this.listenClient = client;
-  }
-
-  private async reconnect(): Promise<void> {
-    if (this.stopped || this.listenClient) return;
-    try {
-      await this.connect();
-      this.pump();
-    } catch (err) {
-      this.log.warn("watch listener reconnect failed", { err });
-      setTimeout(() => void this.reconnect(), 1000).unref();
-    }
-  }
-
   /** Whether the LISTEN connection to PostgreSQL is up. */
   connected(): boolean {
-    return this.listenClient !== undefined;
+    return this.listener.connected;
   }
 
   /** Stops listening and polling. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
-    const c = this.listenClient;
-    this.listenClient = undefined;
-    await c?.end().catch(() => undefined);
+    this.stopListening.abort();
+    await this.listening;
   }
 
   /** Registers a listener for one resource; returns the unsubscribe function. */

@@ -13,10 +13,11 @@
  * the term the transaction is fenced on, and a deposed leader writes nothing.
  * The dirty marks of a batch are deleted in the same transaction, and only
  * if not re-marked meanwhile (a change during the build is never lost).
- * Within the transaction, signing and storing are pipelined (signatures on
- * the thread pool, a chunk upserted while the next ones are signed), which
- * keeps a cluster-wide re-sign of 10,000 nodes well under a second
- * (docs/snapshots.md, docs/benchmarks.md).
+ * Within the transaction, an assembly pass builds the payloads (assemble.ts)
+ * and a sign/store pass signs and stores the changed ones, pipelined
+ * (store.ts: signatures on the thread pool, a chunk upserted while the next
+ * ones are signed), which keeps a cluster-wide re-sign of 10,000 nodes well
+ * under a second (docs/snapshots.md, docs/benchmarks.md).
  *
  * Wake-ups: a trigger on snapshot_dirty NOTIFYs the builder at the writer's
  * commit (one arriving during a batch starts the next batch at once, as that
@@ -32,36 +33,19 @@
  * The cluster's Ed25519 key is opened from cluster_keys with the KEK once and
  * cached as a KeyObject.
  */
-import { createHash, createPrivateKey, type KeyObject } from "node:crypto";
+import { createPrivateKey } from "node:crypto";
 import type pg from "pg";
 import { Counter, Histogram, Registry } from "prom-client";
 import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
+import { PgListener } from "../../lib/db/listener.js";
 import { withTransaction } from "../../lib/db/pool.js";
 import type { Logger } from "../../lib/log.js";
-import { canonicalize } from "../../lib/snapshot/canonical-json.js";
-import { snapshotContributors, type SnapshotNodeRef } from "../../lib/snapshot/contributors.js";
-import { keyIdOf, signAndEncodeSnapshotAsync, type SnapshotHeader, type SnapshotPayload } from "../../lib/snapshot/format.js";
+import { snapshotContributors } from "../../lib/snapshot/contributors.js";
+import { keyIdOf } from "../../lib/snapshot/format.js";
 import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
-import {
-  clearDirty,
-  clusterNodeNames,
-  deleteSnapshots,
-  markMissingAndAging,
-  nextRefreshAt,
-  nodeSources,
-  notifySnapshotsChanged,
-  readDirty,
-  SNAPSHOT_DIRTY_CHANNEL,
-  storedMeta,
-  writeSnapshots,
-  type SnapshotWrite,
-} from "../../lib/state/snapshots.js";
-import { decide, lifetimeOf, nextSerial } from "./plan.js";
-
-/** Snapshots per group of signatures handed to the thread pool at once. */
-const SIGN_CHUNK = 256;
-/** Groups of signatures queued at most (bounds what other thread-pool users wait behind). */
-const SIGN_CHUNKS_IN_FLIGHT = 2;
+import { clearDirty, deleteSnapshots, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL } from "../../lib/state/snapshots.js";
+import { assemblePayloads, loadBatch, type SigningKey } from "./assemble.js";
+import { signAndStore } from "./store.js";
 
 /** Options of SnapshotBuilder. */
 export interface SnapshotBuilderOptions {
@@ -89,15 +73,6 @@ export interface BatchResult {
   signed: number;
   unchanged: number;
   deleted: number;
-}
-
-interface SigningKey {
-  key: KeyObject;
-  keyId: string;
-}
-
-function sha256(data: string | Buffer): string {
-  return createHash("sha256").update(data).digest("hex");
 }
 
 /** See the module comment. */
@@ -141,154 +116,35 @@ export class SnapshotBuilder {
     return p;
   }
 
-  /** Builds one batch of dirty marks; resolves with what it did (marks 0: nothing was dirty). */
+  /**
+   * Builds one batch of dirty marks; resolves with what it did (marks 0:
+   * nothing was dirty). One fenced transaction: assembly pass
+   * (assemble.ts), then sign/store pass (store.ts), then the gone nodes'
+   * snapshots are deleted and the marks cleared.
+   */
   async drainOnce(): Promise<BatchResult> {
     const result: BatchResult = { marks: 0, nodes: 0, signed: 0, unchanged: 0, deleted: 0 };
     const marks = await readDirty(this.o.pool, this.o.batchSize ?? 1000);
     if (marks.length === 0) return result;
     const started = process.hrtime.bigint();
     result.marks = marks.length;
-    const nodes = new Set<string>();
-    for (const m of marks) {
-      if (m.node === "*") for (const n of await clusterNodeNames(this.o.pool, m.cluster)) nodes.add(n);
-      else nodes.add(m.node);
-    }
-    const names = [...nodes].sort();
-    result.nodes = names.length;
-    // Cluster rows and keys are read before the transaction (the key is cached).
-    const clusterNames = [...new Set(marks.map((m) => m.cluster))];
-    const clusterInfo = new Map<string, { lifetimeMs: number; key: SigningKey } | Error>();
-    for (const c of clusterNames) {
-      const row = await this.o.clusters.get(c);
-      if (row === undefined) {
-        clusterInfo.set(c, new Error(`cluster ${c} has no row`));
-        continue;
-      }
-      try {
-        clusterInfo.set(c, { lifetimeMs: lifetimeOf(row.spec), key: await this.signingKey(c, row.snapshotKeyId) });
-      } catch (err) {
-        clusterInfo.set(c, err as Error);
-      }
-    }
-    let earliestRefresh = Number.POSITIVE_INFINITY;
-    await this.o.fence.runFenced(async (c) => {
-      earliestRefresh = Number.POSITIVE_INFINITY;
+    const batch = await loadBatch(this.o.pool, marks, this.o.clusters, (c, keyId) => this.signingKey(c, keyId));
+    result.nodes = batch.names.length;
+    const contributors = snapshotContributors();
+    const done = await this.o.fence.runFenced(async (c) => {
       const term = this.o.fence.heldTerm();
       if (term === undefined) throw new Error("building snapshots without an authority term");
-      const sources = await nodeSources(c, names);
-      const { meta, highest } = await storedMeta(c, names);
-      const gone: string[] = [];
-      const now = this.now();
-      // Pass 1: identity, then every contributor — in batches per cluster where it can.
-      const pending: Array<{ node: string; src: NonNullable<ReturnType<typeof sources.get>>; info: { lifetimeMs: number; key: SigningKey }; payload: SnapshotPayload; ref: SnapshotNodeRef }> = [];
-      for (const node of names) {
-        const src = sources.get(node);
-        if (src === undefined) {
-          if (meta.has(node)) gone.push(node);
-          continue;
-        }
-        const info = clusterInfo.get(src.cluster);
-        if (info === undefined || info instanceof Error) {
-          this.o.log.warn("snapshot not built: cluster not ready", { cluster: src.cluster, node, error: info?.message ?? "not in this batch" });
-          continue;
-        }
-        const payload: SnapshotPayload = { identity: src.identity, roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] };
-        pending.push({ node, src, info, payload, ref: { cluster: src.cluster, node, membership: src.membership } });
-      }
-      const byCluster = new Map<string, typeof pending>();
-      for (const p of pending) {
-        let list = byCluster.get(p.ref.cluster);
-        if (!list) byCluster.set(p.ref.cluster, (list = []));
-        list.push(p);
-      }
-      for (const contributor of snapshotContributors()) {
-        for (const [cluster, list] of byCluster) {
-          try {
-            if (contributor.contributeMany) {
-              await contributor.contributeMany(c, cluster, list.map((p) => p.ref), new Map(list.map((p) => [p.node, p.payload])));
-            } else {
-              for (const p of list) await contributor.contribute(c, p.ref, p.payload);
-            }
-          } catch (cause) {
-            throw new Error(`snapshot contributor ${contributor.name} failed for cluster ${cluster}`, { cause });
-          }
-        }
-      }
-      // Pass 2: hash, decide, sign, store — pipelined: signatures are computed
-      // on the thread pool (SIGN_CHUNK per chunk, at most SIGN_CHUNKS_IN_FLIGHT
-      // chunks queued) while this thread canonicalises the next chunk, and each
-      // signed chunk is written while later ones are signed. The writes go
-      // through this transaction's client one after the other.
-      let writing: Promise<void> = Promise.resolve();
-      let writeFailed = false;
-      const store = (rows: SnapshotWrite[]): void => {
-        if (rows.length === 0) return;
-        result.signed += rows.length;
-        writing = writing.then(() => writeSnapshots(c, rows, { notify: false }));
-        // Awaited below; meanwhile a failed write stops the signing (the transaction is lost anyway).
-        writing.catch(() => {
-          writeFailed = true;
-        });
-      };
-      const inFlight: Array<Promise<SnapshotWrite[]>> = [];
-      let jobs: Array<Promise<SnapshotWrite>> = [];
-      try {
-        for (let at = 0; at < pending.length && !writeFailed; at += SIGN_CHUNK) {
-          jobs = [];
-          for (const { node, src, info, payload } of pending.slice(at, at + SIGN_CHUNK)) {
-            const canonicalPayload = canonicalize(payload);
-            const payloadHash = sha256(canonicalPayload);
-            const stored = meta.get(node);
-            const decision = decide(stored, payloadHash, now);
-            if (decision === "unchanged") {
-              result.unchanged++;
-              continue;
-            }
-            const expiresAt = new Date(now.getTime() + info.lifetimeMs);
-            earliestRefresh = Math.min(earliestRefresh, now.getTime() + info.lifetimeMs / 2);
-            const header: SnapshotHeader = {
-              formatVersion: 1,
-              cluster: src.cluster,
-              node,
-              serial: nextSerial(stored, highest.get(node)),
-              authorityTerm: term,
-              issuedAt: now.toISOString(),
-              expiresAt: expiresAt.toISOString(),
-              keyId: info.key.keyId,
-            };
-            jobs.push(
-              signAndEncodeSnapshotAsync(header, payload, info.key.key, canonicalPayload).then(({ bytes }) => ({
-                cluster: src.cluster,
-                node,
-                serial: header.serial,
-                term,
-                payloadHash,
-                hash: sha256(bytes),
-                bytes,
-                issuedAt: now,
-                expiresAt,
-              })),
-            );
-          }
-          const chunk = Promise.all(jobs);
-          chunk.catch(() => undefined); // awaited below
-          inFlight.push(chunk);
-          jobs = [];
-          if (inFlight.length >= SIGN_CHUNKS_IN_FLIGHT) store(await (inFlight.shift() as Promise<SnapshotWrite[]>));
-        }
-        while (inFlight.length > 0) store(await (inFlight.shift() as Promise<SnapshotWrite[]>));
-      } catch (err) {
-        // Let queued signatures and the write in progress settle before the transaction is rolled back.
-        await Promise.allSettled([...inFlight, ...jobs, writing]);
-        throw err;
-      }
-      await writing;
-      if (result.signed > 0) await notifySnapshotsChanged(c);
-      result.deleted = await deleteSnapshots(c, gone);
+      const assembly = await assemblePayloads(c, batch, contributors, this.o.log);
+      const stored = await signAndStore(c, assembly, term, this.now());
+      const deleted = await deleteSnapshots(c, assembly.gone);
       await clearDirty(c, marks);
+      return { ...stored, deleted };
     });
+    result.signed = done.signed;
+    result.unchanged = done.unchanged;
+    result.deleted = done.deleted;
     // Committed: the next sweep is due no later than when the first of these reaches half its lifetime.
-    this.nextRefreshMs = Math.min(this.nextRefreshMs, earliestRefresh);
+    this.nextRefreshMs = Math.min(this.nextRefreshMs, done.earliestRefresh);
     this.built?.inc({ outcome: "signed" }, result.signed);
     this.built?.inc({ outcome: "unchanged" }, result.unchanged);
     this.built?.inc({ outcome: "deleted" }, result.deleted);
@@ -327,36 +183,21 @@ export class SnapshotBuilder {
 
   /** Runs until signal aborts: drains while leading, on notification or poll. */
   async run(signal: AbortSignal): Promise<void> {
-    let listener: pg.PoolClient | undefined;
     // A notification that arrives while a batch is being built must not wait
     // for the poll: the batch may have read the tables before that commit.
+    // A (re)connection counts as one: commits while nobody listened were not announced.
     let notified = false;
     const onNotify = (): void => {
       notified = true;
       this.wake?.();
     };
-    const listen = async (): Promise<void> => {
-      try {
-        const c = await this.o.pool.connect();
-        listener = c;
-        c.on("notification", onNotify);
-        // Released once only: by this handler while current, else by whoever took it (finally below).
-        c.on("error", () => {
-          if (listener !== c) return;
-          listener = undefined;
-          c.release(true);
-        });
-        await c.query(`LISTEN ${SNAPSHOT_DIRTY_CHANNEL}`);
-      } catch (err) {
-        this.o.log.warn("snapshot builder cannot listen; polling only", { error: (err as Error).message });
-        listener?.release(true);
-        listener = undefined;
-      }
-    };
+    const listener = new PgListener({ connection: this.o.pool, channels: [SNAPSHOT_DIRTY_CHANNEL], onNotification: onNotify, onConnect: onNotify, meanwhile: "polling", log: this.o.log });
+    const stopListening = new AbortController();
+    const listening = listener.run(AbortSignal.any([signal, stopListening.signal]));
+    await listener.firstAttempt;
     let failures = 0;
     try {
       while (!signal.aborted) {
-        if (listener === undefined) await listen();
         let more = false;
         let drained = false;
         notified = false;
@@ -393,16 +234,8 @@ export class SnapshotBuilder {
         this.wake = undefined;
       }
     } finally {
-      const c = listener;
-      if (c !== undefined) {
-        listener = undefined;
-        c.off("notification", onNotify);
-        const ok = await c.query(`UNLISTEN ${SNAPSHOT_DIRTY_CHANNEL}`).then(
-          () => true,
-          () => false,
-        );
-        c.release(!ok);
-      }
+      stopListening.abort();
+      await listening;
     }
   }
 }
