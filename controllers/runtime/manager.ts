@@ -204,6 +204,8 @@ export class Manager {
   }
 
   private async lead(signal: AbortSignal, term: number | undefined): Promise<void> {
+    // Every controller, its cache sync waits and its workers wait on this signal.
+    setMaxListeners(Math.max(32, 8 * this.controllers.length), signal);
     this.leading = true;
     this.log.info("running controllers", { term, controllers: this.controllers.map((c) => c.name) });
     try {
