@@ -2,7 +2,7 @@
  * SnapshotBuilder (leader only): drains the dirty index (snapshot_dirty,
  * lib/snapshot/contributors.ts) and re-signs only the snapshots a change
  * touched. For each dirty node it builds the complete payload (identity from
- * PostgreSQL, then every registered contributor), hashes the canonical
+ * PostgreSQL, then every contributor it was given), hashes the canonical
  * payload and compares it with the stored hash: the same input gives the
  * same bytes, so an unchanged payload keeps its serial and is not re-signed.
  * A changed payload gets the next serial, the held authority term and a fresh
@@ -39,7 +39,7 @@ import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
 import { withTransaction } from "../../lib/db/pool.js";
 import type { Logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
-import { snapshotContributors, type SnapshotNodeRef } from "../../lib/snapshot/contributors.js";
+import type { SnapshotContributor, SnapshotNodeRef } from "../../lib/snapshot/contributors.js";
 import { keyIdOf, signAndEncodeSnapshotAsync, type SnapshotHeader, type SnapshotPayload } from "../../lib/snapshot/format.js";
 import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
 import {
@@ -69,6 +69,8 @@ export interface SnapshotBuilderOptions {
   fence: Fence;
   clusters: ClusterStore;
   kek: Kek;
+  /** The parts of a node's payload after its identity, filled in this order. */
+  contributors: readonly SnapshotContributor[];
   /** True while this instance leads. */
   isLeader: () => boolean;
   log: Logger;
@@ -201,7 +203,7 @@ export class SnapshotBuilder {
         if (!list) byCluster.set(p.ref.cluster, (list = []));
         list.push(p);
       }
-      for (const contributor of snapshotContributors()) {
+      for (const contributor of this.o.contributors) {
         for (const [cluster, list] of byCluster) {
           try {
             if (contributor.contributeMany) {
