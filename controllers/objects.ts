@@ -15,10 +15,14 @@ export type FabricClusterObject = Kube<FabricCluster>;
 /** A NodeGroup as cached by an informer. */
 export type NodeGroupObject = Kube<NodeGroup>;
 
-import type { FabricNode, JoinRequest, JoinToken } from "../lib/api/types.generated.js";
+import type { FabricNode, JoinRequest, JoinToken, RoleAssignment, ServiceWorkload } from "../lib/api/types.generated.js";
 /** A JoinToken as cached by an informer. */
 export type JoinTokenObject = Kube<JoinToken>;
 /** A JoinRequest as cached by an informer. */
 export type JoinRequestObject = Kube<JoinRequest>;
 /** A FabricNode as cached by an informer. */
 export type FabricNodeObject = Kube<FabricNode>;
+/** A RoleAssignment as cached by an informer. */
+export type RoleAssignmentObject = Kube<RoleAssignment>;
+/** A ServiceWorkload as cached by an informer. */
+export type ServiceWorkloadObject = Kube<ServiceWorkload>;

@@ -38,8 +38,8 @@ export interface AuthorityView {
 
 /**
  * The status to publish: fingerprints from the row, the authority, and a
- * Ready condition. Fields owned by other controllers (nodeCounts,
- * roleCoverage) and other conditions are carried over unchanged.
+ * Ready condition. Other fields (roleCoverage, which the reconciler sets
+ * from desiredRoleCoverage) and other conditions are carried over unchanged.
  */
 export function desiredClusterStatus(obj: FabricCluster, row: ClusterRow, authority: AuthorityView, now: Date): FabricClusterStatus {
   const generation = obj.metadata.generation ?? 0;
@@ -65,4 +65,14 @@ export function desiredClusterStatus(obj: FabricCluster, row: ClusterRow, author
     authorityHolder: authority.holder,
     conditions,
   };
+}
+
+/**
+ * status.roleCoverage from the coverage rows of the cluster's grants: sorted
+ * by role name (code-unit order, whatever PostgreSQL's collation), and
+ * undefined (the field removed) when no role is held.
+ */
+export function desiredRoleCoverage(rows: ReadonlyArray<{ role: string; assigned: number; ready: number }>): FabricClusterStatus["roleCoverage"] {
+  if (rows.length === 0) return undefined;
+  return rows.map((r) => ({ role: r.role, assigned: r.assigned, ready: r.ready })).sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
 }

@@ -4,20 +4,29 @@
  * halves sealed under the KEK in cluster_keys, never in the CR), and
  * publishes fingerprints, the authority term and Ready. A cluster that no
  * longer exists has its rows and keys deleted.
+ *
+ * It is the only writer of FabricCluster status: roleCoverage (per role held
+ * in the cluster, its holders and how many of them are healthy; a role with
+ * ready 0 has no healthy node) is read from the grants in PostgreSQL on
+ * every reconcile. The RoleAssignment controller wakes this one after it
+ * changed grants, and now and then, since certificates expire and
+ * memberships change without an event here.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricClusterObject as FabricCluster } from "../objects.js";
 import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
 import { seal, type Kek } from "../../lib/crypto/kek.js";
-import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow } from "../../lib/state/index.js";
+import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow, type RoleStore } from "../../lib/state/index.js";
 import { FencedError, TerminalError, patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
-import { desiredClusterStatus, planClusterRow } from "./plan.js";
+import { desiredClusterStatus, desiredRoleCoverage, planClusterRow } from "./plan.js";
 
 /** Dependencies of FabricClusterReconciler. */
 export interface FabricClusterReconcilerDeps {
   informer: Informer<FabricCluster>;
   clusters: ClusterStore;
+  /** Role grants; without it status.roleCoverage is carried over as it is. */
+  roles?: Pick<RoleStore, "coverage">;
   kek: Kek;
   api: CustomObjectsApi;
   /** The held authority term (undefined: not leading, nothing is written). */
@@ -63,6 +72,7 @@ export class FabricClusterReconciler implements Reconciler {
     const term = this.d.term();
     if (term === undefined) throw new FencedError("fenced: no authority term held while writing status", undefined, undefined);
     const status = desiredClusterStatus(obj, row, { term, holder: this.d.identity }, new Date((this.d.clock ?? realClock).now()));
+    if (this.d.roles !== undefined) status.roleCoverage = desiredRoleCoverage(await this.d.roles.coverage(key.name));
     const wrote = await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     if (wrote) ctx.log.debug("status written", { cluster: key.name, generation });
   }

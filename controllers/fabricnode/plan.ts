@@ -1,10 +1,11 @@
 /**
  * Pure decisions of the FabricNode controller: the Ready condition, the
- * identity block, and (liveness.ts) what the heartbeats contribute.
+ * identity block, (liveness.ts) what the heartbeats contribute, and the
+ * roles and workloads the node holds and runs.
  */
-import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
+import type { FabricNodeStatus, FabricNodeStatusWorkload } from "../../lib/api/types.generated.js";
 import type { HeartbeatRow } from "../../lib/state/heartbeats.js";
-import type { IdentityRow, NodeRow } from "../../lib/state/index.js";
+import type { IdentityRow, NodeRow, WorkloadReportRow } from "../../lib/state/index.js";
 import { formatTime, jsonEqual, setCondition, type Condition } from "../runtime/index.js";
 import { healthOf, LivenessReasons, type LivenessSettings } from "./liveness.js";
 import { withHeartbeat } from "./liveness.js";
@@ -71,4 +72,24 @@ export function desiredNodeStatus(
   }
   if (hb !== undefined && health !== undefined && liveness !== undefined) return withHeartbeat(row?.name ?? "", current, out, hb, health, liveness.settings, jsonEqual);
   return out;
+}
+
+/** status.assignedRoles from the node's grants: each role once, sorted; undefined (the field removed) when none. */
+export function assignedRolesOf(grants: ReadonlyArray<{ role: string }>): string[] | undefined {
+  const roles = [...new Set(grants.map((g) => g.role))].sort();
+  return roles.length === 0 ? undefined : roles;
+}
+
+/**
+ * status.workloads from the agent's latest reports (one per workload, in the
+ * order given); undefined (the field removed) when there is none.
+ */
+export function nodeWorkloadsOf(reports: readonly WorkloadReportRow[]): FabricNodeStatusWorkload[] | undefined {
+  if (reports.length === 0) return undefined;
+  return reports.map((r) => {
+    const w: FabricNodeStatusWorkload = { name: r.workload, state: r.state, restartCount: r.restartCount };
+    const msg = [r.reason, r.message].filter((x) => x !== "").join(": ");
+    if (msg !== "") w.message = msg.slice(0, 1024);
+    return w;
+  });
 }

@@ -9,15 +9,25 @@
  * with it; one created by hand (no enrollment record) never gets an identity.
  * Heartbeats do not go through the API server: HeartbeatMonitor scans
  * `node_heartbeats` and enqueues the nodes whose visible state changed.
+ *
+ * It is the only writer of FabricNode status. assignedRoles (from the
+ * node's grants) and workloads (from its agent's reports) are read from
+ * PostgreSQL on every reconcile; the RoleAssignment and ServiceWorkload
+ * controllers wake this one after they changed what a node holds or runs,
+ * and the workload report listener after an agent reported.
+ *
+ * Its own status writes requeue the node (no update filter): the reconcile
+ * that follows finds nothing to change, and it is what corrects a write
+ * computed against a cache that had not yet seen the previous one.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { HeartbeatStore } from "../../lib/state/heartbeats.js";
-import type { NodeStore } from "../../lib/state/index.js";
+import type { NodeStore, RoleStore, WorkloadStore } from "../../lib/state/index.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
-import { desiredNodeStatus } from "./plan.js";
+import { assignedRolesOf, desiredNodeStatus, nodeWorkloadsOf } from "./plan.js";
 
 /** Dependencies of FabricNodeReconciler. */
 export interface FabricNodeReconcilerDeps {
@@ -28,6 +38,9 @@ export interface FabricNodeReconcilerDeps {
   /** Heartbeats and published health; without it the status ignores heartbeats. */
   heartbeats?: HeartbeatStore;
   liveness?: LivenessSettings;
+  /** Role grants and workload reports; without them assignedRoles and workloads are carried over as they are. */
+  roles?: Pick<RoleStore, "rolesOfNodes">;
+  workloads?: Pick<WorkloadStore, "reportsOfNode">;
 }
 
 const res = RESOURCES.FabricNode;
@@ -55,6 +68,8 @@ export class FabricNodeReconciler implements Reconciler {
     const heartbeat = row === undefined || this.d.heartbeats === undefined ? undefined : await this.d.heartbeats.latest(key.name);
     const settings = this.d.liveness ?? DEFAULT_LIVENESS;
     const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt, { heartbeat, settings });
+    if (this.d.roles !== undefined) status.assignedRoles = assignedRolesOf(await this.d.roles.rolesOfNodes([key.name]));
+    if (this.d.workloads !== undefined) status.workloads = nodeWorkloadsOf(await this.d.workloads.reportsOfNode(key.name));
     if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
       const reason = status.health === "Unknown" ? `no heartbeat for more than ${Math.round(settings.gracePeriodMs / 1000)}s` : `agent reports ${status.health}`;
       if (await this.d.heartbeats.recordHealth(key.name, row.cluster, status.health, reason)) ctx.log.info("node health changed", { node: key.name, from: obj.status?.health, to: status.health });

@@ -4,23 +4,24 @@
  * nodes that pass the checks of plan.ts (Active, required capabilities),
  * writes the per-node grants to PostgreSQL (fenced, audited, snapshot marks
  * in the same transaction) and publishes matched and refused nodes with
- * their reasons. It also owns FabricNode status.assignedRoles and
- * FabricCluster status.roleCoverage (roles held somewhere, and how many of
- * their holders are healthy: a role with ready 0 has no healthy node).
- * A deleted or disabled assignment withdraws the role from every node.
+ * their reasons. A deleted or disabled assignment withdraws the role from
+ * every node.
+ *
+ * The grants are also published on FabricNode status.assignedRoles and
+ * FabricCluster status.roleCoverage, but by the controllers of those kinds
+ * (each kind's status has one writer): after its commit this reconciler
+ * wakes the nodes whose grants changed and the assignment's cluster, whose
+ * coverage it also refreshes on every periodic requeue.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib/kube/selectors.js";
-import { RESOURCES, type FabricClusterStatus } from "../../lib/api/types.generated.js";
+import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { RoleStore } from "../../lib/state/index.js";
-import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, Kube } from "../objects.js";
-import type { RoleAssignment } from "../../lib/api/types.generated.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, RoleAssignmentObject } from "../objects.js";
 import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
-import { OwnedStatusField } from "./owned-field.js";
-import { desiredRoleStatus, planGrants, roleCoverageOf, type GrantPlan, type NodeView, type RoleReasons } from "./plan.js";
+import { desiredRoleStatus, planGrants, type GrantPlan, type NodeView, type RoleReasons } from "./plan.js";
 
-/** A RoleAssignment as cached by an informer. */
-export type RoleAssignmentObject = Kube<RoleAssignment>;
+export type { RoleAssignmentObject } from "../objects.js";
 
 /** Dependencies of RoleAssignmentReconciler. */
 export interface RoleAssignmentReconcilerDeps {
@@ -31,6 +32,10 @@ export interface RoleAssignmentReconcilerDeps {
   api: CustomObjectsApi;
   /** Called after grants changed (e.g. to requeue the ServiceWorkloads of the cluster and role). */
   onGrantsChanged?: (cluster: string, role: string) => void;
+  /** Requeues a FabricNode (whose controller publishes its assignedRoles). */
+  wakeNode?: (name: string) => void;
+  /** Requeues a FabricCluster (whose controller publishes its roleCoverage). */
+  wakeCluster?: (name: string) => void;
   clock?: Clock;
 }
 
@@ -43,13 +48,7 @@ export function nodeView(n: FabricNode): NodeView {
 
 /** See the module comment. */
 export class RoleAssignmentReconciler implements Reconciler {
-  private readonly assignedRoles: OwnedStatusField<string[]>;
-  private readonly coverage: OwnedStatusField<NonNullable<FabricClusterStatus["roleCoverage"]>>;
-
-  constructor(private readonly d: RoleAssignmentReconcilerDeps) {
-    this.assignedRoles = new OwnedStatusField(d.api, RESOURCES.FabricNode, "assignedRoles");
-    this.coverage = new OwnedStatusField(d.api, RESOURCES.FabricCluster, "roleCoverage");
-  }
+  constructor(private readonly d: RoleAssignmentReconcilerDeps) {}
 
   async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void> {
     const obj = this.d.informer.get(key);
@@ -58,7 +57,7 @@ export class RoleAssignmentReconciler implements Reconciler {
       if (await this.d.roles.deleteAssignment(key.name)) {
         ctx.log.info("role withdrawn: assignment deleted", { assignment: key.name, nodes: had.length });
         const first = had[0];
-        if (first !== undefined) await this.afterChange(first.cluster, first.role, had.map((r) => r.node));
+        if (first !== undefined) this.afterChange(first.cluster, first.role, had.map((r) => r.node));
       }
       return;
     }
@@ -105,28 +104,22 @@ export class RoleAssignmentReconciler implements Reconciler {
     // A role or organization edit moves rows; the previous role's workloads must follow too.
     const prevRole = before[0]?.role;
     if (touched.length > 0 && prevRole !== undefined && prevRole !== spec.role) this.d.onGrantsChanged?.(before[0]?.cluster ?? cluster, prevRole);
-    await this.afterChange(cluster, spec.role, touched, touched.length > 0);
+    this.afterChange(cluster, spec.role, touched, touched.length > 0);
     // Certificates expire and nodes go quiet without any event here: look at coverage now and then.
     return { requeueAfterMs: 60_000 };
   }
 
-  private async afterChange(cluster: string, role: string, nodes: string[], changed = true): Promise<void> {
+  /**
+   * Wakes what follows the grants: the ServiceWorkloads of the role (when
+   * they changed), the nodes given (only those with a FabricNode: a
+   * reconcile of a missing one deletes its row, which is the orphan sweep's
+   * call) and the cluster, when it exists, for the same reason.
+   */
+  private afterChange(cluster: string, role: string, nodes: string[], changed = true): void {
     if (changed) this.d.onGrantsChanged?.(cluster, role);
     for (const node of nodes) {
-      const n = this.d.nodes.get({ name: node });
-      if (n === undefined) continue;
-      await this.assignedRoles.write(node, n.status?.assignedRoles, async () => {
-        const rows = await this.d.roles.rolesOfNodes([node]);
-        const roles = [...new Set(rows.map((r) => r.role))].sort();
-        return roles.length === 0 ? undefined : roles;
-      });
+      if (this.d.nodes.get({ name: node }) !== undefined) this.d.wakeNode?.(node);
     }
-    const c = this.d.clusters.get({ name: cluster });
-    if (c !== undefined) {
-      await this.coverage.write(cluster, c.status?.roleCoverage, async () => {
-        const rows = roleCoverageOf(await this.d.roles.coverage(cluster));
-        return rows.length === 0 ? undefined : rows;
-      });
-    }
+    if (this.d.clusters.get({ name: cluster }) !== undefined) this.d.wakeCluster?.(cluster);
   }
 }

@@ -39,38 +39,11 @@ export interface Reconciler {
   reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void>;
 }
 
-/** A secondary informer whose events map to primary keys. Build with watchSecondary(). */
+/** A secondary informer whose events map to primary keys. Build with watchSecondary() (watch.ts). */
 export interface SecondaryWatch {
   readonly informer: Informer<KubernetesObject>;
   /** Subscribes enqueue to the informer's events; returns an unsubscribe function. */
   subscribe(enqueue: (key: ObjectKey) => void): () => void;
-}
-
-/**
- * Watches a secondary kind: every add, update (old and new object) and
- * delete is mapped to the primary keys to reconcile (e.g. a Secret to the
- * VPNConnections that reference it).
- */
-export function watchSecondary<S extends KubernetesObject>(
-  informer: Informer<S>,
-  map: (obj: S) => ObjectKey[],
-): SecondaryWatch {
-  return {
-    informer: informer as unknown as Informer<KubernetesObject>,
-    subscribe(enqueue) {
-      const emit = (obj: S): void => {
-        for (const k of map(obj)) enqueue(k);
-      };
-      return informer.addHandlers({
-        onAdd: emit,
-        onUpdate: (oldObj, newObj) => {
-          emit(oldObj);
-          if (newObj !== oldObj) emit(newObj);
-        },
-        onDelete: emit,
-      });
-    },
-  };
 }
 
 /** Options of Controller. */
@@ -156,6 +129,14 @@ export class Controller<T extends KubernetesObject> {
       this.opts.informer as unknown as Informer<KubernetesObject>,
       ...(this.opts.watches ?? []).map((w) => w.informer),
     ];
+  }
+
+  /** Queues a reconcile of every cached primary object (a manual resync); ignored while not running. */
+  enqueueAll(): void {
+    for (const obj of this.opts.informer.list()) {
+      const key = keyOf(obj);
+      if (key !== undefined) this.enqueue(key);
+    }
   }
 
   /** Queues a reconcile of key; ignored while the controller is not running. */

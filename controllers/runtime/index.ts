@@ -10,7 +10,6 @@ export * from "./conditions.js";
 export {
   Controller,
   intentChanged,
-  watchSecondary,
   type ControllerOptions,
   type ReconcileContext,
   type ReconcileResult,
@@ -28,7 +27,8 @@ export {
   type LeaseClient,
   type LeaseRecord,
 } from "./leader-election.js";
-export { Manager, type ManagerOptions } from "./manager.js";
+export { type KindModule } from "./kind-module.js";
+export { Manager, type ManagerOptions, type Runnable } from "./manager.js";
 export { RuntimeMetrics, runtimeMetrics } from "./metrics.js";
 export { cacheKey, deepFreeze, keyOf, mutableCopy, parseQueueKey, queueKey, type ObjectKey } from "./object.js";
 export {
@@ -45,4 +45,5 @@ export {
   type WatchEvent,
   type WatchRequest,
 } from "./source.js";
+export { GenerationChanged, IgnoreUpdates, UpdateWhen, watchSecondary, type Predicate } from "./watch.js";
 export { WorkQueue, type ShutdownOptions, type WorkQueueOptions } from "./workqueue.js";

@@ -3,12 +3,24 @@
  * (always, so a standby has warm caches) and runs the controllers only while
  * this instance leads. When leadership ends, workers stop and run() waits for
  * in-flight reconciles before the lease is released or campaigned for again.
+ *
+ * It is also what kind modules set themselves up with (controller-runtime's
+ * SetupWithManager): `informerFor` hands out one shared informer per resource
+ * (two controllers reading FabricNodes share one cache and one watch),
+ * `wake(kind)` lets a reconciler requeue objects of a kind another
+ * controller owns without knowing that controller (source.Channel in
+ * controller-runtime), and `addRunnable` runs side loops (sweeps, listeners,
+ * monitors) for the life of the manager. The manager knows no kind: resources
+ * are data and kinds are names.
  */
+import { setMaxListeners } from "node:events";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Registry, collectDefaultMetrics } from "prom-client";
 import { logger, type Logger } from "../../lib/log.js";
 import type { Controller } from "./controller.js";
-import type { Informer } from "./informer.js";
+import { Informer, type InformerOptions } from "./informer.js";
+import type { ObjectKey } from "./object.js";
+import type { CustomResourceRef, ListWatchSource } from "./source.js";
 import { LeaderElector, type AuthorityTerm, type LeaderElectorOptions } from "./leader-election.js";
 
 /** Options of Manager. */
@@ -26,7 +38,19 @@ export interface ManagerOptions {
   /** Identity for the authority term when there is no leader election. */
   identity?: string;
   log?: Logger;
+  /** How informerFor builds informers; without it informerFor throws. */
+  informers?: {
+    /** The list+watch source of a resource (e.g. customResourceSource with the process's KubeConfig). */
+    source: (ref: CustomResourceRef) => ListWatchSource<KubernetesObject>;
+    /** Tuning shared by every informer (silence timeout, resync). */
+    defaults?: Omit<InformerOptions<KubernetesObject>, "name" | "source" | "registry" | "log">;
+    /** Logger the informers' loggers derive from (default: the manager's). */
+    log?: Logger;
+  };
 }
+
+/** A side loop run for the life of the manager (leading or not); it must return once signal aborts. */
+export type Runnable = (signal: AbortSignal) => Promise<unknown>;
 
 /** See the module comment. */
 export class Manager {
@@ -35,6 +59,9 @@ export class Manager {
   private readonly log: Logger;
   private readonly controllers: Array<Controller<KubernetesObject>> = [];
   private readonly informers = new Set<Informer<KubernetesObject>>();
+  private readonly shared = new Map<string, Informer<KubernetesObject>>();
+  private readonly runnables: Array<{ name: string; run: Runnable }> = [];
+  private readonly unknownKinds = new Set<string>();
   private elector: LeaderElector | undefined;
   private leading = false;
   private started = false;
@@ -61,6 +88,63 @@ export class Manager {
     return this;
   }
 
+  /**
+   * The informer of a resource, created on first use and shared by every
+   * caller (keyed by group, version, plural and namespace); the manager runs
+   * it. `name` names it in logs and metrics (usually the kind). T must be the
+   * object type of the resource; every caller of one resource must agree.
+   */
+  informerFor<T extends KubernetesObject>(ref: CustomResourceRef, name: string): Informer<T> {
+    const key = `${ref.group}/${ref.version}/${ref.plural}/${ref.namespace ?? ""}`;
+    let informer = this.shared.get(key);
+    if (informer === undefined) {
+      if (this.started) throw new Error("manager: create informers before start");
+      const o = this.opts.informers;
+      if (o === undefined) throw new Error("manager: informerFor needs the informers option");
+      informer = new Informer<KubernetesObject>({
+        ...o.defaults,
+        name,
+        source: o.source({ group: ref.group, version: ref.version, plural: ref.plural, namespace: ref.namespace }),
+        registry: this.registry,
+        log: (o.log ?? this.log).with({ informer: name }),
+      });
+      this.shared.set(key, informer);
+      this.informers.add(informer);
+    }
+    return informer as unknown as Informer<T>;
+  }
+
+  /**
+   * An enqueue function for the controller of `kind` (its Controller.kind),
+   * resolved at call time so the order of setup does not matter. A
+   * reconciler that changed a fact another kind publishes wakes that kind's
+   * owner instead of writing its status. Like any enqueue, a wake is dropped
+   * while the controller is not running; a kind without a controller is
+   * logged once and ignored.
+   */
+  wake(kind: string): (key: ObjectKey) => void {
+    return (key) => {
+      const c = this.controllers.find((x) => x.kind === kind);
+      if (c !== undefined) c.enqueue(key);
+      else if (!this.unknownKinds.has(kind)) {
+        this.unknownKinds.add(kind);
+        this.log.error("wake of a kind without a controller ignored", { kind });
+      }
+    };
+  }
+
+  /** Adds a side loop run from start() until stop, leading or not (see Runnable). Call before start(). */
+  addRunnable(name: string, run: Runnable): this {
+    if (this.started) throw new Error("manager: add runnables before start");
+    this.runnables.push({ name, run });
+    return this;
+  }
+
+  /** Queues a reconcile of every cached object of every controller (a manual resync). */
+  enqueueAll(): void {
+    for (const c of this.controllers) c.enqueueAll();
+  }
+
   /** True while the controllers run (this instance leads). */
   isLeader(): boolean {
     return this.leading;
@@ -81,10 +165,15 @@ export class Manager {
     const onAbort = (): void => stopAll.abort();
     if (signal.aborted) stopAll.abort();
     else signal.addEventListener("abort", onAbort, { once: true });
+    // Every informer, runnable and their sleeps wait on this one signal.
+    setMaxListeners(Math.max(32, 4 * (this.informers.size + this.runnables.length)), stopAll.signal);
     const informers = [...this.informers].map((i) =>
       i
         .run(stopAll.signal)
         .catch((err: unknown) => this.log.error("informer stopped with an error", { informer: i.name, error: err })),
+    );
+    const runnables = this.runnables.map((r) =>
+      r.run(stopAll.signal).catch((err: unknown) => this.log.error("runnable stopped with an error", { runnable: r.name, error: err })),
     );
     try {
       const le = this.opts.leaderElection;
@@ -110,11 +199,13 @@ export class Manager {
     } finally {
       signal.removeEventListener("abort", onAbort);
       stopAll.abort();
-      await Promise.all(informers);
+      await Promise.all([...informers, ...runnables]);
     }
   }
 
   private async lead(signal: AbortSignal, term: number | undefined): Promise<void> {
+    // Every controller, its cache sync waits and its workers wait on this signal.
+    setMaxListeners(Math.max(32, 8 * this.controllers.length), signal);
     this.leading = true;
     this.log.info("running controllers", { term, controllers: this.controllers.map((c) => c.name) });
     try {

@@ -5,21 +5,22 @@
  * spec.nodeSelector), writes one desired row per node in its snapshot form
  * (fenced, audited, snapshot marks in the same transaction), and publishes
  * desired / ready / degraded counts and per-node detail from the agents'
- * reports. It also owns FabricNode status.workloads (every workload the
- * node's agent reports). Reports wake it through report-listener.ts; it
- * also looks again every few seconds while instances are not ready.
+ * reports. Reports wake it through report-listener.ts; it also looks again
+ * every few seconds while instances are not ready.
+ *
+ * FabricNode status.workloads (every workload the node's agent reports) is
+ * published by the FabricNode controller (each kind's status has one
+ * writer): this reconciler wakes the nodes concerned after its commit.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib/kube/selectors.js";
-import { RESOURCES, type FabricNodeStatusWorkload, type ServiceWorkload } from "../../lib/api/types.generated.js";
+import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { RoleStore, WorkloadStore } from "../../lib/state/index.js";
-import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, Kube } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, ServiceWorkloadObject } from "../objects.js";
 import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
-import { OwnedStatusField } from "../roleassignment/owned-field.js";
 import { desiredWorkloadStatus, snapshotWorkloadOf, targetNodes, validateWorkloadSpec } from "./plan.js";
 
-/** A ServiceWorkload as cached by an informer. */
-export type ServiceWorkloadObject = Kube<ServiceWorkload>;
+export type { ServiceWorkloadObject } from "../objects.js";
 
 /** Dependencies of ServiceWorkloadReconciler. */
 export interface ServiceWorkloadReconcilerDeps {
@@ -29,6 +30,8 @@ export interface ServiceWorkloadReconcilerDeps {
   roles: RoleStore;
   workloads: WorkloadStore;
   api: CustomObjectsApi;
+  /** Requeues a FabricNode (whose controller publishes its status.workloads). */
+  wakeNode?: (name: string) => void;
   clock?: Clock;
   /** Requeue period while some instance is not ready (default 5 s) and otherwise (default 60 s). */
   pollMs?: { notReady?: number; ready?: number };
@@ -38,11 +41,7 @@ const res = RESOURCES.ServiceWorkload;
 
 /** See the module comment. */
 export class ServiceWorkloadReconciler implements Reconciler {
-  private readonly nodeWorkloads: OwnedStatusField<FabricNodeStatusWorkload[]>;
-
-  constructor(private readonly d: ServiceWorkloadReconcilerDeps) {
-    this.nodeWorkloads = new OwnedStatusField(d.api, RESOURCES.FabricNode, "workloads");
-  }
+  constructor(private readonly d: ServiceWorkloadReconcilerDeps) {}
 
   async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void> {
     const obj = this.d.informer.get(key);
@@ -50,9 +49,9 @@ export class ServiceWorkloadReconciler implements Reconciler {
       const had = await this.d.workloads.desired(key.name);
       if (await this.d.workloads.deleteWorkload(key.name)) {
         ctx.log.info("workload withdrawn from every node: deleted", { workload: key.name, nodes: had.length });
-        await this.publishNodes(had.map((r) => r.node));
+        this.wakeNodes(had.map((r) => r.node));
       }
-      await this.publishNodes(this.nodesListing(key.name));
+      this.wakeNodes(this.nodesListing(key.name));
       return;
     }
     const spec = obj.spec;
@@ -95,7 +94,7 @@ export class ServiceWorkloadReconciler implements Reconciler {
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Nodes still listing the workload matter too: a report that dropped it
     // (the agent stopped it after its rows were gone) must clear their status.
-    await this.publishNodes([...new Set([...nodes, ...before.map((r) => r.node), ...reports.keys(), ...this.nodesListing(key.name)])]);
+    this.wakeNodes([...new Set([...nodes, ...before.map((r) => r.node), ...reports.keys(), ...this.nodesListing(key.name)])]);
     const allReady = nodes.length > 0 && status.ready === nodes.length;
     return { requeueAfterMs: allReady || nodes.length === 0 ? (this.d.pollMs?.ready ?? 60_000) : (this.d.pollMs?.notReady ?? 5000) };
   }
@@ -109,21 +108,10 @@ export class ServiceWorkloadReconciler implements Reconciler {
       .filter((n) => n !== "");
   }
 
-  /** Writes FabricNode status.workloads of the given nodes from their reports. */
-  private async publishNodes(nodes: readonly string[]): Promise<void> {
+  /** Wakes the FabricNodes given (only existing ones: a reconcile of a missing one deletes its row, which is the orphan sweep's call). */
+  private wakeNodes(nodes: readonly string[]): void {
     for (const node of nodes) {
-      const n = this.d.nodes.get({ name: node });
-      if (n === undefined) continue;
-      await this.nodeWorkloads.write(node, n.status?.workloads, async () => {
-        const rows = await this.d.workloads.reportsOfNode(node);
-        if (rows.length === 0) return undefined;
-        return rows.map((r) => {
-          const w: FabricNodeStatusWorkload = { name: r.workload, state: r.state, restartCount: r.restartCount };
-          const msg = [r.reason, r.message].filter((x) => x !== "").join(": ");
-          if (msg !== "") w.message = msg.slice(0, 1024);
-          return w;
-        });
-      });
+      if (this.d.nodes.get({ name: node }) !== undefined) this.d.wakeNode?.(node);
     }
   }
 }

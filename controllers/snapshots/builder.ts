@@ -2,7 +2,7 @@
  * SnapshotBuilder (leader only): drains the dirty index (snapshot_dirty,
  * lib/snapshot/contributors.ts) and re-signs only the snapshots a change
  * touched. For each dirty node it builds the complete payload (identity from
- * PostgreSQL, then every registered contributor), hashes the canonical
+ * PostgreSQL, then every contributor it was given), hashes the canonical
  * payload and compares it with the stored hash: the same input gives the
  * same bytes, so an unchanged payload keeps its serial and is not re-signed.
  * A changed payload gets the next serial, the held authority term and a fresh
@@ -40,7 +40,7 @@ import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
 import { PgListener } from "../../lib/db/listener.js";
 import { withTransaction } from "../../lib/db/pool.js";
 import type { Logger } from "../../lib/log.js";
-import { snapshotContributors } from "../../lib/snapshot/contributors.js";
+import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { keyIdOf } from "../../lib/snapshot/format.js";
 import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
 import { clearDirty, deleteSnapshots, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL } from "../../lib/state/snapshots.js";
@@ -53,6 +53,8 @@ export interface SnapshotBuilderOptions {
   fence: Fence;
   clusters: ClusterStore;
   kek: Kek;
+  /** The parts of a node's payload after its identity, filled in this order. */
+  contributors: readonly SnapshotContributor[];
   /** True while this instance leads. */
   isLeader: () => boolean;
   log: Logger;
@@ -130,7 +132,7 @@ export class SnapshotBuilder {
     result.marks = marks.length;
     const batch = await loadBatch(this.o.pool, marks, this.o.clusters, (c, keyId) => this.signingKey(c, keyId));
     result.nodes = batch.names.length;
-    const contributors = snapshotContributors();
+    const contributors = this.o.contributors;
     const done = await this.o.fence.runFenced(async (c) => {
       const term = this.o.fence.heldTerm();
       if (term === undefined) throw new Error("building snapshots without an authority term");

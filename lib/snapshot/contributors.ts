@@ -5,10 +5,11 @@
  *
  * - A part that changes what a node should receive calls
  *   {@link markNodesDirty} in the SAME transaction as its change.
- * - At build time the builder calls every registered contributor, in
- *   registration order, to fill its part of the payload. A contributor reads
- *   only what the node is entitled to (need-to-know is decided here) and
- *   never copies a secret value.
+ * - At build time the builder calls every contributor it was given (the
+ *   kinds hand theirs to the composition root, which passes the list to the
+ *   SnapshotBuilder), in that order, to fill its part of the payload. A
+ *   contributor reads only what the node is entitled to (need-to-know is
+ *   decided here) and never copies a secret value.
  */
 import type pg from "pg";
 import type { SnapshotPayload } from "./format.js";
@@ -33,20 +34,6 @@ export interface SnapshotContributor {
    * gives for each node. `payloads` is keyed by node name.
    */
   contributeMany?(db: pg.ClientBase, cluster: string, refs: readonly SnapshotNodeRef[], payloads: Map<string, SnapshotPayload>): Promise<void>;
-}
-
-const contributors: SnapshotContributor[] = [];
-
-/** Registers a contributor (once per name; a second registration replaces the first). */
-export function registerSnapshotContributor(c: SnapshotContributor): void {
-  const i = contributors.findIndex((x) => x.name === c.name);
-  if (i >= 0) contributors[i] = c;
-  else contributors.push(c);
-}
-
-/** The registered contributors, in order. */
-export function snapshotContributors(): readonly SnapshotContributor[] {
-  return contributors;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * Full re-snapshot of a 10,000-node cluster through the real builder
  * (controllers/snapshots/builder.ts) against the embedded PostgreSQL:
- * compute (identity + registered contributors), canonicalise, sign, store.
+ * compute (identity + the contributors the kinds hand it), canonicalise, sign, store.
  * Nodes and identities are inserted with SQL (enrolling 10,000 hosts is the
  * enrollment benchmark's job); then every node is marked dirty ("*") and the
  * running leader's builder drains it. Prints figures only.

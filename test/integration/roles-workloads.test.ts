@@ -10,10 +10,10 @@
 import assert from "node:assert/strict";
 import { CustomObjectsApi } from "@kubernetes/client-node";
 import { verifyChain } from "../../lib/audit/chain.js";
-import { snapshotContributors } from "../../lib/snapshot/contributors.js";
 import type { SnapshotPayload } from "../../lib/snapshot/format.js";
 import { writeStatusReport } from "../../lib/state/heartbeats.js";
-import { rolesContributor, workloadsContributor } from "../../controllers/roleassignment/snapshot.js";
+import { rolesContributor } from "../../controllers/roleassignment/snapshot.js";
+import { workloadsContributor } from "../../controllers/serviceworkload/snapshot.js";
 import { eventually, kubectl } from "../support/controlplane.js";
 import { applyCluster, createToken, enrollOnce, pinnedClient, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 
@@ -69,8 +69,8 @@ describe("roles and workloads: controllers", function () {
     await p?.stop();
   });
 
-  it("registers the roles and workloads snapshot contributors", () => {
-    const names = snapshotContributors().map((c) => c.name);
+  it("hands the roles and workloads snapshot contributors to the snapshot builder", () => {
+    const names = (p.cp.controllers?.snapshotContributors ?? []).map((c) => c.name);
     assert.ok(names.includes("roles") && names.includes("workloads"), names.join(","));
   });
 

@@ -226,6 +226,7 @@ describe("snapshot lifecycle: re-issue before expiry, term-fenced builder", func
       fence: authority,
       clusters: new ClusterStore(pool, authority, "test-new-leader"),
       kek: loadKek({ file: kekFileOf(p.stateDir) }),
+      contributors: controllers.snapshotContributors,
       isLeader: () => true,
       log: logger("test-new-leader"),
     });

@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { Registry } from "prom-client";
 import { FakeClock, flushMicrotasks } from "../../controllers/runtime/clock.js";
-import { Controller, watchSecondary, type Reconciler, type ReconcileContext } from "../../controllers/runtime/controller.js";
+import { Controller, type Reconciler, type ReconcileContext } from "../../controllers/runtime/controller.js";
 import { TerminalError } from "../../controllers/runtime/errors.js";
 import { Informer } from "../../controllers/runtime/informer.js";
 import type { LeaseClient, LeaseRecord } from "../../controllers/runtime/leader-election.js";
 import { Manager } from "../../controllers/runtime/manager.js";
 import type { ObjectKey } from "../../controllers/runtime/object.js";
-import type { ListWatchSource, WatchEvent } from "../../controllers/runtime/source.js";
+import type { CustomResourceRef, ListWatchSource, WatchEvent } from "../../controllers/runtime/source.js";
+import { GenerationChanged, IgnoreUpdates, UpdateWhen, watchSecondary, type Predicate } from "../../controllers/runtime/watch.js";
 
 function obj(name: string, rv = "1", labels?: Record<string, string>): KubernetesObject {
   return { metadata: { name, resourceVersion: rv, labels } };
@@ -197,6 +198,101 @@ describe("runtime Controller", () => {
     await done;
   });
 
+  const secret = (rv: string, owner: string, generation: number): KubernetesObject => ({ metadata: { name: "s1", resourceVersion: rv, generation, labels: { owner } } });
+  /** A controller on t's informer watching a secondary "Secret" informer through watchSecondary(predicates). */
+  function withSecondary(t: ReturnType<typeof setup>, ...predicates: Array<Predicate<KubernetesObject>>) {
+    const source = new GatedSource([secret("5", "b", 1)]);
+    const secrets = new Informer({ name: "Secret", source, clock: t.clock, resyncPeriodMs: 0 });
+    const ctrl = new Controller({
+      name: "thing3",
+      kind: "Thing",
+      informer: t.informer,
+      reconciler: t.reconciler,
+      watches: [watchSecondary(secrets, (s) => [{ name: s.metadata?.labels?.owner ?? "" }], ...predicates)],
+      clock: t.clock,
+    });
+    void t.informer.run(t.ac.signal);
+    void secrets.run(t.ac.signal);
+    return { source, done: ctrl.run(t.ac.signal) };
+  }
+
+  it("maps an update to the keys of both the old and the new object", async () => {
+    const t = setup([obj("a"), obj("b")]);
+    const w = withSecondary(t);
+    await flushMicrotasks();
+    t.reconciler.calls.length = 0;
+    w.source.emit({ type: "MODIFIED", object: secret("6", "a", 1) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls.sort(), ["a", "b"]);
+    t.ac.abort();
+    await w.done;
+  });
+
+  it("maps only generation changes with GenerationChanged, and still adds and deletes", async () => {
+    const t = setup([obj("a"), obj("b")]);
+    const w = withSecondary(t, GenerationChanged);
+    await flushMicrotasks();
+    t.reconciler.calls.length = 0;
+    w.source.emit({ type: "MODIFIED", object: secret("6", "b", 1) });
+    w.source.emit({ type: "MODIFIED", object: secret("7", "b", 1) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls, [], "a status-only update (same generation) maps to nothing");
+    w.source.emit({ type: "MODIFIED", object: secret("8", "a", 2) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls.sort(), ["a", "b"]);
+    t.reconciler.calls.length = 0;
+    w.source.emit({ type: "DELETED", object: secret("9", "a", 2) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls, ["a"]);
+    t.ac.abort();
+    await w.done;
+  });
+
+  it("maps no update with IgnoreUpdates, but adds and deletes", async () => {
+    const t = setup([obj("a"), obj("b")]);
+    const w = withSecondary(t, IgnoreUpdates);
+    await flushMicrotasks();
+    t.reconciler.calls.length = 0;
+    w.source.emit({ type: "MODIFIED", object: secret("6", "a", 2) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls, []);
+    w.source.emit({ type: "ADDED", object: obj("s2", "7", { owner: "a" }) });
+    w.source.emit({ type: "DELETED", object: secret("8", "b", 2) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls.sort(), ["a", "b"]);
+    t.ac.abort();
+    await w.done;
+  });
+
+  it("maps only the updates a custom UpdateWhen accepts, never a resync", async () => {
+    const t = setup([obj("a"), obj("b")]);
+    const seen: Array<[string | undefined, string | undefined]> = [];
+    const w = withSecondary(
+      t,
+      UpdateWhen((o, n) => {
+        seen.push([o.metadata?.resourceVersion, n.metadata?.resourceVersion]);
+        return o.metadata?.labels?.owner !== n.metadata?.labels?.owner;
+      }),
+    );
+    await flushMicrotasks();
+    t.reconciler.calls.length = 0;
+    w.source.emit({ type: "MODIFIED", object: secret("6", "b", 1) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls, [], "same owner: rejected");
+    w.source.emit({ type: "MODIFIED", object: secret("7", "a", 1) });
+    await flushMicrotasks();
+    assert.deepEqual(t.reconciler.calls.sort(), ["a", "b"]);
+    assert.deepEqual(seen, [
+      ["5", "6"],
+      ["6", "7"],
+    ]);
+    const resync = UpdateWhen(() => true).update;
+    const same = obj("x");
+    assert.equal(resync?.(same, same), false, "a resync (same object) never passes");
+    t.ac.abort();
+    await w.done;
+  });
+
   it("waits for in-flight reconciles when stopped and drops queued keys", async () => {
     const t = setup([obj("a"), obj("b")], { workers: 1 });
     let release!: () => void;
@@ -231,6 +327,84 @@ describe("runtime Manager", () => {
     ac.abort();
     await done;
     assert.equal(manager.isLeader(), false);
+  });
+});
+
+describe("runtime Manager as the place kinds set up with", () => {
+  const things: CustomResourceRef = { group: "example.io", version: "v1", plural: "things" };
+
+  it("hands out one informer per resource, runs it, and enqueues every controller's objects on enqueueAll", async () => {
+    const clock = new FakeClock();
+    const made: CustomResourceRef[] = [];
+    const manager = new Manager({
+      identity: "solo",
+      informers: {
+        source: (ref) => {
+          made.push(ref);
+          return new GatedSource([obj("a"), obj("b")]);
+        },
+        defaults: { clock, resyncPeriodMs: 0 },
+      },
+    });
+    const first = manager.informerFor(things, "Thing");
+    const second = manager.informerFor({ ...things }, "Thing");
+    assert.equal(first, second, "one informer per resource");
+    assert.notEqual(manager.informerFor({ ...things, plural: "others" }, "Other"), first);
+    assert.deepEqual(made.map((r) => r.plural), ["things", "others"]);
+    const reconciler = new ScriptedReconciler();
+    manager.add(new Controller({ name: "thing", kind: "Thing", informer: first, reconciler, clock }));
+    const ac = new AbortController();
+    const done = manager.start(ac.signal);
+    await flushMicrotasks();
+    assert.deepEqual(reconciler.calls.sort(), ["a", "b"], "the manager ran the shared informer");
+    reconciler.calls.length = 0;
+    manager.enqueueAll();
+    await flushMicrotasks();
+    assert.deepEqual(reconciler.calls.sort(), ["a", "b"]);
+    assert.throws(() => manager.informerFor({ ...things, plural: "late" }, "Late"), /before start/);
+    ac.abort();
+    await done;
+  });
+
+  it("wakes the controller of a kind by name, whenever it was added", async () => {
+    const clock = new FakeClock();
+    const manager = new Manager({ identity: "solo" });
+    const wakeThing = manager.wake("Thing");
+    const wakeNobody = manager.wake("Nobody");
+    const informer = new Informer({ name: "Thing", source: new GatedSource([obj("a")]), clock, resyncPeriodMs: 0 });
+    manager.addInformer(informer);
+    const reconciler = new ScriptedReconciler();
+    manager.add(new Controller({ name: "thing", kind: "Thing", informer, reconciler, clock }));
+    const ac = new AbortController();
+    const done = manager.start(ac.signal);
+    await flushMicrotasks();
+    reconciler.calls.length = 0;
+    wakeThing({ name: "z" });
+    wakeNobody({ name: "z" });
+    await flushMicrotasks();
+    assert.deepEqual(reconciler.calls, ["z"]);
+    ac.abort();
+    await done;
+  });
+
+  it("runs runnables until stop, leading or not, and waits for them", async () => {
+    const manager = new Manager({ identity: "solo" });
+    let started = 0;
+    let finished = 0;
+    manager.addRunnable("loop", async (signal) => {
+      started++;
+      await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+      await flushMicrotasks();
+      finished++;
+    });
+    const ac = new AbortController();
+    const done = manager.start(ac.signal);
+    await flushMicrotasks();
+    assert.equal(started, 1);
+    assert.throws(() => manager.addRunnable("late", async () => undefined), /before start/);
+    ac.abort();
+    await done;
+    assert.equal(finished, 1, "start() resolves after its runnables returned");
   });
 });
 

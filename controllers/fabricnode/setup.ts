@@ -1,0 +1,60 @@
+/**
+ * Registers the FabricNode kind: its controller (the only writer of
+ * FabricNode status), the heartbeat monitor that enqueues nodes whose
+ * heartbeats changed what the status shows, and the orphan sweep of node
+ * rows.
+ */
+import { RESOURCES } from "../../lib/api/types.generated.js";
+import type { FabricKind } from "../kind.js";
+import type { FabricNodeObject as FabricNode } from "../objects.js";
+import { runOrphanSweeps } from "../orphans.js";
+import { Controller } from "../runtime/index.js";
+import { HeartbeatMonitor } from "./heartbeat-monitor.js";
+import { DEFAULT_LIVENESS } from "./liveness.js";
+import { FabricNodeReconciler } from "./reconciler.js";
+
+/** See the module comment. */
+export const fabricNodeKind: FabricKind = {
+  kind: "FabricNode",
+  setup(mgr, d) {
+    const informer = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
+    const health = d.settings.nodeHealth;
+    const liveness = {
+      gracePeriodMs: health?.gracePeriodMs ?? DEFAULT_LIVENESS.gracePeriodMs,
+      publishIntervalMs: health?.heartbeatPublishIntervalMs ?? DEFAULT_LIVENESS.publishIntervalMs,
+    };
+    const controller = new Controller<FabricNode>({
+      name: "fabricnode",
+      kind: "FabricNode",
+      informer,
+      reconciler: new FabricNodeReconciler({
+        informer,
+        nodes: d.stores.nodes,
+        api: d.api,
+        heartbeats: d.stores.heartbeats,
+        liveness,
+        roles: d.stores.roles,
+        workloads: d.stores.workloads,
+      }),
+      workers: 4,
+      registry: d.registry,
+      log: d.log.with({ controller: "fabricnode" }),
+    });
+    mgr.add(controller);
+    const monitor = new HeartbeatMonitor({
+      heartbeats: d.stores.heartbeats,
+      // Only nodes with a FabricNode: a reconcile of a missing one deletes its row, which is the orphan sweep's call, not a heartbeat's.
+      enqueue: (name) => {
+        if (informer.get({ name }) !== undefined) controller.enqueue({ name });
+      },
+      isLeader: () => mgr.isLeader(),
+      settings: liveness,
+      scanIntervalMs: health?.scanIntervalMs,
+      log: d.log.with({ part: "heartbeat-monitor" }),
+    });
+    mgr.addRunnable("heartbeat monitor", (signal) => monitor.run(signal));
+    mgr.addRunnable("fabricnode orphan sweep", (signal) =>
+      runOrphanSweeps({ controller, informer, rowNames: () => d.stores.nodes.nodeNames(), intervalMs: d.settings.sweepIntervalMs, log: d.log }, signal),
+    );
+  },
+};
