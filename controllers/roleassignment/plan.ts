@@ -122,8 +122,3 @@ export function desiredRoleStatus(
     conditions: setCondition(current?.conditions as Condition[] | undefined, cond, now),
   };
 }
-
-/** FabricCluster status.roleCoverage from coverage rows (roles with ready 0 have no healthy node). */
-export function roleCoverageOf(rows: ReadonlyArray<{ role: string; assigned: number; ready: number }>): Array<{ role: string; assigned: number; ready: number }> {
-  return rows.map((r) => ({ role: r.role, assigned: r.assigned, ready: r.ready })).sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
-}

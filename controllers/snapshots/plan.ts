@@ -9,6 +9,12 @@ import { parseDuration } from "../../lib/enrollment/token.js";
 export const DEFAULT_SNAPSHOT_LIFETIME_MS = 24 * 3_600_000;
 /** Shortest lifetime accepted (a lifetime shorter than the re-issue loop would flap). */
 export const MIN_SNAPSHOT_LIFETIME_MS = 10_000;
+/**
+ * Longest lifetime accepted (30 days). The schema's duration pattern allows
+ * values past what a Date can hold ("2400000000h"); without a ceiling one
+ * typo would stop snapshot building for the cluster.
+ */
+export const MAX_SNAPSHOT_LIFETIME_MS = 30 * 24 * 3_600_000;
 
 /** Why a snapshot is (re)issued, or "unchanged" when the stored one stands. */
 export type BuildDecision = "new" | "changed" | "refresh" | "unchanged";
@@ -32,12 +38,14 @@ export function nextSerial(stored: StoredSnapshotMeta | undefined, highestEver: 
   return Math.max(stored?.serial ?? 0, highestEver ?? 0) + 1;
 }
 
-/** Snapshot lifetime of a cluster from its spec (default 24 h, at least 10 s). */
+/** Snapshot lifetime of a cluster from its spec (default 24 h, at least 10 s, at most 30 days). */
 export function lifetimeOf(spec: Record<string, unknown>): number {
   const v = spec.snapshotLifetime;
   if (typeof v !== "string") return DEFAULT_SNAPSHOT_LIFETIME_MS;
   try {
-    return Math.max(MIN_SNAPSHOT_LIFETIME_MS, parseDuration(v));
+    const ms = parseDuration(v);
+    if (!Number.isFinite(ms)) return MAX_SNAPSHOT_LIFETIME_MS;
+    return Math.min(MAX_SNAPSHOT_LIFETIME_MS, Math.max(MIN_SNAPSHOT_LIFETIME_MS, ms));
   } catch {
     return DEFAULT_SNAPSHOT_LIFETIME_MS;
   }

@@ -487,7 +487,7 @@ export interface FabricClusterSpec {
    */
   peerPolicy?: FabricClusterSpecPeerPolicy;
   /**
-   * How long a signed node snapshot stays valid (at least 10s; shorter values are treated as 10s). Snapshots are re-issued once half of it has passed; agents keep running from their last verified snapshot until it expires.
+   * How long a signed node snapshot stays valid (at least 10s, at most 720h; values outside are treated as the nearest bound). Snapshots are re-issued once half of it has passed; agents keep running from their last verified snapshot until it expires.
    *
    * Default: `"24h"`. Pattern: `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`.
    */

@@ -1,15 +1,14 @@
 /**
  * The RoleAssignment controller's pure decisions
  * (controllers/roleassignment/plan.ts): which named and selected nodes are
- * granted the role and which are refused with which reason, the status, and
- * FabricCluster status.roleCoverage. The reconciler writes plan.granted as
- * the node_roles rows (they reach the nodes' snapshots), so a wrongly
+ * granted the role and which are refused with which reason, and the
+ * status. The reconciler writes plan.granted as the node_roles rows (they reach the nodes' snapshots), so a wrongly
  * granted node would run a role it was not cleared for.
  */
 import assert from "node:assert/strict";
 import type { RoleAssignmentStatus } from "../../lib/api/types.generated.js";
 import type { RoleCandidate } from "../../lib/state/index.js";
-import { RoleReasons, desiredRoleStatus, missingFor, planGrants, roleCoverageOf, type GrantInput, type GrantPlan, type NodeView } from "../../controllers/roleassignment/plan.js";
+import { RoleReasons, desiredRoleStatus, missingFor, planGrants, type GrantInput, type GrantPlan, type NodeView } from "../../controllers/roleassignment/plan.js";
 import { PlanClock, T0, at, candidate, conditionOf, deterministic, frozen, frozenMap, publishedCondition } from "../support/plan-fixtures.js";
 
 const INGRESS = ["can_accept_client_ingress"];
@@ -245,35 +244,6 @@ describe("RoleAssignment plan", () => {
       const first = desiredRoleStatus(undefined, 1, refusedPlan, undefined, T0);
       assert.deepEqual(desiredRoleStatus(first, 1, refusedPlan, undefined, at(60_000)), first);
     });
-  });
-
-  describe("roleCoverageOf", () => {
-    const cases = [
-      { name: "no coverage rows give an empty list", rows: [], want: [] },
-      {
-        name: "coverage is sorted by role and keeps roles no healthy node holds (ready 0)",
-        rows: [
-          { role: "vpn-exit", assigned: 2, ready: 0 },
-          { role: "entry-node", assigned: 3, ready: 3 },
-          { role: "relay-node", assigned: 1, ready: 1 },
-        ],
-        want: [
-          { role: "entry-node", assigned: 3, ready: 3 },
-          { role: "relay-node", assigned: 1, ready: 1 },
-          { role: "vpn-exit", assigned: 2, ready: 0 },
-        ],
-      },
-      {
-        name: "columns other than role, assigned and ready are not published",
-        rows: [{ role: "entry-node", assigned: 1, ready: 1, cluster: "east" }],
-        want: [{ role: "entry-node", assigned: 1, ready: 1 }],
-      },
-    ];
-    for (const c of cases) {
-      it(c.name, () => {
-        assert.deepEqual(deterministic(roleCoverageOf, frozen(c.rows)), c.want);
-      });
-    }
   });
 
   it("every Ready reason is produced by a case above, and every refusal reason too", () => {

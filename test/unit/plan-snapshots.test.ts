@@ -5,7 +5,7 @@
  * nextSerial() and expires it lifetimeOf() after now.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_SNAPSHOT_LIFETIME_MS, MIN_SNAPSHOT_LIFETIME_MS, decide, lifetimeOf, nextSerial, type BuildDecision } from "../../controllers/snapshots/plan.js";
+import { DEFAULT_SNAPSHOT_LIFETIME_MS, MAX_SNAPSHOT_LIFETIME_MS, MIN_SNAPSHOT_LIFETIME_MS, decide, lifetimeOf, nextSerial, type BuildDecision } from "../../controllers/snapshots/plan.js";
 import { at, deterministic, frozen, storedSnapshot } from "../support/plan-fixtures.js";
 import type { StoredSnapshotMeta } from "../../lib/state/snapshots.js";
 
@@ -73,6 +73,10 @@ describe("snapshot plan", () => {
       { name: "exactly the 10 s minimum is honoured", spec: { snapshotLifetime: "10s" }, want: MIN_SNAPSHOT_LIFETIME_MS },
       { name: "just under the minimum is raised to 10 s", spec: { snapshotLifetime: "9999ms" }, want: 10_000 },
       { name: "zero is raised to the minimum (a lifetime shorter than the loop would flap)", spec: { snapshotLifetime: "0s" }, want: MIN_SNAPSHOT_LIFETIME_MS },
+      { name: "exactly the 30-day maximum is honoured", spec: { snapshotLifetime: "720h" }, want: MAX_SNAPSHOT_LIFETIME_MS },
+      { name: "just over the maximum is lowered to 30 days", spec: { snapshotLifetime: "720h1ms" }, want: MAX_SNAPSHOT_LIFETIME_MS },
+      { name: "a schema-valid lifetime past what a Date holds is lowered to the maximum", spec: { snapshotLifetime: "2400000000h" }, want: MAX_SNAPSHOT_LIFETIME_MS },
+      { name: "a lifetime whose digits overflow to Infinity is lowered to the maximum", spec: { snapshotLifetime: `${"9".repeat(400)}h` }, want: MAX_SNAPSHOT_LIFETIME_MS },
       { name: "other spec fields are ignored", spec: { snapshotLifetime: "2m", enrollmentPolicy: { maxTokenTTL: "1h" } }, want: 120_000 },
     ];
     for (const c of cases) {
