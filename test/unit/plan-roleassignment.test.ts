@@ -2,8 +2,9 @@
  * The RoleAssignment controller's pure decisions
  * (controllers/roleassignment/plan.ts): which named and selected nodes are
  * granted the role and which are refused with which reason, and the
- * status. The reconciler writes plan.granted as the node_roles rows (they reach the nodes' snapshots), so a wrongly
- * granted node would run a role it was not cleared for.
+ * status. The reconciler writes plan.granted as the node_roles rows (they
+ * reach the nodes' snapshots), so a wrongly granted node would run a role
+ * it was not cleared for.
  */
 import assert from "node:assert/strict";
 import type { RoleAssignmentStatus } from "../../lib/api/types.generated.js";
