@@ -124,6 +124,10 @@ export function validateBuiltin(def: { group: string; plural: string }, next: Ob
       if (old) {
         if (old.type !== undefined && next.type !== undefined && next.type !== old.type) out.push(invalidCause("type", next.type, "field is immutable"));
         out.push(...immutableCauses(next, old, ["data"]));
+        // kube folds stringData into data before this check; any stringData changes data.
+        if (old.immutable === true && entries(next.stringData).length > 0 && !out.some((c) => c.field === "data")) {
+          out.push(forbiddenCause("data", "field is immutable when `immutable` is set"));
+        }
       }
       return [...out, ...secretCauses(next)];
     }

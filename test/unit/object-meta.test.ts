@@ -275,6 +275,7 @@ describe("built-in kind rules", () => {
     { name: "an immutable ConfigMap keeps its data", def: cm, obj: { immutable: true, data: { k: "2" } }, old: { immutable: true, data: { k: "1" } }, want: ["FieldValueForbidden data"] },
     { name: "an immutable ConfigMap stays immutable", def: cm, obj: { data: { k: "1" } }, old: { immutable: true, data: { k: "1" } }, want: ["FieldValueForbidden immutable"] },
     { name: "Secret stringData keys are checked as data keys", def: secret, obj: { stringData: { "a b": "x" } }, want: ["FieldValueInvalid data[a b]"] },
+    { name: "an immutable Secret refuses new stringData", def: secret, obj: { immutable: true, data: { k: "MQ==" }, stringData: { k: "2" } }, old: { immutable: true, data: { k: "MQ==" } }, want: ["FieldValueForbidden data"] },
     { name: "a Secret keeps its type", def: secret, obj: { type: "Opaque" }, old: { type: "kubernetes.io/tls" }, want: ["FieldValueInvalid type"] },
     { name: "a Lease duration must be positive", def: { group: "coordination.k8s.io", plural: "leases" }, obj: { spec: { leaseDurationSeconds: 0, leaseTransitions: -1 } }, want: ["FieldValueInvalid spec.leaseDurationSeconds", "FieldValueInvalid spec.leaseTransitions"] },
     { name: "Namespace finalizers are standard or qualified", def: { group: "", plural: "namespaces" }, obj: { spec: { finalizers: ["kubernetes", "example.com/x", "custom"] } }, want: ["FieldValueInvalid spec.finalizers[2]"] },
