@@ -1,33 +1,39 @@
 /**
- * Structural pruning as kube-apiserver does for CRDs: fields not described by
- * the schema are dropped before storage (unless the schema preserves unknown
- * fields there).
+ * Structural pruning as kube-apiserver does it: fields the schema does not
+ * describe are dropped before storage (unless the schema preserves unknown
+ * fields there). Custom kinds are pruned against their CRD schema, built-in
+ * kinds against their OpenAPI definition (they are decoded into Go structs in
+ * kube, which drops unknown fields the same way), metadata against ObjectMeta.
  */
 import { isObj, type Obj } from "./object.js";
 
 type Schema = Record<string, unknown>;
 
-/** Returns a copy of `value` without fields the schema does not describe. */
-export function prune(schema: Schema | undefined, value: unknown, root = true): unknown {
-  if (!schema) return value;
-  if (schema["x-kubernetes-preserve-unknown-fields"] === true && !schema.properties) return value;
-  if (Array.isArray(value)) {
-    const items = isObj(schema.items) ? (schema.items as Schema) : undefined;
-    return value.map((v) => prune(items, v, false));
-  }
+/** Turns a schema node into the schema it stands for (follows `$ref`); identity for inlined schemas. */
+export type SchemaResolver = (node: unknown) => Schema | undefined;
+
+const inlined: SchemaResolver = (node) => (isObj(node) ? node : undefined);
+
+/**
+ * Returns a copy of `value` without the fields the schema does not describe.
+ * Walks like `unknownFields` in validation.ts, so what a Warn request is told
+ * about is exactly what is dropped: `additionalProperties` and
+ * `x-kubernetes-preserve-unknown-fields` keep their fields, int-or-string
+ * values are kept whole.
+ */
+export function prune(schemaNode: unknown, value: unknown, resolve: SchemaResolver = inlined): unknown {
+  const schema = resolve(schemaNode);
+  if (schema === undefined || schema["x-kubernetes-int-or-string"] === true) return value;
+  if (Array.isArray(value)) return schema.items === undefined ? value : value.map((v) => prune(schema.items, v, resolve));
   if (!isObj(value)) return value;
-  const props = isObj(schema.properties) ? (schema.properties as Record<string, Schema>) : undefined;
+  const props = isObj(schema.properties) ? schema.properties : undefined;
   const additional = schema.additionalProperties;
   const preserve = schema["x-kubernetes-preserve-unknown-fields"] === true;
   const out: Obj = {};
   for (const [k, v] of Object.entries(value)) {
-    if (root && (k === "apiVersion" || k === "kind" || k === "metadata")) {
-      out[k] = v;
-      continue;
-    }
     const p = props?.[k];
-    if (p) out[k] = prune(p, v, false);
-    else if (isObj(additional)) out[k] = prune(additional as Schema, v, false);
+    if (p !== undefined) out[k] = prune(p, v, resolve);
+    else if (isObj(additional)) out[k] = prune(additional, v, resolve);
     else if (additional === true || preserve) out[k] = v;
   }
   return out;

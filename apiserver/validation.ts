@@ -16,11 +16,12 @@
  *
  * Built-in kinds (Namespace, Secret, ConfigMap, Event, Lease) are validated
  * against the hand-written schemas in `schemas/core`, and are not defaulted.
- * Only the API server validates; pruning itself is prune.ts.
+ * Only the API server validates; the pruning walk itself is prune.ts.
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import addFormats from "ajv-formats";
 import { findResource, loadCatalog, type ResourceDefinition, type SchemaCatalog, type SchemaNode } from "../lib/api/schemas.js";
+import { prune } from "./prune.js";
 
 /** The reasons kube uses for field causes (`metav1.CauseType`) that this validator produces. */
 export type ValidationReason =
@@ -358,6 +359,18 @@ export function unknownFields(group: string, version: string, kind: string, obj:
   const out: string[] = [];
   collectUnknown(catalog, catalog.definitions[res.definitionName], obj, "", out);
   return out;
+}
+
+/**
+ * Returns a copy of `obj` without the fields `unknownFields` lists (the same
+ * walk, through the served definition, ObjectMeta included), as kube-apiserver
+ * prunes custom resources and drops unknown fields of built-in kinds when
+ * decoding. `obj` is not modified.
+ */
+export function pruneUnknownFields<T extends object>(group: string, version: string, kind: string, obj: T): T {
+  const res = resourceOf(group, version, kind);
+  const catalog = state().catalog;
+  return prune(catalog.definitions[res.definitionName], obj, (node) => resolve(catalog, node)) as T;
 }
 
 function defaultInto(catalog: SchemaCatalog, schemaNode: unknown, value: unknown): unknown {

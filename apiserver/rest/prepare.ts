@@ -4,17 +4,17 @@
  * options (dryRun, fieldManager, fieldValidation), then pruning, defaulting
  * and validating the object before a write stores it.
  */
+import { randomUUID } from "node:crypto";
 import type Koa from "koa";
 import { parse as parseYaml } from "yaml";
-import { applyDefaults, unknownFields, validate } from "../validation.js";
-import { badRequest, invalid, StatusError, unsupportedMediaType, type StatusCause } from "../errors.js";
+import { validateBuiltin } from "../builtin-validation.js";
+import { applyDefaults, pruneUnknownFields, unknownFields, validate } from "../validation.js";
+import { badRequest, conflict, invalid, StatusError, unsupportedMediaType, type StatusCause } from "../errors.js";
+import { nameRuleFor, validateObjectMeta, validateObjectMetaUpdate } from "../object-meta.js";
 import { decodeKubeProtobuf, kubeProtobufMediaType, UnsupportedProtobufKind } from "../kube-protobuf.js";
 import { isObj, type KubeObject, type Obj } from "../object.js";
-import { prune } from "../prune.js";
 import { groupVersion, type ResourceDef } from "../registry.js";
 import { queryOf, type Query } from "./request.js";
-
-const nameRe = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /** Reads the raw body, refusing more than `limit` bytes with 413. */
 export async function readBody(ctx: Koa.Context, limit: number): Promise<Buffer> {
@@ -101,19 +101,23 @@ export function fieldManager(ctx: Koa.Context, required = false): string {
 }
 
 /**
- * Applies field validation, pruning, defaulting and schema validation to a
- * candidate object. Throws 400 (strict unknown fields) or 422 (invalid); with
+ * Applies field validation, pruning, defaulting and validation to a candidate
+ * object, before anything is stored. `old` is the stored object on an update
+ * and absent on a create. As kube-apiserver's BeforeCreate/BeforeUpdate: a
+ * cluster-scoped object loses any namespace, and a created object gets a
+ * server uid and no deletion fields whatever the client sent. Validation is
+ * ObjectMeta (per kind name rules), the kind's schema, then the built-in
+ * kinds' own rules. Throws 400 (strict unknown fields) or 422 (invalid); with
  * fieldValidation=Warn, unknown fields become a Warning header.
  */
-export function prepareObject(ctx: Koa.Context, def: ResourceDef, body: KubeObject): KubeObject {
+export function prepareObject(ctx: Koa.Context, def: ResourceDef, body: KubeObject, old?: KubeObject): KubeObject {
   const q = queryOf(ctx);
   const mode = q.fieldValidation ?? "Warn";
   if (mode !== "Strict" && mode !== "Warn" && mode !== "Ignore") {
     throw badRequest(`fieldValidation must be one of Strict, Warn, Ignore (got ${mode})`);
   }
-  let obj = body;
   if (mode !== "Ignore") {
-    const unknown = unknownFields(def.group, def.version, def.kind, obj);
+    const unknown = unknownFields(def.group, def.version, def.kind, body);
     if (unknown.length > 0) {
       if (mode === "Strict") {
         throw new StatusError(400, "BadRequest", `strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(", ")}`);
@@ -121,20 +125,51 @@ export function prepareObject(ctx: Koa.Context, def: ResourceDef, body: KubeObje
       ctx.append("Warning", unknown.map((f) => `299 - "unknown field \\"${f}\\""`).join(", "));
     }
   }
-  if (def.schema) obj = prune(def.schema, obj) as KubeObject;
-  obj = applyDefaults(def.group, def.version, def.kind, obj) as KubeObject;
-  const name = typeof obj.metadata?.name === "string" ? obj.metadata.name : "";
-  const causes: StatusCause[] = [];
-  if (name !== "" && (!nameRe.test(name) || name.length > 253)) {
-    causes.push({
-      reason: "FieldValueInvalid",
-      field: "metadata.name",
-      message: `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character`,
-    });
+  let obj = pruneUnknownFields(def.group, def.version, def.kind, body);
+  obj = applyDefaults(def.group, def.version, def.kind, obj);
+  if (!isObj(obj.metadata)) obj.metadata = {};
+  const meta = obj.metadata;
+  if (!def.namespaced) delete meta.namespace;
+  if (old === undefined) {
+    meta.uid = randomUUID();
+    delete meta.deletionTimestamp;
+    delete meta.deletionGracePeriodSeconds;
+    delete meta.selfLink;
   }
-  causes.push(...validate(def.group, def.version, def.kind, obj));
+  const name = typeof meta.name === "string" ? meta.name : "";
+  const causes: StatusCause[] = [
+    ...validateObjectMeta(meta, { namespaced: def.namespaced, nameRule: nameRuleFor(def) }),
+    ...validate(def.group, def.version, def.kind, obj),
+    ...validateBuiltin(def, obj, old),
+  ];
   if (causes.length > 0) throw invalid(def.group, def.kind, name, causes);
   return obj;
+}
+
+/**
+ * Checks an update's candidate object against the stored one before the
+ * server copies its own metadata over it, as kube's update and patch handlers
+ * do: a different name or (namespaced) namespace is 400 BadRequest, a
+ * different uid fails the uid precondition with 409 Conflict (so a malformed
+ * uid never reaches storage), and on the main resource the server-owned
+ * deletion fields and finalizers of an object being deleted follow
+ * `ValidateObjectMetaUpdate` (422).
+ */
+export function checkMetaUpdate(def: ResourceDef, cur: KubeObject, candidate: KubeObject, subresource?: string): void {
+  const meta = isObj(candidate.metadata) ? candidate.metadata : {};
+  const name = cur.metadata.name ?? "";
+  if (typeof meta.name === "string" && meta.name !== "" && meta.name !== name) {
+    throw badRequest(`the name of the object (${meta.name}) does not match the name on the URL (${name})`);
+  }
+  if (def.namespaced && typeof meta.namespace === "string" && meta.namespace !== "" && meta.namespace !== cur.metadata.namespace) {
+    throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+  }
+  if (typeof meta.uid === "string" && meta.uid !== "" && meta.uid !== cur.metadata.uid) {
+    throw conflict(def.group, def.plural, name, `Precondition failed: UID in precondition: ${meta.uid}, UID in object meta: ${cur.metadata.uid ?? ""}`);
+  }
+  if (subresource !== undefined) return;
+  const causes = validateObjectMetaUpdate(def.namespaced ? meta : { ...meta, namespace: undefined }, cur.metadata);
+  if (causes.length > 0) throw invalid(def.group, def.kind, name, causes);
 }
 
 /** Folds a Secret's write-only stringData into base64 data, as kube-apiserver does on every write. */

@@ -5,18 +5,19 @@
  * callback sees the current object, so preconditions and the next version are
  * computed against what is stored.
  */
-import { randomBytes } from "node:crypto";
 import type Koa from "koa";
 import { parse as parseYaml } from "yaml";
 import { apply as ssaApply, ApplyConflictError, trackUpdate } from "../fieldmanager/index.js";
 import { badRequest, conflict, invalid, methodNotAllowed, notFound, StatusError, unsupportedMediaType } from "../errors.js";
 import { kubeProtobufMediaType } from "../kube-protobuf.js";
+import { generateNameFrom } from "../object-meta.js";
 import { clone, isObj, jsonEqual, kubeTime, specPart, type KubeObject, type Obj } from "../object.js";
 import { jsonPatch, mergePatch, strategicMergePatch } from "../patch.js";
 import { groupVersion, type ResourceDef } from "../registry.js";
 import type { ObjectKey, Store } from "../store.js";
 import {
   builtinDefaults,
+  checkMetaUpdate,
   checkTypeMeta,
   decodeProtobufBody,
   fieldManager,
@@ -57,7 +58,7 @@ export async function createObject(env: RestEnv, ctx: Koa.Context, req: Resource
   } else delete meta.namespace;
   if (typeof meta.name !== "string" || meta.name === "") {
     if (typeof meta.generateName === "string" && meta.generateName !== "") {
-      meta.name = meta.generateName + randomBytes(4).toString("hex").slice(0, 5);
+      meta.name = generateNameFrom(meta.generateName);
     } else {
       throw invalid(def.group, def.kind, "", [{ reason: "FieldValueRequired", message: "name or generateName is required", field: "metadata.name" }]);
     }
@@ -244,6 +245,7 @@ function nextVersion(
 ): NextVersion {
   const def = req.def;
   const status = req.subresource === "status";
+  checkMetaUpdate(def, cur, candidate, req.subresource);
   let next: KubeObject;
   if (status) {
     next = clone(cur);
@@ -276,7 +278,7 @@ function nextVersion(
   }
   next.apiVersion = groupVersion(def);
   next.kind = def.kind;
-  next = prepareObject(ctx, def, next);
+  next = prepareObject(ctx, def, next, cur);
   if (def.group === "" && def.plural === "secrets") secretStringData(next);
   if (!status && def.tracksGeneration && !jsonEqual(specPart(cur), specPart(next))) {
     next.metadata.generation = (cur.metadata.generation ?? 1) + 1;
