@@ -2,8 +2,14 @@
  * The Koa application of the kube-compatible API server: authentication,
  * routing of discovery, OpenAPI and resource paths, metav1.Status errors and
  * request metrics.
+ *
+ * Every response carries an `Audit-Id` header, as kube-apiserver's do. An
+ * error that is not a StatusError is a bug: it is logged with that id and
+ * answered 500 InternalError naming the id (never its message), and counted
+ * in apiserver_request_total with code 500 even when a watch stream had
+ * already started.
  */
-import { timingSafeEqual } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import Koa from "koa";
 import client from "prom-client";
 import type { Logger } from "../lib/log.js";
@@ -12,6 +18,8 @@ import { StatusError, status } from "./errors.js";
 import { openAPIv2ProtoContentType } from "./openapi-v2-proto.js";
 import type { Registry } from "./registry.js";
 import { ResourceHandler, type ResourceRequest } from "./rest/handler.js";
+import { boolParam } from "./rest/params.js";
+import { queryOf } from "./rest/request.js";
 
 /** What the app needs. */
 export interface AppDeps {
@@ -88,7 +96,8 @@ export function parseResourcePath(registry: Registry, path: string): ResourceReq
   } else return undefined;
   if (rest.length === 0) return "discovery";
   // Legacy watch prefix: /apis/g/v/watch/...
-  if (rest[0] === "watch") rest = rest.slice(1);
+  const watchPath = rest[0] === "watch";
+  if (watchPath) rest = rest.slice(1);
   let namespace: string | undefined;
   if (rest[0] === "namespaces" && rest.length >= 3) {
     const nsDef = registry.lookup(group, version, rest[2] ?? "");
@@ -100,7 +109,7 @@ export function parseResourcePath(registry: Registry, path: string): ResourceReq
   const def = registry.lookup(group, version, rest[0] ?? "");
   if (!def) return undefined;
   if (def.namespaced === false && namespace !== undefined) return undefined;
-  return { def, namespace, name: rest[1], subresource: rest[2] };
+  return { def, namespace, name: rest[1], subresource: rest[2], ...(watchPath ? { watchPath } : {}) };
 }
 
 function tokenMatches(header: string, token: string): boolean {
@@ -127,28 +136,38 @@ export function createApp(deps: AppDeps): Koa {
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
     let parsed: ResourceRequest | undefined;
-    const watch = ctx.query.watch === "true" || ctx.query.watch === "1" || ctx.path.includes("/watch/");
+    let watch = false;
+    let failedCode: number | undefined;
+    const auditId = randomUUID();
+    ctx.set("Audit-Id", auditId);
     try {
       const p = parseResourcePath(registry, ctx.path);
       if (p && p !== "discovery") parsed = p;
       ctx.state.resource = parsed;
+      watch = ctx.method === "GET" && parsed !== undefined && (parsed.watchPath === true || boolParam(queryOf(ctx), "watch"));
       await next();
     } catch (err) {
       if (err instanceof StatusError) {
-        ctx.status = err.code;
-        ctx.body = err.toStatus();
+        if (!ctx.headerSent) {
+          ctx.status = err.code;
+          ctx.body = err.toStatus();
+        }
       } else {
-        deps.log.error("request failed", { err, method: ctx.method, path: ctx.path });
-        ctx.status = 500;
-        ctx.body = status(500, "InternalError", "Internal error occurred: the server could not handle the request");
+        failedCode = 500;
+        deps.log.error("request failed", { err, auditId, method: ctx.method, path: ctx.path });
+        // A stream that already started (a watch) has sent its own ERROR event.
+        if (!ctx.headerSent) {
+          ctx.status = 500;
+          ctx.body = status(500, "InternalError", `Internal error occurred: the server could not handle the request (Audit-Id ${auditId})`);
+        }
       }
     } finally {
       const resource = parsed ? parsed.def.plural + (parsed.subresource ? `/${parsed.subresource}` : "") : "";
       const verb = verbOf(ctx.method, parsed, watch);
-      m.requests.inc({ verb, resource, code: String(ctx.status) });
+      m.requests.inc({ verb, resource, code: String(failedCode ?? ctx.status) });
       if (!watch) m.latency.observe({ verb, resource }, Number(process.hrtime.bigint() - started) / 1e9);
       if (ctx.status >= 500 || process.env.FABRIC_LOG_REQUESTS === "1") {
-        deps.log.info("request", { method: ctx.method, path: ctx.path, code: ctx.status });
+        deps.log.info("request", { auditId, method: ctx.method, path: ctx.path, code: failedCode ?? ctx.status });
       }
     }
   });

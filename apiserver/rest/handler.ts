@@ -12,6 +12,7 @@ import type { KubeObject } from "../object.js";
 import type { ResourceDef } from "../registry.js";
 import type { ObjectKey, Store } from "../store.js";
 import type { WatchHub } from "../watch-hub.js";
+import { boolParam } from "./params.js";
 import { getObject, listObjects } from "./read.js";
 import { queryOf, type ResourceRequest, type RestEnv, type RestOptions } from "./request.js";
 import { watchObjects } from "./watch.js";
@@ -38,7 +39,10 @@ export class ResourceHandler {
     if (req.subresource === "status" && !req.def.statusSubresource) {
       throw new StatusError(404, "NotFound", `the server could not find the requested resource`);
     }
-    const watch = q.watch === "true" || q.watch === "1";
+    // Accepted on every request, as kube does; JSON is always compact here.
+    boolParam(q, "pretty");
+    if (req.watchPath === true && method !== "GET") throw methodNotAllowed();
+    const watch = method === "GET" && (req.watchPath === true || boolParam(q, "watch"));
     if (req.name === undefined) {
       if (method === "GET") return watch ? watchObjects(env, ctx, req) : listObjects(env, ctx, req);
       if (method === "POST") return createObject(env, ctx, req);

@@ -6,7 +6,6 @@
  */
 import { randomUUID } from "node:crypto";
 import type Koa from "koa";
-import { parse as parseYaml } from "yaml";
 import { validateBuiltin } from "../builtin-validation.js";
 import { applyDefaults, pruneUnknownFields, unknownFields, validate } from "../validation.js";
 import { badRequest, conflict, invalid, StatusError, unsupportedMediaType, type StatusCause } from "../errors.js";
@@ -14,7 +13,10 @@ import { nameRuleFor, validateObjectMeta, validateObjectMetaUpdate } from "../ob
 import { decodeKubeProtobuf, kubeProtobufMediaType, UnsupportedProtobufKind } from "../kube-protobuf.js";
 import { isObj, type KubeObject, type Obj } from "../object.js";
 import { groupVersion, type ResourceDef } from "../registry.js";
+import { checkDecoded, decodeJson, decodeYaml } from "./decode.js";
+import { checkDryRun, checkFieldManager, optionsKind } from "./params.js";
 import { queryOf, type Query } from "./request.js";
+import { addWarnings } from "./warning.js";
 
 /** Reads the raw body, refusing more than `limit` bytes with 413. */
 export async function readBody(ctx: Koa.Context, limit: number): Promise<Buffer> {
@@ -35,18 +37,19 @@ export async function readBody(ctx: Koa.Context, limit: number): Promise<Buffer>
   return Buffer.concat(chunks);
 }
 
-/** Reads a JSON, YAML or Kubernetes protobuf object body; 400 when it is not an object. */
+/**
+ * Reads a JSON, YAML or Kubernetes protobuf object body; 400 when it is not
+ * an object, nests too deep or holds a string jsonb cannot store (see decode.ts).
+ */
 export async function readObject(ctx: Koa.Context, limit: number): Promise<Obj> {
   const raw = await readBody(ctx, limit);
   const type = mediaType(ctx);
-  if (type === kubeProtobufMediaType) return decodeProtobufBody(raw);
   let v: unknown;
-  try {
-    if (type === "application/yaml" || type === "application/apply-patch+yaml") v = parseYaml(raw.toString("utf8"));
-    else v = JSON.parse(raw.toString("utf8"));
-  } catch (err) {
-    throw badRequest(`error decoding request body: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  if (type === kubeProtobufMediaType) {
+    v = decodeProtobufBody(raw);
+    checkDecoded(v, "request body");
+  } else if (type === "application/yaml" || type === "application/apply-patch+yaml") v = decodeYaml(raw, "request body");
+  else v = decodeJson(raw, "request body");
   if (!isObj(v)) throw badRequest("the request body must be a JSON object");
   return v;
 }
@@ -79,19 +82,18 @@ export function checkTypeMeta(def: ResourceDef, body: Obj): void {
   body.kind = def.kind;
 }
 
-/** Whether the request is a dry run; 400 for any dryRun value but All. */
-export function isDryRun(q: Query): boolean {
+/** Whether the request is a dry run; 422 (as kube validates the write's options) for any dryRun value but All. */
+export function isDryRun(q: Query, method = "POST"): boolean {
   const v = q.dryRun;
   if (v === undefined || v === "") return false;
-  if (v !== "All") throw badRequest(`unsupported dryRun value: ${v} (only All is supported)`);
-  return true;
+  return checkDryRun([v], optionsKind(method));
 }
 
 /** The field manager of a request: the query parameter, else the user agent's program name like kube-apiserver. */
 export function fieldManager(ctx: Koa.Context, required = false): string {
   const q = queryOf(ctx);
   if (q.fieldManager) {
-    if (q.fieldManager.length > 128) throw badRequest("fieldManager must be at most 128 characters");
+    checkFieldManager(q.fieldManager, optionsKind(ctx.method));
     return q.fieldManager;
   }
   if (required) throw badRequest("PATCH requests with apply-patch+yaml must include fieldManager");
@@ -122,7 +124,7 @@ export function prepareObject(ctx: Koa.Context, def: ResourceDef, body: KubeObje
       if (mode === "Strict") {
         throw new StatusError(400, "BadRequest", `strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(", ")}`);
       }
-      ctx.append("Warning", unknown.map((f) => `299 - "unknown field \\"${f}\\""`).join(", "));
+      addWarnings(ctx, unknown.map((f) => `unknown field "${f}"`));
     }
   }
   let obj = pruneUnknownFields(def.group, def.version, def.kind, body);

@@ -18,6 +18,8 @@ import {
 } from "../../lib/kube/selectors.js";
 import { ExpiredError } from "../store.js";
 import { coreColumns, tableVersion, toTable } from "../table.js";
+import { unstorableText } from "./decode.js";
+import { boolParam, int64Param, invalidOptions, resourceVersionParam, tooLargeResourceVersion } from "./params.js";
 import { objectKey, queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";
 
 const continueExpired =
@@ -42,8 +44,25 @@ interface ContinueToken {
   n: string;
 }
 
+/** The largest page a limit asks for; larger limits (up to int64) mean the same. */
+const maxLimit = 0x7ffffffe;
+
+/**
+ * The resourceVersion a read names, checked: 400 when malformed, 504
+ * Timeout (ResourceVersionTooLarge) when newer than the newest revision,
+ * as kube-apiserver answers once its wait for that revision times out.
+ */
+export async function readResourceVersion(env: RestEnv, q: Query): Promise<bigint | undefined> {
+  const rv = resourceVersionParam(q);
+  if (rv === undefined) return undefined;
+  const { rv: current } = await env.store.revision();
+  if (rv > BigInt(current)) throw tooLargeResourceVersion(rv, current);
+  return rv;
+}
+
 /** GET of one object, as JSON or as a Table. 404 when it does not exist. */
 export async function getObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest): Promise<void> {
+  await readResourceVersion(env, queryOf(ctx));
   const name = req.name ?? "";
   const obj = await env.store.get(objectKey(req, name));
   if (!obj) throw notFound(req.def.group, req.def.plural, name);
@@ -89,13 +108,20 @@ export function matchesSelectors(sel: Selectors, o: KubeObject): boolean {
 export async function listObjects(env: RestEnv, ctx: Koa.Context, req: ResourceRequest): Promise<void> {
   const q = queryOf(ctx);
   const sel = requestSelectors(q, req.def);
-  const limit = q.limit ? Number.parseInt(q.limit, 10) : 0;
-  if (Number.isNaN(limit) || limit < 0) throw badRequest(`invalid limit: ${q.limit}`);
+  if (q.sendInitialEvents !== undefined && q.sendInitialEvents !== "") {
+    boolParam(q, "sendInitialEvents");
+    throw invalidOptions("ListOptions", [{ reason: "FieldValueForbidden", field: "sendInitialEvents", message: "Forbidden: sendInitialEvents is only supported on watch requests" }]);
+  }
+  // Like kube, a limit of zero or below means no limit.
+  const asked = int64Param(q, "limit") ?? 0n;
+  const limit = asked <= 0n ? 0 : Number(asked > BigInt(maxLimit) ? BigInt(maxLimit) : asked);
+  await readResourceVersion(env, q);
   let after: { namespace: string; name: string } | undefined;
   let listRv: number | undefined;
   if (q.continue) {
     ({ after, rv: listRv } = decodeContinue(q.continue));
-    const { compactedRv } = await env.store.revision();
+    const { rv: current, compactedRv } = await env.store.revision();
+    if (listRv > current) throw badContinue("incorrect encoded start resourceVersion");
     if (listRv < compactedRv) {
       throw gone(continueExpired);
     }
@@ -156,14 +182,25 @@ function encodeContinue(c: ContinueToken): string {
   return Buffer.from(JSON.stringify(c)).toString("base64url");
 }
 
-/** Decodes a continue token into where the page starts; 400 when it is not JSON. */
+/** A 400 for a forged or corrupted continue token, in kube's words. */
+function badContinue(why: string) {
+  return badRequest(`continue key is not valid: ${why}`);
+}
+
+/** Decodes a continue token into where the page starts; 400 "continue key is not valid" unless it is one this server could have issued. */
 function decodeContinue(token: string): { after: { namespace: string; name: string }; rv: number } {
+  if (!/^[A-Za-z0-9_-]+={0,2}$/.test(token)) throw badContinue("not base64url");
+  let c: unknown;
   try {
-    const c = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as ContinueToken;
-    return { after: { namespace: c.ns, name: c.n }, rv: c.rv };
+    c = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
   } catch {
-    throw badRequest("invalid continue token");
+    throw badContinue("not a JSON document");
   }
+  if (c === null || typeof c !== "object" || Array.isArray(c)) throw badContinue("not an object");
+  const { rv, ns, n } = c as Partial<Record<keyof ContinueToken, unknown>>;
+  if (typeof rv !== "number" || !Number.isSafeInteger(rv) || rv < 0) throw badContinue("incorrect encoded start resourceVersion");
+  if (typeof ns !== "string" || typeof n !== "string" || unstorableText(ns) !== undefined || unstorableText(n) !== undefined) throw badContinue("incorrect encoded start key");
+  return { after: { namespace: ns, name: n }, rv };
 }
 
 /**

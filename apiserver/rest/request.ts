@@ -14,6 +14,8 @@ export interface ResourceRequest {
   namespace?: string;
   name?: string;
   subresource?: string;
+  /** The path had the legacy `/watch/` prefix: a GET on it is a watch. */
+  watchPath?: boolean;
 }
 
 /** Limits and timings of the REST layer. */
@@ -33,12 +35,18 @@ export interface RestEnv {
   onWatchChange: (delta: number) => void;
 }
 
-/** The request's query parameters; repeated parameters are not used by the REST layer. */
+/** The request's query parameters, each by its first value. */
 export type Query = Record<string, string | undefined>;
 
-/** The query of `ctx`, typed as the REST layer reads it. */
+/**
+ * The query of `ctx`, each parameter by its first value as Go's
+ * url.Values.Get and kube's parameter codec read it (a repeated parameter
+ * must not turn into an array the handlers do not expect).
+ */
 export function queryOf(ctx: Koa.Context): Query {
-  return ctx.query as Query;
+  const out: Query = {};
+  for (const [k, v] of Object.entries(ctx.query)) out[k] = Array.isArray(v) ? v[0] : v;
+  return out;
 }
 
 /** The store key of object `name` of the requested resource (namespace "" for cluster-scoped kinds). */

@@ -11,12 +11,13 @@
  */
 import type Koa from "koa";
 import { PassThrough } from "node:stream";
-import { badRequest, gone, StatusError } from "../errors.js";
+import { gone, StatusError } from "../errors.js";
 import type { KubeObject } from "../object.js";
 import { groupVersion, type ResourceDef } from "../registry.js";
-import { matchesFields, matchesLabels, parseFieldSelector } from "../../lib/kube/selectors.js";
+import { matchesFields, matchesLabels } from "../../lib/kube/selectors.js";
 import type { StoredEvent } from "../store.js";
 import { tableVersion } from "../table.js";
+import { boolParam, invalidOptions, resourceVersionParam, tooLargeResourceVersion, watchTimeoutMs } from "./params.js";
 import { requestSelectors, tableOf, type Selectors } from "./read.js";
 import { queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";
 
@@ -30,38 +31,57 @@ export async function watchObjects(env: RestEnv, ctx: Koa.Context, req: Resource
   const sel = watchSelectors(q, req);
   const namespace = def.namespaced ? req.namespace : undefined;
   const tv = tableVersion(ctx.get("accept"));
-  const bookmarks = q.allowWatchBookmarks === "true";
-  const timeoutMs = q.timeoutSeconds ? Number.parseInt(q.timeoutSeconds, 10) * 1000 : env.opts.watchTimeoutMs;
+  const bookmarks = boolParam(q, "allowWatchBookmarks");
+  const timeoutMs = watchTimeoutMs(q, env.opts.watchTimeoutMs);
+  if (boolParam(q, "sendInitialEvents")) {
+    // Streaming lists (the WatchList feature) are not served; client-go falls back to list+watch on this answer.
+    throw invalidOptions("ListOptions", [
+      { reason: "FieldValueForbidden", field: "sendInitialEvents", message: "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled" },
+    ]);
+  }
+  const from = resourceVersionParam(q);
 
   const stream = openEventStream(ctx);
   const watch = new WatchStream(env, ctx, def, stream, { namespace, sel, tv, bookmarks });
   watch.open(timeoutMs);
   try {
-    const rvParam = q.resourceVersion;
     const start = env.hub.lastRv;
-    if (rvParam === undefined || rvParam === "" || rvParam === "0") {
+    if (from === undefined) {
       await watch.replayList(start);
     } else {
-      const from = Number.parseInt(rvParam, 10);
-      if (Number.isNaN(from) || from < 0) throw badRequest(`invalid resourceVersion: ${rvParam}`);
-      const { compactedRv } = await env.store.revision();
-      if (from < compactedRv) {
-        watch.fail(gone(`too old resource version: ${from} (${compactedRv})`));
+      const { rv: current, compactedRv } = await env.store.revision();
+      if (from > BigInt(current)) {
+        // kube-apiserver waits briefly for the revision, then answers this.
+        watch.fail(tooLargeResourceVersion(from, current));
         return;
       }
-      await watch.replayFrom(from, start);
+      if (from < BigInt(compactedRv)) {
+        watch.fail(gone(`too old resource version: ${from.toString()} (${String(compactedRv)})`));
+        return;
+      }
+      await watch.replayFrom(Number(from), start);
     }
     watch.goLive();
   } catch (err) {
-    watch.fail(err instanceof StatusError ? err : new StatusError(500, "InternalError", "watch failed"));
+    if (err instanceof StatusError) {
+      watch.fail(err);
+      return;
+    }
+    watch.fail(new StatusError(500, "InternalError", "Internal error occurred: watch failed"));
+    // The server's error middleware logs it and counts the 500.
+    throw err;
   }
 }
 
-/** The request's selectors; the legacy /watch/.../name form adds a field selector on the name. */
+/**
+ * The request's selectors; a watch on one object (its path, or the legacy
+ * /watch/.../name form) adds a requirement on the name, built as a term
+ * rather than parsed, so any name is matched literally.
+ */
 function watchSelectors(q: Query, req: ResourceRequest): Selectors {
   const sel = requestSelectors(q, req.def);
   if (req.name !== undefined) {
-    sel.fields = parseFieldSelector(`metadata.name=${req.name}${q.fieldSelector ? "," + q.fieldSelector : ""}`);
+    sel.fields = { requirements: [{ field: "metadata.name", operator: "=", value: req.name }, ...(sel.fields?.requirements ?? [])] };
   }
   return sel;
 }
@@ -122,8 +142,16 @@ class WatchStream {
   open(timeoutMs: number): void {
     this.unsubscribe = this.env.hub.subscribe(this.def.group, this.def.plural, (ev) => {
       if (this.closed) return;
-      if (!this.live) this.buffered.push(ev);
-      else this.deliver(ev);
+      if (!this.live) {
+        this.buffered.push(ev);
+        return;
+      }
+      try {
+        this.deliver(ev);
+      } catch {
+        // One broken watch must not break the hub's fan-out to the others.
+        this.fail(new StatusError(500, "InternalError", "Internal error occurred: watch failed"));
+      }
     });
     this.env.onWatchChange(1);
     this.ctx.req.on("close", this.close);
@@ -181,6 +209,7 @@ class WatchStream {
 
   /** Sends an ERROR event carrying `err`'s Status and closes the stream. */
   fail(err: StatusError): void {
+    if (this.closed) return;
     this.stream.write(JSON.stringify({ type: "ERROR", object: err.toStatus() }) + "\n");
     this.close();
   }

@@ -6,10 +6,8 @@
  * computed against what is stored.
  */
 import type Koa from "koa";
-import { parse as parseYaml } from "yaml";
 import { apply as ssaApply, ApplyConflictError, trackUpdate } from "../fieldmanager/index.js";
 import { badRequest, conflict, invalid, methodNotAllowed, notFound, StatusError, unsupportedMediaType } from "../errors.js";
-import { kubeProtobufMediaType } from "../kube-protobuf.js";
 import { generateNameFrom } from "../object-meta.js";
 import { clone, isObj, jsonEqual, kubeTime, specPart, type KubeObject, type Obj } from "../object.js";
 import { jsonPatch, mergePatch, strategicMergePatch } from "../patch.js";
@@ -19,7 +17,6 @@ import {
   builtinDefaults,
   checkMetaUpdate,
   checkTypeMeta,
-  decodeProtobufBody,
   fieldManager,
   isDryRun,
   mediaType,
@@ -28,6 +25,9 @@ import {
   readObject,
   secretStringData,
 } from "./prepare.js";
+import { decodeJson, decodeYaml } from "./decode.js";
+import { deleteOptions } from "./delete-options.js";
+import { boolParam } from "./params.js";
 import { matchesSelectors, requestSelectors } from "./read.js";
 import { objectKey, qualified, queryOf, withTypeMeta, type ResourceRequest, type RestEnv } from "./request.js";
 
@@ -80,7 +80,7 @@ export async function createObject(env: RestEnv, ctx: Koa.Context, req: Resource
       if (cur) throw new StatusError(409, "AlreadyExists", `${qualified(def)} "${name}" already exists`, { name, group: def.group, kind: def.plural });
       return { type: "create", object: withFields };
     },
-    { dryRun: isDryRun(q), expectAbsent: true },
+    { dryRun: isDryRun(q, ctx.method), expectAbsent: true },
   );
   ctx.status = 201;
   ctx.body = withTypeMeta(def, res.object);
@@ -114,7 +114,7 @@ export async function updateObject(env: RestEnv, ctx: Koa.Context, req: Resource
       }
       return nextVersion(ctx, req, cur, body, manager, {});
     },
-    { dryRun: isDryRun(q) },
+    { dryRun: isDryRun(q, ctx.method) },
   );
   ctx.status = 200;
   ctx.body = withTypeMeta(def, res.object);
@@ -129,12 +129,7 @@ export async function patchObject(env: RestEnv, ctx: Koa.Context, req: ResourceR
   const raw = await readBody(ctx, env.opts.maxBodyBytes);
   const manager = fieldManager(ctx, type === "application/apply-patch+yaml");
   if (type === "application/apply-patch+yaml") return applyObject(env, ctx, req, raw, manager);
-  let patchDoc: unknown;
-  try {
-    patchDoc = JSON.parse(raw.toString("utf8"));
-  } catch (err) {
-    throw badRequest(`error decoding patch: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const patchDoc = decodeJson(raw, "patch");
   let fn: (cur: unknown, p: unknown) => unknown;
   if (type === "application/merge-patch+json") fn = mergePatch;
   else if (type === "application/json-patch+json") fn = jsonPatch;
@@ -159,7 +154,7 @@ export async function patchObject(env: RestEnv, ctx: Koa.Context, req: ResourceR
       }
       return nextVersion(ctx, req, cur, candidate, manager, {});
     },
-    { dryRun: isDryRun(q) },
+    { dryRun: isDryRun(q, ctx.method) },
   );
   ctx.status = 200;
   ctx.body = withTypeMeta(def, res.object);
@@ -170,12 +165,7 @@ async function applyObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest,
   const q = queryOf(ctx);
   const def = req.def;
   const name = req.name ?? "";
-  let applied: unknown;
-  try {
-    applied = parseYaml(raw.toString("utf8"));
-  } catch (err) {
-    throw badRequest(`error decoding YAML: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const applied = decodeYaml(raw, "apply patch");
   if (!isObj(applied)) throw badRequest("the applied configuration must be an object");
   checkTypeMeta(def, applied);
   if (!isObj(applied.metadata)) applied.metadata = {};
@@ -184,7 +174,7 @@ async function applyObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest,
   meta.name = name;
   if (def.namespaced) meta.namespace = req.namespace;
   if (!q.fieldManager) throw badRequest("PATCH requests with apply-patch+yaml must include fieldManager");
-  const force = q.force === "true";
+  const force = boolParam(q, "force");
   const status = req.subresource === "status";
   if (def.namespaced && req.namespace) await requireNamespace(env.store, req.namespace);
   const res = await env.store.mutate(
@@ -224,7 +214,7 @@ async function applyObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest,
       }
       return nextVersion(ctx, req, cur, result, manager, { managedFieldsDone: true });
     },
-    { dryRun: isDryRun(q) },
+    { dryRun: isDryRun(q, ctx.method) },
   );
   ctx.status = res.type === "create" ? 201 : 200;
   ctx.body = withTypeMeta(def, res.object);
@@ -314,21 +304,8 @@ export async function deleteObject(env: RestEnv, ctx: Koa.Context, req: Resource
   const q = queryOf(ctx);
   const def = req.def;
   const name = req.name ?? "";
-  let pre: DeletePreconditions = {};
-  const raw = await readBody(ctx, env.opts.maxBodyBytes);
-  if (raw.length > 0) {
-    let opts: { preconditions?: DeletePreconditions };
-    if (mediaType(ctx) === kubeProtobufMediaType) opts = decodeProtobufBody(raw);
-    else {
-      try {
-        opts = JSON.parse(raw.toString("utf8")) as typeof opts;
-      } catch {
-        throw badRequest("invalid DeleteOptions body");
-      }
-    }
-    pre = opts.preconditions ?? {};
-  }
-  const res = await deleteOne(env.store, objectKey(req, name), def, pre, isDryRun(q));
+  const opts = await deleteOptions(ctx, env.opts.maxBodyBytes);
+  const res = await deleteOne(env.store, objectKey(req, name), def, opts.preconditions, opts.dryRun);
   ctx.status = 200;
   ctx.body = withTypeMeta(def, res.object);
 }
@@ -375,12 +352,13 @@ export async function deleteOne(
 export async function deleteCollection(env: RestEnv, ctx: Koa.Context, req: ResourceRequest): Promise<void> {
   const q = queryOf(ctx);
   const sel = requestSelectors(q, req.def);
+  const opts = await deleteOptions(ctx, env.opts.maxBodyBytes);
   const page = await env.store.list(req.def.group, req.def.plural, { namespace: req.def.namespaced ? req.namespace : undefined });
   const deleted: KubeObject[] = [];
   for (const o of page.items) {
     if (!matchesSelectors(sel, o)) continue;
     try {
-      const r = await deleteOne(env.store, objectKey(req, o.metadata.name ?? ""), req.def, {}, isDryRun(q));
+      const r = await deleteOne(env.store, objectKey(req, o.metadata.name ?? ""), req.def, opts.preconditions, opts.dryRun);
       deleted.push(r.object);
     } catch (err) {
       if (!(err instanceof StatusError && err.code === 404)) throw err;
