@@ -6,9 +6,11 @@
  * that are valid against their schema and kube's ObjectMeta rules.
  *
  * FABRIC_FUZZ_SEED picks another seed (the default is fixed, so CI runs the
- * same requests every time); FABRIC_FUZZ_REQUESTS another count.
+ * same requests every time); FABRIC_FUZZ_REQUESTS another count;
+ * FABRIC_FUZZ_REPORT a file to write every server error to (JSON lines).
  */
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
 import https from "node:https";
 import { sharedControlPlane, type TestControlPlane } from "../support/controlplane.js";
 import { describeRequest, runRequests, type FuzzResult } from "../support/fuzz/client.js";
@@ -145,6 +147,10 @@ describe("API server: seeded fuzz", function () {
       }
       if (r.status >= 500 || r.status === 0 || (r.streamErrorCode ?? 0) >= 500) serverErrors.push(r);
     });
+    if (process.env.FABRIC_FUZZ_REPORT) {
+      const lines = serverErrors.map((r) => JSON.stringify({ status: r.status, streamErrorCode: r.streamErrorCode, error: r.error, ...r.request, body: r.request.body?.toString("base64") }));
+      writeFileSync(process.env.FABRIC_FUZZ_REPORT, lines.join("\n") + "\n");
+    }
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const summary = [...codes.entries()].sort(([a], [b]) => a - b).map(([c, n]) => `${c}:${n}`).join(" ");
     console.log(`      ${count} requests in ${seconds} s; status codes ${summary}`);

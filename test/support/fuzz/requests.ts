@@ -89,7 +89,10 @@ export class RequestGenerator {
   next(): FuzzRequest {
     const rng = this.rng;
     const res = rng.pick(this.resources);
-    const verb = rng.weighted(verbs);
+    let verb = rng.weighted(verbs);
+    // A collection delete stays inside the run's namespaces: on a cluster-scoped
+    // kind it would reach objects of the shared control plane (or the run's namespaces).
+    if (verb === "delete-collection" && res.def.scope === "Cluster") verb = "list";
     const classes: string[] = [verb, res.def.kind];
     const ctx: MutationContext = { tag: this.tag, namespaces: this.namespaces, namespaced: res.def.scope === "Namespaced" };
     const collection = this.collectionPath(res, verb, classes);
