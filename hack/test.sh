@@ -20,6 +20,17 @@ if [[ ! -x "${KUBECTL_LEGACY}" ]]; then
 fi
 export KUBECTL_LEGACY
 echo "${KUBECTL_LEGACY}"
+echo "== the official Kubernetes Python client (Debian's python3-kubernetes), for the third-party client test"
+# Like the old kubectl, a missing client fails the run: that test is never skipped.
+if [[ -z "${FABRIC_PYTHON:-}" ]]; then
+  if ! FABRIC_PYTHON="$(bash hack/python-kubernetes.sh)"; then
+    echo "hack/test.sh: could not obtain python3 with Debian's python3-kubernetes (hack/python-kubernetes.sh failed, see above)." >&2
+    echo "hack/test.sh: test/integration/python-client.test.ts needs it; set FABRIC_PYTHON to a python3 that can import kubernetes to supply one." >&2
+    exit 1
+  fi
+fi
+export FABRIC_PYTHON
+echo "${FABRIC_PYTHON}"
 echo "== type check"
 npx tsc --noEmit -p tsconfig.json
 echo "== precompiled agent"
