@@ -10,7 +10,9 @@ import type Koa from "koa";
 import type pg from "pg";
 import {
   DEFAULT_POLL_WAIT_SECONDS,
+  MAX_HEARTBEAT_BYTES,
   MAX_POLL_WAIT_SECONDS,
+  MAX_STATUS_REPORT_BYTES,
   SNAPSHOT_SERIAL_HEADER,
   type HeartbeatRequest,
   type HeartbeatResponse,
@@ -125,7 +127,7 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
   router.post("/v1/heartbeat", async (ctx) => {
     const n = await authenticate(ctx, d.auth);
     refuseOtherNode(ctx, n.node, "a node may send heartbeats only for itself");
-    const hb = validateHeartbeat(await readJson(ctx, 64 * 1024));
+    const hb = validateHeartbeat(await readJson(ctx, MAX_HEARTBEAT_BYTES));
     d.heartbeats.add({
       node: n.node,
       cluster: n.cluster,
@@ -148,7 +150,7 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
     refuseOtherNode(ctx, n.node, "a node may report status only for itself");
     const kind = ctx.params.kind ?? "";
     if (!KIND.test(kind)) throw bad("kind must be a lowercase name");
-    const b = await readJson(ctx, 256 * 1024);
+    const b = await readJson(ctx, MAX_STATUS_REPORT_BYTES);
     if (typeof b !== "object" || b === null || Array.isArray(b)) throw bad("body must be a JSON object");
     const { version, body } = b as { version?: unknown; body?: unknown };
     if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0) throw bad("version must be a non-negative integer");

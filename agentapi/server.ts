@@ -20,7 +20,9 @@ import type { CustomObjectsApi } from "@kubernetes/client-node";
 import Koa from "koa";
 import type pg from "pg";
 import { createEcCertificateAuthority, issueEcServingCertificate, keyMatchesCertificate, pkcs8DerToPem, privateKeyToPkcs8Der } from "../lib/crypto/ec-certs.js";
+import { AGENT_API_MAX_JSON_DEPTH, MAX_ENROLL_BODY_BYTES } from "../lib/agent-protocol.js";
 import { kekFileOf, loadKek, open, seal, type Kek } from "../lib/crypto/kek.js";
+import { JsonLimitError, parseJsonWithLimits, type JsonLimitCode } from "../lib/json-limits.js";
 import type { CertBundle } from "../lib/crypto/pki.js";
 import { caPinOf } from "../lib/crypto/x509.js";
 import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
@@ -203,8 +205,22 @@ export async function loadAgentApiCredentials(o: AgentApiCredentialOptions): Pro
   return { ca, serving, caOrigin: row.origin };
 }
 
-/** Reads a JSON body of at most `limit` bytes (events, not an async iterator: this runs for every heartbeat). */
-function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<unknown> {
+const BODY_REFUSALS: Record<JsonLimitCode, string> = {
+  TooLarge: "body is too large",
+  NotUtf8: "body is not UTF-8",
+  NotJson: "body is not JSON",
+  TooDeep: `body is nested deeper than ${AGENT_API_MAX_JSON_DEPTH} levels`,
+  NulCharacter: "body holds a string with U+0000",
+  LoneSurrogate: "body holds a string with a lone UTF-16 surrogate",
+};
+
+/**
+ * Reads a JSON body of at most `limit` bytes within the limits of
+ * lib/agent-protocol.ts (events, not an async iterator: this runs for every
+ * heartbeat). Refusals are AgentApiErrors: 413 TooLarge, else 400
+ * InvalidRequest naming the problem, never the content.
+ */
+function readJson(ctx: Koa.Context, limit = MAX_ENROLL_BODY_BYTES): Promise<unknown> {
   const req = ctx.req;
   return new Promise((resolve, reject) => {
     let first: Buffer | undefined;
@@ -231,9 +247,13 @@ function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<unknown> {
       cleanup();
       const body = more !== undefined ? Buffer.concat(more) : first;
       try {
-        resolve(JSON.parse(body === undefined ? "" : body.toString("utf8")) as unknown);
-      } catch {
-        reject(new AgentApiError(400, "InvalidRequest", "body is not JSON"));
+        resolve(parseJsonWithLimits(body ?? Buffer.alloc(0), { maxBytes: limit, maxDepth: AGENT_API_MAX_JSON_DEPTH, wellFormedStrings: true }));
+      } catch (err) {
+        if (!(err instanceof JsonLimitError)) {
+          reject(err);
+          return;
+        }
+        reject(err.code === "TooLarge" ? new AgentApiError(413, "TooLarge", `body larger than ${limit} bytes`) : new AgentApiError(400, "InvalidRequest", BODY_REFUSALS[err.code]));
       }
     };
     const onError = (err: Error): void => {

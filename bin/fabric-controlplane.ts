@@ -34,25 +34,46 @@ const usage = `usage: fabric-controlplane [options]
 ${leaseFlagUsage("kube-system")}  -h, --help           this text
 `;
 
+/**
+ * util.parseArgs refuses `--flag -1` ("argument is ambiguous": a value that
+ * starts with a dash could be an option) and only takes `--flag=-1`. A
+ * negative number can never be one of our options, so such a value is
+ * joined to its string-valued flag first: `--agent-port -1` as documented.
+ */
+function joinNegativeNumbers(argv: readonly string[], options: Readonly<Record<string, { type: "string" | "boolean" }>>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? "";
+    if (arg === "--") return [...out, ...argv.slice(i)];
+    const next = argv[i + 1];
+    const name = arg.startsWith("--") && !arg.includes("=") ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === "string" && next !== undefined && /^-\d+(\.\d+)?$/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      "state-dir": { type: "string" },
-      host: { type: "string", default: "127.0.0.1" },
-      port: { type: "string", default: "6443" },
-      "metrics-port": { type: "string", default: "9464" },
-      "database-url": { type: "string" },
-      "no-fsync": { type: "boolean", default: false },
-      controllers: { type: "string", default: "true" },
-      "agent-port": { type: "string", default: "8443" },
-      "node-cert-lifetime": { type: "string", default: "24h" },
-      "join-request-retention": { type: "string", default: "24h" },
-      "enroll-rate-limit": { type: "string", default: "200/50" },
-      ...leaseFlagOptions(`${hostname()}-${process.pid}`, "kube-system"),
-      help: { type: "boolean", short: "h", default: false },
-    },
-    strict: true,
-  });
+  const options = {
+    "state-dir": { type: "string" },
+    host: { type: "string", default: "127.0.0.1" },
+    port: { type: "string", default: "6443" },
+    "metrics-port": { type: "string", default: "9464" },
+    "database-url": { type: "string" },
+    "no-fsync": { type: "boolean", default: false },
+    controllers: { type: "string", default: "true" },
+    "agent-port": { type: "string", default: "8443" },
+    "node-cert-lifetime": { type: "string", default: "24h" },
+    "join-request-retention": { type: "string", default: "24h" },
+    "enroll-rate-limit": { type: "string", default: "200/50" },
+    ...leaseFlagOptions(`${hostname()}-${process.pid}`, "kube-system"),
+    help: { type: "boolean", short: "h", default: false },
+  } as const;
+  const { values } = parseArgs({ args: joinNegativeNumbers(process.argv.slice(2), options), options, strict: true });
   if (values.help) {
     process.stdout.write(usage);
     return;

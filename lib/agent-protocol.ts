@@ -12,6 +12,25 @@
  *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored)
  */
 
+/**
+ * Limits on every JSON request body the agent API reads (enrollment, poll
+ * proof, heartbeat, status report, renewal), enforced by one reader
+ * (agentapi/server.ts through lib/json-limits.ts) before any route sees the
+ * value. A body over its size is refused with 413 TooLarge while it is still
+ * arriving; one that is not strict UTF-8 JSON, is nested deeper than
+ * {@link AGENT_API_MAX_JSON_DEPTH}, or holds U+0000 or a lone surrogate in a
+ * string (PostgreSQL's jsonb stores neither) is refused with 400
+ * InvalidRequest. What agents really send is at most 5 deep (a workload
+ * report: body > workloads > workload > conditions > condition).
+ */
+export const AGENT_API_MAX_JSON_DEPTH = 64;
+/** Body size of enrollment and renewal requests (a CSR and a few facts). */
+export const MAX_ENROLL_BODY_BYTES = 64 * 1024;
+/** Body size of a heartbeat. */
+export const MAX_HEARTBEAT_BYTES = 64 * 1024;
+/** Body size of a status report. */
+export const MAX_STATUS_REPORT_BYTES = 256 * 1024;
+
 /** Header carrying the serial of a served snapshot (informational; the agent trusts only the signed header). */
 export const SNAPSHOT_SERIAL_HEADER = "x-fabric-snapshot-serial";
 /** Default and maximum long-poll hold, seconds. */

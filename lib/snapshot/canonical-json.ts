@@ -45,6 +45,12 @@
  * cost a second walk, and it would be one more dependency in the agent.
  * (lib/canonical-json.ts, used by the audit chain, predates this module; it
  * maps undefined in arrays to null and serialises Dates, so it is not JCS-strict.)
+ *
+ * The walk keeps its own stack instead of recursing, so no nesting depth can
+ * overflow the call stack: canonicalize() throws CanonicalizeError or
+ * nothing. Against the former recursive walk on the same values (20k runs,
+ * machine loaded): typical 53-59 µs versus 48-56 µs, large 176-184 µs versus
+ * 163-187 µs, i.e. within noise.
  */
 
 /** Why a value cannot be canonicalised. PascalCase so it can be reported as a reason. */
@@ -70,12 +76,8 @@ export class CanonicalizeError extends Error {
   }
 }
 
-/**
- * Thrown inside the walk; the path is collected while the stack unwinds so the
- * hot path never builds pointer strings.
- */
+/** Thrown inside the walk; the path is read off the walk's own stack when it is caught. */
 class Failure {
-  readonly tokens: Array<string | number> = [];
   constructor(
     readonly code: CanonicalizeErrorCode,
     readonly reason: string,
@@ -83,21 +85,43 @@ class Failure {
 }
 
 /**
+ * One open array or object of the walk. `next` is the index (into the array,
+ * or into the sorted `keys`) of the member to visit next, so the member being
+ * written is `next - 1`: that is what a failure's path names.
+ */
+interface Frame {
+  readonly container: object;
+  /** Sorted member names; undefined for an array. */
+  readonly keys: string[] | undefined;
+  next: number;
+  /** Whether a member was written (an object skips undefined members, so its commas cannot follow `next`). */
+  wrote: boolean;
+}
+
+function pointerOf(stack: readonly Frame[]): string {
+  let out = "";
+  for (const f of stack) {
+    const token = f.keys === undefined ? String(f.next - 1) : (f.keys[f.next - 1] ?? "");
+    out += `/${token.replace(/~/g, "~0").replace(/\//g, "~1")}`;
+  }
+  return out;
+}
+
+/**
  * Returns the RFC 8785 canonical JSON text of `value`. The same value always
  * gives the same string; the UTF-8 encoding of that string is what gets hashed
  * or signed. Throws {@link CanonicalizeError} for values listed in the module
- * comment.
+ * comment, and nothing else: the walk keeps its own stack, so no nesting depth
+ * can overflow the call stack (limits on depth belong to whoever parses
+ * untrusted input, see lib/json-limits.ts).
  */
 export function canonicalize(value: unknown): string {
+  const stack: Frame[] = [];
   try {
-    return write(value, new Set());
+    return walk(value, stack);
   } catch (err) {
     if (!(err instanceof Failure)) throw err;
-    const path = err.tokens
-      .reverse()
-      .map((t) => `/${String(t).replace(/~/g, "~0").replace(/\//g, "~1")}`)
-      .join("");
-    throw new CanonicalizeError(err.code, path, err.reason);
+    throw new CanonicalizeError(err.code, pointerOf(stack), err.reason);
   }
 }
 
@@ -109,73 +133,88 @@ function writeString(s: string): string {
   return JSON.stringify(s);
 }
 
-function write(value: unknown, ancestors: Set<object>): string {
-  switch (typeof value) {
-    case "string":
-      return writeString(value);
-    case "number":
-      if (!Number.isFinite(value)) throw new Failure("NonFiniteNumber", `non-finite number ${value}`);
-      // Number::toString is the JCS number format; JSON.stringify applies it
-      // and turns -0 into "0" as JCS requires.
-      return JSON.stringify(value);
-    case "boolean":
-      return value ? "true" : "false";
-    case "object":
-      if (value === null) return "null";
-      return writeContainer(value, ancestors);
-    default:
-      throw new Failure("UnsupportedType", `unsupported ${typeof value}`);
-  }
-}
+/**
+ * Writes `root` depth-first: a scalar is written at once, an array or object
+ * opens a frame; then the top frame yields its next member, or closes. The
+ * output is built in one string, in order.
+ */
+function walk(root: unknown, stack: Frame[]): string {
+  const ancestors = new Set<object>();
+  let out = "";
+  let value: unknown = root;
+  for (;;) {
+    switch (typeof value) {
+      case "string":
+        out += writeString(value);
+        break;
+      case "number":
+        if (!Number.isFinite(value)) throw new Failure("NonFiniteNumber", `non-finite number ${value}`);
+        // Number::toString is the JCS number format; JSON.stringify applies it
+        // and turns -0 into "0" as JCS requires.
+        out += JSON.stringify(value);
+        break;
+      case "boolean":
+        out += value ? "true" : "false";
+        break;
+      case "object": {
+        if (value === null) {
+          out += "null";
+          break;
+        }
+        if (ancestors.has(value)) throw new Failure("Circular", "circular reference");
+        if (Array.isArray(value)) {
+          out += "[";
+          stack.push({ container: value, keys: undefined, next: 0, wrote: false });
+        } else {
+          const proto: unknown = Object.getPrototypeOf(value);
+          if (proto !== Object.prototype && proto !== null) {
+            const kind = (value as { constructor?: { name?: string } }).constructor?.name ?? "object";
+            throw new Failure("UnsupportedType", `unsupported object ${kind}`);
+          }
+          out += "{";
+          // Default sort compares UTF-16 code units: the order RFC 8785 §3.2.3 asks for.
+          stack.push({ container: value, keys: Object.keys(value).sort(), next: 0, wrote: false });
+        }
+        ancestors.add(value);
+        break;
+      }
+      default:
+        throw new Failure("UnsupportedType", `unsupported ${typeof value}`);
+    }
 
-function writeContainer(value: object, ancestors: Set<object>): string {
-  if (ancestors.has(value)) throw new Failure("Circular", "circular reference");
-  ancestors.add(value);
-  let out: string;
-  if (Array.isArray(value)) {
-    out = "[";
-    let i = 0;
-    try {
-      for (; i < value.length; i++) {
-        // Index access (not forEach/map) so that holes are seen as undefined.
-        const item: unknown = value[i];
-        if (item === undefined) throw new Failure("UndefinedInArray", "undefined in array");
-        if (i > 0) out += ",";
-        out += write(item, ancestors);
+    // The next value to write: the next member of the innermost open container.
+    for (;;) {
+      const top = stack[stack.length - 1];
+      if (top === undefined) return out;
+      const { keys } = top;
+      if (keys === undefined) {
+        const list = top.container as unknown[];
+        if (top.next < list.length) {
+          // Index access (not forEach/map) so that holes are seen as undefined.
+          value = list[top.next++];
+          if (value === undefined) throw new Failure("UndefinedInArray", "undefined in array");
+          if (top.wrote) out += ",";
+          top.wrote = true;
+          break;
+        }
+        out += "]";
+      } else {
+        const record = top.container as Record<string, unknown>;
+        let member: unknown;
+        while (top.next < keys.length && (member = record[keys[top.next] as string]) === undefined) top.next++;
+        if (top.next < keys.length) {
+          const key = keys[top.next++] as string;
+          if (top.wrote) out += ",";
+          top.wrote = true;
+          out += writeString(key);
+          out += ":";
+          value = member;
+          break;
+        }
+        out += "}";
       }
-    } catch (err) {
-      if (err instanceof Failure) err.tokens.push(i);
-      throw err;
+      ancestors.delete(top.container);
+      stack.pop();
     }
-    out += "]";
-  } else {
-    const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) {
-      const kind = (value as { constructor?: { name?: string } }).constructor?.name ?? "object";
-      throw new Failure("UnsupportedType", `unsupported object ${kind}`);
-    }
-    const record = value as Record<string, unknown>;
-    // Default sort compares UTF-16 code units: the order RFC 8785 §3.2.3 asks for.
-    const keys = Object.keys(record).sort();
-    out = "{";
-    let first = true;
-    let key = "";
-    try {
-      for (key of keys) {
-        const member = record[key];
-        if (member === undefined) continue;
-        if (!first) out += ",";
-        first = false;
-        out += writeString(key);
-        out += ":";
-        out += write(member, ancestors);
-      }
-    } catch (err) {
-      if (err instanceof Failure) err.tokens.push(key);
-      throw err;
-    }
-    out += "}";
   }
-  ancestors.delete(value);
-  return out;
 }

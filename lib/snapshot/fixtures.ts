@@ -5,12 +5,15 @@
  * Everything derives from the node index, so the same index gives the same
  * bytes.
  */
-import type {
-  SnapshotHeader,
-  SnapshotMeshPeer,
-  SnapshotPayload,
-  SnapshotUpdate,
-  SnapshotWorkload,
+import { sign as edSign, type KeyObject } from "node:crypto";
+import { canonicalize } from "./canonical-json.js";
+import {
+  SIGNATURE_DOMAIN,
+  type SnapshotHeader,
+  type SnapshotMeshPeer,
+  type SnapshotPayload,
+  type SnapshotUpdate,
+  type SnapshotWorkload,
 } from "./format.js";
 
 /** Options for {@link sampleHeader}. */
@@ -142,4 +145,21 @@ export function samplePayload(i: number, o: SamplePayloadOptions = {}): Snapshot
     })),
     updates: [update(i, "fabric-agent", 0), update(i, "ingress-proxy", 1)],
   };
+}
+
+/**
+ * Encoded snapshot bytes, validly signed by `privateKey`, whose payload
+ * carries one more member, `zzNested` (it sorts last, so the canonical text
+ * is the signed body with the member spliced in), holding `depth` nested
+ * arrays. Hostile input for the verifier's depth limit: a control plane's
+ * signing key in the wrong hands. Built as text so that nothing here walks
+ * the nesting; the header's keyId must be the key's id.
+ */
+export function signedSnapshotWithNesting(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject, depth: number): Buffer {
+  const nested = "[".repeat(depth) + "]".repeat(depth);
+  const plain = canonicalize({ header, payload });
+  // `{"header":{..},"payload":{..}}`: insert before the payload's closing brace.
+  const body = `${plain.slice(0, -2)},"zzNested":${nested}}}`;
+  const signature = edSign(null, Buffer.from(SIGNATURE_DOMAIN + body, "utf8"), privateKey).toString("base64");
+  return Buffer.from(`${body.slice(0, -1)},"signature":${JSON.stringify(signature)}}`, "utf8");
 }

@@ -5,7 +5,9 @@
  *  1. size      bytes.length <= maxBytes (default 4 MiB), before anything is
  *               parsed, so a hostile or broken server cannot make the agent
  *               parse an unbounded document                  → ErrMalformed
- *  2. shape     strict UTF-8, JSON, closed v1 envelope/header, typed payload
+ *  2. shape     strict UTF-8, nesting at most 64 deep (counted on the raw
+ *               text before parsing: lib/json-limits.ts), JSON, closed v1
+ *               envelope/header, typed payload, canonical form
  *                                                            → ErrMalformed
  *  3. key       header.keyId is in the trusted set           → ErrUnknownKey
  *  4. signature Ed25519 over SIGNATURE_DOMAIN + canonical({header, payload})
@@ -37,6 +39,15 @@
  *    Expired, and because expiry alone is the one failure the agent may live
  *    with (see agent/state/checkpoint.ts: boot in stale mode).
  *
+ * Only typed errors leave the verifier. Everything computed from the bytes
+ * is guarded (the depth limit keeps every later walk shallow, and the
+ * canonicaliser does not recurse anyway); should anything derived from the
+ * bytes still throw something else, it is reported as ErrMalformed with the
+ * original as its cause, so a hostile snapshot always shows up as a
+ * rejection (status, metrics) and never as a transport failure. The only
+ * other errors are TypeErrors for caller bugs in the context (an invalid
+ * clock, a trusted key that is not an Ed25519 public key).
+ *
  * What is verified is what is used: the signature covers the canonical form
  * of the *parsed* header and payload, so duplicate JSON keys, number spellings
  * or whitespace in the received bytes cannot make the agent act on anything
@@ -49,8 +60,10 @@
  * only happens if a new leader re-issued the serial).
  */
 import { verify as edVerify, type KeyObject } from "node:crypto";
+import { JsonLimitError, parseJsonWithLimits } from "../json-limits.js";
 import { canonicalize, CanonicalizeError } from "./canonical-json.js";
 import {
+  SnapshotError,
   ErrBadSignature,
   ErrExpired,
   ErrMalformed,
@@ -79,6 +92,14 @@ export {
 /** Default upper bound on a snapshot's encoded size. */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Deepest nesting of arrays and objects a snapshot may have, envelope
+ * included. A real v1 snapshot is 6 deep (envelope > payload > workloads >
+ * workload > healthProbe > command); the rest is room for payload members a
+ * later v1 builder may add.
+ */
+export const DEFAULT_MAX_SNAPSHOT_DEPTH = 64;
+
 /** What the agent knows when it verifies a snapshot for one cluster membership. */
 export interface VerifyContext {
   /** Snapshot keys trusted for this cluster, by key id ({@link keyIdOf}). Ed25519 public keys. */
@@ -97,6 +118,9 @@ export interface VerifyContext {
   maxBytes?: number;
 }
 
+/** A caller bug in the VerifyContext: let through as is, never reported as a snapshot rejection. */
+class ContextError extends TypeError {}
+
 /** A snapshot that passed every check. "unchanged": same term and serial as the last applied one; nothing to do. */
 export interface VerifyResult {
   status: "accepted" | "unchanged";
@@ -108,33 +132,37 @@ export interface InspectResult extends VerifyResult {
   expired: boolean;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
 /**
  * Runs checks 1-8 of the module comment and reports expiry (9) instead of
  * throwing it. Throws the SnapshotError of the first failing check, or a
  * TypeError for a caller bug (invalid clock, a trusted key that is not an
- * Ed25519 public key). Used by
+ * Ed25519 public key), and nothing else. Used by
  * the checkpoint loader, which boots from an expired snapshot in stale mode;
  * everything else should call {@link verifySnapshot}.
  */
 export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectResult {
+  try {
+    return inspect(bytes, ctx);
+  } catch (err) {
+    if (err instanceof SnapshotError || err instanceof ContextError) throw err;
+    throw new ErrMalformed(`unexpected ${err instanceof Error ? err.name : typeof err} while reading the snapshot`, { cause: err });
+  }
+}
+
+function inspect(bytes: Uint8Array, ctx: VerifyContext): InspectResult {
   // An Invalid Date would make every expiry comparison false, i.e. every snapshot fresh.
   const nowMs = ctx.now.getTime();
-  if (!Number.isFinite(nowMs)) throw new TypeError("verifying a snapshot needs a valid clock");
+  if (!Number.isFinite(nowMs)) throw new ContextError("verifying a snapshot needs a valid clock");
 
-  // 1. size, before parsing.
+  // 1. size, before parsing; 2. shape: UTF-8, depth before parsing, JSON.
   const maxBytes = ctx.maxBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
-  if (bytes.byteLength > maxBytes) {
-    throw new ErrMalformed(`${bytes.byteLength} bytes exceeds the limit of ${maxBytes}`);
-  }
-
-  // 2. shape.
   let parsed: unknown;
   try {
-    parsed = JSON.parse(utf8.decode(bytes));
+    parsed = parseJsonWithLimits(bytes, { maxBytes, maxDepth: DEFAULT_MAX_SNAPSHOT_DEPTH });
   } catch (cause) {
-    throw new ErrMalformed("not UTF-8 JSON", { cause });
+    if (!(cause instanceof JsonLimitError)) throw cause;
+    const reason = cause.code === "NotUtf8" || cause.code === "NotJson" ? "not UTF-8 JSON" : cause.reason;
+    throw new ErrMalformed(reason, { cause });
   }
   assertSignedSnapshot(parsed);
   const snapshot = parsed;
@@ -155,7 +183,7 @@ export function inspectSnapshot(bytes: Uint8Array, ctx: VerifyContext): InspectR
   const key = ctx.trustedKeys.get(header.keyId);
   if (key === undefined) throw new ErrUnknownKey(header.keyId);
   if (key.asymmetricKeyType !== "ed25519" || key.type !== "public") {
-    throw new TypeError(`trusted snapshot key ${header.keyId} is not an ed25519 public key`);
+    throw new ContextError(`trusted snapshot key ${header.keyId} is not an ed25519 public key`);
   }
 
   // 4. signature.

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { generateNodeKey, type StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { MembershipSync } from "../../agent/sync/snapshot-sync.js";
 import { metricsText, readStatus } from "../../agent/sync/status.js";
-import { sampleHeader, samplePayload } from "../../lib/snapshot/fixtures.js";
+import { sampleHeader, samplePayload, signedSnapshotWithNesting } from "../../lib/snapshot/fixtures.js";
 import { keyIdOf, signAndEncodeSnapshot } from "../../lib/snapshot/format.js";
 
 const CLUSTER = "eu-1";
@@ -66,6 +66,17 @@ describe("agent sync: a rejected snapshot changes nothing and is reported", () =
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** Serial 6, validly signed; the payload carries a member `depth` arrays deep (envelope and payload add 2). */
+  const nested = (depth: number): Buffer => {
+    const header = sampleHeader({ keyId, cluster: CLUSTER, node: NODE, serial: 6, authorityTerm: 3, issuedAt: T0 });
+    return signedSnapshotWithNesting(header, samplePayload(1, { node: NODE }), cluster.privateKey, depth);
+  };
+
+  it("accepts a validly signed snapshot nested exactly at the depth limit", async () => {
+    assert.equal((await sync.offer(nested(62))).kind, "accepted");
+    assert.equal(sync.held()?.held.serial, 6);
+  });
+
   const tampered = (): Buffer => {
     const b = snap({ serial: 6 });
     const s = b.toString("utf8").replace('"LOG_LEVEL":"info"', '"LOG_LEVEL":"warn"');
@@ -82,6 +93,9 @@ describe("agent sync: a rejected snapshot changes nothing and is reported", () =
     ["a snapshot of another node", () => snap({ serial: 6, node: "eu-1.node-b" }), "WrongNode"],
     ["a snapshot from an older authority term", () => snap({ serial: 9, term: 2 }), "OlderTerm"],
     ["an oversized body", () => Buffer.concat([snap({ serial: 6 }), Buffer.alloc(70 * 1024, 0x20)]), "Malformed"],
+    ["a validly signed snapshot whose payload nests an array 10,000 deep", () => nested(10_000), "Malformed"],
+    ["a validly signed snapshot nested one level above the limit", () => nested(63), "Malformed"],
+    ["a 10,000-deep array as the whole body", () => Buffer.from("[".repeat(10_000) + "]".repeat(10_000)), "Malformed"],
   ];
 
   for (const [what, make, code] of cases) {

@@ -100,6 +100,38 @@ describe("canonical json (RFC 8785)", () => {
     }
   });
 
+  describe("never overflows the stack, whatever the nesting (it walks with an explicit stack)", () => {
+    const deepArray = (n: number): unknown => {
+      let v: unknown = [];
+      for (let i = 1; i < n; i++) v = [v];
+      return v;
+    };
+    const deepObject = (n: number, leaf: unknown): unknown => {
+      let v: unknown = leaf;
+      for (let i = 0; i < n; i++) v = { a: v, b: i };
+      return v;
+    };
+    it("serialises a 10,000-deep array", () => assert.equal(canonicalize(deepArray(10_000)), "[".repeat(10_000) + "]".repeat(10_000)));
+    it("serialises a 100,000-deep array", () => assert.equal(canonicalize(deepArray(100_000)).length, 200_000));
+    it("serialises a 10,000-deep object, members sorted at every level", () => {
+      let want = "1";
+      for (let i = 0; i < 10_000; i++) want = `{"a":${want},"b":${i}}`;
+      assert.equal(canonicalize(deepObject(10_000, 1)), want);
+    });
+    it("names the path of a failure 10,000 levels down", () => {
+      assert.throws(
+        () => canonicalize(deepObject(10_000, [1, Infinity])),
+        (err: unknown) => err instanceof CanonicalizeError && err.code === "NonFiniteNumber" && err.path === "/a".repeat(10_000) + "/1",
+      );
+    });
+    it("finds a cycle 10,000 levels down", () => {
+      const bottom: Record<string, unknown> = {};
+      const top = deepObject(10_000, bottom);
+      bottom.up = top;
+      assert.throws(() => canonicalize(top), (err: unknown) => err instanceof CanonicalizeError && err.code === "Circular" && err.path === "/a".repeat(10_000) + "/up");
+    });
+  });
+
   it("accepts the same object twice when it is not its own ancestor", () => {
     const shared = { k: 1 };
     assert.equal(canonicalize({ a: shared, b: [shared, shared] }), '{"a":{"k":1},"b":[{"k":1},{"k":1}]}');

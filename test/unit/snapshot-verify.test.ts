@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign as edSign, type KeyObject } from "node:crypto";
 import { sampleHeader, samplePayload, type SampleHeaderOptions } from "../../lib/snapshot/fixtures.js";
-import { encodeSnapshot, keyIdOf, signedMessage, signSnapshot, type SignedSnapshot } from "../../lib/snapshot/format.js";
+import { encodeSnapshot, keyIdOf, signedMessage, signSnapshot, type SignedSnapshot, type SnapshotPayload } from "../../lib/snapshot/format.js";
 import {
+  DEFAULT_MAX_SNAPSHOT_DEPTH,
   ErrBadSignature,
   ErrExpired,
   ErrMalformed,
@@ -292,6 +293,99 @@ describe("snapshot verification", () => {
     for (const c of cases) {
       it(c.name, () => assert.throws(() => verifySnapshot(c.bytes(), c.ctx), rejectsWith(c.code)));
     }
+  });
+
+  describe("hostile nesting: a typed Malformed, never a stack overflow", () => {
+    const nestedArray = (n: number): unknown => {
+      let v: unknown = [];
+      for (let i = 1; i < n; i++) v = [v];
+      return v;
+    };
+    const nestedObject = (n: number): unknown => {
+      let v: unknown = "leaf";
+      for (let i = 0; i < n; i++) v = { k: v };
+      return v;
+    };
+    /** Validly signed by the trusted key (by hand: signSnapshot checks the shape first), so the nesting is what is wrong with it. */
+    const signedWith = (extra: Record<string, unknown>, serial = 11): Buffer => {
+      const header = sampleHeader({ issuedAt, keyId: ourKeyId, serial, authorityTerm: 3 });
+      const payload = { ...samplePayload(1, { node: header.node }), ...extra } as SnapshotPayload;
+      const signature = edSign(null, signedMessage(header, payload), ours.privateKey).toString("base64");
+      return bytes({ header, payload, signature });
+    };
+    const trust = { lastSerial: 10, lastTerm: 3 };
+
+    it("keeps the limit well above the depth of a real snapshot", () => {
+      // envelope > payload > workloads > workload > healthProbe > command: 6.
+      assert.equal(DEFAULT_MAX_SNAPSHOT_DEPTH, 64);
+    });
+
+    const malformed: Array<{ name: string; bytes: () => Uint8Array }> = [
+      { name: "a signed payload holding a 10,000-deep array", bytes: () => signedWith({ deep: nestedArray(10_000) }) },
+      { name: "a signed payload holding a 10,000-deep object", bytes: () => signedWith({ deep: nestedObject(10_000) }) },
+      { name: "a signed payload nested one level above the limit", bytes: () => signedWith({ deep: nestedArray(DEFAULT_MAX_SNAPSHOT_DEPTH - 1) }) },
+      { name: "a signed workload whose env holds a 10,000-deep array", bytes: () => signedWith({ workloads: [{ ...samplePayload(1).workloads[0], env: { X: nestedArray(10_000) } }] }) },
+      { name: "an unsigned 10,000-deep array as the whole body", bytes: () => Buffer.from("[".repeat(10_000) + "]".repeat(10_000)) },
+      { name: "a 100,000-deep unterminated array", bytes: () => Buffer.from("[".repeat(100_000)) },
+      { name: "4 MiB of opening brackets", bytes: () => Buffer.alloc(4 * 1024 * 1024, 0x5b) },
+      {
+        name: "a deep array appended to a genuine envelope (a closed member it may not have)",
+        bytes: () => {
+          const text = bytes(snapshot({ serial: 11, authorityTerm: 3 })).toString("utf8");
+          return Buffer.from(`${text.slice(0, -1)},"x":${"[".repeat(10_000)}${"]".repeat(10_000)}}`);
+        },
+      },
+      { name: "JSON null", bytes: () => Buffer.from("null") },
+      { name: "a JSON string", bytes: () => Buffer.from('"snapshot"') },
+      { name: "an empty body", bytes: () => Buffer.alloc(0) },
+      { name: "a payload that is an array", bytes: () => tamper(snapshot(), (c) => ((c as unknown as { payload: unknown }).payload = [])) },
+      { name: "a payload member holding NaN-like junk that JSON cannot hold", bytes: () => Buffer.from(bytes(snapshot()).toString("utf8").replace('"generation":', '"generation":1e999,"g":')) },
+    ];
+    for (const c of malformed) {
+      it(`rejects ${c.name} as Malformed`, () => {
+        const b = c.bytes();
+        assert.throws(() => verifySnapshot(b, ctx(trust)), rejectsWith("Malformed"));
+        assert.throws(() => inspectSnapshot(b, ctx(trust)), ErrMalformed);
+      });
+    }
+
+    it("names the limit in the rejection", () => {
+      assert.throws(() => verifySnapshot(signedWith({ deep: nestedArray(10_000) }), ctx(trust)), /malformed snapshot: nested deeper than 64 levels/);
+    });
+
+    it("accepts a signed snapshot nested exactly at the limit", () => {
+      // Envelope (1) and payload (2) hold the member: 2 + 62 = 64.
+      const r = verifySnapshot(signedWith({ deep: nestedArray(DEFAULT_MAX_SNAPSHOT_DEPTH - 2) }), ctx(trust));
+      assert.equal(r.status, "accepted");
+    });
+
+    it("accepts deep-looking nesting inside a string", () => {
+      const w = samplePayload(1).workloads[0];
+      assert.ok(w !== undefined);
+      const brackets = "[".repeat(10_000) + "{".repeat(10_000) + '\\"[';
+      const r = verifySnapshot(signedWith({ workloads: [{ ...w, env: { ...w.env, WEIRD: brackets }, args: [brackets] }] }), ctx(trust));
+      assert.equal(r.status, "accepted");
+      assert.equal(r.snapshot.payload.workloads[0]?.env.WEIRD, brackets);
+    });
+
+    it("throws nothing but a SnapshotError for byte-level damage anywhere in a genuine snapshot", () => {
+      const genuine = bytes(snapshot({ serial: 11, authorityTerm: 3 }));
+      let seed = 7;
+      const rand = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) >>> 0;
+        return seed % n;
+      };
+      const junk = [0x5b, 0x5d, 0x7b, 0x7d, 0x22, 0x5c, 0x00, 0xff, 0x2c, 0x3a, 0x30, 0x65];
+      for (let k = 0; k < 300; k++) {
+        const b = Buffer.from(genuine);
+        for (let e = 0; e < 1 + rand(4); e++) b[rand(b.length)] = junk[rand(junk.length)] ?? 0;
+        try {
+          verifySnapshot(b, ctx(trust));
+        } catch (err) {
+          assert.ok(err instanceof SnapshotError, `mutation ${k}: ${String(err)}`);
+        }
+      }
+    });
   });
 
   it("defaults the size limit to 4 MiB", () => {
