@@ -56,7 +56,10 @@ export function int64Param(q: Query, name: string): bigint | undefined {
 /**
  * The resourceVersion parameter as a revision: undefined when absent, empty
  * or "0" (kube's "any"), else a uint64. 400 "Invalid value" otherwise, as
- * kube's storage versioner answers.
+ * kube's storage versioner answers. A revision past int64 is also a 400:
+ * revisions are PostgreSQL bigints, so no write can ever reach it, and
+ * waiting for it (kube's 504 for a revision merely newer than the newest)
+ * would only make the client retry forever.
  */
 export function resourceVersionParam(q: Query): bigint | undefined {
   const v = q.resourceVersion;
@@ -64,7 +67,9 @@ export function resourceVersionParam(q: Query): bigint | undefined {
   if (!/^\d{1,20}$/.test(v) || BigInt(v) > uint64Max) {
     throw badParam("resourceVersion", v, `strconv.ParseUint: parsing ${JSON.stringify(v)}: invalid syntax`);
   }
-  return BigInt(v);
+  const rv = BigInt(v);
+  if (rv > int64Max) throw badParam("resourceVersion", v, "no revision is ever beyond 9223372036854775807");
+  return rv;
 }
 
 /** The 504 kube-apiserver answers for a resourceVersion newer than anything stored. */

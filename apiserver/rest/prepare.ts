@@ -131,6 +131,8 @@ export function prepareObject(ctx: Koa.Context, def: ResourceDef, body: KubeObje
   obj = applyDefaults(def.group, def.version, def.kind, obj);
   if (!isObj(obj.metadata)) obj.metadata = {};
   const meta = obj.metadata;
+  // Every ObjectMeta field is omitempty: kube decodes a null into the zero value and stores nothing.
+  for (const [k, v] of Object.entries(meta)) if (v === null) delete meta[k];
   if (!def.namespaced) delete meta.namespace;
   if (old === undefined) {
     meta.uid = randomUUID();

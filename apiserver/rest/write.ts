@@ -258,7 +258,9 @@ function nextVersion(
     }
     if (cur.metadata.deletionTimestamp) {
       const before = new Set(cur.metadata.finalizers ?? []);
-      const added = (next.metadata.finalizers ?? []).filter((f) => !before.has(f));
+      // A non-list is refused by prepareObject's ObjectMeta validation below.
+      const finalizers: unknown = next.metadata.finalizers;
+      const added = (Array.isArray(finalizers) ? finalizers : []).filter((f) => !before.has(f));
       if (added.length > 0) {
         throw invalid(def.group, def.kind, cur.metadata.name ?? "", [
           { reason: "FieldValueForbidden", field: "metadata.finalizers", message: `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers ${JSON.stringify(added)}` },

@@ -208,7 +208,7 @@ describe("API server: hostile request parsing", function () {
       ["watch", "&watch=1"],
       ["get", ""],
     ] as const) {
-      for (const rv of ["abc", "-1", "1.0", "18446744073709551616"]) {
+      for (const rv of ["abc", "-1", "1.0", "18446744073709551616", "18446744073709551615", "9223372036854775808"]) {
         it(`refuses resourceVersion=${rv} on a ${verb} with 400 Invalid value`, async () => {
           const path = verb === "get" ? `${cms}/nothing-${run}` : cms;
           const s = failure(await send(t, "GET", `${path}?resourceVersion=${rv}${suffix}`, undefined, {}, 3000), 400, "BadRequest");
@@ -220,7 +220,7 @@ describe("API server: hostile request parsing", function () {
     }
 
     it("answers a watch from a future resourceVersion with kube's 504 Too large resource version", async () => {
-      for (const rv of ["18446744073709551615", "9007199254740993", "999999999999"]) {
+      for (const rv of ["9223372036854775807", "9007199254740993", "999999999999"]) {
         const r = await send(t, "GET", `${cms}?watch=1&resourceVersion=${rv}`, undefined, {}, 5000);
         assert.equal(r.status, 200, r.body);
         const evs = events(r.body);

@@ -104,6 +104,16 @@ describe("API server: ObjectMeta and built-in kind validation", function () {
   });
 
   describe("names", () => {
+    it("stores null metadata fields as absent (labels, annotations, finalizers), on create and update", async () => {
+      const nulls = { labels: null, annotations: null, finalizers: null, ownerReferences: null };
+      const created = await call(t, "POST", cm(""), configMap(`nulls-${tag}`, nulls));
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const put = await call(t, "PUT", cm(`nulls-${tag}`), configMap(`nulls-${tag}`, { ...nulls, resourceVersion: metaOf(created).resourceVersion }, { data: { a: "b" } }));
+      assert.equal(put.status, 200, JSON.stringify(put.body));
+      const stored = metaOf(await call(t, "GET", cm(`nulls-${tag}`)));
+      for (const k of Object.keys(nulls)) assert.ok(!(k in stored), `metadata.${k} stored as ${JSON.stringify(stored[k])}`);
+    });
+
     it("refuses a namespace name with a dot (a namespace is a DNS-1123 label)", async () => {
       const name = `dotted.${tag}`;
       const r = await call(t, "POST", "/api/v1/namespaces", { metadata: { name } });

@@ -86,7 +86,17 @@ function parse(text: string): unknown {
   }
 }
 
-/** The largest 5xx code in the ERROR events of a watch stream. */
+/**
+ * kube-apiserver's answer to a resourceVersion newer than anything stored: a
+ * 504 Timeout Status with the ResourceVersionTooLarge cause, which client-go
+ * retries. It is the contract, not a server failure.
+ */
+export function isTooLargeResourceVersion(status: unknown): boolean {
+  const s = status as { code?: unknown; reason?: unknown; details?: { causes?: Array<{ reason?: unknown }> } } | undefined;
+  return s?.code === 504 && s.reason === "Timeout" && (s.details?.causes ?? []).some((c) => c.reason === "ResourceVersionTooLarge");
+}
+
+/** The largest 5xx code in the ERROR events of a watch stream (kube's ResourceVersionTooLarge 504 aside). */
 function streamError(text: string): number | undefined {
   let worst: number | undefined;
   for (const line of text.split("\n")) {
@@ -94,7 +104,7 @@ function streamError(text: string): number | undefined {
     try {
       const ev = JSON.parse(line) as { type?: unknown; object?: { code?: unknown } };
       const code = ev.object?.code;
-      if (ev.type === "ERROR" && typeof code === "number" && code >= 500) worst = Math.max(worst ?? 0, code);
+      if (ev.type === "ERROR" && typeof code === "number" && code >= 500 && !isTooLargeResourceVersion(ev.object)) worst = Math.max(worst ?? 0, code);
     } catch {
       // A line cut by the client deadline.
     }
@@ -125,7 +135,7 @@ export async function runRequests(target: FuzzTarget, count: number, next: () =>
 }
 
 /** How to send a request again by hand: method, path, headers (token elided), body prefix. */
-export function describeRequest(req: FuzzRequest, bodyPrefix = 400): string {
+export function describeRequest(req: FuzzRequest, bodyPrefix = Number(process.env.FUZZ_BODY ?? 400)): string {
   const headers = Object.entries(req.headers)
     .map(([k, v]) => `  ${k}: ${k === "authorization" ? "Bearer $TOKEN" : v}`)
     .join("\n");

@@ -73,6 +73,9 @@ export function objectMetaProblems(res: ResourceDefinition, obj: unknown): strin
   if (typeof name !== "string" || name === "") out.push("metadata.name missing");
   else if (res.kind === "Namespace") {
     if (name.length > 63 || !dns1123Label.test(name)) out.push(`namespace name ${JSON.stringify(name)} is not a DNS-1123 label`);
+  } else if (res.kind === "Event" && res.group === "") {
+    // kube validates core/v1 Event names as path segments only (legacyValidateEvent, for old clients).
+    if (name === "." || name === ".." || /[/%]/.test(name)) out.push(`event name ${JSON.stringify(name)} is not a path segment`);
   } else if (name.length > 253 || !dns1123Subdomain.test(name)) out.push(`metadata.name ${JSON.stringify(name)} is not a DNS-1123 subdomain`);
   if (res.scope === "Cluster") {
     if (m.namespace !== undefined && m.namespace !== "") out.push(`cluster-scoped object has metadata.namespace ${JSON.stringify(m.namespace)}`);
