@@ -19,7 +19,7 @@ export const fabricClusterKind: FabricKind = {
       name: "fabriccluster",
       kind: "FabricCluster",
       informer,
-      reconciler: new FabricClusterReconciler({ informer, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity }),
+      reconciler: new FabricClusterReconciler({ informer, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity, events: d.events }),
       workers: d.settings.workers?.fabricCluster ?? 2,
       registry: d.registry,
       log: d.log.with({ controller: "fabriccluster" }),

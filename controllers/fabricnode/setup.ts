@@ -35,6 +35,7 @@ export const fabricNodeKind: FabricKind = {
         liveness,
         roles: d.stores.roles,
         workloads: d.stores.workloads,
+        events: d.events,
       }),
       workers: 4,
       registry: d.registry,
