@@ -8,6 +8,7 @@ import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
 import { Controller } from "../runtime/index.js";
+import { registerCoverageGauges } from "./metrics.js";
 import { FabricClusterReconciler } from "./reconciler.js";
 
 /** See the module comment. */
@@ -25,6 +26,7 @@ export const fabricClusterKind: FabricKind = {
       log: d.log.with({ controller: "fabriccluster" }),
     });
     mgr.add(controller);
+    registerCoverageGauges(d.registry, informer);
     mgr.addRunnable("fabriccluster orphan sweep", (signal) =>
       runOrphanSweeps({ controller, informer, rowNames: () => d.stores.clusters.names(), intervalMs: d.settings.sweepIntervalMs, log: d.log }, signal),
     );

@@ -6,6 +6,7 @@
  */
 export { PgAuthority, type PgAuthorityOptions } from "./authority.js";
 export { ExponentialRateLimiter, fullJitter, type ExponentialRateLimiterOptions, type RandomSource, type RateLimiter } from "./backoff.js";
+export { cacheGauge, countBy, type CacheGaugeOptions, type CacheSample } from "./cache-metrics.js";
 export { FakeClock, realClock, sleep, type Clock, type TimerHandle } from "./clock.js";
 export * from "./conditions.js";
 export {
