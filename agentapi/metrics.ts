@@ -90,7 +90,7 @@ export class AgentApiMetrics {
         const matched = (ctx as { _matchedRoute?: unknown })._matchedRoute;
         const route = typeof matched === "string" ? matched : "unmatched";
         // A client that went away (a long poll given up) gets nothing: 499, as nginx logs it.
-        const code = ctx.req.destroyed ? 499 : ctx.status;
+        const code = ctx.res.destroyed || ctx.req.socket.destroyed ? 499 : ctx.status;
         this.requests.inc({ route, method: ctx.method, code: String(code) });
         this.duration.observe({ route, method: ctx.method }, Number(process.hrtime.bigint() - started) / 1e9);
         if (route === "/v1/enroll" && ctx.method === "POST") this.enrollments.inc({ outcome: enrollOutcome(ctx.status, ctx.body) });
