@@ -24,10 +24,12 @@ import {
 } from "../lib/enrollment/protocol.js";
 import { unsupportedRoles } from "../lib/enrollment/roles.js";
 import { parseToken } from "../lib/enrollment/token.js";
+import type { EventRecorderLike } from "../lib/kube/events.js";
 import type { Logger } from "../lib/log.js";
 import type { ClusterStore, EnrollmentStore, NodeStore, RefusalCode } from "../lib/state/index.js";
 import { authenticate, type AuthCache, type AuthOptions } from "./auth.js";
 import { AgentApiError } from "./errors.js";
+import { recordRefusal } from "./refusals.js";
 import type { RateLimiter } from "./rate-limit.js";
 
 /** Dependencies of the enrollment routes. */
@@ -47,6 +49,8 @@ export interface EnrollRoutesDeps {
   now?: () => number;
   /** The agent API's authentication cache. */
   authCache?: AuthCache;
+  /** Kubernetes Events about refused enrollments (refusals are logged either way). */
+  events?: EventRecorderLike;
 }
 
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -139,6 +143,7 @@ export function enrollRouter(d: EnrollRoutesDeps, readJson: (ctx: Koa.Context) =
     const tok = parseToken(body.token);
     if (tok === undefined) {
       d.failures.take(addr);
+      await recordRefusal({ code: "TokenMalformed", message: "malformed token", nodeName: body.nodeName, cluster: body.cluster, address: addr }, d);
       throw new AgentApiError(400, "TokenMalformed", "token must look like <6 chars>.<32 chars> of [a-z0-9]");
     }
     let csr;
@@ -164,6 +169,7 @@ export function enrollRouter(d: EnrollRoutesDeps, readJson: (ctx: Koa.Context) =
     });
     if (out.kind === "refused") {
       if (out.code === "TokenInvalid") d.failures.take(addr);
+      await recordRefusal({ code: out.code, message: out.message, nodeName: body.nodeName, cluster: body.cluster, token: out.token, address: addr }, d);
       throw new AgentApiError(STATUS[out.code], out.code, out.message);
     }
     const r = out.request;

@@ -18,6 +18,7 @@ import { isIP, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import Koa from "koa";
+import type { Registry } from "prom-client";
 import type pg from "pg";
 import { createEcCertificateAuthority, issueEcServingCertificate, keyMatchesCertificate, pkcs8DerToPem, privateKeyToPkcs8Der } from "../lib/crypto/ec-certs.js";
 import { AGENT_API_MAX_JSON_DEPTH, MAX_ENROLL_BODY_BYTES } from "../lib/agent-protocol.js";
@@ -26,6 +27,7 @@ import { JsonLimitError, parseJsonWithLimits, type JsonLimitCode } from "../lib/
 import type { CertBundle } from "../lib/crypto/pki.js";
 import { caPinOf } from "../lib/crypto/x509.js";
 import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
+import type { EventRecorderLike } from "../lib/kube/events.js";
 import type { Logger } from "../lib/log.js";
 import { AgentApiCaStore, agentApiCaAad, type AgentApiCaRow } from "../lib/state/agent-api-ca.js";
 import { ClusterStore, EnrollmentStore, NodeStore, type Fence } from "../lib/state/index.js";
@@ -36,6 +38,7 @@ import { nodeRouter } from "./node-routes.js";
 import { SnapshotFeed } from "./snapshot-feed.js";
 import { AgentApiError, errorMiddleware } from "./errors.js";
 import { RateLimiter, type RateLimit } from "./rate-limit.js";
+import { agentApiMetrics } from "./metrics.js";
 
 /** Options of startAgentApi. */
 export interface AgentApiOptions {
@@ -60,6 +63,10 @@ export interface AgentApiOptions {
   renewGraceMs?: number;
   /** Heartbeat interval told to agents, seconds (default 10). */
   heartbeatIntervalSeconds?: number;
+  /** Where the agent API's metrics go (the process's /metrics registry); none when absent. */
+  metrics?: Registry;
+  /** Kubernetes Events about refused enrollments (on the JoinToken, or the cluster named for an unknown token). */
+  events?: EventRecorderLike;
   /** Seals the shared agent API CA key; default FABRIC_KEK, else `<state-dir>/pki/kek` (created if missing, like the controllers'). */
   kek?: Kek;
 }
@@ -291,6 +298,8 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
   const authCache = new AuthCache(o.pool, o.log.with({ part: "agent-auth" }));
   const app = new Koa();
+  const metrics = o.metrics === undefined ? undefined : agentApiMetrics(o.metrics);
+  if (metrics !== undefined) app.use(metrics.middleware());
   app.use(errorMiddleware(o.log));
   const router = enrollRouter(
     {
@@ -305,6 +314,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
       renewGraceMs: o.renewGraceMs ?? 7 * 86_400_000,
       log: o.log,
       authCache,
+      events: o.events,
     },
     (ctx) => readJson(ctx),
   );
@@ -314,6 +324,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   await feed.start();
   await authCache.start();
   const heartbeats = new HeartbeatBatcher(o.pool, o.log.with({ part: "heartbeats" }));
+  if (metrics !== undefined) metrics.sources = { longPolls: () => feed.pendingPolls(), heartbeatRowsWritten: () => heartbeats.written };
   const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());

@@ -50,6 +50,8 @@ export interface ApiServer {
   store: Store;
   hub: WatchHub;
   registry: Registry;
+  /** What /readyz answers: serving, and the watch hub's PostgreSQL listener connected. */
+  ready(): boolean;
   /** Compacts watch history now (tests use it to provoke 410 Gone). */
   compact(keepEvents: number, keepSeconds: number): Promise<number>;
   stop(): Promise<void>;
@@ -200,6 +202,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     store,
     hub,
     registry,
+    ready: () => ready && hub.connected(),
     compact: (keepEvents, keepSeconds) => store.compact(keepEvents, keepSeconds),
     async stop() {
       ready = false;

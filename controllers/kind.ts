@@ -15,7 +15,7 @@ import type { Logger } from "../lib/log.js";
 import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import type { HeartbeatStore } from "../lib/state/heartbeats.js";
 import type { ClusterStore, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore } from "../lib/state/index.js";
-import type { KindModule } from "./runtime/index.js";
+import type { EventRecorderLike, KindModule } from "./runtime/index.js";
 
 /** Enrollment settings of the controllers; durations in milliseconds. */
 export interface EnrollmentSettings {
@@ -64,6 +64,8 @@ export interface KindDeps {
   registry: Registry;
   /** The controllers' logger; kinds add their own fields. */
   log: Logger;
+  /** Kubernetes Events about the objects reconciled (asynchronous; never blocks nor fails a reconcile). */
+  events: EventRecorderLike;
   settings: {
     /** Orphan sweep period while leading (default 60 s). */
     sweepIntervalMs?: number;

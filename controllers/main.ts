@@ -24,7 +24,7 @@ import { joinTokenKind } from "./jointoken/setup.js";
 import type { EnrollmentSettings, FabricKind, KindDeps, NodeHealthSettings } from "./kind.js";
 import { nodeGroupKind } from "./nodegroup/setup.js";
 import { roleAssignmentKind } from "./roleassignment/setup.js";
-import { Manager, PgAuthority, customResourceSource, kubeLeaseClient } from "./runtime/index.js";
+import { EventRecorder, Manager, PgAuthority, coreV1EventSink, customResourceSource, kubeLeaseClient } from "./runtime/index.js";
 import { serviceWorkloadKind } from "./serviceworkload/setup.js";
 import { SnapshotBuilder } from "./snapshots/builder.js";
 
@@ -32,6 +32,9 @@ export type { EnrollmentSettings, NodeHealthSettings } from "./kind.js";
 
 /** The kinds, in the order their controllers are added and their snapshot contributors run. */
 export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind];
+
+/** source.component of the controllers' Kubernetes Events. */
+export const EVENT_SOURCE = "fabric-controllers";
 
 /** Lease election settings; durations in milliseconds (client-go defaults 15 s / 10 s / 2 s). */
 export interface LeaseSettings {
@@ -127,10 +130,12 @@ export function startControllers(o: ControllersOptions): RunningControllers {
             log: log.with({ part: "leader-election", identity: o.identity }),
           },
   });
+  const core = kc.makeApiClient(CoreV1Api);
+  const events = new EventRecorder({ sink: coreV1EventSink(core), component: EVENT_SOURCE, host: o.identity, registry, log: log.with({ part: "events" }) });
   const deps: KindDeps = {
     pool: o.pool,
     api: kc.makeApiClient(CustomObjectsApi),
-    core: kc.makeApiClient(CoreV1Api),
+    core,
     kek: o.kek,
     identity: o.identity,
     term: () => authority.heldTerm(),
@@ -138,6 +143,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     stores,
     registry,
     log,
+    events,
     settings: { sweepIntervalMs: o.sweepIntervalMs, workers: o.workers, enrollment: o.enrollment, nodeHealth: o.nodeHealth },
   };
   const contributors = KINDS.flatMap((k) => k.setup(manager, deps)?.snapshotContributors ?? []);
@@ -164,6 +170,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
       stopping ??= (async () => {
         stopCtl.abort();
         await running;
+        await events.stop();
         log.info("controllers stopped", { identity: o.identity });
       })();
       return stopping;

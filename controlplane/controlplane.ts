@@ -8,7 +8,7 @@
  * meet here, through the Kubernetes API and through the state layer
  * (docs/architecture.md, "Import boundaries").
  */
-import { CustomObjectsApi } from "@kubernetes/client-node";
+import { CoreV1Api, CustomObjectsApi } from "@kubernetes/client-node";
 import client from "prom-client";
 import { publishAgentApiInfo } from "../agentapi/discovery.js";
 import type { RateLimit } from "../agentapi/rate-limit.js";
@@ -18,6 +18,7 @@ import { startControllers, type ControllersOptions, type RunningControllers } fr
 import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
 import { openDatabase, type Database } from "../lib/db/database.js";
 import { createPool } from "../lib/db/pool.js";
+import { EventRecorder, coreV1EventSink } from "../lib/kube/events.js";
 import { loadKubeConfig } from "../lib/kube/kubeconfig.js";
 import type { Logger } from "../lib/log.js";
 import { startMetricsServer } from "./metrics-server.js";
@@ -84,7 +85,7 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
     await db.close();
     throw err;
   }
-  const metricsServer = await startMetricsServer(metrics, o.metricsPort);
+  const metricsServer = await startMetricsServer(metrics, o.metricsPort, { ready: () => api.ready() });
   const metricsUrl = metricsServer.url;
   let controllers: RunningControllers | undefined;
   if (o.controllers !== undefined) {
@@ -100,9 +101,12 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
   }
   let agentApi: AgentApi | undefined;
   let agentPool: ReturnType<typeof createPool> | undefined;
+  let agentEvents: EventRecorder | undefined;
   if (o.agentPort !== undefined) {
     agentPool = createPool(db.url, { max: 8 });
     const kc = loadKubeConfig(api.kubeconfigPath);
+    const actor = `agentapi/${o.controllers?.identity ?? "controlplane"}`;
+    agentEvents = new EventRecorder({ sink: coreV1EventSink(kc.makeApiClient(CoreV1Api)), component: "fabric-agentapi", host: actor, registry: metrics, log: o.log.with({ part: "agentapi-events" }) });
     const running = controllers;
     agentApi = await startAgentApi({
       stateDir: o.stateDir,
@@ -110,8 +114,10 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
       port: o.agentPort,
       pool: agentPool,
       api: kc.makeApiClient(CustomObjectsApi),
-      actor: `agentapi/${o.controllers?.identity ?? "controlplane"}`,
+      actor,
       log: o.log.with({ part: "agentapi" }),
+      metrics,
+      events: agentEvents,
       ...o.agentApi,
       renewal: running === undefined ? undefined : { issuer: running.issuer, nodes: running.nodes, onRenewed: (n) => running.enqueueNode(n) },
     });
@@ -151,6 +157,7 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
         }
       };
       await step("agent API", async () => agentApi?.stop());
+      await step("agent API events", async () => agentEvents?.stop(), 5_000);
       await step("agent API pool", async () => agentPool?.end(), 5_000);
       await step("controllers", async () => controllers?.stop(), 30_000);
       await step("metrics server", () => metricsServer.stop(), 5_000);

@@ -31,6 +31,14 @@ if [[ -z "${FABRIC_PYTHON:-}" ]]; then
 fi
 export FABRIC_PYTHON
 echo "${FABRIC_PYTHON}"
+echo "== promtool (Debian's prometheus package), for the alert rule checks"
+# The alert rules are checked with promtool; a missing promtool fails the run (never skipped).
+if ! PROMTOOL="$(bash hack/promtool.sh)"; then
+  echo "hack/test.sh: could not obtain promtool (hack/promtool.sh failed, see above); set PROMTOOL to a promtool binary to supply one." >&2
+  exit 1
+fi
+export PROMTOOL
+echo "${PROMTOOL}"
 echo "== type check"
 npx tsc --noEmit -p tsconfig.json
 echo "== precompiled agent"

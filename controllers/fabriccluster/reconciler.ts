@@ -18,7 +18,8 @@ import type { FabricClusterObject as FabricCluster } from "../objects.js";
 import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
 import { seal, type Kek } from "../../lib/crypto/kek.js";
 import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow, type RoleStore } from "../../lib/state/index.js";
-import { FencedError, TerminalError, patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { FencedError, TerminalError, patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { keysCreatedEvent } from "./events.js";
 import { desiredClusterStatus, desiredRoleCoverage, planClusterRow } from "./plan.js";
 
 /** Dependencies of FabricClusterReconciler. */
@@ -33,6 +34,8 @@ export interface FabricClusterReconcilerDeps {
   term: () => number | undefined;
   identity: string;
   clock?: Clock;
+  /** Kubernetes Events (keys created). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.FabricCluster;
@@ -58,6 +61,7 @@ export class FabricClusterReconciler implements Reconciler {
         const created = this.createKeys(key.name, uid, generation, obj.spec as unknown as Record<string, unknown>);
         await this.d.clusters.create(created.row, created.keys, action.kind === "replace" ? action.oldUid : undefined);
         ctx.log.info("cluster keys created", { cluster: key.name, caFingerprint: created.row.caFingerprint, snapshotKeyId: created.row.snapshotKeyId });
+        recordAll(this.d.events, obj, [keysCreatedEvent(action.kind === "replace", created.row.caFingerprint, created.row.snapshotKeyId)]);
         row = created.row;
         break;
       }

@@ -25,7 +25,8 @@ import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { HeartbeatStore } from "../../lib/state/heartbeats.js";
 import type { NodeStore, RoleStore, WorkloadStore } from "../../lib/state/index.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
-import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { healthEvents, membershipEvents } from "./events.js";
 import { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
 import { assignedRolesOf, desiredNodeStatus, nodeWorkloadsOf } from "./plan.js";
 
@@ -41,6 +42,8 @@ export interface FabricNodeReconcilerDeps {
   /** Role grants and workload reports; without them assignedRoles and workloads are carried over as they are. */
   roles?: Pick<RoleStore, "rolesOfNodes">;
   workloads?: Pick<WorkloadStore, "reportsOfNode">;
+  /** Kubernetes Events (Ready lost and back, degraded, membership decisions). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.FabricNode;
@@ -59,8 +62,10 @@ export class FabricNodeReconciler implements Reconciler {
     let row = await this.d.nodes.node(key.name);
     const want = obj.spec.membership ?? "Active";
     if (row !== undefined && row.membership !== want && row.membership !== "Revoked") {
-      const now = await this.d.nodes.setMembership(key.name, want, obj.spec.membershipReason ?? `membership set to ${want}`);
+      const why = obj.spec.membershipReason ?? `membership set to ${want}`;
+      const now = await this.d.nodes.setMembership(key.name, want, why);
       ctx.log.info("membership changed", { node: key.name, from: row.membership, to: now });
+      recordAll(this.d.events, obj, membershipEvents(row.membership, now, why));
       row = await this.d.nodes.node(key.name);
     }
     const identity = row === undefined ? undefined : await this.d.nodes.activeIdentity(key.name);
@@ -72,7 +77,10 @@ export class FabricNodeReconciler implements Reconciler {
     if (this.d.workloads !== undefined) status.workloads = nodeWorkloadsOf(await this.d.workloads.reportsOfNode(key.name));
     if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
       const reason = status.health === "Unknown" ? `no heartbeat for more than ${Math.round(settings.gracePeriodMs / 1000)}s` : `agent reports ${status.health}`;
-      if (await this.d.heartbeats.recordHealth(key.name, row.cluster, status.health, reason)) ctx.log.info("node health changed", { node: key.name, from: obj.status?.health, to: status.health });
+      if (await this.d.heartbeats.recordHealth(key.name, row.cluster, status.health, reason)) {
+        ctx.log.info("node health changed", { node: key.name, from: obj.status?.health, to: status.health });
+        recordAll(this.d.events, obj, healthEvents(obj.status?.health, status.health, reason));
+      }
     }
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Identity renewals happen in the agent API: look again now and then, and at expiry.

@@ -10,6 +10,7 @@ import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
 import { Controller } from "../runtime/index.js";
 import { HeartbeatMonitor } from "./heartbeat-monitor.js";
+import { registerNodeGauges } from "./metrics.js";
 import { DEFAULT_LIVENESS } from "./liveness.js";
 import { FabricNodeReconciler } from "./reconciler.js";
 
@@ -35,12 +36,14 @@ export const fabricNodeKind: FabricKind = {
         liveness,
         roles: d.stores.roles,
         workloads: d.stores.workloads,
+        events: d.events,
       }),
       workers: 4,
       registry: d.registry,
       log: d.log.with({ controller: "fabricnode" }),
     });
     mgr.add(controller);
+    registerNodeGauges(d.registry, informer);
     const monitor = new HeartbeatMonitor({
       heartbeats: d.stores.heartbeats,
       // Only nodes with a FabricNode: a reconcile of a missing one deletes its row, which is the orphan sweep's call, not a heartbeat's.

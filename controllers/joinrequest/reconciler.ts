@@ -13,7 +13,8 @@ import { RESOURCES, type FabricNodeSpec } from "../../lib/api/types.generated.js
 import type { NodeCertificateIssuer } from "../../lib/enrollment/issuer.js";
 import type { NodeStore } from "../../lib/state/index.js";
 import type { FabricNodeObject, JoinRequestObject as JoinRequest } from "../objects.js";
-import { httpStatusOf, patchStatusIfChanged, realClock, setCondition, type Clock, type Condition, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { httpStatusOf, patchStatusIfChanged, realClock, recordAll, setCondition, type Clock, type Condition, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { approvedEvents, deniedEvent, nodeExistsEvent, noEnrollmentRecordEvent } from "./events.js";
 import { RequestReasons, desiredRequestStatus, fabricNodeName, planRequest } from "./plan.js";
 
 /** Dependencies of JoinRequestReconciler. */
@@ -27,6 +28,8 @@ export interface JoinRequestReconcilerDeps {
   /** How long decided requests are kept (default 24 h). */
   retentionMs?: number;
   clock?: Clock;
+  /** Kubernetes Events (approved, denied, certificate issued, refusals). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.JoinRequest;
@@ -58,6 +61,7 @@ export class JoinRequestReconciler implements Reconciler {
         },
         now,
       );
+      if (obj.status?.conditions?.find((c) => c.type === "Ready")?.reason !== RequestReasons.NoEnrollmentRecord) recordAll(this.d.events, obj, [noEnrollmentRecordEvent()]);
       await patchStatusIfChanged(this.d.api, target, obj.status, { observedGeneration: generation, conditions });
       return;
     }
@@ -65,13 +69,19 @@ export class JoinRequestReconciler implements Reconciler {
     let nodeExists: string | undefined;
     if (action.kind === "deny") {
       await this.d.nodes.deny(key.name, action.reason);
-      ctx.log.info("join request denied", { joinRequest: key.name });
+      ctx.log.info("join request denied", { joinRequest: key.name, cluster: row.cluster, node: row.nodeName, reason: action.reason });
+      recordAll(this.d.events, obj, [deniedEvent(action.reason)]);
     } else if (action.kind === "approve") {
       const node = fabricNodeName(row.cluster, row.nodeName);
       const identity = await this.d.issuer.issue(row.cluster, node, row.publicKeyDer);
       const out = await this.d.nodes.approve(key.name, { name: node, how: action.how, reason: action.reason }, identity);
-      if (out.kind === "nodeExists") nodeExists = out.node;
-      else if (out.kind === "approved") ctx.log.info("join request approved; certificate issued", { joinRequest: key.name, node, serial: identity.serial, how: action.how });
+      if (out.kind === "nodeExists") {
+        nodeExists = out.node;
+        recordAll(this.d.events, obj, [nodeExistsEvent(out.node)]);
+      } else if (out.kind === "approved") {
+        ctx.log.info("join request approved; certificate issued", { joinRequest: key.name, node, serial: identity.serial, how: action.how });
+        recordAll(this.d.events, obj, approvedEvents(action, node, identity.serial, identity.notAfter));
+      }
     }
     row = (await this.d.nodes.request(key.name)) ?? row;
     if (row.state === "Approved" && row.fabricNode !== null) await this.ensureNode(row.fabricNode, key.name, row);

@@ -20,7 +20,7 @@ export const joinRequestKind: FabricKind = {
       name: "joinrequest",
       kind: "JoinRequest",
       informer,
-      reconciler: new JoinRequestReconciler({ informer, nodes: d.stores.nodes, issuer: d.issuer, api: d.api, nodeInformer, retentionMs: d.settings.enrollment?.joinRequestRetentionMs }),
+      reconciler: new JoinRequestReconciler({ informer, nodes: d.stores.nodes, issuer: d.issuer, api: d.api, nodeInformer, retentionMs: d.settings.enrollment?.joinRequestRetentionMs, events: d.events }),
       workers: 8,
       registry: d.registry,
       log: d.log.with({ controller: "joinrequest" }),

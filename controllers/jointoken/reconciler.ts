@@ -13,7 +13,8 @@ import { generateToken, hashSecret, parseDuration, parseToken } from "../../lib/
 import { FABRIC_NAMESPACE } from "../../lib/kube/namespace.js";
 import type { ClusterStore, TokenStore } from "../../lib/state/index.js";
 import type { JoinTokenObject as JoinToken } from "../objects.js";
-import { TerminalError, httpStatusOf, patchStatusIfChanged, realClock, setCondition, type Clock, type Condition, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { TerminalError, httpStatusOf, patchStatusIfChanged, realClock, recordAll, setCondition, type Clock, type Condition, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { tokenCreatedEvent, tokenStateEvents } from "./events.js";
 import { TokenReasons, desiredTokenStatus, tokenExpiry, tokenState } from "./plan.js";
 
 /** Secret name of a token. */
@@ -31,6 +32,8 @@ export interface JoinTokenReconcilerDeps {
   /** How long an expired token object is kept before deletion (default 1 h). */
   expiredRetentionMs?: number;
   clock?: Clock;
+  /** Kubernetes Events (created, expired, exhausted, revoked). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.JoinToken;
@@ -94,12 +97,16 @@ export class JoinTokenReconciler implements Reconciler {
         nodeGroup: obj.spec.nodeGroup ?? null,
       });
       ctx.log.info("join token created", { token: key.name, cluster: obj.spec.cluster, expiresAt: expiresAt.toISOString() });
+      recordAll(this.d.events, obj, [tokenCreatedEvent(obj.spec.cluster, expiresAt, obj.spec.maxUses ?? 1)]);
       row = await this.d.tokens.get(key.name);
       if (row === undefined) throw new Error("token row missing after create");
     }
     const now = this.now();
     const state = tokenState(row, obj.spec.revoked === true, now);
-    if (state === "Revoked" && row.revokedAt === null) await this.d.tokens.revoke(key.name, "spec.revoked set");
+    if (state === "Revoked" && row.revokedAt === null) {
+      await this.d.tokens.revoke(key.name, "spec.revoked set");
+      ctx.log.info("join token revoked", { token: key.name, cluster: row.cluster, used: row.used, maxUses: row.maxUses });
+    }
     if (state === "Expired" && row.expiredAt === null) await this.d.tokens.markExpired(key.name);
     let secretRef: { name: string; namespace: string } | undefined;
     if (state === "Active") secretRef = { name: tokenSecretName(key.name), namespace: FABRIC_NAMESPACE };
@@ -118,6 +125,8 @@ export class JoinTokenReconciler implements Reconciler {
       return;
     }
     const status = desiredTokenStatus(obj.status, generation, row, state, secretRef, now);
+    const published = (obj.status?.conditions as Condition[] | undefined)?.find((c) => c.type === "Ready")?.reason;
+    recordAll(this.d.events, obj, tokenStateEvents(published, state, row));
     await patchStatusIfChanged(this.d.api, target, obj.status, status);
     if (state === "Active") return { requeueAfterMs: Math.max(50, row.expiresAt.getTime() - now.getTime() + 50) };
     // Unusable: look again at the expiry (an exhausted token then reads Expired) and when the object is due for deletion.

@@ -27,6 +27,7 @@ export const joinTokenKind: FabricKind = {
         api: d.api,
         core: d.core,
         expiredRetentionMs: d.settings.enrollment?.expiredTokenRetentionMs,
+        events: d.events,
       }),
       watches: [watchSecondary(requests, (r) => [{ name: r.spec.tokenRef.name }], IgnoreUpdates)],
       workers: 2,

@@ -8,7 +8,8 @@ import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricClusterObject as FabricCluster, NodeGroupObject as NodeGroup } from "../objects.js";
 import { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "../../lib/state/index.js";
-import { TerminalError, patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { TerminalError, patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { groupEvents } from "./events.js";
 import { desiredGroupStatus, validateGroup, viewOf } from "./plan.js";
 import type { GroupTree } from "./tree.js";
 
@@ -20,6 +21,8 @@ export interface NodeGroupReconcilerDeps {
   store: NodeGroupStore;
   api: CustomObjectsApi;
   clock?: Clock;
+  /** Kubernetes Events (invalid parent, cycle, valid again). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.NodeGroup;
@@ -56,6 +59,7 @@ export class NodeGroupReconciler implements Reconciler {
     const previous = await this.d.store.get(key.name);
     if (previous === undefined || !sameNodeGroupRow(previous, row)) await this.d.store.put(row, previous);
     const status = desiredGroupStatus(obj, verdict, this.d.tree.childCount(key.name), new Date((this.d.clock ?? realClock).now()));
+    recordAll(this.d.events, obj, groupEvents(obj.status?.conditions?.find((c) => c.type === "Ready")?.reason, verdict));
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
   }
 }

@@ -25,7 +25,7 @@ export const nodeGroupKind: FabricKind = {
       name: "nodegroup",
       kind: "NodeGroup",
       informer,
-      reconciler: new NodeGroupReconciler({ groups: informer, clusters, tree, store: d.stores.groups, api: d.api }),
+      reconciler: new NodeGroupReconciler({ groups: informer, clusters, tree, store: d.stores.groups, api: d.api, events: d.events }),
       // The reconciler reads only intent: its own status writes must not requeue the group.
       primaryUpdateFilter: intentChanged,
       watches: [

@@ -18,7 +18,8 @@ import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { RoleStore } from "../../lib/state/index.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, RoleAssignmentObject } from "../objects.js";
-import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { roleEvents } from "./events.js";
 import { desiredRoleStatus, planGrants, type GrantPlan, type NodeView, type RoleReasons } from "./plan.js";
 
 export type { RoleAssignmentObject } from "../objects.js";
@@ -37,6 +38,8 @@ export interface RoleAssignmentReconcilerDeps {
   /** Requeues a FabricCluster (whose controller publishes its roleCoverage). */
   wakeCluster?: (name: string) => void;
   clock?: Clock;
+  /** Kubernetes Events (nodes refused, grants added and withdrawn). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.RoleAssignment;
@@ -99,6 +102,7 @@ export class RoleAssignmentReconciler implements Reconciler {
     }
     const now = new Date((this.d.clock ?? realClock).now());
     const status = desiredRoleStatus(obj.status, generation, plan, notReady, now);
+    recordAll(this.d.events, obj, roleEvents(obj.status, spec.role, plan.refused, change, notReady));
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     const touched = [...new Set([...change.added, ...change.removed])];
     // A role or organization edit moves rows; the previous role's workloads must follow too.

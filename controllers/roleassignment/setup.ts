@@ -51,6 +51,7 @@ export const roleAssignmentKind: FabricKind = {
         },
         wakeNode: (name) => wakeNode({ name }),
         wakeCluster: (name) => wakeCluster({ name }),
+        events: d.events,
       }),
       watches: [
         // Membership, labels, reported capabilities and health decide grants and coverage.

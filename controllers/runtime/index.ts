@@ -1,10 +1,12 @@
 /**
  * The controller runtime: informers, work queues, controllers, the manager,
- * Lease leader election with a PostgreSQL authority term, and condition
- * helpers. Controllers talk to the API only through @kubernetes/client-node.
+ * Lease leader election with a PostgreSQL authority term, condition
+ * helpers and the event recorder. Controllers talk to the API only through
+ * @kubernetes/client-node.
  */
 export { PgAuthority, type PgAuthorityOptions } from "./authority.js";
 export { ExponentialRateLimiter, fullJitter, type ExponentialRateLimiterOptions, type RandomSource, type RateLimiter } from "./backoff.js";
+export { cacheGauge, countBy, type CacheGaugeOptions, type CacheSample } from "./cache-metrics.js";
 export { FakeClock, realClock, sleep, type Clock, type TimerHandle } from "./clock.js";
 export * from "./conditions.js";
 export {
@@ -16,6 +18,19 @@ export {
   type Reconciler,
   type SecondaryWatch,
 } from "./controller.js";
+export {
+  EventRecorder,
+  coreV1EventSink,
+  noEvents,
+  recordAll,
+  referenceOf,
+  type EventRecorderLike,
+  type EventRecorderOptions,
+  type EventSink,
+  type EventType,
+  type ObjectRef,
+  type PlannedEvent,
+} from "./events.js";
 export { FencedError, TerminalError, isTerminal } from "./errors.js";
 export { Informer, type DeleteInfo, type InformerHandlers, type InformerOptions, type WatchEndReason } from "./informer.js";
 export {

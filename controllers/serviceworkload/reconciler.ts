@@ -17,7 +17,8 @@ import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { RoleStore, WorkloadStore } from "../../lib/state/index.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, ServiceWorkloadObject } from "../objects.js";
-import { patchStatusIfChanged, realClock, type Clock, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { workloadEvents } from "./events.js";
 import { desiredWorkloadStatus, snapshotWorkloadOf, targetNodes, validateWorkloadSpec } from "./plan.js";
 
 export type { ServiceWorkloadObject } from "../objects.js";
@@ -35,6 +36,8 @@ export interface ServiceWorkloadReconcilerDeps {
   clock?: Clock;
   /** Requeue period while some instance is not ready (default 5 s) and otherwise (default 60 s). */
   pollMs?: { notReady?: number; ready?: number };
+  /** Kubernetes Events (crash loops, degraded and recovered instances, refused specs). */
+  events?: EventRecorderLike;
 }
 
 const res = RESOURCES.ServiceWorkload;
@@ -91,6 +94,7 @@ export class ServiceWorkloadReconciler implements Reconciler {
     const reports = await this.d.workloads.reportsOfWorkload(key.name);
     const now = new Date((this.d.clock ?? realClock).now());
     const status = desiredWorkloadStatus(obj.status, generation, nodes, reports, problem, now);
+    recordAll(this.d.events, obj, workloadEvents(obj.status, status, problem));
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Nodes still listing the workload matter too: a report that dropped it
     // (the agent stopped it after its rows were gone) must clear their status.

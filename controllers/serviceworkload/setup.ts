@@ -39,6 +39,7 @@ export const serviceWorkloadKind: FabricKind = {
         workloads: d.stores.workloads,
         api: d.api,
         wakeNode: (name) => wakeNode({ name }),
+        events: d.events,
       }),
       watches: [
         watchSecondary(

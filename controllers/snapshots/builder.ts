@@ -35,7 +35,7 @@
  */
 import { createPrivateKey } from "node:crypto";
 import type pg from "pg";
-import { Counter, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { open as openSealed, type Kek } from "../../lib/crypto/kek.js";
 import { PgListener } from "../../lib/db/listener.js";
 import { withTransaction } from "../../lib/db/pool.js";
@@ -43,7 +43,7 @@ import type { Logger } from "../../lib/log.js";
 import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { keyIdOf } from "../../lib/snapshot/format.js";
 import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
-import { clearDirty, deleteSnapshots, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL } from "../../lib/state/snapshots.js";
+import { clearDirty, deleteSnapshots, dirtyBacklog, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL } from "../../lib/state/snapshots.js";
 import { assemblePayloads, loadBatch, type SigningKey } from "./assemble.js";
 import { signAndStore } from "./store.js";
 
@@ -93,6 +93,14 @@ export class SnapshotBuilder {
     if (o.registry !== undefined) {
       this.built = new Counter({ name: "fabric_snapshots_built_total", help: "Node snapshots by build outcome (signed, unchanged, deleted).", labelNames: ["outcome"], registers: [o.registry] });
       this.batchSeconds = new Histogram({ name: "fabric_snapshot_batch_seconds", help: "Time to build, sign and store one batch of node snapshots.", buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], registers: [o.registry] });
+      // The backlog, read at scrape time: the lag an operator sees is the age of the oldest mark not yet built.
+      const backlog = (): Promise<{ marks: number; oldestAgeSeconds: number }> => dirtyBacklog(o.pool).catch(() => ({ marks: Number.NaN, oldestAgeSeconds: Number.NaN }));
+      new Gauge({ name: "fabric_snapshot_dirty_nodes", help: "Dirty marks waiting for the snapshot builder (a mark of node '*' stands for a whole cluster).", registers: [o.registry], async collect() {
+        this.set((await backlog()).marks);
+      } });
+      new Gauge({ name: "fabric_snapshot_oldest_dirty_age_seconds", help: "Age of the oldest dirty mark waiting for the snapshot builder (0 when none): the builder's lag.", registers: [o.registry], async collect() {
+        this.set((await backlog()).oldestAgeSeconds);
+      } });
     }
   }
 

@@ -41,7 +41,14 @@ export interface EnrollmentInput
 export type EnrollmentOutcome =
   | { kind: "created"; request: RequestRow }
   | { kind: "replayed"; request: RequestRow }
-  | { kind: "refused"; code: RefusalCode; message: string };
+  | { kind: "refused"; code: RefusalCode; message: string; token?: RefusedToken };
+
+/** The token a refusal concerns, when one matched (for the event and log line that record the refusal). */
+export interface RefusedToken {
+  name: string;
+  uid: string;
+  cluster: string;
+}
 
 /** Current authority term (for stamping runtime-fact audit rows). */
 async function currentTerm(c: pg.ClientBase): Promise<number> {
@@ -75,25 +82,25 @@ export class EnrollmentStore {
         if (existing.token_name === t.name && existing.node_name === i.nodeName && existing.host_fingerprint === i.hostFingerprint) {
           return { kind: "replayed" as const, request: requestFromDb(existing) };
         }
-        return refused("KeyInUse", "this public key is already enrolled; generate a new key");
+        return refused("KeyInUse", "this public key is already enrolled; generate a new key", t);
       }
       if (i.cluster !== undefined && i.cluster !== t.cluster) {
-        return refused("TokenWrongCluster", `join token is for another cluster than ${i.cluster}`);
+        return refused("TokenWrongCluster", `join token is for another cluster than ${i.cluster}`, t);
       }
-      if (t.revoked_at !== null) return refused("TokenRevoked", "join token has been revoked");
+      if (t.revoked_at !== null) return refused("TokenRevoked", "join token has been revoked", t);
       const now = await c.query<{ now: Date }>("SELECT now() AS now");
       const nowAt = now.rows[0]?.now ?? new Date();
-      if (t.expires_at.getTime() <= nowAt.getTime()) return refused("TokenExpired", `join token expired at ${t.expires_at.toISOString()}`);
-      if (t.used >= t.max_uses) return refused("TokenExhausted", `join token has been used ${t.used} of ${t.max_uses} times`);
+      if (t.expires_at.getTime() <= nowAt.getTime()) return refused("TokenExpired", `join token expired at ${t.expires_at.toISOString()}`, t);
+      if (t.used >= t.max_uses) return refused("TokenExhausted", `join token has been used ${t.used} of ${t.max_uses} times`, t);
       const notAllowed = i.requestedRoles.filter((r) => !t.allowed_roles.includes(r));
-      if (notAllowed.length > 0) return refused("RoleNotAllowed", `join token does not allow roles: ${notAllowed.join(", ")}`);
+      if (notAllowed.length > 0) return refused("RoleNotAllowed", `join token does not allow roles: ${notAllowed.join(", ")}`, t);
       const cl = await c.query<{ spec: Record<string, unknown> }>("SELECT spec FROM clusters WHERE name = $1", [t.cluster]);
       const cluster = cl.rows[0];
-      if (cluster === undefined) return refused("ClusterNotFound", `cluster ${t.cluster} does not exist`);
+      if (cluster === undefined) return refused("ClusterNotFound", `cluster ${t.cluster} does not exist`, t);
       const policy = (cluster.spec.enrollmentPolicy ?? {}) as { paused?: boolean; requireCapabilities?: string[]; approval?: string };
-      if (policy.paused === true) return refused("EnrollmentPaused", `enrollment into cluster ${t.cluster} is paused`);
+      if (policy.paused === true) return refused("EnrollmentPaused", `enrollment into cluster ${t.cluster} is paused`, t);
       const missing = (policy.requireCapabilities ?? []).filter((cap) => !i.capabilities.includes(cap));
-      if (missing.length > 0) return refused("CapabilityMissing", `cluster ${t.cluster} requires capabilities: ${missing.join(", ")}`);
+      if (missing.length > 0) return refused("CapabilityMissing", `cluster ${t.cluster} requires capabilities: ${missing.join(", ")}`, t);
 
       const name = i.requestName(t.cluster);
       await c.query("UPDATE join_tokens SET used = used + 1, last_used_at = now() WHERE name = $1", [t.name]);
@@ -158,6 +165,6 @@ export class EnrollmentStore {
   }
 }
 
-function refused(code: RefusalCode, message: string): EnrollmentOutcome {
-  return { kind: "refused", code, message };
+function refused(code: RefusalCode, message: string, t?: TokenDb): EnrollmentOutcome {
+  return t === undefined ? { kind: "refused", code, message } : { kind: "refused", code, message, token: { name: t.name, uid: t.uid, cluster: t.cluster } };
 }

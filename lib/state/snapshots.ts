@@ -63,6 +63,13 @@ export async function readDirty(db: pg.ClientBase | pg.Pool, limit: number): Pro
   return r.rows.map((x) => ({ cluster: x.cluster, node: x.node, markedAt: x.marked_at }));
 }
 
+/** How many dirty marks wait, and the age in seconds of the oldest (0 when none): the snapshot builder's backlog. */
+export async function dirtyBacklog(db: pg.ClientBase | pg.Pool): Promise<{ marks: number; oldestAgeSeconds: number }> {
+  const r = await db.query<{ n: number; age: number | null }>("SELECT count(*)::int AS n, extract(epoch FROM now() - min(marked_at))::float8 AS age FROM snapshot_dirty");
+  const row = r.rows[0];
+  return { marks: row?.n ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
+}
+
 /** Removes marks that were not re-marked since they were read. */
 export async function clearDirty(db: pg.ClientBase, marks: readonly DirtyMark[]): Promise<void> {
   if (marks.length === 0) return;
