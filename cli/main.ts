@@ -112,11 +112,13 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .option("--roles <a,b>", "roles hosts may request with it (the join command requests them)", "")
     .option("--node-group <name>", "NodeGroup new nodes are placed in")
     .option("--auto-approve", "approve its requests without an operator (cluster approval TokenAutoApprove)", false)
-    .option("--description <text>", "note for other operators");
-  kubeOptions(tokenCreate).action(async (o: KubeFlags & { cluster?: string; name?: string; ttl: string; maxUses: string; roles: string; nodeGroup?: string; autoApprove: boolean; description?: string }) => {
-    const { tokenCreate: run } = await import("./commands/token.js");
+    .option("--description <text>", "note for other operators")
+    .option("--wait <duration>", "how long to wait for the controllers to issue the token", "30s");
+  kubeOptions(tokenCreate).action(async (o: KubeFlags & { cluster?: string; name?: string; ttl: string; maxUses: string; roles: string; nodeGroup?: string; autoApprove: boolean; description?: string; wait: string }) => {
+    const [{ tokenCreate: run }, { flagDuration }] = await Promise.all([import("./commands/token.js"), import("./duration.js")]);
     if (o.cluster === undefined) throw new UsageError("token create needs --cluster");
-    result.code = await withClient(o, (c) => run(c, { cluster: o.cluster, name: o.name, ttl: o.ttl, maxUses: o.maxUses, roles: o.roles, nodeGroup: o.nodeGroup, autoApprove: o.autoApprove, description: o.description }, io.out));
+    const waitMs = flagDuration("--wait", o.wait);
+    result.code = await withClient(o, (c) => run(c, { cluster: o.cluster, name: o.name, ttl: o.ttl, maxUses: o.maxUses, roles: o.roles, nodeGroup: o.nodeGroup, autoApprove: o.autoApprove, description: o.description, waitMs }, io.out));
   });
 
   // join
