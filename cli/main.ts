@@ -77,10 +77,10 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .option("-w, --watch", "refresh until interrupted")
     .option("--interval <duration>", "refresh interval of --watch", "5s")
     .option("--cert-warning <duration>", "flag certificates expiring within this (default: less than 10% of their validity left)")
-    .option("--lease <namespace/name>", "the controllers' leader-election Lease", "fabric-system/fabric-controllers");
+    .option("--lease <namespace/name>", "the controllers' leader-election Lease (default: fabric-controllers in fabric-system, else in kube-system: the defaults of fabric-controllers and fabric-controlplane)");
   kubeOptions(status);
   dbOptions(status, "the audit chain check");
-  outputOption(status).action(async (o: KubeFlags & DbFlagValues & { cluster?: string; watch?: boolean; interval: string; certWarning?: string; lease: string; output: string }) => {
+  outputOption(status).action(async (o: KubeFlags & DbFlagValues & { cluster?: string; watch?: boolean; interval: string; certWarning?: string; lease?: string; output: string }) => {
     const { runStatus } = await import("./commands/status.js");
     result.code = await withClient(o, (c) =>
       runStatus(c, { cluster: o.cluster, watch: o.watch === true, interval: o.interval, certWarning: o.certWarning, lease: o.lease, db: dbFlags(o), format: outputFormat(o.output) }, io),

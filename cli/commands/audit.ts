@@ -89,7 +89,7 @@ export async function auditLog(flags: DatabaseFlags, filter: AuditLogFilter, for
   }
   values.push(filter.limit + 1);
   const sql = `SELECT id::text, at, actor, term::text, action, object_kind, object_name, cluster, details, hash FROM audit_events
-               ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id DESC LIMIT $${values.length}`;
+               ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY audit_events.id DESC LIMIT $${values.length}`;
   const db = await openDatabase(flags, { startStopped: true });
   let rows: AuditLogEntry[];
   try {

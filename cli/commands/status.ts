@@ -15,10 +15,17 @@ export interface StatusCommandOptions {
   watch: boolean;
   interval: string;
   certWarning?: string;
-  lease: string;
+  /** NAMESPACE/NAME; undefined tries the two default places. */
+  lease?: string;
   db: DatabaseFlags;
   format: OutputFormat;
 }
+
+/** Where the controllers' Lease is by default: fabric-controllers' namespace, then fabric-controlplane's. */
+const DEFAULT_LEASES = [
+  { namespace: "fabric-system", name: "fabric-controllers" },
+  { namespace: "kube-system", name: "fabric-controllers" },
+];
 
 /** Keeps only the objects of one cluster. */
 function onlyCluster(input: StatusInput, cluster: string): StatusInput {
@@ -34,12 +41,16 @@ function onlyCluster(input: StatusInput, cluster: string): StatusInput {
 
 /** Prints the overview once, or every interval with --watch until SIGINT/SIGTERM. */
 export async function runStatus(client: KubeClient, o: StatusCommandOptions, io: Io): Promise<number> {
-  const [namespace, name, ...extra] = o.lease.split("/");
-  if (namespace === undefined || name === undefined || namespace === "" || name === "" || extra.length > 0) throw new UsageError(`--lease must be NAMESPACE/NAME, not "${o.lease}"`);
+  let leases: Array<{ namespace: string; name: string }> = DEFAULT_LEASES;
+  if (o.lease !== undefined) {
+    const [namespace, name, ...extra] = o.lease.split("/");
+    if (namespace === undefined || name === undefined || namespace === "" || name === "" || extra.length > 0) throw new UsageError(`--lease must be NAMESPACE/NAME, not "${o.lease}"`);
+    leases = [{ namespace, name }];
+  }
   const intervalMs = flagDuration("--interval", o.interval);
   const certWarningMs = o.certWarning !== undefined ? flagDuration("--cert-warning", o.certWarning) : undefined;
   const once = async (): Promise<void> => {
-    let input = await collectStatus(client, { lease: { namespace, name }, db: o.db, now: Date.now });
+    let input = await collectStatus(client, { leases, db: o.db, now: Date.now });
     if (o.cluster !== undefined) input = onlyCluster(input, o.cluster);
     const now = Date.now();
     const report = summarize(input, now, { certWarningMs });

@@ -33,6 +33,15 @@ export async function readLease(client: KubeClient, namespace: string, name: str
   }
 }
 
+/** The first of `places` that holds a Lease (null when none does). */
+async function firstLease(client: KubeClient, places: ReadonlyArray<{ namespace: string; name: string }>, now: number): Promise<LeaseView | null | string> {
+  for (const p of places) {
+    const l = await readLease(client, p.namespace, p.name, now);
+    if (l !== null) return l;
+  }
+  return null;
+}
+
 /** The audit chain verdict, or why there is none. */
 export async function readAudit(flags: DatabaseFlags): Promise<AuditFact> {
   if (!databaseNamed(flags)) return { checked: false, reason: "not checked: no database named (--database-url, --state-dir or DATABASE_URL)" };
@@ -51,14 +60,14 @@ export async function readAudit(flags: DatabaseFlags): Promise<AuditFact> {
 }
 
 /** Everything status needs, read concurrently. */
-export async function collectStatus(client: KubeClient, o: { lease: { namespace: string; name: string }; db: DatabaseFlags; now: () => number }): Promise<StatusInput> {
+export async function collectStatus(client: KubeClient, o: { leases: ReadonlyArray<{ namespace: string; name: string }>; db: DatabaseFlags; now: () => number }): Promise<StatusInput> {
   const [clusters, nodes, joinRequests, roleAssignments, workloads, lease, audit] = await Promise.all([
     client.list<FabricCluster>("FabricCluster"),
     client.list<FabricNode>("FabricNode"),
     client.list<JoinRequest>("JoinRequest"),
     client.list<RoleAssignment>("RoleAssignment"),
     client.list<ServiceWorkload>("ServiceWorkload"),
-    readLease(client, o.lease.namespace, o.lease.name, o.now()),
+    firstLease(client, o.leases, o.now()),
     readAudit(o.db),
   ]);
   return { clusters, nodes, joinRequests, roleAssignments, workloads, lease, audit };
