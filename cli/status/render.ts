@@ -21,6 +21,14 @@ export function renderNodes(rows: readonly NodeRow[], now: number): string {
   );
 }
 
+/** Rows a section lists on screen; -o json carries all of them. */
+const SCREEN_ROWS = 20;
+
+/** The first SCREEN_ROWS of `items`, and a line naming the rest. */
+function firstRows<T>(items: readonly T[], more: string): { shown: readonly T[]; tail: string } {
+  return items.length <= SCREEN_ROWS ? { shown: items, tail: "" } : { shown: items.slice(0, SCREEN_ROWS), tail: `... and ${items.length - SCREEN_ROWS} more (${more})\n` };
+}
+
 function indent(text: string): string {
   return text
     .trimEnd()
@@ -45,6 +53,7 @@ export function renderStatus(r: StatusReport, now: number): string {
   );
 
   const n = r.nodes;
+  const nr = firstRows(n.notReady, "fabricctl get nodes, or -o json");
   section(
     `NODES (${n.total}): ${n.ready.True} Ready, ${n.ready.False} NotReady, ${n.ready.Unknown} Unknown`,
     n.notReady.length === 0
@@ -53,18 +62,19 @@ export function renderStatus(r: StatusReport, now: number): string {
         : "all nodes Ready"
       : formatTable(
           ["NAME", "READY", "REASON", "LAST HEARTBEAT", "LOOK CLOSER"],
-          n.notReady.map((x) => [x.name, x.ready, x.reason ?? "-", x.lastHeartbeatTime === null ? "never" : `${age(now - Date.parse(x.lastHeartbeatTime))} ago`, x.command]),
-        ),
+          nr.shown.map((x) => [x.name, x.ready, x.reason ?? "-", x.lastHeartbeatTime === null ? "never" : `${age(now - Date.parse(x.lastHeartbeatTime))} ago`, x.command]),
+        ) + nr.tail,
   );
 
   const p = r.joinRequests.pending;
+  const pr = firstRows(p, "kubectl get joinrequests, or -o json");
   section(
     `PENDING JOIN REQUESTS (${p.length})`,
     p.length === 0
       ? "none"
       : formatTable(
           ["NAME", "CLUSTER", "NODE", "ROLES", "WAITING", "DECIDE"],
-          p.map((j) => [
+          pr.shown.map((j) => [
             j.name,
             j.cluster,
             j.nodeName,
@@ -72,7 +82,7 @@ export function renderStatus(r: StatusReport, now: number): string {
             j.created === null ? "-" : age(now - Date.parse(j.created)),
             `${j.command}  (or: fabricctl join deny ${j.name} --reason TEXT)`,
           ]),
-        ),
+        ) + pr.tail,
   );
 
   const g = r.roleCoverage.gaps;
@@ -88,9 +98,10 @@ export function renderStatus(r: StatusReport, now: number): string {
   );
 
   const e = r.certificates.expiring;
+  const er = firstRows(e, "fabricctl get nodes, or -o json");
   section(
     `CERTIFICATES EXPIRING SOON (${e.length})`,
-    e.length === 0 ? "none" : formatTable(["NODE", "CLUSTER", "NOT AFTER", "LOOK CLOSER"], e.map((x) => [x.node, x.cluster, `${x.notAfter} (${until(x.notAfter, now)})`, x.command])),
+    e.length === 0 ? "none" : formatTable(["NODE", "CLUSTER", "NOT AFTER", "LOOK CLOSER"], er.shown.map((x) => [x.node, x.cluster, `${x.notAfter} (${until(x.notAfter, now)})`, x.command])) + er.tail,
   );
 
   const a = r.authority;
