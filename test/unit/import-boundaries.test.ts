@@ -67,6 +67,16 @@ describe("import boundaries", () => {
       violations: ["agent/sync/loop.ts -> agentapi/snapshot-feed.ts [agent-only-wire-protocol]"],
     },
     {
+      name: "fabricctl's code importing a side is refused, and importing lib/ is not",
+      files: {
+        "cli/status/collect.ts": `import { x } from "../../controllers/fabricnode/plan.js";\nimport { y } from "../../lib/kube/namespace.js";\nconst z = await import("../../agentapi/discovery.js");\n`,
+        "controllers/fabricnode/plan.ts": "",
+        "agentapi/discovery.ts": "",
+        "lib/kube/namespace.ts": "",
+      },
+      violations: ["cli/status/collect.ts -> controllers/fabricnode/plan.ts [cli-is-a-client]", "cli/status/collect.ts -> agentapi/discovery.ts [cli-is-a-client]"],
+    },
+    {
       name: "lib re-exporting from a side is refused",
       files: { "lib/snapshot/contributors.ts": `export * from "../../controllers/roleassignment/snapshot.js";\n`, "controllers/roleassignment/snapshot.ts": "" },
       violations: ["lib/snapshot/contributors.ts -> controllers/roleassignment/snapshot.ts [lib-depends-on-no-side]"],
