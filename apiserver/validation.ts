@@ -65,6 +65,7 @@ const ANNOTATION_KEYWORDS = [
   "x-kubernetes-group-version-kind",
   "x-kubernetes-patch-merge-key",
   "x-kubernetes-patch-strategy",
+  "x-kubernetes-validations", // CEL rules: evaluated by cel-validation.ts
 ];
 
 /** Go `time.ParseDuration` syntax, which kube's `format: duration` accepts (ajv-formats' is ISO 8601). */

@@ -14,10 +14,13 @@
  *   fabric-agent status    prints identity, snapshot serial and age, last
  *       contact and errors of every membership (from its status.json)
  *
- * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent)
+ * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent),
+ * --log-format json|text (default $FABRIC_LOG_FORMAT, else json): every line
+ * the agent logs, join progress included, is in that one format.
  */
 // First: stack traces of the bundle name TypeScript sources (agent/stack-trace.ts).
 import "../agent/stack-trace.js";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { JoinRefused, join } from "../agent/enroll/join.js";
@@ -30,7 +33,7 @@ import { runMembership } from "../agent/sync/runner.js";
 import { superviseWorkloads, type SupervisedWorkloads } from "../agent/workloads/wire.js";
 import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
-import { logger } from "../lib/log.js";
+import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 
 const log = logger("agent");
 
@@ -38,14 +41,22 @@ const usage = `usage:
   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
   fabric-agent run [--state-dir DIR] [--heartbeat-interval DUR] [--backoff-cap DUR] [--metrics-port N] [--capabilities A,B]
   fabric-agent status [--state-dir DIR] [--json]
+  fabric-agent --help
 
 join options:
   --cluster NAME          the cluster you mean to join (a token of another cluster is refused)
   --node-name NAME        node name (default: the hostname as a DNS label)
-  --capabilities A,B      capabilities this host reports (e.g. can_route_mesh,can_run_vpn_exit)
+  --capabilities A,B      capabilities this host reports (e.g. can_route_mesh,can_run_vpn_exit);
+                          a cluster may require some (its spec.enrollmentPolicy), a role needs its own
   --roles A,B             roles to request (must be allowed by the token)
   --poll-interval DUR     between approval polls (default 2s)
   --once                  exit after joining instead of staying to renew
+
+common options:
+  --state-dir DIR         where identities, snapshots and workload records live
+                          (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent)
+  --log-format json|text  log lines as JSON (default) or text for people (default $FABRIC_LOG_FORMAT)
+  -h, --help              this text
 `;
 
 function list(v: string | undefined): string[] {
@@ -107,7 +118,11 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
 }
 
 async function main(): Promise<number> {
-  const [command, ...args] = process.argv.slice(2);
+  const argv = process.argv.slice(2);
+  // `fabric-agent --help` (an option before any command) asks for the usage too.
+  const optionFirst = argv[0]?.startsWith("-") === true;
+  const command = optionFirst ? undefined : argv[0];
+  const args = optionFirst ? argv : argv.slice(1);
   const { values } = parseArgs({
     args,
     options: {
@@ -125,13 +140,26 @@ async function main(): Promise<number> {
       "backoff-cap": { type: "string" },
       "metrics-port": { type: "string" },
       json: { type: "boolean", default: false },
+      "log-format": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
     strict: true,
   });
-  if (values.help || command === undefined) {
+  if (values.help) {
     process.stdout.write(usage);
-    return command === undefined ? 2 : 0;
+    return 0;
+  }
+  if (command === undefined) {
+    process.stderr.write(usage);
+    return 2;
+  }
+  if (values["log-format"] !== undefined) {
+    try {
+      setLogFormat(parseLogFormat(values["log-format"]));
+    } catch (err) {
+      process.stderr.write(`fabric-agent: ${(err as Error).message}\n`);
+      return 2;
+    }
   }
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_AGENT_STATE_DIR ?? "/var/lib/fabric-agent");
   const stop = new AbortController();
@@ -157,12 +185,12 @@ async function main(): Promise<number> {
           roles: list(values.roles),
           pollIntervalMs: parseDuration(values["poll-interval"]),
           signal: stop.signal,
-          onStatus: (line) => process.stdout.write(`fabric-agent: ${line}\n`),
+          onStatus: (line) => log.info("join progress", { detail: line }),
         });
         log.info("joined", { cluster: id.info.cluster, node: id.info.node, serial: id.info.serial, dir: id.dir });
       } catch (err) {
         if (err instanceof JoinRefused || err instanceof AgentApiRequestError) {
-          process.stderr.write(`fabric-agent: join refused: ${err.code}: ${err.message}\n`);
+          log.error("join refused", { code: err.code, detail: `join refused: ${err.code}: ${err.message}` });
           return 1;
         }
         throw err;
@@ -181,8 +209,16 @@ async function main(): Promise<number> {
       });
       return 0;
     case "status": {
+      // No state directory at all is an error (a wrong --state-dir, or nothing ever joined on this host);
+      // an existing one without memberships is an empty answer.
+      if (!existsSync(stateDir)) {
+        process.stderr.write(`fabric-agent: no agent state in ${stateDir} (the directory does not exist): run fabric-agent join, or pass --state-dir\n`);
+        return 1;
+      }
+      const ids = await loadIdentities(stateDir);
+      if (ids.length === 0 && !values.json) process.stdout.write(`no memberships in ${stateDir}: run fabric-agent join first\n`);
       const all = [];
-      for (const id of await loadIdentities(stateDir)) {
+      for (const id of ids) {
         const st = await readStatus(id.dir);
         all.push({ cluster: id.info.cluster, node: id.info.node, certificateSerial: id.info.serial, notAfter: id.info.notAfter, status: st ?? null });
         if (!values.json) {

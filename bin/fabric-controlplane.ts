@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { runControlPlane, type ControlPlane } from "../controlplane/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
-import { logger } from "../lib/log.js";
+import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 import { parseDuration } from "../lib/enrollment/token.js";
 import { parseRateLimit } from "../agentapi/rate-limit.js";
 
@@ -31,6 +31,7 @@ const usage = `usage: fabric-controlplane [options]
   --node-cert-lifetime DUR    lifetime of node certificates (default 24h)
   --join-request-retention DUR  keep decided JoinRequests this long (default 24h)
   --enroll-rate-limit B/R     enrollment requests per client address: burst/per-second (default 200/50)
+  --log-format json|text      log lines as JSON (default) or text for people (default $FABRIC_LOG_FORMAT)
 ${leaseFlagUsage("kube-system")}  -h, --help           this text
 `;
 
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
     "node-cert-lifetime": { type: "string", default: "24h" },
     "join-request-retention": { type: "string", default: "24h" },
     "enroll-rate-limit": { type: "string", default: "200/50" },
+    "log-format": { type: "string" },
     ...leaseFlagOptions(`${hostname()}-${process.pid}`, "kube-system"),
     help: { type: "boolean", short: "h", default: false },
   } as const;
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
     process.stdout.write(usage);
     return;
   }
+  if (values["log-format"] !== undefined) setLogFormat(parseLogFormat(values["log-format"]));
   const port = Number.parseInt(values.port, 10);
   const metricsPort = Number.parseInt(values["metrics-port"], 10);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid --port: ${values.port}`);

@@ -1,10 +1,33 @@
 /**
- * Structured JSON logging: one line per event, a constant message plus fields.
+ * Structured logging: one line per event, a constant message plus fields.
  *
  * Level comes from FABRIC_LOG_LEVEL (debug, info, warn, error; default info).
- * Set FABRIC_LOG_FORMAT=text for a human-friendly format during development.
+ * Format: JSON lines (default) or text, for people; one format per process,
+ * chosen by FABRIC_LOG_FORMAT=json|text or the binaries' --log-format flag
+ * (setLogFormat), which wins over the variable.
  */
 export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Output format of every log line of the process. */
+export type LogFormat = "json" | "text";
+
+let formatOverride: LogFormat | undefined;
+
+/** Parses a --log-format / FABRIC_LOG_FORMAT value; throws on anything but json or text. */
+export function parseLogFormat(v: string): LogFormat {
+  if (v === "json" || v === "text") return v;
+  throw new Error(`invalid log format ${JSON.stringify(v)}: want json or text`);
+}
+
+/** Sets the format of every later log line of this process (the --log-format flag). */
+export function setLogFormat(f: LogFormat): void {
+  formatOverride = f;
+}
+
+/** The format in force: setLogFormat's, else FABRIC_LOG_FORMAT's, else json. */
+export function logFormat(): LogFormat {
+  return formatOverride ?? (process.env.FABRIC_LOG_FORMAT === "text" ? "text" : "json");
+}
 
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -40,7 +63,7 @@ function write(level: LogLevel, component: string, base: LogFields, msg: string,
     for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? describeError(v) : v;
   }
   const text =
-    process.env.FABRIC_LOG_FORMAT === "text"
+    logFormat() === "text"
       ? `${line.ts} ${level.toUpperCase()} [${component}] ${msg} ${JSON.stringify({ ...base, ...fields })}`
       : JSON.stringify(line);
   (level === "error" || level === "warn" ? process.stderr : process.stdout).write(text + "\n");

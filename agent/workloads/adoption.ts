@@ -13,7 +13,9 @@
  *   rewrites it with writeProcessRecord() whenever one of those changes
  *   (start, exit, stop, new generation); the write is atomic (rename).
  * - Identity: identityAtStart(pid) is what gets recorded right after a
- *   spawn: pid, /proc start time, cmdline and boot id.
+ *   spawn: pid, /proc start time, cmdline and boot id. Pid, start time and
+ *   boot id decide identity (they survive exec); the cmdline is kept for
+ *   people only, since a command that re-executes itself changes it.
  * - Adopt: findRecordedWorkloads() runs once, when a supervisor starts. For
  *   every workload directory with a readable record it says whether the
  *   recorded process is still that very process (then the supervisor treats

@@ -1,8 +1,13 @@
 /**
  * Linux /proc helpers used to adopt processes after an agent restart: a pid
  * alone can be reused, so a process is "ours" only when its start time (in
- * clock ticks since boot, /proc/<pid>/stat field 22), its command line and
- * the boot id all match what was recorded when it was started.
+ * clock ticks since boot, /proc/<pid>/stat field 22) and the boot id match
+ * what was recorded when it was started. The kernel never gives two live
+ * processes of one boot the same pid and start time, and both survive
+ * execve. The command line does not: a command that re-executes itself (a
+ * pyenv shim, `env`, `sh -c 'exec ...'`) shows another cmdline once it has
+ * exec'd into the real binary, so the cmdline is recorded for people to
+ * read but never decides identity.
  */
 import { readFileSync } from "node:fs";
 
@@ -11,7 +16,7 @@ export interface ProcessIdentity {
   pid: number;
   /** /proc/<pid>/stat starttime (clock ticks after boot). */
   startTime: string;
-  /** argv joined with NUL, as in /proc/<pid>/cmdline. */
+  /** argv joined with NUL, as in /proc/<pid>/cmdline, when recorded; informational (changes on exec). */
   cmdline: string;
   /** /proc/sys/kernel/random/boot_id at start. */
   bootId: string;
@@ -70,10 +75,13 @@ export function identify(pid: number): ProcessIdentity | undefined {
   return { pid, startTime, cmdline, bootId: bootId() };
 }
 
-/** True when pid is alive and is the very process `id` recorded. */
+/**
+ * True when pid is alive and is the very process `id` recorded: same boot,
+ * same start time. The cmdline is not compared (it changes on exec).
+ */
 export function isSameProcess(id: ProcessIdentity): boolean {
-  if (id.bootId !== bootId()) return false;
-  return processStartTime(id.pid) === id.startTime && processCmdline(id.pid) === id.cmdline;
+  if (id.startTime === "" || id.bootId !== bootId()) return false;
+  return processStartTime(id.pid) === id.startTime;
 }
 
 /** True while pid exists and is not a zombie. */

@@ -28,6 +28,7 @@ import {
 import { decodeJson, decodeYaml } from "./decode.js";
 import { deleteOptions } from "./delete-options.js";
 import { boolParam } from "./params.js";
+import { checkValidationRules } from "../cel-validation.js";
 import { matchesSelectors, requestSelectors } from "./read.js";
 import { objectKey, qualified, queryOf, withTypeMeta, type ResourceRequest, type RestEnv } from "./request.js";
 
@@ -66,6 +67,7 @@ export async function createObject(env: RestEnv, ctx: Koa.Context, req: Resource
   const name = String(meta.name);
   const manager = fieldManager(ctx);
   const obj = prepareObject(ctx, def, body as KubeObject);
+  checkValidationRules(def, obj);
   obj.metadata.creationTimestamp = kubeTime();
   if (def.tracksGeneration) obj.metadata.generation = 1;
   else delete obj.metadata.generation;
@@ -204,6 +206,7 @@ async function applyObject(env: RestEnv, ctx: Koa.Context, req: ResourceRequest,
       if (!cur) {
         if (status) throw notFound(def.group, def.plural, name);
         const obj = prepareObject(ctx, def, result);
+        checkValidationRules(def, obj);
         obj.apiVersion = groupVersion(def);
         obj.kind = def.kind;
         obj.metadata.creationTimestamp = now;
@@ -271,6 +274,7 @@ function nextVersion(
   next.apiVersion = groupVersion(def);
   next.kind = def.kind;
   next = prepareObject(ctx, def, next, cur);
+  checkValidationRules(def, next, cur);
   if (def.group === "" && def.plural === "secrets") secretStringData(next);
   if (!status && def.tracksGeneration && !jsonEqual(specPart(cur), specPart(next))) {
     next.metadata.generation = (cur.metadata.generation ?? 1) + 1;

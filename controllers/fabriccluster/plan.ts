@@ -3,7 +3,7 @@
  * cluster's row, and the status to publish.
  */
 import type { FabricClusterStatus } from "../../lib/api/types.generated.js";
-import type { FabricClusterObject as FabricCluster } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode } from "../objects.js";
 import type { ClusterRow } from "../../lib/state/index.js";
 import { jsonEqual, setCondition, type Condition } from "../runtime/index.js";
 
@@ -75,4 +75,24 @@ export function desiredClusterStatus(obj: FabricCluster, row: ClusterRow, author
 export function desiredRoleCoverage(rows: ReadonlyArray<{ role: string; assigned: number; ready: number }>): FabricClusterStatus["roleCoverage"] {
   if (rows.length === 0) return undefined;
   return rows.map((r) => ({ role: r.role, assigned: r.assigned, ready: r.ready })).sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0));
+}
+
+/**
+ * status.nodeCounts from the cluster's FabricNodes: every membership counts
+ * in total; Disabled and Revoked ones by membership; Active ones by their
+ * published health (Healthy, Degraded, Unreachable; a node whose health is
+ * Unknown or not yet published counts in total only).
+ */
+export function desiredNodeCounts(nodes: ReadonlyArray<Pick<FabricNode, "spec" | "status">>): NonNullable<FabricClusterStatus["nodeCounts"]> {
+  const counts = { total: 0, healthy: 0, degraded: 0, unreachable: 0, disabled: 0, revoked: 0 };
+  for (const n of nodes) {
+    counts.total++;
+    const membership = n.spec.membership ?? "Active";
+    if (membership === "Disabled") counts.disabled++;
+    else if (membership === "Revoked") counts.revoked++;
+    else if (n.status?.health === "Healthy") counts.healthy++;
+    else if (n.status?.health === "Degraded") counts.degraded++;
+    else if (n.status?.health === "Unreachable") counts.unreachable++;
+  }
+  return counts;
 }

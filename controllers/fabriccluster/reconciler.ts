@@ -10,17 +10,19 @@
  * ready 0 has no healthy node) is read from the grants in PostgreSQL on
  * every reconcile. The RoleAssignment controller wakes this one after it
  * changed grants, and now and then, since certificates expire and
- * memberships change without an event here.
+ * memberships change without an event here. nodeCounts is counted from the
+ * FabricNode cache; FabricNode changes that move a count wake the cluster
+ * (setup.ts).
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
-import type { FabricClusterObject as FabricCluster } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode } from "../objects.js";
 import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
 import { seal, type Kek } from "../../lib/crypto/kek.js";
 import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow, type RoleStore } from "../../lib/state/index.js";
 import { FencedError, TerminalError, patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
 import { keysCreatedEvent } from "./events.js";
-import { desiredClusterStatus, desiredRoleCoverage, planClusterRow } from "./plan.js";
+import { desiredClusterStatus, desiredNodeCounts, desiredRoleCoverage, planClusterRow } from "./plan.js";
 
 /** Dependencies of FabricClusterReconciler. */
 export interface FabricClusterReconcilerDeps {
@@ -28,6 +30,8 @@ export interface FabricClusterReconcilerDeps {
   clusters: ClusterStore;
   /** Role grants; without it status.roleCoverage is carried over as it is. */
   roles?: Pick<RoleStore, "coverage">;
+  /** FabricNode cache; without it status.nodeCounts is carried over as it is. */
+  nodes?: Informer<FabricNode>;
   kek: Kek;
   api: CustomObjectsApi;
   /** The held authority term (undefined: not leading, nothing is written). */
@@ -77,6 +81,7 @@ export class FabricClusterReconciler implements Reconciler {
     if (term === undefined) throw new FencedError("fenced: no authority term held while writing status", undefined, undefined);
     const status = desiredClusterStatus(obj, row, { term, holder: this.d.identity }, new Date((this.d.clock ?? realClock).now()));
     if (this.d.roles !== undefined) status.roleCoverage = desiredRoleCoverage(await this.d.roles.coverage(key.name));
+    if (this.d.nodes !== undefined) status.nodeCounts = desiredNodeCounts(this.d.nodes.list().filter((n) => n.spec.cluster === key.name));
     const wrote = await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     if (wrote) ctx.log.debug("status written", { cluster: key.name, generation });
   }

@@ -1,13 +1,13 @@
 /**
  * Registers the FabricCluster kind: its controller (which alone writes
- * FabricCluster status, role coverage included) and the orphan sweep of its
- * rows.
+ * FabricCluster status, role coverage and node counts included), woken by
+ * the FabricNode changes that move a count, and the orphan sweep of its rows.
  */
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
-import type { FabricClusterObject as FabricCluster } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
-import { Controller } from "../runtime/index.js";
+import { Controller, UpdateWhen, watchSecondary } from "../runtime/index.js";
 import { registerCoverageGauges } from "./metrics.js";
 import { FabricClusterReconciler } from "./reconciler.js";
 
@@ -16,11 +16,20 @@ export const fabricClusterKind: FabricKind = {
   kind: "FabricCluster",
   setup(mgr, d) {
     const informer = mgr.informerFor<FabricCluster>(RESOURCES.FabricCluster, "FabricCluster");
+    const nodes = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
     const controller = new Controller<FabricCluster>({
       name: "fabriccluster",
       kind: "FabricCluster",
       informer,
-      reconciler: new FabricClusterReconciler({ informer, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity, events: d.events }),
+      reconciler: new FabricClusterReconciler({ informer, nodes, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity, events: d.events }),
+      watches: [
+        // status.nodeCounts: a node appearing, going, or changing cluster, membership or health.
+        watchSecondary(
+          nodes,
+          (n) => [{ name: n.spec.cluster }],
+          UpdateWhen<FabricNode>((o, n) => o.spec.cluster !== n.spec.cluster || o.spec.membership !== n.spec.membership || o.status?.health !== n.status?.health),
+        ),
+      ],
       workers: d.settings.workers?.fabricCluster ?? 2,
       registry: d.registry,
       log: d.log.with({ controller: "fabriccluster" }),

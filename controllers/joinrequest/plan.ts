@@ -5,7 +5,7 @@
 import type { JoinRequestStatus } from "../../lib/api/types.generated.js";
 import { missingCapabilities, unsupportedRoles } from "../../lib/enrollment/roles.js";
 import type { RequestRow } from "../../lib/state/index.js";
-import { formatTime, setCondition, type Condition } from "../runtime/index.js";
+import { formatTime, removeCondition, setCondition, type Condition } from "../runtime/index.js";
 
 /** Condition reasons. */
 export const RequestReasons = {
@@ -18,6 +18,7 @@ export const RequestReasons = {
   NodeExists: "NodeExists",
   CapabilitiesSufficient: "CapabilitiesSufficient",
   RolesUnsupported: "RolesUnsupported",
+  DecisionFinal: "DecisionFinal",
 } as const;
 
 /** What the reconciler should do. */
@@ -43,12 +44,26 @@ export function planRequest(row: RequestRow, decision: string | undefined, decis
   return { kind: "wait" };
 }
 
+/**
+ * When spec.decision names another outcome than the one already recorded
+ * (Denied after Approved, or the reverse), the message of the
+ * DecisionChanged condition; undefined otherwise. A decision is final: the
+ * API server refuses such a change (the CRD's transition rule), and should
+ * one get through anyway (an API server without the rule), the recorded
+ * outcome stands: the node is kept, and revoking it is done on the FabricNode.
+ */
+export function changedDecision(row: RequestRow, decision: string | undefined): string | undefined {
+  if (row.state === "Pending" || (decision !== "Approved" && decision !== "Denied") || decision === row.state) return undefined;
+  const revoke = row.state === "Approved" && row.fabricNode !== null ? `; to revoke the node, set spec.membership to Revoked on FabricNode ${row.fabricNode}` : "";
+  return `spec.decision was changed to ${decision} after the request was ${row.state}; a decision is final and the change is ignored${revoke}`;
+}
+
 /** The status to publish. */
 export function desiredRequestStatus(
   current: JoinRequestStatus | undefined,
   generation: number,
   row: RequestRow,
-  extra: { certificateSerial?: string; certificateNotAfter?: Date; nodeExists?: string },
+  extra: { certificateSerial?: string; certificateNotAfter?: Date; nodeExists?: string; decisionChanged?: string },
   now: Date,
 ): JoinRequestStatus {
   const unsupported = unsupportedRoles(row.requestedRoles, row.capabilities);
@@ -85,6 +100,10 @@ export function desiredRequestStatus(
       now,
     );
   }
+  conditions =
+    extra.decisionChanged === undefined
+      ? removeCondition(conditions, "DecisionChanged")
+      : setCondition(conditions, { type: "DecisionChanged", status: "True", reason: RequestReasons.DecisionFinal, message: extra.decisionChanged, observedGeneration: generation }, now);
   const out: JoinRequestStatus = { observedGeneration: generation, conditions };
   if (unsupported.length > 0) out.unsupportedRoles = unsupported;
   const hostname = row.facts.hostname;

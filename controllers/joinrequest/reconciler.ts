@@ -4,8 +4,10 @@
  * auto-approve token), and on approval issues the node certificate with the
  * cluster CA, records the node and its identity (fenced, audited) and
  * creates the FabricNode. Requests created outside the enrollment API (no
- * row) are never honoured. Decided requests are deleted after a retention
- * period (with their rows: no CSR objects piling up).
+ * row) are never honoured. A decision is final: a changed spec.decision is
+ * ignored (the recorded outcome stands) and reported. Decided requests are
+ * deleted after a retention period (with their rows: no CSR objects piling
+ * up).
  */
 import { X509Certificate } from "node:crypto";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
@@ -15,7 +17,7 @@ import type { NodeStore } from "../../lib/state/index.js";
 import type { FabricNodeObject, JoinRequestObject as JoinRequest } from "../objects.js";
 import { httpStatusOf, patchStatusIfChanged, realClock, recordAll, setCondition, type Clock, type Condition, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { approvedEvents, deniedEvent, nodeExistsEvent, noEnrollmentRecordEvent } from "./events.js";
-import { RequestReasons, desiredRequestStatus, fabricNodeName, planRequest } from "./plan.js";
+import { RequestReasons, changedDecision, desiredRequestStatus, fabricNodeName, planRequest } from "./plan.js";
 
 /** Dependencies of JoinRequestReconciler. */
 export interface JoinRequestReconcilerDeps {
@@ -92,7 +94,11 @@ export class JoinRequestReconciler implements Reconciler {
       serial = c.serialNumber.toLowerCase();
       notAfter = new Date(c.validTo);
     }
-    const status = desiredRequestStatus(obj.status, generation, row, { certificateSerial: serial, certificateNotAfter: notAfter, nodeExists }, now);
+    const decisionChanged = changedDecision(row, obj.spec.decision);
+    if (decisionChanged !== undefined && !(obj.status?.conditions ?? []).some((c) => c.type === "DecisionChanged")) {
+      ctx.log.warn("join request decision changed after it was final; ignored", { joinRequest: key.name, recorded: row.state, requested: obj.spec.decision, node: row.fabricNode });
+    }
+    const status = desiredRequestStatus(obj.status, generation, row, { certificateSerial: serial, certificateNotAfter: notAfter, nodeExists, decisionChanged }, now);
     await patchStatusIfChanged(this.d.api, target, obj.status, status);
     if (row.decidedAt !== null) {
       const gcAt = row.decidedAt.getTime() + (this.d.retentionMs ?? 24 * 3_600_000);

@@ -6,7 +6,7 @@
  * without returning to a group already seen.
  */
 import type { NodeGroupStatus } from "../../lib/api/types.generated.js";
-import type { NodeGroupObject as NodeGroup } from "../objects.js";
+import type { FabricNodeObject as FabricNode, NodeGroupObject as NodeGroup } from "../objects.js";
 import { setCondition, type Condition } from "../runtime/index.js";
 
 /** Reasons of the Ready condition. */
@@ -96,4 +96,11 @@ export function desiredGroupStatus(obj: NodeGroup, verdict: TreeVerdict, childCo
   if (verdict.path !== undefined) next.path = verdict.path;
   else delete next.path;
   return next;
+}
+
+/** status.memberCount: the FabricNodes whose spec.group names the group. */
+export function memberCount(group: string, nodes: ReadonlyArray<Pick<FabricNode, "spec">>): number {
+  let n = 0;
+  for (const node of nodes) if (node.spec.group === group) n++;
+  return n;
 }

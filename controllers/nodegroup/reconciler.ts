@@ -1,22 +1,25 @@
 /**
  * NodeGroupReconciler: validates a group's place in the tree (validateGroup
  * over the informer caches), projects the result into node_groups and
- * publishes Ready with a reason, the path and the child count. A group that
- * no longer exists has its row deleted.
+ * publishes Ready with a reason, the path, the child count and the member
+ * count (FabricNodes whose spec.group names it, from the FabricNode cache).
+ * A group that no longer exists has its row deleted.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
-import type { FabricClusterObject as FabricCluster, NodeGroupObject as NodeGroup } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, NodeGroupObject as NodeGroup } from "../objects.js";
 import { NodeGroupStore, sameNodeGroupRow, type NodeGroupRow } from "../../lib/state/index.js";
 import { TerminalError, patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
 import { groupEvents } from "./events.js";
-import { desiredGroupStatus, validateGroup, viewOf } from "./plan.js";
+import { desiredGroupStatus, memberCount, validateGroup, viewOf } from "./plan.js";
 import type { GroupTree } from "./tree.js";
 
 /** Dependencies of NodeGroupReconciler. */
 export interface NodeGroupReconcilerDeps {
   groups: Informer<NodeGroup>;
   clusters: Informer<FabricCluster>;
+  /** FabricNode cache; without it status.memberCount is carried over as it is. */
+  nodes?: Informer<FabricNode>;
   tree: GroupTree;
   store: NodeGroupStore;
   api: CustomObjectsApi;
@@ -59,6 +62,7 @@ export class NodeGroupReconciler implements Reconciler {
     const previous = await this.d.store.get(key.name);
     if (previous === undefined || !sameNodeGroupRow(previous, row)) await this.d.store.put(row, previous);
     const status = desiredGroupStatus(obj, verdict, this.d.tree.childCount(key.name), new Date((this.d.clock ?? realClock).now()));
+    if (this.d.nodes !== undefined) status.memberCount = memberCount(key.name, this.d.nodes.list());
     recordAll(this.d.events, obj, groupEvents(obj.status?.conditions?.find((c) => c.type === "Ready")?.reason, verdict));
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
   }

@@ -1,14 +1,14 @@
 /**
  * Registers the NodeGroup kind: its controller, which follows the spec
  * changes of related groups (validity depends on the ancestors, childCount
- * on the children) and the appearance of clusters, and the orphan sweep of
- * group rows.
+ * on the children), the appearance of clusters and the FabricNodes joining
+ * or leaving a group (memberCount), and the orphan sweep of group rows.
  */
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
-import type { FabricClusterObject as FabricCluster, NodeGroupObject as NodeGroup } from "../objects.js";
+import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, NodeGroupObject as NodeGroup } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
-import { Controller, GenerationChanged, IgnoreUpdates, intentChanged, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, GenerationChanged, IgnoreUpdates, UpdateWhen, intentChanged, watchSecondary, type ObjectKey } from "../runtime/index.js";
 import { NodeGroupReconciler } from "./reconciler.js";
 import { GroupTree } from "./tree.js";
 
@@ -20,12 +20,13 @@ export const nodeGroupKind: FabricKind = {
   setup(mgr, d) {
     const informer = mgr.informerFor<NodeGroup>(RESOURCES.NodeGroup, "NodeGroup");
     const clusters = mgr.informerFor<FabricCluster>(RESOURCES.FabricCluster, "FabricCluster");
+    const nodes = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
     const tree = new GroupTree(informer);
     const controller = new Controller<NodeGroup>({
       name: "nodegroup",
       kind: "NodeGroup",
       informer,
-      reconciler: new NodeGroupReconciler({ groups: informer, clusters, tree, store: d.stores.groups, api: d.api, events: d.events }),
+      reconciler: new NodeGroupReconciler({ groups: informer, clusters, nodes, tree, store: d.stores.groups, api: d.api, events: d.events }),
       // The reconciler reads only intent: its own status writes must not requeue the group.
       primaryUpdateFilter: intentChanged,
       watches: [
@@ -43,6 +44,8 @@ export const nodeGroupKind: FabricKind = {
         ),
         // ClusterNotFound flips when a cluster appears or goes.
         watchSecondary(clusters, (c) => (c.metadata.name === undefined ? [] : byName(tree.inCluster(c.metadata.name))), IgnoreUpdates),
+        // memberCount: a node joining or leaving a group (an update maps the old and the new group).
+        watchSecondary(nodes, (n) => (n.spec.group ? [{ name: n.spec.group }] : []), UpdateWhen<FabricNode>((o, n) => o.spec.group !== n.spec.group)),
       ],
       workers: d.settings.workers?.nodeGroup ?? 8,
       registry: d.registry,

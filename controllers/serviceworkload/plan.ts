@@ -14,6 +14,7 @@ export const WorkloadReasons = {
   Progressing: "Progressing",
   Degraded: "Degraded",
   NoNodes: "NoNodes",
+  NodesNotReady: "NodesNotReady",
   InvalidSpec: "InvalidSpec",
   ClusterNotFound: "ClusterNotFound",
 } as const;
@@ -107,7 +108,15 @@ export function reportReady(r: WorkloadReportRow | undefined, generation: number
   return r !== undefined && r.ready && r.state === "Running" && r.observedGeneration >= generation;
 }
 
-/** The status to publish from the desired nodes and their reports. */
+/** The message of a node whose FabricNode is not Ready: its last report is not trusted. */
+export const NODE_NOT_READY_MESSAGE = "NodeNotReady: the node is not Ready (no recent heartbeat, or not active); its last report does not count";
+
+/**
+ * The status to publish from the desired nodes and their reports. An
+ * instance on a node in `notReadyNodes` (FabricNode Ready is not True: e.g.
+ * Unknown after its heartbeats stopped) never counts as ready, whatever its
+ * last report said.
+ */
 export function desiredWorkloadStatus(
   current: ServiceWorkloadStatus | undefined,
   generation: number,
@@ -115,22 +124,24 @@ export function desiredWorkloadStatus(
   reports: ReadonlyMap<string, WorkloadReportRow>,
   problem: { reason: "InvalidSpec" | "ClusterNotFound"; message: string } | undefined,
   now: Date,
+  notReadyNodes: ReadonlySet<string> = new Set(),
 ): ServiceWorkloadStatus {
   let ready = 0;
   let degraded = 0;
+  let onNotReady = 0;
   const detail: ServiceWorkloadStatusNode[] = [];
   for (const n of nodes) {
     const r = reports.get(n);
-    const ok = reportReady(r, generation);
+    const nodeNotReady = notReadyNodes.has(n);
+    const ok = !nodeNotReady && reportReady(r, generation);
     if (ok) ready++;
     else if (r !== undefined && DEGRADED.has(r.state)) degraded++;
+    else if (nodeNotReady) onNotReady++;
     if (detail.length < MAX_STATUS_NODES) {
       const d: ServiceWorkloadStatusNode = { node: n, state: r?.state ?? "Pending", ready: ok };
-      if (r !== undefined) {
-        d.restartCount = r.restartCount;
-        const msg = [r.reason, r.message].filter((x) => x !== "").join(": ");
-        if (msg !== "") d.message = msg.slice(0, 1024);
-      }
+      if (r !== undefined) d.restartCount = r.restartCount;
+      const msg = [...(nodeNotReady ? [NODE_NOT_READY_MESSAGE] : []), ...(r === undefined ? [] : [r.reason, r.message])].filter((x) => x !== "").join(": ");
+      if (msg !== "") d.message = msg.slice(0, 1024);
       detail.push(d);
     }
   }
@@ -139,6 +150,7 @@ export function desiredWorkloadStatus(
   else if (nodes.length === 0) cond = { type: "Ready", status: "False", reason: WorkloadReasons.NoNodes, message: "no active node holds the role (or matches the selector)", observedGeneration: generation };
   else if (ready === nodes.length) cond = { type: "Ready", status: "True", reason: WorkloadReasons.AllReady, message: `ready on ${ready} of ${nodes.length} node(s)`, observedGeneration: generation };
   else if (degraded > 0) cond = { type: "Ready", status: "False", reason: WorkloadReasons.Degraded, message: `${degraded} of ${nodes.length} node(s) degraded; ${ready} ready`, observedGeneration: generation };
+  else if (onNotReady > 0) cond = { type: "Ready", status: "False", reason: WorkloadReasons.NodesNotReady, message: `${onNotReady} of ${nodes.length} node(s) not Ready; ${ready} ready`, observedGeneration: generation };
   else cond = { type: "Ready", status: "False", reason: WorkloadReasons.Progressing, message: `ready on ${ready} of ${nodes.length} node(s)`, observedGeneration: generation };
   const out: ServiceWorkloadStatus = {
     ...current,

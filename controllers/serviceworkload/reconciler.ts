@@ -5,8 +5,10 @@
  * spec.nodeSelector), writes one desired row per node in its snapshot form
  * (fenced, audited, snapshot marks in the same transaction), and publishes
  * desired / ready / degraded counts and per-node detail from the agents'
- * reports. Reports wake it through report-listener.ts; it also looks again
- * every few seconds while instances are not ready.
+ * reports; an instance on a node whose FabricNode is not Ready never counts
+ * as ready. Reports wake it through report-listener.ts, a node's Ready
+ * flipping through setup.ts; it also looks again every few seconds while
+ * instances are not ready.
  *
  * FabricNode status.workloads (every workload the node's agent reports) is
  * published by the FabricNode controller (each kind's status has one
@@ -17,7 +19,7 @@ import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { RoleStore, WorkloadStore } from "../../lib/state/index.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, ServiceWorkloadObject } from "../objects.js";
-import { patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
+import { isTrue, patchStatusIfChanged, realClock, recordAll, type Clock, type Condition, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { workloadEvents } from "./events.js";
 import { desiredWorkloadStatus, snapshotWorkloadOf, targetNodes, validateWorkloadSpec } from "./plan.js";
 
@@ -93,7 +95,8 @@ export class ServiceWorkloadReconciler implements Reconciler {
     }
     const reports = await this.d.workloads.reportsOfWorkload(key.name);
     const now = new Date((this.d.clock ?? realClock).now());
-    const status = desiredWorkloadStatus(obj.status, generation, nodes, reports, problem, now);
+    const notReady = new Set(nodes.filter((n) => !isTrue(this.d.nodes.get({ name: n })?.status?.conditions as Condition[] | undefined, "Ready")));
+    const status = desiredWorkloadStatus(obj.status, generation, nodes, reports, problem, now, notReady);
     recordAll(this.d.events, obj, workloadEvents(obj.status, status, problem));
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Nodes still listing the workload matter too: a report that dropped it

@@ -17,6 +17,8 @@ import { ServiceWorkloadReconciler } from "./reconciler.js";
 import { listenForReports } from "./report-listener.js";
 import { workloadsContributor } from "./snapshot.js";
 
+const nodeReadyStatus = (n: FabricNode): string | undefined => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
+
 /** See the module comment. */
 export const serviceWorkloadKind: FabricKind = {
   kind: "ServiceWorkload",
@@ -48,6 +50,12 @@ export const serviceWorkloadKind: FabricKind = {
           UpdateWhen((a, b) => !jsonEqual(a.metadata.labels, b.metadata.labels)),
         ),
         watchSecondary(clusters, (c) => (c.metadata.name === undefined ? [] : names((w) => w.spec.cluster === c.metadata.name)), IgnoreUpdates),
+        // Instances on a node that is not Ready do not count as ready: a node's Ready flipping moves the counts.
+        watchSecondary(
+          nodes,
+          (n) => names((w) => w.spec.cluster === n.spec.cluster),
+          UpdateWhen((a, b) => nodeReadyStatus(a) !== nodeReadyStatus(b)),
+        ),
       ],
       workers: 4,
       registry: d.registry,

@@ -991,7 +991,7 @@ export interface JoinRequestSpec {
    */
   nodeGroup?: string;
   /**
-   * The operator's decision. Unset while pending. Set to Approved to issue a certificate and create the node, Denied to refuse.
+   * The operator's decision. Unset while pending. Set to Approved to issue a certificate and create the node, Denied to refuse. Final once set; an approved node is revoked on its FabricNode.
    */
   decision?: "Approved" | "Denied";
   /**

@@ -18,6 +18,9 @@ import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { eventually, kubectlVariants, kubectlWith, repoRoot, sharedControlPlane, type TestControlPlane } from "../support/controlplane.js";
 
 const examplesDir = join(repoRoot, "manifests", "examples");
+/** Examples of kinds served without a controller yet (Release, ReleaseChannel, VPNConnection). */
+const plannedDir = join(examplesDir, "planned");
+const yamlFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => join(dir, f));
 
 function nodeGroupYaml(name: string, opts: { parent?: string; labels?: Record<string, string>; finalizers?: string[]; extra?: string } = {}): string {
   const labels = opts.labels ? `\n  labels:\n${Object.entries(opts.labels).map(([k, v]) => `    ${k}: "${v}"`).join("\n")}` : "";
@@ -54,12 +57,12 @@ for (const variant of kubectlVariants()) {
 
     it("applies the examples (every kind), then says unchanged on re-apply", async () => {
       // An earlier pass (another kubectl) may have applied the examples already.
-      const first = await k(["apply", "-f", examplesDir]);
+      const first = await k(["apply", "-f", examplesDir, "-f", plannedDir]);
       assert.equal(first.code, 0, first.stderr);
       for (const line of first.stdout.trim().split("\n")) assert.match(line, / (created|configured|unchanged)$/);
       const kinds = new Set<string>();
-      for (const f of readdirSync(examplesDir)) {
-        for (const d of parseAllDocuments(readFileSync(join(examplesDir, f), "utf8"))) {
+      for (const f of [...yamlFiles(examplesDir), ...yamlFiles(plannedDir)]) {
+        for (const d of parseAllDocuments(readFileSync(f, "utf8"))) {
           const o = d.toJSON() as { kind?: string; apiVersion?: string } | null;
           if (o?.apiVersion === "accessfabric.io/v1alpha1" && o.kind) kinds.add(o.kind);
         }
@@ -71,7 +74,7 @@ for (const variant of kubectlVariants()) {
       assert.equal(list.code, 0, list.stderr);
       const items = (JSON.parse(list.stdout) as { items: Array<{ kind: string }> }).items;
       assert.deepEqual(new Set(items.map((i) => i.kind)), kinds);
-      const again = await k(["apply", "-f", examplesDir]);
+      const again = await k(["apply", "-f", examplesDir, "-f", plannedDir]);
       assert.equal(again.code, 0, again.stderr);
       const lines = again.stdout.trim().split("\n");
       assert.ok(lines.length > 0);

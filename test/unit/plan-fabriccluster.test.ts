@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type { FabricClusterStatus } from "../../lib/api/types.generated.js";
 import type { ClusterRow } from "../../lib/state/index.js";
 import type { FabricClusterObject } from "../../controllers/objects.js";
-import { Reasons, desiredClusterStatus, planClusterRow, type ClusterRowAction } from "../../controllers/fabriccluster/plan.js";
+import { Reasons, desiredClusterStatus, desiredNodeCounts, planClusterRow, type ClusterRowAction } from "../../controllers/fabriccluster/plan.js";
 import { PlanClock, T0, at, clusterRow, conditionOf, deterministic, frozen, publishedCondition } from "../support/plan-fixtures.js";
 
 function clusterObj(over: { generation?: number; status?: FabricClusterStatus; spec?: FabricClusterObject["spec"] } = {}): FabricClusterObject {
@@ -128,5 +128,24 @@ describe("FabricCluster plan", () => {
     it("the only Ready reason is KeysReady", () => {
       assert.deepEqual(Object.values(Reasons), ["KeysReady"]);
     });
+  });
+
+  describe("desiredNodeCounts", () => {
+    const node = (membership: "Active" | "Disabled" | "Revoked" | undefined, health?: "Healthy" | "Degraded" | "Unreachable" | "Unknown") =>
+      frozen({ spec: { cluster: "east", hostFingerprint: `sha256:${"ab".repeat(32)}`, ...(membership !== undefined ? { membership } : {}) }, ...(health !== undefined ? { status: { health } } : {}) });
+    const cases = [
+      { name: "a cluster without nodes counts zeros (the columns show 0, not blank)", nodes: [], want: { total: 0, healthy: 0, degraded: 0, unreachable: 0, disabled: 0, revoked: 0 } },
+      {
+        name: "active nodes count by health; disabled and revoked by membership; every node in total",
+        nodes: [node("Active", "Healthy"), node(undefined, "Healthy"), node("Active", "Degraded"), node("Active", "Unreachable"), node("Disabled", "Healthy"), node("Revoked")],
+        want: { total: 6, healthy: 2, degraded: 1, unreachable: 1, disabled: 1, revoked: 1 },
+      },
+      { name: "an active node of Unknown or unpublished health counts in total only", nodes: [node("Active", "Unknown"), node("Active")], want: { total: 2, healthy: 0, degraded: 0, unreachable: 0, disabled: 0, revoked: 0 } },
+    ];
+    for (const c of cases) {
+      it(c.name, () => {
+        assert.deepEqual(deterministic(desiredNodeCounts, frozen(c.nodes)), c.want);
+      });
+    }
   });
 });

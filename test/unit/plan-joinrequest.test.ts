@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { JoinRequestStatus } from "../../lib/api/types.generated.js";
 import type { RequestRow } from "../../lib/state/index.js";
-import { RequestReasons, desiredRequestStatus, fabricNodeName, planRequest, type RequestAction } from "../../controllers/joinrequest/plan.js";
+import { RequestReasons, changedDecision, desiredRequestStatus, fabricNodeName, planRequest, type RequestAction } from "../../controllers/joinrequest/plan.js";
 import { PlanClock, T0, at, conditionOf, deterministic, frozen, publishedCondition, requestRow } from "../support/plan-fixtures.js";
 
 const row = (over: Partial<RequestRow> = {}): RequestRow => frozen(requestRow(over));
@@ -225,6 +225,36 @@ describe("JoinRequest plan", () => {
     });
   });
 
+  describe("changedDecision", () => {
+    const cases: Array<{ name: string; row: RequestRow; decision?: string; want: string | undefined }> = [
+      { name: "a pending request has no decision to change", row: row(), decision: "Denied", want: undefined },
+      { name: "an approved request with its own decision is unchanged", row: approvedRow(), decision: "Approved", want: undefined },
+      { name: "an auto-approved request without spec.decision is unchanged", row: approvedRow({ reason: "auto-approved by join token tok-1" }), want: undefined },
+      {
+        name: "Denied after Approved is a changed decision, ignored, pointing at the FabricNode to revoke",
+        row: approvedRow(),
+        decision: "Denied",
+        want: "spec.decision was changed to Denied after the request was Approved; a decision is final and the change is ignored; to revoke the node, set spec.membership to Revoked on FabricNode east.web-1",
+      },
+      { name: "Approved after Denied is a changed decision, ignored", row: row({ state: "Denied" }), decision: "Approved", want: "spec.decision was changed to Approved after the request was Denied; a decision is final and the change is ignored" },
+      { name: "an unknown decision value is no decision", row: approvedRow(), decision: "Maybe", want: undefined },
+    ];
+    for (const c of cases) {
+      it(c.name, () => {
+        assert.equal(deterministic(changedDecision, c.row, c.decision), c.want);
+      });
+    }
+
+    it("a changed decision keeps the request Ready and Approved and adds DecisionChanged; it goes when the decision is restored", () => {
+      const flipped = desiredRequestStatus(undefined, 2, approvedRow(), { decisionChanged: "changed" }, T0);
+      assert.equal(conditionOf(flipped, "Ready").status, "True");
+      assert.equal(conditionOf(flipped, "Approved").status, "True");
+      assert.deepEqual(conditionOf(flipped, "DecisionChanged"), publishedCondition({ type: "DecisionChanged", status: "True", reason: "DecisionFinal", message: "changed", observedGeneration: 2 }, T0));
+      const restored = desiredRequestStatus(frozen(flipped), 3, approvedRow(), {}, at(1000));
+      assert.equal(restored.conditions?.some((c) => c.type === "DecisionChanged"), false);
+    });
+  });
+
   describe("fabricNodeName", () => {
     const cases = [
       { name: "a membership's FabricNode is <cluster>.<node name>", cluster: "east", node: "web-1", want: "east.web-1" },
@@ -244,6 +274,7 @@ describe("JoinRequest plan", () => {
       "AwaitingDecision",
       "CapabilitiesSufficient",
       "CertificateIssued",
+      "DecisionFinal",
       "Denied",
       "NoEnrollmentRecord",
       "NodeExists",

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { NodeGroupStatus } from "../../lib/api/types.generated.js";
 import type { NodeGroupObject } from "../../controllers/objects.js";
-import { Reasons, desiredGroupStatus, validateGroup, viewOf, type GroupView, type TreeVerdict } from "../../controllers/nodegroup/plan.js";
+import { Reasons, desiredGroupStatus, memberCount, validateGroup, viewOf, type GroupView, type TreeVerdict } from "../../controllers/nodegroup/plan.js";
 import { PlanClock, T0, at, conditionOf, deterministic, frozen, publishedCondition } from "../support/plan-fixtures.js";
 
 /** A forest of groups: "name" -> [cluster, parent?]. */
@@ -228,6 +228,20 @@ describe("NodeGroup plan", () => {
       const first = desiredGroupStatus(groupObj(), valid, 4, T0);
       assert.deepEqual(desiredGroupStatus(groupObj({ status: first }), valid, 4, at(3_600_000)), first);
     });
+  });
+
+  describe("memberCount", () => {
+    const node = (group?: string) => frozen({ spec: { cluster: "east", hostFingerprint: `sha256:${"ab".repeat(32)}`, ...(group !== undefined ? { group } : {}) } });
+    const cases = [
+      { name: "a group nobody names has 0 members", group: "web", nodes: [node(), node("db")], want: 0 },
+      { name: "the nodes whose spec.group names the group are its members", group: "web", nodes: [node("web"), node("web"), node("db"), node()], want: 2 },
+      { name: "members of a child group are not members of the parent (directly in this group only)", group: "eu", nodes: [node("web"), node("eu")], want: 1 },
+    ];
+    for (const c of cases) {
+      it(c.name, () => {
+        assert.equal(deterministic(memberCount, c.group, frozen(c.nodes)), c.want);
+      });
+    }
   });
 
   it("every reason constant is produced by a case above", () => {

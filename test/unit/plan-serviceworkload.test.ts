@@ -11,6 +11,7 @@ import type { ServiceWorkloadSpec, ServiceWorkloadStatus } from "../../lib/api/t
 import type { NodeRoleRow, WorkloadReportRow } from "../../lib/state/index.js";
 import {
   MAX_STATUS_NODES,
+  NODE_NOT_READY_MESSAGE,
   WorkloadReasons,
   desiredWorkloadStatus,
   reportReady,
@@ -170,8 +171,56 @@ describe("ServiceWorkload plan", () => {
       nodes: string[];
       reports: ReadonlyMap<string, WorkloadReportRow>;
       problem?: { reason: "InvalidSpec" | "ClusterNotFound"; message: string };
+      /** Nodes whose FabricNode is not Ready. */
+      notReady?: string[];
       want: ServiceWorkloadStatus;
     }> = [
+      {
+        name: "a running, ready instance on a node that is not Ready (Ready=Unknown) does not count as ready (NodesNotReady)",
+        nodes: ["a"],
+        reports: reports(reportRow("a")),
+        notReady: ["a"],
+        want: {
+          observedGeneration: 1,
+          desired: 1,
+          ready: 0,
+          degraded: 0,
+          nodes: [{ node: "a", state: "Running", ready: false, restartCount: 0, message: NODE_NOT_READY_MESSAGE }],
+          conditions: [ready("False", WorkloadReasons.NodesNotReady, "1 of 1 node(s) not Ready; 0 ready")],
+        },
+      },
+      {
+        name: "instances on Ready nodes still count when another node is not Ready",
+        nodes: ["a", "b", "c"],
+        reports: reports(reportRow("a"), reportRow("b"), reportRow("c", { state: "Degraded", ready: false, reason: "CrashLoopBackOff", message: "" })),
+        notReady: ["b", "c"],
+        want: {
+          observedGeneration: 1,
+          desired: 3,
+          ready: 1,
+          degraded: 1,
+          nodes: [
+            { node: "a", state: "Running", ready: true, restartCount: 0 },
+            { node: "b", state: "Running", ready: false, restartCount: 0, message: NODE_NOT_READY_MESSAGE },
+            { node: "c", state: "Degraded", ready: false, restartCount: 0, message: `${NODE_NOT_READY_MESSAGE}: CrashLoopBackOff` },
+          ],
+          conditions: [ready("False", WorkloadReasons.Degraded, "1 of 3 node(s) degraded; 1 ready")],
+        },
+      },
+      {
+        name: "a node that is not Ready and never reported is Pending, not ready (NodesNotReady)",
+        nodes: ["a"],
+        reports: reports(),
+        notReady: ["a"],
+        want: {
+          observedGeneration: 1,
+          desired: 1,
+          ready: 0,
+          degraded: 0,
+          nodes: [{ node: "a", state: "Pending", ready: false, message: NODE_NOT_READY_MESSAGE }],
+          conditions: [ready("False", WorkloadReasons.NodesNotReady, "1 of 1 node(s) not Ready; 0 ready")],
+        },
+      },
       {
         name: "ready on every node is Ready True (AllReady)",
         nodes: ["a", "b"],
@@ -279,7 +328,7 @@ describe("ServiceWorkload plan", () => {
     ];
     for (const c of cases) {
       it(c.name, () => {
-        assert.deepEqual(deterministic(desiredWorkloadStatus, undefined, 1, frozen(c.nodes), c.reports, frozen(c.problem), T0), c.want);
+        assert.deepEqual(deterministic(desiredWorkloadStatus, undefined, 1, frozen(c.nodes), c.reports, frozen(c.problem), T0, new Set(c.notReady ?? [])), c.want);
       });
     }
 
@@ -334,7 +383,7 @@ describe("ServiceWorkload plan", () => {
   });
 
   it("every Ready reason is produced by a case above", () => {
-    assert.deepEqual(Object.values(WorkloadReasons).sort(), ["AllReady", "ClusterNotFound", "Degraded", "InvalidSpec", "NoNodes", "Progressing"]);
+    assert.deepEqual(Object.values(WorkloadReasons).sort(), ["AllReady", "ClusterNotFound", "Degraded", "InvalidSpec", "NoNodes", "NodesNotReady", "Progressing"]);
     assert.equal(MAX_STATUS_NODES, 256);
   });
 });
