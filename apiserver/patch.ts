@@ -59,6 +59,13 @@ function stripDirectives(v: unknown): unknown {
 /** Applies an RFC 6902 JSON patch; a failing operation is a 422 like kube-apiserver answers. */
 export function jsonPatch(target: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops)) throw badRequest("json patch must be an array of operations");
+  for (const op of ops as unknown[]) {
+    const o = op as { op?: unknown; from?: unknown; path?: unknown } | null;
+    // RFC 6902 4.4: a move's from must not be a proper prefix of its path (the library would build a cycle).
+    if (o !== null && typeof o === "object" && o.op === "move" && typeof o.from === "string" && typeof o.path === "string" && o.from !== o.path && (o.from === "" || o.path.startsWith(`${o.from}/`))) {
+      throw new StatusError(422, "Invalid", `the server rejected our request due to an error in our request: move from ${JSON.stringify(o.from)} into its own child ${JSON.stringify(o.path)}`);
+    }
+  }
   try {
     const errors = jsonpatch.validate(ops as jsonpatch.Operation[], clone(target));
     if (errors) throw errors;

@@ -333,6 +333,16 @@ describe("API server: hostile request parsing", function () {
       await assertAbsent(name);
     });
 
+    it("answers a JSON patch that moves the document root into one of its children with 4xx, leaving the object unchanged", async () => {
+      const name = `moveroot-${run}`;
+      await create(name);
+      for (const op of [`[{"op":"move","from":"","path":"/metadata"}]`, `[{"op":"copy","from":"","path":"/data/x"}]`, `[{"op":"move","from":"/data","path":"/data/a/b"}]`]) {
+        const r = await send(t, "PATCH", `${cms}/${name}`, op, { "Content-Type": "application/json-patch+json" });
+        assert.ok(r.status >= 400 && r.status < 500, `${op}: ${r.status} ${r.body}`);
+      }
+      await assertData(name, { a: "b" });
+    });
+
     it("refuses a YAML alias bomb and a recursive alias in an apply patch with 400", async () => {
       const name = `alias-${run}`;
       let bomb = `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\ndata:\n  a: b\nx:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n`;
