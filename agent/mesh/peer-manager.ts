@@ -193,6 +193,8 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
   // 1-3: links that must close at once; the rest of the active and connecting links form the current set.
   const current: Member[] = [];
   const warmLinks: string[] = [];
+  // Closed this round: not reconnected in the same breath.
+  const closed = new Set<string>();
   for (const [node, link] of links) {
     const candidate = candidates.get(node);
     const open = link.state === "active" || link.state === "connecting" || link.state === "warm";
@@ -212,14 +214,17 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
     const q = quarantinedUntil(node);
     if (q !== undefined && now < q) {
       actions.push({ kind: "disconnect", node, reason: "Quarantined" });
+      closed.add(node);
       continue;
     }
     if (link.state === "active" && !isLinkLive(link, now)) {
       actions.push({ kind: "disconnect", node, reason: "Silent" });
+      closed.add(node);
       continue;
     }
     if (link.state === "connecting" && now - link.sinceMs > HYSTERESIS.connectTimeoutMs) {
       actions.push({ kind: "disconnect", node, reason: "ConnectTimeout" });
+      closed.add(node);
       continue;
     }
     current.push(member(candidate));
@@ -228,7 +233,7 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
   const inCurrent = new Set(current.map((m) => m.candidate.node));
   const pool: Member[] = [];
   for (const c of candidates.values()) {
-    if (inCurrent.has(c.node)) continue;
+    if (inCurrent.has(c.node) || closed.has(c.node)) continue;
     if (hardFilter(self, c, links.get(c.node), quarantinedUntil(c.node), now) !== undefined) continue;
     pool.push(member(c));
   }

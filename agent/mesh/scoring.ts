@@ -196,7 +196,7 @@ export function nextQuarantine(
 
 /**
  * The rendezvous weight of a pair of node names: a 32-bit FNV-1a hash of
- * `self|peer`. Each node ranks equal-cost peers in its own stable order, and
+ * `self|peer` with murmur3's finaliser. Each node ranks equal-cost peers in its own stable order, and
  * different nodes spread over different peers instead of all picking the
  * alphabetically first.
  */
@@ -207,7 +207,13 @@ export function rendezvousWeight(self: string, peer: string): number {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193) >>> 0;
   }
-  return h;
+  // murmur3's finaliser: FNV alone barely moves the high bits when only the last character differs.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 function clamp01(x: number): number {

@@ -5,8 +5,8 @@
  * jitter (EWMA of absolute deviation) like the QUIC transport will. The
  * randomness is seeded; no real time passes.
  */
-import type { PeerAction } from "../../agent/mesh/peer-manager.js";
-import type { LinkObservation, MeshCandidate, MeshNodeClass } from "../../agent/mesh/types.js";
+import { emptyPeerMemory, evaluatePeers, type PeerAction, type PeerDecision, type PeerManagerMemory } from "../../agent/mesh/peer-manager.js";
+import type { ClassBounds, LinkObservation, MeshCandidate, MeshNodeClass, MeshSelf } from "../../agent/mesh/types.js";
 
 /** The simulated truth about one peer. */
 export interface PeerTruth {
@@ -105,4 +105,44 @@ export function candidate(node: string, over: Partial<MeshCandidate> = {}): Mesh
 /** An active link heard just now with the given RTT and loss. */
 export function activeLink(node: string, now: number, over: Partial<LinkObservation> = {}): LinkObservation {
   return { node, state: "active", rttEwmaMs: 20, jitterMs: 1, loss: 0, lastHeardMs: now, failures: 0, sinceMs: now - 10 * 60_000, ...over };
+}
+
+/** One node's peer manager driven over simulated time: probes every 2.5 s, evaluations every 10 s. */
+export class SimNode {
+  memory: PeerManagerMemory = emptyPeerMemory();
+  readonly decisions: PeerDecision[] = [];
+
+  constructor(
+    readonly self: MeshSelf,
+    readonly bounds: ClassBounds,
+    public candidates: MeshCandidate[],
+    readonly transport: SimTransport,
+    readonly clock: FakeClock,
+  ) {}
+
+  /** One evaluation at the current time; its actions are applied at once. */
+  evaluate(): PeerDecision {
+    const now = this.clock.now();
+    const d = evaluatePeers({ self: this.self, bounds: this.bounds, candidates: this.candidates, links: this.transport.table(), now }, this.memory);
+    this.memory = d.memory;
+    this.transport.apply(d.actions, now);
+    this.decisions.push(d);
+    return d;
+  }
+
+  /** Runs `ms` of simulated time: a probe round every 2.5 s, an evaluation every 10 s. */
+  run(ms: number): PeerDecision[] {
+    const out: PeerDecision[] = [];
+    for (let t = 2_500; t <= ms; t += 2_500) {
+      this.clock.advance(2_500);
+      this.transport.probe(this.clock.now());
+      if (t % 10_000 === 0) out.push(this.evaluate());
+    }
+    return out;
+  }
+}
+
+/** The actions of some decisions, flattened. */
+export function actionsOf(decisions: readonly PeerDecision[]): PeerAction[] {
+  return decisions.flatMap((d) => d.actions);
 }
