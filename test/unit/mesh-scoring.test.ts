@@ -138,7 +138,7 @@ describe("mesh scoring", () => {
     assert.equal(observe(0), false);
     assert.equal(record, undefined, "a success forgets the history");
     assert.equal(observe(3), true);
-    assert.equal((record?.untilMs ?? 0) - t, 30_000, "the backoff starts over");
+    assert.equal(((record as QuarantineRecord | undefined)?.untilMs ?? 0) - t, 30_000, "the backoff starts over");
   });
 
   it("the rendezvous weight is stable and differs between observers", () => {
