@@ -12,10 +12,12 @@
 import type pg from "pg";
 import type { Logger } from "../lib/log.js";
 import { writeHeartbeats, type HeartbeatRow } from "../lib/state/heartbeats.js";
+import { writeMeshReports, type MeshReportRow } from "../lib/state/mesh.js";
 
 /** See the module comment. */
 export class HeartbeatBatcher {
   private pending = new Map<string, HeartbeatRow>();
+  private pendingMesh = new Map<string, MeshReportRow>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   /** Rows written so far (for metrics and tests). */
@@ -41,6 +43,19 @@ export class HeartbeatBatcher {
     }
   }
 
+  /**
+   * Queues a heartbeat's mesh report (the newest per node wins). Written
+   * after the heartbeats of the same flush, only where something changed
+   * (lib/state/mesh.ts).
+   */
+  addMesh(row: MeshReportRow): void {
+    this.pendingMesh.set(row.node, row);
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => void this.flush(), this.flushMs);
+      this.timer.unref();
+    }
+  }
+
   /** Writes what is pending now. */
   async flush(): Promise<void> {
     if (this.timer !== undefined) {
@@ -48,16 +63,21 @@ export class HeartbeatBatcher {
       this.timer = undefined;
     }
     await this.flushing;
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0 && this.pendingMesh.size === 0) return;
     const rows = [...this.pending.values()];
     this.pending = new Map();
+    const mesh = [...this.pendingMesh.values()];
+    this.pendingMesh = new Map();
     this.flushing = (async () => {
       try {
-        await writeHeartbeats(this.pool, rows);
-        this.written += rows.length;
-        this.batches++;
+        if (rows.length > 0) {
+          await writeHeartbeats(this.pool, rows);
+          this.written += rows.length;
+          this.batches++;
+        }
+        if (mesh.length > 0) await writeMeshReports(this.pool, mesh);
       } catch (err) {
-        this.log.warn("writing heartbeats failed; they will be re-sent", { error: (err as Error).message, rows: rows.length });
+        this.log.warn("writing heartbeats failed; they will be re-sent", { error: (err as Error).message, rows: rows.length, mesh: mesh.length });
       } finally {
         this.flushing = undefined;
       }

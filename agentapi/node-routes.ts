@@ -11,12 +11,15 @@ import type pg from "pg";
 import {
   DEFAULT_POLL_WAIT_SECONDS,
   MAX_HEARTBEAT_BYTES,
+  MAX_MESH_ENDPOINTS,
   MAX_POLL_WAIT_SECONDS,
   MAX_STATUS_REPORT_BYTES,
   SNAPSHOT_SERIAL_HEADER,
+  type HeartbeatMesh,
   type HeartbeatRequest,
   type HeartbeatResponse,
 } from "../lib/agent-protocol.js";
+import { isIP } from "node:net";
 import { writeStatusReport } from "../lib/state/heartbeats.js";
 import { serialOf, snapshotOf } from "../lib/state/snapshots.js";
 import { authenticate, type AuthOptions } from "./auth.js";
@@ -71,7 +74,49 @@ export function validateHeartbeat(b: unknown): HeartbeatRequest {
     }
     out.snapshot = { serial: s.serial, hash: s.hash, appliedAt: s.appliedAt };
   }
+  if (o.mesh !== undefined) out.mesh = validateMesh(o.mesh);
   return out;
+}
+
+const MESH_KEYS = new Set(["endpoints", "reachable", "relayCapable", "load"]);
+
+/**
+ * Validates a heartbeat's mesh report: endpoints are IP literals (no names,
+ * no zone ids, not unspecified or multicast) with ports 1..65535, at most
+ * MAX_MESH_ENDPOINTS and no duplicates; load a number in 0..1.
+ */
+export function validateMesh(m: unknown): HeartbeatMesh {
+  if (typeof m !== "object" || m === null || Array.isArray(m)) throw bad("mesh must be an object");
+  const o = m as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!MESH_KEYS.has(k)) throw bad(`mesh.${k.slice(0, 32)} is not a known field`);
+  if (!Array.isArray(o.endpoints) || o.endpoints.length > MAX_MESH_ENDPOINTS) throw bad(`mesh.endpoints must be a list of at most ${MAX_MESH_ENDPOINTS} endpoints`);
+  const endpoints: { address: string; port: number }[] = [];
+  const seen = new Set<string>();
+  for (const e of o.endpoints as unknown[]) {
+    const ep = e as { address?: unknown; port?: unknown } | null;
+    if (typeof ep !== "object" || ep === null || Array.isArray(ep)) throw bad("mesh.endpoints[] must be { address, port }");
+    const { address, port } = ep;
+    if (typeof address !== "string" || address.length > 45 || isIP(address) === 0 || address.includes("%") || isUnusable(address)) throw bad("mesh.endpoints[].address must be a unicast IP address");
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) throw bad("mesh.endpoints[].port must be an integer in 1..65535");
+    const key = `${address.toLowerCase()}|${port}`;
+    if (seen.has(key)) throw bad("mesh.endpoints must not repeat an endpoint");
+    seen.add(key);
+    endpoints.push({ address: address.toLowerCase(), port });
+  }
+  if (typeof o.reachable !== "boolean") throw bad("mesh.reachable must be a boolean");
+  if (o.relayCapable !== undefined && typeof o.relayCapable !== "boolean") throw bad("mesh.relayCapable must be a boolean");
+  if (typeof o.load !== "number" || !Number.isFinite(o.load) || o.load < 0 || o.load > 1) throw bad("mesh.load must be a number in 0..1");
+  return { endpoints, reachable: o.reachable, relayCapable: o.relayCapable === true, load: o.load };
+}
+
+function isUnusable(address: string): boolean {
+  const a = address.toLowerCase();
+  return a === "0.0.0.0" || a === "::" || a === "255.255.255.255" || /^2(2[4-9]|3\d)\./.test(a) || a.startsWith("ff");
+}
+
+/** The wire form of an endpoint: `host:port`, IPv6 bracketed. */
+export function endpointString(e: { address: string; port: number }): string {
+  return e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }
 
 /**
@@ -140,6 +185,16 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
       healthMessage: hb.health.message ?? "",
       ...(hb.snapshot !== undefined ? { snapshotSerial: hb.snapshot.serial, snapshotHash: hb.snapshot.hash, snapshotAppliedAt: new Date(hb.snapshot.appliedAt) } : {}),
     });
+    if (hb.mesh !== undefined) {
+      d.heartbeats.addMesh({
+        node: n.node,
+        cluster: n.cluster,
+        endpoints: hb.mesh.endpoints.map(endpointString),
+        reachable: hb.mesh.reachable,
+        relayCapable: hb.mesh.relayCapable === true,
+        load: hb.mesh.load,
+      });
+    }
     ctx.status = 202;
     ctx.type = "application/json";
     ctx.body = heartbeatAnswer;

@@ -21,6 +21,7 @@ import { fabricClusterKind } from "./fabriccluster/setup.js";
 import { fabricNodeKind } from "./fabricnode/setup.js";
 import { joinRequestKind } from "./joinrequest/setup.js";
 import { joinTokenKind } from "./jointoken/setup.js";
+import { meshKind } from "./mesh/setup.js";
 import type { EnrollmentSettings, FabricKind, KindDeps, NodeHealthSettings } from "./kind.js";
 import { nodeGroupKind } from "./nodegroup/setup.js";
 import { roleAssignmentKind } from "./roleassignment/setup.js";
@@ -31,7 +32,7 @@ import { SnapshotBuilder } from "./snapshots/builder.js";
 export type { EnrollmentSettings, NodeHealthSettings } from "./kind.js";
 
 /** The kinds, in the order their controllers are added and their snapshot contributors run. */
-export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind];
+export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind, meshKind];
 
 /** source.component of the controllers' Kubernetes Events. */
 export const EVENT_SOURCE = "fabric-controllers";

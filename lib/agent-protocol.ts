@@ -47,6 +47,28 @@ export interface HeartbeatRequest {
   health: { status: "Healthy" | "Degraded"; message?: string };
   /** The snapshot the agent holds, if any. */
   snapshot?: { serial: number; hash: string; appliedAt: string };
+  /** The agent's mesh reachability (agents with a mesh role; see docs/mesh.md). */
+  mesh?: HeartbeatMesh;
+}
+
+/** At most this many mesh endpoints per heartbeat. */
+export const MAX_MESH_ENDPOINTS = 16;
+
+/**
+ * Where other nodes reach this node's QUIC listener. Stored only when it
+ * changes; endpoints, reachability and relay capability reach the snapshots
+ * of the nodes that list this one, load never does (agents measure each
+ * other directly).
+ */
+export interface HeartbeatMesh {
+  /** IP literals (v4 or v6, no zone) and UDP ports, preferred first; at most {@link MAX_MESH_ENDPOINTS}. */
+  endpoints: { address: string; port: number }[];
+  /** Whether other nodes can reach these endpoints directly (no NAT in the way). */
+  reachable: boolean;
+  /** Whether this agent is willing and able to forward for others (it also needs a relay or core role). */
+  relayCapable?: boolean;
+  /** Load, 0..1. */
+  load: number;
 }
 
 /** Answer to a heartbeat. */

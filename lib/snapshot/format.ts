@@ -108,19 +108,43 @@ export interface SnapshotWorkload {
 /** Mesh peer classes; they decide how many active peers a node keeps. */
 export type NodeClass = "core" | "relay" | "standard" | "thin";
 
-/** A QUIC mesh peer candidate (sent only to nodes with mesh roles). */
+/**
+ * A QUIC mesh peer candidate (sent only to nodes with mesh roles; the
+ * control plane's bounded candidate set, docs/mesh.md). The agent picks its
+ * active peers among these by measuring them; a node not listed here is not
+ * an authorised peer.
+ */
 export interface SnapshotMeshPeer {
   /** FabricNode name of the peer. */
   node: string;
-  /** host:port QUIC endpoints, preferred first. */
+  /** host:port QUIC endpoints (IPv6 as [addr]:port), preferred first, as the peer reported them. */
   endpoints: string[];
-  /** DNS SAN to pass as QUIC serverName. */
+  /** DNS SAN to pass as QUIC serverName (`<fabricnode>.<cluster>.fabric.internal`). */
   serverName: string;
-  /** sha256:<hex> of the peer's current certificate. */
+  /**
+   * sha256:<hex> of the SubjectPublicKeyInfo of the peer's current
+   * certificate: the pin to check beside the chain to the cluster CA.
+   */
   certificateFingerprint: string;
   nodeClass: NodeClass;
   region?: string;
+  /** Failure-domain zone (label topology.kubernetes.io/zone). */
+  zone?: string;
+  /** The peer's mesh roles (entry-node, relay-node, core-node), sorted; other roles are not shown to peers. */
   roles: string[];
+  /** Reported relay capability, and a relay or core role: it may forward between two of its peers. */
+  relayCapable?: boolean;
+  /** Whether the peer reported itself directly reachable (false: reach it through a relay). */
+  directlyReachable?: boolean;
+}
+
+/** This node's own mesh settings (present only for nodes with a mesh role). */
+export interface SnapshotMeshSettings {
+  nodeClass: NodeClass;
+  /** Active-set bounds for this class from FabricCluster spec.peerPolicy. */
+  activePeers: { min: number; max: number };
+  /** FabricCluster spec.peerPolicy.hysteresisPercent. */
+  hysteresisPercent: number;
 }
 
 /** A VPN connection this node is eligible to own (sent only to eligible owners). */
@@ -165,6 +189,8 @@ export interface SnapshotPayload {
   roles: SnapshotRole[];
   workloads: SnapshotWorkload[];
   meshPeers: SnapshotMeshPeer[];
+  /** Present only for nodes with a mesh role (a v1 addition older agents ignore). */
+  mesh?: SnapshotMeshSettings;
   vpnAssignments: SnapshotVpnAssignment[];
   updates: SnapshotUpdate[];
 }

@@ -139,7 +139,18 @@ function assertMeshPeer(p: Json, path: string): void {
   str(p, "certificateFingerprint", path);
   oneOf(p, "nodeClass", ["core", "relay", "standard", "thin"], path);
   str(p, "region", path, { optional: true });
+  str(p, "zone", path, { optional: true });
   strings(p, "roles", path);
+  if (p.relayCapable !== undefined) bool(p, "relayCapable", path);
+  if (p.directlyReachable !== undefined) bool(p, "directlyReachable", path);
+}
+
+function assertMeshSettings(m: Json, path: string): void {
+  oneOf(m, "nodeClass", ["core", "relay", "standard", "thin"], path);
+  const a = obj(m.activePeers, `${path}/activePeers`);
+  uint(a, "min", `${path}/activePeers`);
+  uint(a, "max", `${path}/activePeers`);
+  uint(m, "hysteresisPercent", path);
 }
 
 function assertVpnAssignment(v: Json, path: string): void {
@@ -183,6 +194,7 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
   });
   list(o, "workloads", path, assertWorkload);
   list(o, "meshPeers", path, assertMeshPeer);
+  if (o.mesh !== undefined) assertMeshSettings(obj(o.mesh, `${path}/mesh`), `${path}/mesh`);
   list(o, "vpnAssignments", path, assertVpnAssignment);
   list(o, "updates", path, assertUpdate);
 }

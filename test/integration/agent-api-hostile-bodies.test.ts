@@ -119,6 +119,7 @@ describe("agent API: hostile request bodies get a clean 4xx and change nothing",
     const key = generateNodeKey();
     const base = { token, nodeName: "hostile", hostFingerprint: `sha256:${"ab".repeat(32)}`, csr: createCsr(key.privateKey, key.publicKey, "hostile"), capabilities: [], requestedRoles: [], facts: { hostname: "h" } };
     const body = (o: Record<string, unknown>): string => JSON.stringify({ ...base, ...o });
+    const mesh = { endpoints: [{ address: "10.0.0.1", port: 4433 }], reachable: true, load: 0.2 };
     const withFacts = (inner: string): string => `${body({ facts: {} }).slice(0, -1)},"facts":${inner}}`;
     const requests = await count("SELECT count(*) AS n FROM join_requests");
     const used = await count("SELECT used AS n FROM join_tokens WHERE name = 'hb-join'");
@@ -177,6 +178,7 @@ describe("agent API: hostile request bodies get a clean 4xx and change nothing",
   it("POST /v1/heartbeat: refuses hostile and ill-typed bodies; stores none, and another node's heartbeat still lands", async () => {
     const base = { seq: 1, agentVersion: "0.1.0", capabilities: [], facts: { os: "linux" }, health: { status: "Healthy" } };
     const body = (o: Record<string, unknown>): string => JSON.stringify({ ...base, ...o });
+    const mesh = { endpoints: [{ address: "10.0.0.1", port: 4433 }], reachable: true, load: 0.2 };
     const withFacts = (inner: string): string => `${body({ facts: {} }).slice(0, -1)},"facts":${inner}}`;
     await expectRefusals(
       "POST",
@@ -192,13 +194,32 @@ describe("agent API: hostile request bodies get a clean 4xx and change nothing",
         ["an unknown health status", body({ health: { status: "Sick" } }), 400, "InvalidRequest", /health/],
         ["a snapshot hash that is not sha256 hex", body({ snapshot: { serial: 1, hash: "zz", appliedAt: new Date().toISOString() } }), 400, "InvalidRequest", /snapshot/],
         ["a body that is a list", JSON.stringify([base]), 400, "InvalidRequest", /JSON object/],
+        ["mesh that is a string", body({ mesh: "on" }), 400, "InvalidRequest", /mesh must be an object/],
+        ["mesh endpoints that are not a list", body({ mesh: { ...mesh, endpoints: { address: "10.0.0.1", port: 1 } } }), 400, "InvalidRequest", /mesh.endpoints/],
+        ["17 mesh endpoints", body({ mesh: { ...mesh, endpoints: Array.from({ length: 17 }, (_, i) => ({ address: `10.0.0.${i + 1}`, port: 4433 })) } }), 400, "InvalidRequest", /at most 16/],
+        ["a mesh endpoint with a host name", body({ mesh: { ...mesh, endpoints: [{ address: "evil.example", port: 4433 }] } }), 400, "InvalidRequest", /address/],
+        ["a mesh endpoint with an IPv6 zone", body({ mesh: { ...mesh, endpoints: [{ address: "fe80::1%eth0", port: 4433 }] } }), 400, "InvalidRequest", /address/],
+        ["a mesh endpoint on the unspecified address", body({ mesh: { ...mesh, endpoints: [{ address: "0.0.0.0", port: 4433 }] } }), 400, "InvalidRequest", /address/],
+        ["a mesh endpoint on a multicast address", body({ mesh: { ...mesh, endpoints: [{ address: "239.1.1.1", port: 4433 }] } }), 400, "InvalidRequest", /address/],
+        ["a mesh port of 0", body({ mesh: { ...mesh, endpoints: [{ address: "10.0.0.1", port: 0 }] } }), 400, "InvalidRequest", /port/],
+        ["a mesh port above 65535", body({ mesh: { ...mesh, endpoints: [{ address: "10.0.0.1", port: 65536 }] } }), 400, "InvalidRequest", /port/],
+        ["a mesh port that is a string", body({ mesh: { ...mesh, endpoints: [{ address: "10.0.0.1", port: "4433" }] } }), 400, "InvalidRequest", /port/],
+        ["a repeated mesh endpoint", body({ mesh: { ...mesh, endpoints: [{ address: "10.0.0.1", port: 1 }, { address: "10.0.0.1", port: 1 }] } }), 400, "InvalidRequest", /repeat/],
+        ["a mesh reachable flag that is a string", body({ mesh: { ...mesh, reachable: "yes" } }), 400, "InvalidRequest", /reachable/],
+        ["a mesh relayCapable that is a number", body({ mesh: { ...mesh, relayCapable: 1 } }), 400, "InvalidRequest", /relayCapable/],
+        ["a mesh load above 1", body({ mesh: { ...mesh, load: 1.5 } }), 400, "InvalidRequest", /load/],
+        ["a negative mesh load", body({ mesh: { ...mesh, load: -0.1 } }), 400, "InvalidRequest", /load/],
+        ["a mesh load that is a string", body({ mesh: { ...mesh, load: "0.5" } }), 400, "InvalidRequest", /load/],
+        ["an unknown mesh field", body({ mesh: { ...mesh, peers: [] } }), 400, "InvalidRequest", /not a known field/],
       ],
       idOf(0),
     );
+    assert.equal(await count("SELECT count(*) AS n FROM mesh_endpoints WHERE node = 'hb.a'"), 0, "node a's hostile mesh reports stored nothing");
     // Node b's heartbeat, queued after all of that, is written (a hostile one never shares its batch).
-    const good = await raw("POST", "/v1/heartbeat", body({ seq: 42, facts: { os: "linux", nested: { ok: [1, 2] } } }), idOf(1));
+    const good = await raw("POST", "/v1/heartbeat", body({ seq: 42, facts: { os: "linux", nested: { ok: [1, 2] } }, mesh: { ...mesh, endpoints: [{ address: "FD00::1", port: 4433 }, ...mesh.endpoints] } }), idOf(1));
     assert.equal(good.status, 202, JSON.stringify(good.body));
     await eventually(async () => (await count("SELECT seq AS n FROM node_heartbeats WHERE node = 'hb.b'")) === 42, 20_000, 100);
+    await eventually(async () => (await count("SELECT count(*) AS n FROM mesh_endpoints WHERE node = 'hb.b' AND endpoints = ARRAY['[fd00::1]:4433', '10.0.0.1:4433']")) === 1, 20_000, 100);
     assert.equal(await count("SELECT count(*) AS n FROM node_heartbeats WHERE node = 'hb.a'"), 0, "node a's hostile heartbeats stored nothing");
   });
 

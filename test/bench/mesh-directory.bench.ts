@@ -1,0 +1,142 @@
+/**
+ * The mesh peer directory at fleet scale (docs/mesh.md). Prints figures only.
+ *
+ * 1. The pure candidate selection (controllers/mesh/plan.ts) over N and
+ *    10 x N members: prepare the rings and compute every node's set.
+ * 2. Through the real contributor and builder: a control plane on the
+ *    embedded PostgreSQL, N mesh nodes of one cluster inserted with SQL (3
+ *    regions x 3 zones, every 10th a relay), a cluster-wide mark drained by
+ *    the running leader's builder: full build time and bytes per node.
+ * 3. One endpoint change through the state layer: snapshots re-signed and
+ *    time until the builder is idle again.
+ * 4. Beside it, from the same directory rows: the full-mesh alternative
+ *    (every node receives every peer): time to compute and serialise the
+ *    peer lists, bytes per node, bytes re-sent per change.
+ *
+ *   npx tsx test/bench/mesh-directory.bench.ts [nodes]
+ */
+import { rmSync } from "node:fs";
+import { runControlPlane } from "../../controlplane/controlplane.js";
+import { allCandidateSets, peerEntry, prepareDirectory } from "../../controllers/mesh/plan.js";
+import { logger } from "../../lib/log.js";
+import { canonicalize } from "../../lib/snapshot/canonical-json.js";
+import { clusterSerials } from "../../lib/state/snapshots.js";
+import { DEFAULT_PEER_POLICY, meshDirectoryOf, writeMeshReports, type MeshMemberRow } from "../../lib/state/mesh.js";
+import { tempStateDir } from "../support/controlplane.js";
+import { applyCluster } from "../support/enrollment.js";
+
+const N = Number(process.argv[2] ?? 10_000);
+const CLUSTER = "mesh";
+const ms = (t: bigint): string => `${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`;
+
+function synthetic(n: number): MeshMemberRow[] {
+  return Array.from({ length: n }, (_, i) => ({
+    node: `${CLUSTER}.n-${i}`,
+    nodeClass: i % 10 === 0 ? "relay" : "standard",
+    region: `r${i % 3}`,
+    zone: `z${Math.floor(i / 3) % 3}`,
+    roles: [i % 10 === 0 ? "relay-node" : "entry-node"],
+    endpoints: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:4433`],
+    reachable: true,
+    relayCapable: i % 10 === 0,
+    publicKeyFingerprint: `sha256:${"ab".repeat(32)}`,
+  }));
+}
+
+async function main(): Promise<void> {
+  for (const n of [N, 10 * N]) {
+    const members = synthetic(n);
+    const t = process.hrtime.bigint();
+    const sets = allCandidateSets(prepareDirectory({ cluster: CLUSTER, policy: DEFAULT_PEER_POLICY, members }));
+    let total = 0;
+    for (const s of sets.values()) total += s.length;
+    console.log(`pure plan: ${n} nodes: candidate sets in ${ms(t)}, ${(total / n).toFixed(1)} candidates per node`);
+  }
+
+  const stateDir = tempStateDir("fabric-bench-");
+  const cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("bench"), controllers: { identity: "bench-mesh", sweepIntervalMs: 3_600_000 } });
+  try {
+    await applyCluster(cp.api.kubeconfigPath, CLUSTER);
+    const pool = cp.db.pool;
+    let t = process.hrtime.bigint();
+    await pool.query(`INSERT INTO nodes (name, cluster, node_name, host_fingerprint) SELECT $1 || '.n-' || i, $1, 'n-' || i, 'sha256:' || md5(i::text) FROM generate_series(0, $2 - 1) i`, [CLUSTER, N]);
+    await pool.query(
+      `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+       SELECT md5('s' || i), $1 || '.n-' || i, $1, 'sha256:' || md5('k' || i) || md5('l' || i), now(), now() + interval '1 day', 'active' FROM generate_series(0, $2 - 1) i`,
+      [CLUSTER, N],
+    );
+    await pool.query(
+      `INSERT INTO mesh_node_facts (node, cluster, node_class, region, zone)
+       SELECT $1 || '.n-' || i, $1, CASE WHEN i % 10 = 0 THEN 'relay' ELSE 'standard' END, 'r' || (i % 3), 'z' || ((i / 3) % 3) FROM generate_series(0, $2 - 1) i`,
+      [CLUSTER, N],
+    );
+    await pool.query(
+      `INSERT INTO node_roles (assignment, node, cluster, role)
+       SELECT CASE WHEN i % 10 = 0 THEN 'relays' ELSE 'entries' END, $1 || '.n-' || i, $1, CASE WHEN i % 10 = 0 THEN 'relay-node' ELSE 'entry-node' END FROM generate_series(0, $2 - 1) i`,
+      [CLUSTER, N],
+    );
+    await writeMeshReports(pool, synthetic(N).map((m, i) => ({ node: m.node, cluster: CLUSTER, endpoints: m.endpoints, reachable: true, relayCapable: i % 10 === 0, load: 0.3 })));
+    console.log(`setup: ${N} nodes with roles, facts, identities and endpoints in ${ms(t)}`);
+
+    const waitIdle = async (): Promise<void> => {
+      for (;;) {
+        const r = await pool.query("SELECT 1 FROM snapshot_dirty LIMIT 1");
+        if (r.rowCount === 0) return;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    };
+    // First build (snapshots did not exist: the builder's sweep and the mesh sweep mark them).
+    t = process.hrtime.bigint();
+    for (;;) {
+      const r = await pool.query<{ n: string }>("SELECT count(*) AS n FROM node_snapshots WHERE cluster = $1", [CLUSTER]);
+      if (Number(r.rows[0]?.n) >= N) break;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    await waitIdle();
+    console.log(`first build: ${N} snapshots with candidate sets in ${ms(t)}`);
+
+    const dirT = process.hrtime.bigint();
+    const dir = await meshDirectoryOf(pool, CLUSTER);
+    const dirRead = ms(dirT);
+    const planT = process.hrtime.bigint();
+    const prepared = prepareDirectory(dir);
+    const sets = allCandidateSets(prepared);
+    console.log(`directory read (${dir.members.length} members): ${dirRead}; candidate computation for all: ${ms(planT)}`);
+    let bytes = 0;
+    for (const [, s] of sets) bytes += canonicalize(s.map((n) => peerEntry(CLUSTER, prepared.members.get(n) as MeshMemberRow))).length;
+    console.log(`bounded: ${(bytes / N).toFixed(0)} bytes of meshPeers per node`);
+
+    // A cluster-wide rebuild: every payload assembled again (the mesh contributor included); forget the stored payload hashes so all are re-signed.
+    await pool.query("UPDATE node_snapshots SET payload_hash = 'x' WHERE cluster = $1", [CLUSTER]);
+    t = process.hrtime.bigint();
+    await pool.query("INSERT INTO snapshot_dirty (cluster, node) VALUES ($1, '*') ON CONFLICT (cluster, node) DO UPDATE SET marked_at = now()", [CLUSTER]);
+    await waitIdle();
+    console.log(`full build: ${N} payloads assembled (contributor included), signed and stored in ${ms(t)}`);
+
+    const before = await clusterSerials(pool, CLUSTER);
+    t = process.hrtime.bigint();
+    await writeMeshReports(pool, [{ node: `${CLUSTER}.n-7`, cluster: CLUSTER, endpoints: ["10.99.0.7:4433"], reachable: true, relayCapable: false, load: 0.3 }]);
+    await new Promise((res) => setTimeout(res, 30));
+    await waitIdle();
+    const changeTime = ms(t);
+    const after = await clusterSerials(pool, CLUSTER);
+    const resigned = [...after].filter(([n, s]) => before.get(n) !== s).length;
+    console.log(`one endpoint change: ${resigned} snapshots re-signed, builder idle after ${changeTime}; ~${((resigned * (bytes / N)) / 1024).toFixed(1)} KiB of meshPeers re-sent`);
+
+    // Full mesh from the same rows: every node receives every other candidate.
+    t = process.hrtime.bigint();
+    // Every node's list is the others' entries: build and canonicalise 200 of them, extrapolate to N.
+    let perNode = 0;
+    for (let i = 0; i < 200; i++) perNode = canonicalize(dir.members.filter((_, j) => j !== i).map((m) => peerEntry(CLUSTER, m))).length;
+    const fullTime = (Number(process.hrtime.bigint() - t) / 1e6) * (N / 200);
+    console.log(`full mesh: ${(perNode / 1024).toFixed(0)} KiB of peers per node (${(perNode / (bytes / N)).toFixed(0)}x), ~${(fullTime / 1000).toFixed(1)} s to serialise ${N} lists, ${((N * perNode) / 1024 / 1024).toFixed(0)} MiB re-sent per endpoint change (every node)`);
+  } finally {
+    await cp.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

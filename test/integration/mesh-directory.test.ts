@@ -1,0 +1,141 @@
+/**
+ * The mesh peer directory against a real control plane (embedded
+ * PostgreSQL, the running leader's snapshot builder, the mesh contributor
+ * and directory sweep): nodes with a mesh role receive bounded candidate
+ * sets of their own cluster in their signed snapshots, a node without one
+ * receives none; an endpoint change re-signs exactly the snapshots that list
+ * the node, and a load change re-signs nothing. Nodes, identities, grants
+ * and node facts are inserted with SQL (enrollment, RoleAssignment and the
+ * FabricNode projection are tested elsewhere); reports go through the state
+ * layer the agent API's heartbeat batcher uses.
+ */
+import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import type pg from "pg";
+import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
+import { RELAY_CANDIDATES, WARM_CANDIDATES } from "../../controllers/mesh/plan.js";
+import { logger } from "../../lib/log.js";
+import type { SignedSnapshot } from "../../lib/snapshot/format.js";
+import { clusterSerials } from "../../lib/state/snapshots.js";
+import { DEFAULT_PEER_POLICY, writeMeshReports } from "../../lib/state/mesh.js";
+import { eventually, tempStateDir } from "../support/controlplane.js";
+import { applyCluster } from "../support/enrollment.js";
+
+const REGIONS = ["eu", "us"];
+
+async function addNodes(pool: pg.Pool, cluster: string, n: number, role: (i: number) => string | undefined): Promise<string[]> {
+  const names = Array.from({ length: n }, (_, i) => `${cluster}.n-${i}`);
+  await pool.query(
+    `INSERT INTO nodes (name, cluster, node_name, host_fingerprint) SELECT $1 || '.n-' || i, $1, 'n-' || i, 'sha256:' || md5($1 || i) FROM generate_series(0, $2 - 1) i`,
+    [cluster, n],
+  );
+  await pool.query(
+    `INSERT INTO node_identities (serial, node, cluster, public_key_fingerprint, not_before, not_after, status)
+     SELECT md5($1 || 's' || i), $1 || '.n-' || i, $1, 'sha256:' || md5($1 || 'k' || i), now(), now() + interval '1 day', 'active' FROM generate_series(0, $2 - 1) i`,
+    [cluster, n],
+  );
+  for (const [i, name] of names.entries()) {
+    const r = role(i);
+    await pool.query("INSERT INTO mesh_node_facts (node, cluster, node_class, region, zone) VALUES ($1, $2, $3, $4, $5)", [
+      name, cluster, r === "relay-node" ? "relay" : "standard", REGIONS[i % 2], `z${i % 3}`,
+    ]);
+    if (r !== undefined) await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ($1, $2, $3, $4)", [`ra-${r}`, name, cluster, r]);
+  }
+  return names;
+}
+
+describe("mesh peer directory: candidate sets in signed snapshots", function () {
+  this.timeout(180_000);
+  let cp: ControlPlane;
+  let stateDir: string;
+  let pool: pg.Pool;
+  let m1: string[];
+  let m2: string[];
+  // m1: 24 entry nodes, 6 relays, 6 without a mesh role; m2: 8 entry nodes.
+  const roleM1 = (i: number): string | undefined => (i < 24 ? "entry-node" : i < 30 ? "relay-node" : undefined);
+
+  const snapshots = async (cluster: string): Promise<Map<string, SignedSnapshot>> => {
+    const r = await pool.query<{ node: string; bytes: Buffer }>("SELECT node, bytes FROM node_snapshots WHERE cluster = $1", [cluster]);
+    return new Map(r.rows.map((x) => [x.node, JSON.parse(x.bytes.toString("utf8")) as SignedSnapshot]));
+  };
+  const settled = async (): Promise<void> => {
+    // Two quiet looks a sweep period apart: the directory sweep has nothing left to mark, the builder nothing to build.
+    await eventually(async () => (await pool.query("SELECT 1 FROM snapshot_dirty")).rowCount === 0, 60_000, 100);
+    await new Promise((r) => setTimeout(r, 2500));
+    await eventually(async () => (await pool.query("SELECT 1 FROM snapshot_dirty")).rowCount === 0, 60_000, 100);
+  };
+
+  before(async () => {
+    stateDir = tempStateDir();
+    cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("test-controlplane"), controllers: { identity: "test-mesh", sweepIntervalMs: 3_600_000 } });
+    await applyCluster(cp.api.kubeconfigPath, "m1");
+    await applyCluster(cp.api.kubeconfigPath, "m2");
+    pool = cp.db.pool;
+    m1 = await addNodes(pool, "m1", 36, roleM1);
+    m2 = await addNodes(pool, "m2", 8, () => "entry-node");
+    const report = (name: string, cluster: string, i: number, relay: boolean) => ({ node: name, cluster, endpoints: [`10.${cluster === "m1" ? 1 : 2}.0.${i + 1}:4433`], reachable: true, relayCapable: relay, load: 0.2 });
+    await writeMeshReports(pool, [...m1.map((n, i) => report(n, "m1", i, roleM1(i) === "relay-node")), ...m2.map((n, i) => report(n, "m2", i, false))]);
+    await eventually(async () => (await snapshots("m1")).size === 36 && (await snapshots("m2")).size === 8, 60_000, 200);
+    await settled();
+  });
+  after(async () => {
+    await cp?.stop();
+    if (stateDir !== undefined) rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it("gives every mesh node a bounded set of its own cluster's mesh nodes, spread over regions, with relays", async () => {
+    const snaps = await snapshots("m1");
+    for (const [i, name] of m1.entries()) {
+      const p = (snaps.get(name) as SignedSnapshot).payload;
+      if (roleM1(i) === undefined) continue;
+      const max = roleM1(i) === "relay-node" ? DEFAULT_PEER_POLICY.relay.max : DEFAULT_PEER_POLICY.standard.max;
+      assert.ok(p.meshPeers.length >= Math.min(29, max + WARM_CANDIDATES) && p.meshPeers.length <= max + WARM_CANDIDATES + RELAY_CANDIDATES, `${name}: ${p.meshPeers.length}`);
+      assert.deepEqual(p.mesh?.activePeers, roleM1(i) === "relay-node" ? DEFAULT_PEER_POLICY.relay : DEFAULT_PEER_POLICY.standard);
+      const peers = new Set(p.meshPeers.map((x) => x.node));
+      assert.ok(!peers.has(name), `${name} lists itself`);
+      for (const x of p.meshPeers) {
+        assert.ok(x.node.startsWith("m1.") && m1.indexOf(x.node) < 30, `${name} lists ${x.node}`);
+        assert.ok(x.endpoints.length === 1 && x.certificateFingerprint.startsWith("sha256:") && x.serverName === `${x.node}.m1.fabric.internal`);
+      }
+      assert.deepEqual(new Set(p.meshPeers.map((x) => x.region)), new Set(REGIONS), name);
+      assert.ok(p.meshPeers.filter((x) => x.relayCapable === true).length >= RELAY_CANDIDATES, name);
+    }
+  });
+
+  it("gives a node without a mesh role no peers and no mesh settings, and never lists it", async () => {
+    const snaps = await snapshots("m1");
+    for (const name of m1.slice(30)) {
+      const p = (snaps.get(name) as SignedSnapshot).payload;
+      assert.deepEqual(p.meshPeers, []);
+      assert.equal(p.mesh, undefined);
+    }
+  });
+
+  it("never lists a node of another cluster", async () => {
+    for (const [name, s] of await snapshots("m2")) {
+      assert.ok(s.payload.meshPeers.length === 7, `${name}: ${s.payload.meshPeers.length}`);
+      for (const x of s.payload.meshPeers) assert.ok(x.node.startsWith("m2."), `${name} lists ${x.node}`);
+    }
+  });
+
+  it("re-signs exactly the snapshots listing a node when its endpoints change, and nothing for a load change", async () => {
+    const target = m1[3] as string;
+    const before = await clusterSerials(pool, "m1");
+    const listing = [...(await snapshots("m1"))].filter(([, s]) => s.payload.meshPeers.some((x) => x.node === target)).map(([n]) => n).sort();
+    assert.ok(listing.length > 0 && listing.length < 30, `${listing.length} list ${target}`);
+    const moved = await writeMeshReports(pool, [{ node: target, cluster: "m1", endpoints: ["10.9.9.9:4433"], reachable: true, relayCapable: false, load: 0.2 }]);
+    assert.deepEqual(moved.directoryChanged, [target]);
+    await settled();
+    const after = await clusterSerials(pool, "m1");
+    const changed = [...after].filter(([n, s]) => before.get(n) !== s).map(([n]) => n).sort();
+    assert.deepEqual(changed, listing);
+    for (const n of listing) {
+      const peer = (await snapshots("m1")).get(n)?.payload.meshPeers.find((x) => x.node === target);
+      assert.deepEqual(peer?.endpoints, ["10.9.9.9:4433"]);
+    }
+    const loaded = await writeMeshReports(pool, [{ node: target, cluster: "m1", endpoints: ["10.9.9.9:4433"], reachable: true, relayCapable: false, load: 0.9 }]);
+    assert.deepEqual(loaded, { directoryChanged: [], loadChanged: [target], marked: 0 });
+    await settled();
+    assert.deepEqual(await clusterSerials(pool, "m1"), after);
+  });
+});
