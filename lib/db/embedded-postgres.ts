@@ -244,7 +244,22 @@ async function lookupUser(name: string): Promise<{ uid: number; gid: number; gid
  * copy of the package's native folder in a world-traversable cache directory,
  * rather than loosening permissions on the code's location.
  */
-async function usableBinaries(bin: Binaries, runAs: RunAs, log: Logger): Promise<Binaries> {
+function usableBinaries(bin: Binaries, runAs: RunAs, log: Logger): Promise<Binaries> {
+  // One answer per binary and user for the process: every server started later (tests start many)
+  // must take the same copy, not the unreachable original.
+  const key = `${bin.postgres}|${String(runAs.uid)}`;
+  let p = usable.get(key);
+  if (p === undefined) {
+    p = findUsableBinaries(bin, runAs, log);
+    usable.set(key, p);
+    p.catch(() => usable.delete(key));
+  }
+  return p;
+}
+
+const usable = new Map<string, Promise<Binaries>>();
+
+async function findUsableBinaries(bin: Binaries, runAs: RunAs, log: Logger): Promise<Binaries> {
   try {
     await verifyBinaries(bin, runAs);
     return bin;
@@ -267,35 +282,26 @@ async function usableBinaries(bin: Binaries, runAs: RunAs, log: Logger): Promise
         if (!existsSync(copied.postgres)) throw renameErr;
       });
     }
-    verified = undefined;
     await verifyBinaries(copied, runAs);
     return copied;
   }
 }
-
-let verified: Promise<void> | undefined;
 
 /**
  * Runs `postgres -V` as the server's OS user: proves that the binaries, their
  * shared libraries and every parent directory of node_modules are reachable
  * by that user, with a clear error instead of an obscure initdb failure.
  */
-function verifyBinaries(bin: Binaries, runAs: RunAs): Promise<void> {
-  verified ??= (async () => {
-    try {
-      await execFileAsync(bin.postgres, ["-V"], { uid: runAs.uid, gid: runAs.gid, env: serverEnv() });
-    } catch (err) {
-      throw new Error(
-        `postgres binary ${bin.postgres} is not executable by OS user ${runAs.name}; ` +
-          `node_modules and every parent directory must be traversable (o+x) and the binaries executable`,
-        { cause: err },
-      );
-    }
-  })();
-  verified.catch(() => {
-    verified = undefined;
-  });
-  return verified;
+async function verifyBinaries(bin: Binaries, runAs: RunAs): Promise<void> {
+  try {
+    await execFileAsync(bin.postgres, ["-V"], { uid: runAs.uid, gid: runAs.gid, env: serverEnv() });
+  } catch (err) {
+    throw new Error(
+      `postgres binary ${bin.postgres} is not executable by OS user ${runAs.name}; ` +
+        `node_modules and every parent directory must be traversable (o+x) and the binaries executable`,
+      { cause: err },
+    );
+  }
 }
 
 /** Minimal, deterministic environment for server processes (no secrets from ours). */
