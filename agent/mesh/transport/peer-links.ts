@@ -115,9 +115,15 @@ class Link {
   readonly since: Date;
   nextId = 1;
   closed = false;
+  /** Whether `up` was emitted (so `down` is owed). */
+  announced = false;
   stream: QUICStream | undefined;
   writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
+  readonly accepted: Promise<void>;
+  markAccepted: () => void = () => undefined;
+  markRefused: (e: Error) => void = () => undefined;
 
   constructor(
     readonly id: PeerIdentity,
@@ -127,6 +133,12 @@ class Link {
     now: Date,
   ) {
     this.since = now;
+    this.accepted = new Promise<void>((resolve, reject) => {
+      this.markAccepted = resolve;
+      this.markRefused = reject;
+    });
+    // Inbound links and links nobody waits on must not leave an unhandled rejection.
+    this.accepted.catch(() => undefined);
   }
 
   /** The node that dialled this connection. */
@@ -196,7 +208,7 @@ export class PeerLinks {
         cert: opts.certPem,
         ca: opts.caPem,
         verifyPeer: true,
-        verifyCallback: async (certs) => self?.verifyCallback(certs[0], ca, "inbound") ?? native.CryptoError.InternalError,
+        verifyCallback: async (certs) => (self === undefined ? native.CryptoError.InternalError : self.verifyCallback(certs[0], ca, "inbound")),
       },
     });
     await server.start();
@@ -322,15 +334,28 @@ export class PeerLinks {
       // Swallow the client's error events: a close is reported through `down`.
       client.addEventListener(quicEvents.EventQUICClientError.name, () => undefined);
       const link = new Link(id, conn, "outbound", client, this.now());
-      if (!this.adopt(link)) {
+      if (!this.adopt(link, false)) {
         const kept = this.byNode.get(peer.node);
         if (kept !== undefined) return kept.info();
         throw new Error(`connecting to node ${peer.node}: duplicate connection lost the tie-break`);
       }
       const stream = conn.newStream("bidi");
       this.attachStream(link, stream);
-      // The peer sees the stream only once bytes flow: probe at once.
+      // The peer sees the stream only once bytes flow: probe at once. In QUIC the
+      // client finishes its handshake before the server has judged the client's
+      // certificate, so the link counts as up only when the peer first answers.
       this.probe(link);
+      const timer = setTimeout(() => void this.closeLink(link, CloseCode.Normal, "AcceptTimeout"), this.opts.connectTimeoutMs ?? 5000);
+      try {
+        await link.accepted;
+      } catch (err) {
+        last = err;
+        continue;
+      } finally {
+        clearTimeout(timer);
+      }
+      link.announced = true;
+      this.emit("up", link.info());
       return link.info();
     }
     throw new Error(`connecting to node ${peer.node}`, { cause: last });
@@ -362,7 +387,7 @@ export class PeerLinks {
   }
 
   /** Registers a fresh link, resolving a duplicate by the tie-break; false when `link` was closed instead. */
-  private adopt(link: Link): boolean {
+  private adopt(link: Link, emitUp = true): boolean {
     const node = link.id.node;
     const old = this.byNode.get(node);
     if (old !== undefined) {
@@ -378,7 +403,10 @@ export class PeerLinks {
     const period = this.opts.probeIntervalMs ?? 2500;
     link.timer = setInterval(() => this.probe(link), period);
     link.timer.unref();
-    this.emit("up", link.info());
+    if (emitUp) {
+      link.announced = true;
+      this.emit("up", link.info());
+    }
     return true;
   }
 
@@ -421,6 +449,7 @@ export class PeerLinks {
         return;
       case "pong": {
         const sentAt = link.probes.get(frame.id);
+        link.markAccepted();
         if (sentAt === undefined) return; // late: already counted lost
         link.probes.delete(frame.id);
         const sample = performance.now() - sentAt;
@@ -531,6 +560,7 @@ export class PeerLinks {
   private async closeLink(link: Link, code: number, reason: string, registered = true): Promise<void> {
     if (link.closed) return;
     link.closed = true;
+    link.markRefused(new Error(`link to node ${link.id.node} closed before the peer answered: ${reason}`, { cause: link.conn.getConnectionError() }));
     if (link.timer !== undefined) clearInterval(link.timer);
     for (const p of link.pending.values()) {
       clearTimeout(p.timer);
@@ -539,7 +569,7 @@ export class PeerLinks {
     link.pending.clear();
     if (registered && this.byNode.get(link.id.node) === link) {
       this.byNode.delete(link.id.node);
-      this.emit("down", { node: link.id.node, reason });
+      if (link.announced) this.emit("down", { node: link.id.node, reason });
     }
     try {
       if (link.client !== undefined) await link.client.destroy({ isApp: true, errorCode: code, force: true });
