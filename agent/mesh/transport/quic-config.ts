@@ -25,7 +25,6 @@ export function meshQuicConfig(maxIdleTimeoutMs: number): Partial<QUICConfig> {
   return {
     applicationProtos: [MESH_ALPN],
     maxSendUdpPayloadSize: MESH_UDP_PAYLOAD,
-    maxRecvUdpPayloadSize: MESH_UDP_PAYLOAD,
     maxIdleTimeout: maxIdleTimeoutMs,
     // The mesh probes every 2-3 s itself; QUIC pings only keep NAT bindings
     // when the application is quiet for longer.
