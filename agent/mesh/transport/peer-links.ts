@@ -1,0 +1,591 @@
+/**
+ * Mesh links between agents: one long-lived QUIC connection per peer, with
+ * mutual TLS on cluster-issued node certificates, a small framed RPC
+ * (request/response with ids and one-way messages on one bidirectional
+ * stream) and keepalive probes that measure RTT, jitter and loss.
+ *
+ * One UDP socket per agent carries the server and every outbound connection
+ * (one port to report in heartbeats, one NAT binding). The peer manager
+ * drives this class: `connect`, `close`, `reauthorise` after each verified
+ * snapshot, and it listens to `up`, `down`, `rtt` and `refused`.
+ *
+ * One connection per pair: when both sides dial at once, the connection
+ * dialled by the node whose name sorts first is kept and the other closed,
+ * so both sides choose the same one without talking about it.
+ */
+import { EventEmitter } from "node:events";
+import { X509Certificate } from "node:crypto";
+import { performance } from "node:perf_hooks";
+import Logger, { LogLevel } from "@matrixai/logger";
+import { QUICClient, QUICServer, QUICSocket, events as quicEvents, native, type QUICConnection, type QUICStream } from "@matrixai/quic";
+import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame, type FrameLimits } from "./frames.js";
+import { nodeServerName, PeerRefused, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
+import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
+import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
+
+/** Application close codes on a mesh connection. */
+export const CloseCode = { Normal: 0, ProtocolError: 1, NotAuthorised: 2, Duplicate: 3, Expired: 4 } as const;
+
+/** Where a peer listens. */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+/** A peer to dial, as the peer directory lists it. */
+export interface PeerAddress {
+  node: string;
+  endpoints: Endpoint[];
+}
+
+/** Answers a request from a peer; a throw becomes an error response (its message is sent). */
+export type RequestHandler = (from: string, method: string, payload: unknown) => unknown;
+/** Receives a one-way message from a peer. */
+export type MessageHandler = (from: string, method: string, payload: unknown) => void;
+
+/** What {@link PeerLinks.start} needs. */
+export interface PeerLinksOptions {
+  cluster: string;
+  /** This node's FabricNode name. */
+  node: string;
+  /** The node's private key and certificate (PEM), as agent/enroll/identity-store.ts keeps them. */
+  keyPem: string;
+  certPem: string;
+  /** The cluster CA (PEM). */
+  caPem: string;
+  /** Whether a node may hold a link (the peer manager answers from the verified snapshot). */
+  authorised: Authoriser;
+  /** Address to bind; default 0.0.0.0 with an ephemeral port. */
+  host?: string;
+  port?: number;
+  onRequest?: RequestHandler;
+  onMessage?: MessageHandler;
+  /** Keepalive probe period; default 2,500 ms. */
+  probeIntervalMs?: number;
+  /** A probe unanswered this long is lost; default the probe period. */
+  probeTimeoutMs?: number;
+  /** Default request timeout; default 10 s. */
+  requestTimeoutMs?: number;
+  /** Handshake timeout per endpoint; default 5 s. */
+  connectTimeoutMs?: number;
+  /** QUIC idle timeout; default 10 s. */
+  idleTimeoutMs?: number;
+  frameLimits?: FrameLimits;
+  /** UDP socket buffers; default 4 MiB. */
+  socketBufferBytes?: number;
+  now?: () => Date;
+}
+
+/** The state of one link, as `links()` reports it. */
+export interface LinkInfo {
+  node: string;
+  direction: "inbound" | "outbound";
+  remote: Endpoint;
+  since: Date;
+  certificateNotAfter: Date;
+  probes: ProbeSnapshot;
+}
+
+/** Events of {@link PeerLinks}. */
+export interface PeerLinkEvents {
+  up: [LinkInfo];
+  down: [{ node: string; reason: string }];
+  rtt: [{ node: string; sampleMs: number; rttMs: number; jitterMs: number; loss: number }];
+  refused: [{ reason: PeerRefusal; message: string; direction: "inbound" | "outbound" }];
+  protocolError: [{ node: string; code: string; message: string }];
+}
+
+/** Counters for status and metrics. */
+export interface PeerLinkCounters {
+  protocolErrors: number;
+  refused: number;
+  requestsServed: number;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+class Link {
+  readonly stats = new ProbeStats();
+  readonly pending = new Map<number, Pending>();
+  readonly probes = new Map<number, number>();
+  readonly since: Date;
+  nextId = 1;
+  closed = false;
+  /** Whether `up` was emitted (so `down` is owed). */
+  announced = false;
+  stream: QUICStream | undefined;
+  writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
+  readonly accepted: Promise<void>;
+  markAccepted: () => void = () => undefined;
+  markRefused: (e: Error) => void = () => undefined;
+
+  constructor(
+    readonly id: PeerIdentity,
+    readonly conn: QUICConnection,
+    readonly direction: "inbound" | "outbound",
+    readonly client: QUICClient | undefined,
+    now: Date,
+  ) {
+    this.since = now;
+    this.accepted = new Promise<void>((resolve, reject) => {
+      this.markAccepted = resolve;
+      this.markRefused = reject;
+    });
+    // Inbound links and links nobody waits on must not leave an unhandled rejection.
+    this.accepted.catch(() => undefined);
+  }
+
+  /** The node that dialled this connection. */
+  dialler(self: string): string {
+    return this.direction === "outbound" ? self : this.id.node;
+  }
+
+  info(): LinkInfo {
+    return {
+      node: this.id.node,
+      direction: this.direction,
+      remote: { host: this.conn.remoteHost, port: this.conn.remotePort },
+      since: this.since,
+      certificateNotAfter: this.id.notAfter,
+      probes: this.stats.snapshot(),
+    };
+  }
+}
+
+/** Mesh links of one agent. See the module comment. */
+export class PeerLinks {
+  private readonly emitter = new EventEmitter();
+  private readonly byNode = new Map<string, Link>();
+  private readonly dialling = new Map<string, Promise<LinkInfo>>();
+  private readonly ca: X509Certificate;
+  private readonly limits: FrameLimits;
+  private readonly now: () => Date;
+  private readonly counters: PeerLinkCounters = { protocolErrors: 0, refused: 0, requestsServed: 0 };
+  private readonly logger = new Logger("mesh-quic", LogLevel.SILENT);
+  private stopped = false;
+
+  private constructor(
+    private readonly opts: PeerLinksOptions,
+    private readonly socket: QUICSocket,
+    private readonly server: QUICServer,
+    /** The UDP buffer sizes the kernel granted. */
+    readonly socketBuffers: { recv: number; send: number },
+  ) {
+    this.ca = new X509Certificate(opts.caPem);
+    this.limits = opts.frameLimits ?? DEFAULT_FRAME_LIMITS;
+    this.now = opts.now ?? (() => new Date());
+    this.emitter.setMaxListeners(100);
+  }
+
+  /** Binds the UDP socket, starts the server and returns the links object. */
+  static async start(opts: PeerLinksOptions): Promise<PeerLinks> {
+    const logger = new Logger("mesh-quic", LogLevel.SILENT);
+    const socket = new QUICSocket({ logger });
+    await socket.start({ host: opts.host ?? "0.0.0.0", port: opts.port ?? 0 });
+    let buffers: { recv: number; send: number };
+    try {
+      buffers = tuneSocketBuffers(socket, opts.socketBufferBytes ?? MESH_SOCKET_BUFFER);
+    } catch (err) {
+      await socket.stop({ force: true });
+      throw err;
+    }
+    const ca = new X509Certificate(opts.caPem);
+    // `self` is assigned before the server can accept: the callback only runs during a handshake.
+    let self: PeerLinks | undefined;
+    const server = new QUICServer({
+      crypto: serverCrypto(),
+      socket,
+      logger,
+      config: {
+        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000),
+        key: opts.keyPem,
+        cert: opts.certPem,
+        ca: opts.caPem,
+        verifyPeer: true,
+        verifyCallback: async (certs) => (self === undefined ? native.CryptoError.InternalError : self.verifyCallback(certs[0], ca, "inbound")),
+      },
+    });
+    await server.start();
+    self = new PeerLinks(opts, socket, server, buffers);
+    server.addEventListener(quicEvents.EventQUICServerConnection.name, (evt) => {
+      const conn = (evt as quicEvents.EventQUICServerConnection).detail;
+      self?.accepted(conn);
+    });
+    return self;
+  }
+
+  /** The bound UDP port. */
+  get port(): number {
+    return this.socket.port;
+  }
+
+  /** Counters since start. */
+  get stats(): Readonly<PeerLinkCounters> {
+    return { ...this.counters };
+  }
+
+  /** Subscribes to an event. */
+  on<K extends keyof PeerLinkEvents>(event: K, listener: (...args: PeerLinkEvents[K]) => void): this {
+    this.emitter.on(event, listener as (...a: unknown[]) => void);
+    return this;
+  }
+
+  /** Unsubscribes. */
+  off<K extends keyof PeerLinkEvents>(event: K, listener: (...args: PeerLinkEvents[K]) => void): this {
+    this.emitter.off(event, listener as (...a: unknown[]) => void);
+    return this;
+  }
+
+  private emit<K extends keyof PeerLinkEvents>(event: K, ...args: PeerLinkEvents[K]): void {
+    this.emitter.emit(event, ...args);
+  }
+
+  private refusalCode(reason: PeerRefusal): number {
+    const c = native.CryptoError;
+    switch (reason) {
+      case "Expired":
+        return c.CertificateExpired;
+      case "NotIssuedByClusterCa":
+        return c.UnknownCA;
+      case "NotAuthorised":
+      case "OtherCluster":
+      case "WrongNode":
+        return c.AccessDenied;
+      default:
+        return c.BadCertificate;
+    }
+  }
+
+  private verifyCallback(leaf: Uint8Array | undefined, ca: X509Certificate, direction: "inbound" | "outbound", expectedNode?: string): number | undefined {
+    try {
+      verifyPeerCertificate(leaf, ca, this.opts.cluster, this.opts.authorised, this.now(), expectedNode);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof PeerRefused)) throw err;
+      this.counters.refused += 1;
+      this.emit("refused", { reason: err.reason, message: err.message, direction });
+      return this.refusalCode(err.reason);
+    }
+  }
+
+  /** Links that are up. */
+  links(): LinkInfo[] {
+    return [...this.byNode.values()].map((l) => l.info()).sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  /**
+   * Ensures a link to `peer`: returns the existing one, or dials the
+   * endpoints in order until one completes the handshake. Rejects with the
+   * last failure (wrapped) when none does.
+   */
+  async connect(peer: PeerAddress): Promise<LinkInfo> {
+    if (this.stopped) throw new Error("mesh links are stopped");
+    const existing = this.byNode.get(peer.node);
+    if (existing !== undefined) return existing.info();
+    const inflight = this.dialling.get(peer.node);
+    if (inflight !== undefined) return inflight;
+    const p = this.dial(peer).finally(() => this.dialling.delete(peer.node));
+    this.dialling.set(peer.node, p);
+    return p;
+  }
+
+  private async dial(peer: PeerAddress): Promise<LinkInfo> {
+    if (!this.opts.authorised(peer.node)) throw new PeerRefused("NotAuthorised", `node ${peer.node} is not authorised`);
+    let last: unknown = new Error("peer has no endpoints");
+    for (const ep of peer.endpoints) {
+      let client: QUICClient;
+      try {
+        client = await QUICClient.createQUICClient(
+          {
+            host: ep.host,
+            port: ep.port,
+            serverName: nodeServerName(this.opts.cluster, peer.node),
+            socket: this.socket,
+            crypto: clientCrypto,
+            logger: this.logger,
+            config: {
+              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000),
+              key: this.opts.keyPem,
+              cert: this.opts.certPem,
+              ca: this.opts.caPem,
+              verifyPeer: true,
+              verifyCallback: async (certs) => this.verifyCallback(certs[0], this.ca, "outbound", peer.node),
+            },
+          },
+          { timer: this.opts.connectTimeoutMs ?? 5000 },
+        );
+      } catch (err) {
+        last = err;
+        continue;
+      }
+      const conn = client.connection;
+      const id = this.identityOf(conn, peer.node);
+      if (id === undefined) {
+        await client.destroy({ isApp: true, errorCode: CloseCode.NotAuthorised, force: true }).catch(() => undefined);
+        last = new PeerRefused("NotAuthorised", `node ${peer.node} failed verification after the handshake`);
+        continue;
+      }
+      // Swallow the client's error events: a close is reported through `down`.
+      client.addEventListener(quicEvents.EventQUICClientError.name, () => undefined);
+      const link = new Link(id, conn, "outbound", client, this.now());
+      if (!this.adopt(link, false)) {
+        const kept = this.byNode.get(peer.node);
+        if (kept !== undefined) return kept.info();
+        throw new Error(`connecting to node ${peer.node}: duplicate connection lost the tie-break`);
+      }
+      const stream = conn.newStream("bidi");
+      this.attachStream(link, stream);
+      // The peer sees the stream only once bytes flow: probe at once. In QUIC the
+      // client finishes its handshake before the server has judged the client's
+      // certificate, so the link counts as up only when the peer first answers.
+      this.probe(link);
+      const timer = setTimeout(() => void this.closeLink(link, CloseCode.Normal, "AcceptTimeout"), this.opts.connectTimeoutMs ?? 5000);
+      try {
+        await link.accepted;
+      } catch (err) {
+        last = err;
+        continue;
+      } finally {
+        clearTimeout(timer);
+      }
+      link.announced = true;
+      this.emit("up", link.info());
+      return link.info();
+    }
+    throw new Error(`connecting to node ${peer.node}`, { cause: last });
+  }
+
+  /** Re-reads the peer's certificate after the handshake (the server side learns the node name here). */
+  private identityOf(conn: QUICConnection, expectedNode?: string): PeerIdentity | undefined {
+    try {
+      return verifyPeerCertificate(conn.getRemoteCertsChain()[0], this.ca, this.opts.cluster, this.opts.authorised, this.now(), expectedNode);
+    } catch (err) {
+      if (err instanceof PeerRefused) return undefined;
+      throw err;
+    }
+  }
+
+  private accepted(conn: QUICConnection): void {
+    const id = this.identityOf(conn);
+    if (id === undefined || this.stopped) {
+      void conn.stop({ isApp: true, errorCode: CloseCode.NotAuthorised, force: true }).catch(() => undefined);
+      return;
+    }
+    const link = new Link(id, conn, "inbound", undefined, this.now());
+    if (!this.adopt(link)) return;
+    conn.addEventListener(quicEvents.EventQUICConnectionStream.name, (evt) => {
+      const stream = (evt as quicEvents.EventQUICConnectionStream).detail;
+      if (link.stream === undefined && !link.closed) this.attachStream(link, stream);
+      else void stream.destroy({ force: true }).catch(() => undefined);
+    });
+  }
+
+  /** Registers a fresh link, resolving a duplicate by the tie-break; false when `link` was closed instead. */
+  private adopt(link: Link, emitUp = true): boolean {
+    const node = link.id.node;
+    const old = this.byNode.get(node);
+    if (old !== undefined) {
+      const preferred = [this.opts.node, node].sort()[0];
+      if (old.dialler(this.opts.node) === preferred) {
+        void this.closeLink(link, CloseCode.Duplicate, "Duplicate", false);
+        return false;
+      }
+      void this.closeLink(old, CloseCode.Duplicate, "Duplicate");
+    }
+    this.byNode.set(node, link);
+    link.conn.addEventListener(quicEvents.EventQUICConnectionStopped.name, () => void this.closeLink(link, CloseCode.Normal, "ConnectionClosed"), { once: true });
+    const period = this.opts.probeIntervalMs ?? 2500;
+    link.timer = setInterval(() => this.probe(link), period);
+    link.timer.unref();
+    if (emitUp) {
+      link.announced = true;
+      this.emit("up", link.info());
+    }
+    return true;
+  }
+
+  private attachStream(link: Link, stream: QUICStream): void {
+    link.stream = stream;
+    link.writer = stream.writable.getWriter();
+    void this.readLoop(link, stream);
+  }
+
+  private async readLoop(link: Link, stream: QUICStream): Promise<void> {
+    const decoder = new FrameDecoder(this.limits);
+    const reader = stream.readable.getReader();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const frame of decoder.push(value)) this.onFrame(link, frame);
+      }
+      await this.closeLink(link, CloseCode.Normal, "StreamEnded");
+    } catch (err) {
+      if (err instanceof FrameError) {
+        this.counters.protocolErrors += 1;
+        this.emit("protocolError", { node: link.id.node, code: err.code, message: err.message });
+        await this.closeLink(link, CloseCode.ProtocolError, `ProtocolError:${err.code}`);
+      } else {
+        await this.closeLink(link, CloseCode.Normal, "StreamFailed");
+      }
+    }
+  }
+
+  private write(link: Link, frame: Frame): void {
+    if (link.closed || link.writer === undefined) return;
+    link.writer.write(encodeFrame(frame)).catch(() => void this.closeLink(link, CloseCode.Normal, "WriteFailed"));
+  }
+
+  private onFrame(link: Link, frame: Frame): void {
+    switch (frame.t) {
+      case "ping":
+        this.write(link, { t: "pong", id: frame.id });
+        return;
+      case "pong": {
+        const sentAt = link.probes.get(frame.id);
+        link.markAccepted();
+        if (sentAt === undefined) return; // late: already counted lost
+        link.probes.delete(frame.id);
+        const sample = performance.now() - sentAt;
+        const rttMs = link.stats.answer(sample);
+        const s = link.stats.snapshot();
+        this.emit("rtt", { node: link.id.node, sampleMs: sample, rttMs, jitterMs: s.jitterMs, loss: s.loss });
+        return;
+      }
+      case "req":
+        void this.serve(link, frame.id, frame.m, frame.p);
+        return;
+      case "res": {
+        const p = link.pending.get(frame.id);
+        if (p === undefined) return;
+        link.pending.delete(frame.id);
+        clearTimeout(p.timer);
+        if (frame.ok) p.resolve(frame.p);
+        else p.reject(new Error(`peer ${link.id.node} answered an error: ${frame.e}`));
+        return;
+      }
+      case "msg":
+        try {
+          this.opts.onMessage?.(link.id.node, frame.m, frame.p);
+        } catch {
+          // A faulty handler must not take the link down; the handler owns its errors.
+        }
+        return;
+    }
+  }
+
+  private async serve(link: Link, id: number, method: string, payload: unknown): Promise<void> {
+    const handler = this.opts.onRequest;
+    try {
+      if (handler === undefined) throw new Error(`no handler for ${method}`);
+      const result = await handler(link.id.node, method, payload);
+      this.counters.requestsServed += 1;
+      this.write(link, { t: "res", id, ok: true, p: result ?? null });
+    } catch (err) {
+      this.write(link, { t: "res", id, ok: false, e: err instanceof Error ? err.message : "handler failed" });
+    }
+  }
+
+  private probe(link: Link): void {
+    if (link.closed) return;
+    const timeout = this.opts.probeTimeoutMs ?? this.opts.probeIntervalMs ?? 2500;
+    const t = performance.now();
+    for (const [pid, sentAt] of link.probes) {
+      if (t - sentAt >= timeout) {
+        link.probes.delete(pid);
+        link.stats.timeout();
+      }
+    }
+    const id = link.nextId++;
+    link.probes.set(id, t);
+    link.stats.sentProbe();
+    this.write(link, { t: "ping", id });
+  }
+
+  /** Sends a request and waits for its response (the payload must be JSON). */
+  request(node: string, method: string, payload: unknown, timeoutMs = this.opts.requestTimeoutMs ?? 10_000): Promise<unknown> {
+    const link = this.byNode.get(node);
+    if (link === undefined || link.closed) return Promise.reject(new Error(`no link to node ${node}`));
+    const id = link.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        link.pending.delete(id);
+        reject(new Error(`request ${method} to node ${node} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      link.pending.set(id, { resolve, reject, timer });
+      this.write(link, { t: "req", id, m: method, p: payload });
+    });
+  }
+
+  /** Sends a one-way message; false when there is no link. */
+  send(node: string, method: string, payload: unknown): boolean {
+    const link = this.byNode.get(node);
+    if (link === undefined || link.closed) return false;
+    this.write(link, { t: "msg", m: method, p: payload });
+    return true;
+  }
+
+  /** Closes the link to a node, if any. */
+  async close(node: string): Promise<void> {
+    const link = this.byNode.get(node);
+    if (link !== undefined) await this.closeLink(link, CloseCode.Normal, "Closed");
+  }
+
+  /**
+   * Re-checks every link against the authoriser and the certificate's
+   * expiry (call after each verified snapshot); closes those that fail and
+   * returns their node names.
+   */
+  async reauthorise(): Promise<string[]> {
+    const dropped: string[] = [];
+    const now = this.now().getTime();
+    for (const link of [...this.byNode.values()]) {
+      if (!this.opts.authorised(link.id.node)) {
+        dropped.push(link.id.node);
+        await this.closeLink(link, CloseCode.NotAuthorised, "NotAuthorised");
+      } else if (link.id.notAfter.getTime() < now) {
+        dropped.push(link.id.node);
+        await this.closeLink(link, CloseCode.Expired, "Expired");
+      }
+    }
+    return dropped;
+  }
+
+  private async closeLink(link: Link, code: number, reason: string, registered = true): Promise<void> {
+    if (link.closed) return;
+    link.closed = true;
+    link.markRefused(new Error(`link to node ${link.id.node} closed before the peer answered: ${reason}`, { cause: link.conn.getConnectionError() }));
+    if (link.timer !== undefined) clearInterval(link.timer);
+    for (const p of link.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error(`link to node ${link.id.node} closed: ${reason}`));
+    }
+    link.pending.clear();
+    if (registered && this.byNode.get(link.id.node) === link) {
+      this.byNode.delete(link.id.node);
+      if (link.announced) this.emit("down", { node: link.id.node, reason });
+    }
+    try {
+      if (link.client !== undefined) await link.client.destroy({ isApp: true, errorCode: code, force: true });
+      else await link.conn.stop({ isApp: true, errorCode: code, force: true });
+    } catch {
+      // Already closed by the peer or the idle timer: nothing left to release.
+    }
+  }
+
+  /** Closes every link, the server and the socket. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.allSettled([...this.dialling.values()]);
+    await Promise.all([...this.byNode.values()].map((l) => this.closeLink(l, CloseCode.Normal, "Stopped")));
+    await this.server.stop({ isApp: true, errorCode: CloseCode.Normal, force: true });
+    await this.socket.stop({ force: true });
+  }
+}

@@ -1,0 +1,258 @@
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import type { CertBundle } from "../../lib/crypto/pki.js";
+import { encodeFrame, FrameDecoder, FrameError } from "../../agent/mesh/transport/frames.js";
+import { PeerRefused, verifyPeerCertificate } from "../../agent/mesh/transport/peer-identity.js";
+import { PeerLinks, type PeerLinksOptions } from "../../agent/mesh/transport/peer-links.js";
+import { ProbeStats } from "../../agent/mesh/transport/probe-stats.js";
+import { clusterCa, nodeCreds, selfSignedNodeCreds, type NodeCreds } from "../support/mesh-certs.js";
+
+const CLUSTER = "c1";
+
+/** Polls until `check` is true or the deadline passes. */
+async function until(check: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("agent/mesh/transport", () => {
+  describe("frames", () => {
+    it("round-trips frames split across arbitrary chunks", () => {
+      const bytes = Buffer.concat([encodeFrame({ t: "req", id: 1, m: "echo", p: { a: [1, 2] } }), encodeFrame({ t: "msg", m: "hi", p: null })]);
+      const d = new FrameDecoder();
+      const out = [...d.push(bytes.subarray(0, 7)), ...d.push(bytes.subarray(7, 20)), ...d.push(bytes.subarray(20))];
+      assert.deepEqual(out, [
+        { t: "req", id: 1, m: "echo", p: { a: [1, 2] } },
+        { t: "msg", m: "hi", p: null },
+      ]);
+    });
+
+    it("refuses a declared length above the limit before buffering the body", () => {
+      const head = Buffer.alloc(4);
+      head.writeUInt32BE(10 * 1024 * 1024);
+      assert.throws(() => new FrameDecoder({ maxFrameBytes: 1024, maxDepth: 8 }).push(head), (e: unknown) => e instanceof FrameError && e.code === "TooLarge");
+    });
+
+    it("refuses nesting deeper than the limit and frames of unknown shape", () => {
+      const deep = Buffer.from(`{"t":"msg","m":"x","p":${"[".repeat(50)}${"]".repeat(50)}}`);
+      const framed = Buffer.concat([Buffer.from([0, 0, 0, deep.length]), deep]);
+      assert.throws(() => new FrameDecoder({ maxFrameBytes: 1024, maxDepth: 8 }).push(framed), (e: unknown) => e instanceof FrameError && e.code === "TooDeep");
+      const odd = Buffer.from(`{"t":"nope"}`);
+      assert.throws(() => new FrameDecoder().push(Buffer.concat([Buffer.from([0, 0, 0, odd.length]), odd])), (e: unknown) => e instanceof FrameError && e.code === "BadFrame");
+    });
+  });
+
+  describe("probe statistics", () => {
+    it("keeps an EWMA of RTT with a = 0.2, a jitter estimate and windowed loss", () => {
+      const s = new ProbeStats(4);
+      for (const rtt of [10, 20]) {
+        s.sentProbe();
+        s.answer(rtt);
+      }
+      s.sentProbe();
+      s.timeout();
+      const snap = s.snapshot();
+      assert.equal(snap.rttMs, 12); // 10 + 0.2 * (20 - 10)
+      assert.equal(snap.jitterMs, 2); // 0 + 0.2 * |20 - 10|
+      assert.equal(snap.loss, 1 / 3);
+      assert.deepEqual([snap.sent, snap.answered, snap.lost], [3, 2, 1]);
+    });
+  });
+
+  describe("peer certificate verification", () => {
+    const ca = clusterCa(CLUSTER);
+    const caX = new X509Certificate(ca.certPem);
+    const der = (c: NodeCreds): Uint8Array => new X509Certificate(c.certPem).raw;
+    const refusal = (f: () => unknown): string => {
+      try {
+        f();
+      } catch (err) {
+        if (err instanceof PeerRefused) return err.reason;
+        throw err;
+      }
+      return "accepted";
+    };
+    const all = (): boolean => true;
+
+    const table: Array<{ name: string; creds: () => NodeCreds; authorised?: (n: string) => boolean; expected?: string; want: string }> = [
+      { name: "accepts an authorised node of the cluster", creds: () => nodeCreds(ca, CLUSTER, "n1"), want: "accepted" },
+      { name: "refuses a certificate from another cluster CA", creds: () => nodeCreds(clusterCa(CLUSTER), CLUSTER, "n1"), want: "NotIssuedByClusterCa" },
+      { name: "refuses a self-signed certificate with a valid node name", creds: () => selfSignedNodeCreds(CLUSTER, "n1"), want: "NotIssuedByClusterCa" },
+      {
+        name: "refuses an expired certificate",
+        creds: () => nodeCreds(ca, CLUSTER, "n1", { notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) }),
+        want: "Expired",
+      },
+      { name: "refuses a node of another cluster signed by the same CA", creds: () => nodeCreds(ca, "c2", "n1"), want: "OtherCluster" },
+      { name: "refuses a node that is not authorised", creds: () => nodeCreds(ca, CLUSTER, "n1"), authorised: (n) => n !== "n1", want: "NotAuthorised" },
+      { name: "refuses a valid node other than the one dialled", creds: () => nodeCreds(ca, CLUSTER, "n1"), expected: "n2", want: "WrongNode" },
+    ];
+    for (const row of table) {
+      it(row.name, () => {
+        assert.equal(refusal(() => verifyPeerCertificate(der(row.creds()), caX, CLUSTER, row.authorised ?? all, new Date(), row.expected)), row.want);
+      });
+    }
+    it("refuses a peer that sent no certificate", () => {
+      assert.equal(refusal(() => verifyPeerCertificate(undefined, caX, CLUSTER, all, new Date())), "NoCertificate");
+    });
+  });
+
+  describe("links over loopback QUIC", function () {
+    this.timeout(20_000);
+    let ca: CertBundle;
+    const started: PeerLinks[] = [];
+    const allowed = new Set<string>();
+
+    before(() => {
+      ca = clusterCa(CLUSTER);
+    });
+    beforeEach(() => {
+      allowed.clear();
+      for (const n of ["a", "b", "c"]) allowed.add(n);
+    });
+    afterEach(async () => {
+      await Promise.allSettled(started.splice(0).map((l) => l.stop()));
+    });
+
+    async function agent(creds: NodeCreds, extra: Partial<PeerLinksOptions> = {}, caPem = ca.certPem): Promise<PeerLinks> {
+      const links = await PeerLinks.start({
+        cluster: CLUSTER,
+        node: creds.node,
+        keyPem: creds.keyPem,
+        certPem: creds.certPem,
+        caPem,
+        authorised: (n) => allowed.has(n),
+        host: "127.0.0.1",
+        probeIntervalMs: 200,
+        onRequest: (from, method, payload) => {
+          if (method === "echo") return { from, payload };
+          throw new Error(`unknown method ${method}`);
+        },
+        ...extra,
+      });
+      started.push(links);
+      return links;
+    }
+
+    it("connects with mutual TLS, answers requests and one-way messages both ways", async () => {
+      const got: string[] = [];
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { onMessage: (from, m) => got.push(`${from}:${m}`) });
+      assert.ok(b.socketBuffers.recv >= 4 * 1024 * 1024, `recv buffer ${b.socketBuffers.recv}`);
+      const info = await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      assert.equal(info.node, "b");
+      assert.equal(info.direction, "outbound");
+      assert.deepEqual(await a.request("b", "echo", { x: 1 }), { from: "a", payload: { x: 1 } });
+      await until(() => b.links().length === 1);
+      assert.deepEqual(await b.request("a", "echo", "back"), { from: "b", payload: "back" });
+      await assert.rejects(a.request("b", "nope", null), /unknown method nope/);
+      assert.ok(a.send("b", "hello", { n: 1 }));
+      await until(() => got.length === 1);
+      assert.deepEqual(got, ["a:hello"]);
+      // A second connect reuses the link.
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      assert.equal(a.links().length, 1);
+    });
+
+    it("measures RTT, jitter and loss with probes and emits rtt samples", async () => {
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+      let samples = 0;
+      a.on("rtt", () => (samples += 1));
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      await until(() => samples >= 3);
+      const [link] = a.links();
+      assert.ok(link !== undefined);
+      assert.ok(link.probes.rttMs !== undefined && link.probes.rttMs > 0 && link.probes.rttMs < 200, `rtt ${String(link.probes.rttMs)}`);
+      assert.ok(link.probes.jitterMs >= 0);
+      assert.equal(link.probes.loss, 0);
+      assert.ok(link.probes.answered >= 3);
+    });
+
+    const refusals: Array<{ name: string; client: () => NodeCreds; reason: string; unauthorise?: string }> = [
+      { name: "a certificate from another cluster CA", client: () => nodeCreds(clusterCa(CLUSTER), CLUSTER, "a"), reason: "NotIssuedByClusterCa" },
+      { name: "a self-signed certificate with a valid node name", client: () => selfSignedNodeCreds(CLUSTER, "a"), reason: "NotIssuedByClusterCa" },
+      {
+        name: "an expired certificate",
+        client: () => nodeCreds(ca, CLUSTER, "a", { notBefore: new Date(Date.now() - 7_200_000), notAfter: new Date(Date.now() - 3_600_000) }),
+        reason: "Expired",
+      },
+      { name: "a node that is not authorised", client: () => nodeCreds(ca, CLUSTER, "a"), reason: "NotAuthorised", unauthorise: "a" },
+    ];
+    for (const row of refusals) {
+      it(`refuses ${row.name} at the handshake`, async () => {
+        const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+        const seen: string[] = [];
+        b.on("refused", (r) => seen.push(r.reason));
+        // The attacker trusts the real cluster CA so it gets as far as presenting its certificate.
+        const a = await agent(row.client(), { connectTimeoutMs: 2000 });
+        if (row.unauthorise !== undefined) allowed.delete(row.unauthorise);
+        // The dialler's own authoriser must not stop it before the wire (the attacker's would not).
+        const attacker = row.unauthorise === undefined ? a : await agent(row.client(), { authorised: () => true, connectTimeoutMs: 2000 });
+        await assert.rejects(attacker.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] }));
+        await until(() => seen.length > 0);
+        assert.equal(seen[0], row.reason);
+        assert.equal(b.links().length, 0);
+        assert.equal(b.stats.refused >= 1, true);
+      });
+    }
+
+    it("refuses a server whose certificate names a node other than the one dialled", async () => {
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"), { connectTimeoutMs: 2000 });
+      const impostor = await agent(nodeCreds(ca, CLUSTER, "c"));
+      const seen: string[] = [];
+      a.on("refused", (r) => seen.push(r.reason));
+      await assert.rejects(a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: impostor.port }] }));
+      assert.deepEqual(seen, ["WrongNode"]);
+    });
+
+    it("disconnects a node removed from the authorised set on reauthorise", async () => {
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+      const downs: string[] = [];
+      b.on("down", (d) => downs.push(`${d.node}:${d.reason}`));
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      await until(() => b.links().length === 1);
+      assert.deepEqual(await b.reauthorise(), []);
+      allowed.delete("a");
+      assert.deepEqual(await b.reauthorise(), ["a"]);
+      assert.deepEqual(downs, ["a:NotAuthorised"]);
+      assert.equal(b.links().length, 0);
+      await until(() => a.links().length === 0);
+    });
+
+    it("closes the link on a hostile oversized or deep frame, counts it, and keeps serving", async () => {
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { frameLimits: { maxFrameBytes: 4096, maxDepth: 16 } });
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      for (const [i, hostile] of [{ big: "x".repeat(10_000) }, JSON.parse(`${"[".repeat(100)}${"]".repeat(100)}`) as unknown].entries()) {
+        await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+        const downs: string[] = [];
+        b.on("down", (d) => downs.push(d.reason));
+        await assert.rejects(a.request("b", "echo", hostile, 3000));
+        await until(() => downs.length === 1);
+        assert.match(downs[0] ?? "", /^ProtocolError:(TooLarge|TooDeep)$/);
+        assert.equal(b.stats.protocolErrors, i + 1);
+        await until(() => a.links().length === 0);
+      }
+      // Still alive: a fresh, well-behaved link works.
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      assert.deepEqual(await a.request("b", "echo", 1), { from: "a", payload: 1 });
+    });
+
+    it("keeps one connection when both sides dial at once", async () => {
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+      await Promise.allSettled([
+        a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] }),
+        b.connect({ node: "a", endpoints: [{ host: "127.0.0.1", port: a.port }] }),
+      ]);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(a.links().length, 1);
+      assert.equal(b.links().length, 1);
+      assert.deepEqual(await a.request("b", "echo", 2), { from: "a", payload: 2 });
+    });
+  });
+});
