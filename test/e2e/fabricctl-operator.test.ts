@@ -172,6 +172,23 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     assert.equal((await kubectl(cp.kubeconfig, ["delete", "roleassignment", "ops-exit"])).code, 0);
   });
 
+  it("status --watch -o json refreshes at its interval until stopped, and exits 0 on SIGTERM", async () => {
+    const child = spawn(join(repoRoot, "bin", "fabricctl"), ["status", "--watch", "--interval", "1s", "-o", "json", ...kc()], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    try {
+      // One JSON document per refresh, one per line.
+      await eventually(() => out.split("\n").filter((l) => l.trim() !== "").length >= 3, 30_000);
+      const frames = out.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as { generatedAt: string; nodes?: unknown });
+      const times = frames.map((f) => Date.parse(f.generatedAt));
+      for (let i = 1; i < times.length; i++) assert.ok((times[i] ?? 0) > (times[i - 1] ?? 0), `refreshes move forward: ${frames.map((f) => f.generatedAt).join(", ")}`);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal(await exited, 0);
+  });
+
   it("get nodes lists every node with membership, readiness, heartbeat age and certificate expiry", async () => {
     const t = await fabricctl(["get", "nodes", ...kc()]);
     assert.equal(t.code, 0, t.stderr);
