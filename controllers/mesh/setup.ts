@@ -10,7 +10,7 @@ import type { FabricKind } from "../kind.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { Controller, jsonEqual } from "../runtime/index.js";
 import { MeshNodeReconciler, meshFactsOf } from "./reconciler.js";
-import { meshContributor } from "./snapshot.js";
+import { createMeshContributor } from "./snapshot.js";
 import { MeshDirectorySweep } from "./sweep.js";
 
 /** See the module comment. */
@@ -32,6 +32,6 @@ export const meshKind: FabricKind = {
       }),
     );
     mgr.addRunnable("mesh directory sweep", (signal) => sweep.run(signal));
-    return { snapshotContributors: [meshContributor] };
+    return { snapshotContributors: [createMeshContributor()] };
   },
 };

@@ -6,25 +6,46 @@
  * the sweep recomputes the cluster's sets (plan.ts, O(N*k log n)) when the
  * cluster's directory changed since its last pass, compares them with the
  * sets last put in snapshots (mesh_candidate_sets) and marks dirty only the
- * nodes whose set differs. Endpoint changes need no sweep: the heartbeat
- * path marks the listing snapshots directly (lib/state/mesh.ts).
+ * nodes whose set differs. A peer entry also shows the listed node's region,
+ * zone, class, roles, relay capability and certificate pin, so a change of
+ * those re-marks the nodes whose stored set lists it even when no set
+ * changes (compared with the previous pass; a change made while no sweep
+ * ran, e.g. across a leader change, waits for the builder's half-lifetime
+ * refresh). Endpoint changes need no sweep: the heartbeat path marks the
+ * listing snapshots directly (lib/state/mesh.ts).
  */
 import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "../../lib/log.js";
-import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, type MeshDirectory } from "../../lib/state/mesh.js";
+import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, type MeshDirectory, type MeshMemberRow } from "../../lib/state/mesh.js";
 import { allCandidateSets, isCandidate, isRelay, prepareDirectory, staleSets } from "./plan.js";
 
-/** What decides candidate sets (endpoint values and load do not). */
+/** What a member's peer entry shows besides its endpoints (the heartbeat path re-marks on those). */
+export function entryKey(m: MeshMemberRow): string {
+  return `${m.node}|${m.nodeClass}|${m.region}|${m.zone}|${m.roles.join(",")}|${isCandidate(m) ? 1 : 0}|${isRelay(m) ? 1 : 0}|${m.reachable ? 1 : 0}|${m.publicKeyFingerprint}`;
+}
+
+/** What decides candidate sets and the entries in them (endpoint values and load do not). */
 export function directoryDigest(d: MeshDirectory): string {
   const h = createHash("sha256").update(JSON.stringify(d.policy));
-  for (const m of d.members) h.update(`${m.node}|${m.nodeClass}|${m.region}|${m.zone}|${m.roles.join(",")}|${isCandidate(m) ? 1 : 0}|${isRelay(m) ? 1 : 0}\n`);
+  for (const m of d.members) h.update(`${entryKey(m)}\n`);
   return h.digest("hex");
+}
+
+/** Members whose entry changed (or left) since `previous`; none when there is no previous pass. */
+export function changedEntries(previous: ReadonlyMap<string, string> | undefined, d: MeshDirectory): Set<string> {
+  const out = new Set<string>();
+  if (previous === undefined) return out;
+  const now = new Map(d.members.map((m) => [m.node, entryKey(m)]));
+  for (const [node, key] of now) if (previous.get(node) !== key) out.add(node);
+  for (const node of previous.keys()) if (!now.has(node)) out.add(node);
+  return out;
 }
 
 /** See the module comment. */
 export class MeshDirectorySweep {
   private readonly seen = new Map<string, string>();
+  private readonly entries = new Map<string, Map<string, string>>();
 
   constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number }) {}
 
@@ -40,10 +61,14 @@ export class MeshDirectorySweep {
       const dir = await meshDirectoryOf(this.d.pool, cluster);
       const digest = directoryDigest(dir);
       if (this.seen.get(cluster) === digest) continue;
-      const stale = staleSets(allCandidateSets(prepareDirectory(dir)), await candidateSetsOf(this.d.pool, cluster));
-      await markMeshNodesDirty(this.d.pool, cluster, stale);
-      marked += stale.length;
+      const stored = await candidateSetsOf(this.d.pool, cluster);
+      const stale = new Set(staleSets(allCandidateSets(prepareDirectory(dir)), stored));
+      const changed = changedEntries(this.entries.get(cluster), dir);
+      if (changed.size > 0) for (const [node, set] of stored) if (set.some((n) => changed.has(n))) stale.add(node);
+      await markMeshNodesDirty(this.d.pool, cluster, [...stale]);
+      marked += stale.size;
       this.seen.set(cluster, digest);
+      this.entries.set(cluster, new Map(dir.members.map((m) => [m.node, entryKey(m)])));
     }
     return marked;
   }
@@ -57,9 +82,13 @@ export class MeshDirectorySweep {
           if (marked > 0) this.d.log.info("mesh candidate sets out of date", { marked });
         } catch (err) {
           this.seen.clear();
+          this.entries.clear();
           this.d.log.warn("mesh directory sweep failed", { error: (err as Error).message });
         }
-      } else this.seen.clear();
+      } else {
+        this.seen.clear();
+        this.entries.clear();
+      }
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, this.d.intervalMs ?? 2000);
         function done(): void {

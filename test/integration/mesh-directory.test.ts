@@ -14,10 +14,11 @@ import { rmSync } from "node:fs";
 import type pg from "pg";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { RELAY_CANDIDATES, WARM_CANDIDATES } from "../../controllers/mesh/plan.js";
+import { createMeshContributor } from "../../controllers/mesh/snapshot.js";
 import { logger } from "../../lib/log.js";
-import type { SignedSnapshot } from "../../lib/snapshot/format.js";
+import type { SignedSnapshot, SnapshotPayload } from "../../lib/snapshot/format.js";
 import { clusterSerials } from "../../lib/state/snapshots.js";
-import { DEFAULT_PEER_POLICY, writeMeshReports } from "../../lib/state/mesh.js";
+import { DEFAULT_PEER_POLICY, meshDirectoryDigest, meshDirectoryOf, writeMeshReports } from "../../lib/state/mesh.js";
 import { eventually, tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 
@@ -137,5 +138,49 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
     assert.deepEqual(loaded, { directoryChanged: [], loadChanged: [target], marked: 0 });
     await settled();
     assert.deepEqual(await clusterSerials(pool, "m1"), after);
+  });
+
+  it("reuses a kept directory only while its digest is current: a removed node never reaches a snapshot from the cache", async () => {
+    const mesh = createMeshContributor();
+    const build = async (nodes: string[]): Promise<Map<string, string[]>> => {
+      const payloads = new Map(nodes.map((n) => [n, { roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] } as unknown as SnapshotPayload]));
+      const c = await pool.connect();
+      try {
+        await c.query("BEGIN");
+        await mesh.contributeMany?.(c, "m2", nodes.map((node) => ({ cluster: "m2", node, membership: "Active" as const })), payloads);
+        await c.query("ROLLBACK");
+      } finally {
+        c.release();
+      }
+      return new Map([...payloads].map(([n, p]) => [n, p.meshPeers.map((x) => x.node)]));
+    };
+    // The digest of a read is the digest of the directory as it is now.
+    const read = await meshDirectoryOf(pool, "m2");
+    assert.match(read.digest, /^[0-9a-f]{64}$/);
+    assert.equal(await meshDirectoryDigest(pool, "m2"), read.digest);
+    // Two "batches" of one drain: the second reuses the prepared directory.
+    const first = await build(m2.slice(0, 4));
+    const second = await build(m2.slice(4));
+    assert.deepEqual(mesh.cache, { hits: 1, reads: 1 });
+    const gone = m2[7] as string;
+    for (const [n, peers] of [...first, ...second]) assert.ok(n === gone || peers.includes(gone), `${n} lists every other m2 node (8 nodes)`);
+    // Revoke the grant of one node: the next batch must read again and list it nowhere.
+    await pool.query("DELETE FROM node_roles WHERE node = $1", [gone]);
+    try {
+      assert.notEqual(await meshDirectoryDigest(pool, "m2"), read.digest);
+      const after = await build(m2.slice(0, 7));
+      assert.deepEqual(mesh.cache, { hits: 1, reads: 2 });
+      for (const [n, peers] of after) assert.ok(!peers.includes(gone) && peers.length === 6, `${n} lists ${peers.join(",")}`);
+      // An endpoint change (not a membership change) also misses the cache: peer entries carry endpoints.
+      await writeMeshReports(pool, [{ node: m2[0] as string, cluster: "m2", endpoints: ["10.2.9.9:4433"], reachable: true, relayCapable: false, load: 0.2 }]);
+      const moved = await build([m2[1] as string]);
+      assert.deepEqual(mesh.cache, { hits: 1, reads: 3 });
+      assert.ok(moved.get(m2[1] as string)?.includes(m2[0] as string));
+      const c = await build([m2[2] as string]);
+      assert.deepEqual(mesh.cache, { hits: 2, reads: 3 });
+      assert.ok(c.get(m2[2] as string)?.includes(m2[0] as string));
+    } finally {
+      await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ('ra-entry-node', $1, 'm2', 'entry-node')", [gone]);
+    }
   });
 });
