@@ -12,7 +12,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { writeStatusReport } from "../../lib/state/heartbeats.js";
-import { eventually, kubectl, repoRoot } from "../support/controlplane.js";
+import { eventually, kubectl, kubectlBin, kubectlVariant, repoRoot } from "../support/controlplane.js";
 import { applyCluster, createToken, enrollOnce, pinnedClient, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 import { metricNamesOfDashboard, metricNamesOfRules } from "../support/promql.js";
 
@@ -86,7 +86,11 @@ describe("observability: events, metrics and health endpoints", function () {
     assert.match(d.stdout, /Events:/);
     assert.match(d.stdout, /Warning\s+JoinRefused/);
     assert.match(d.stdout, /Normal\s+TokenRevoked/);
-    const f = await kubectl(p.kubeconfig, ["events", "--for", "jointoken/obs-revoked"]);
+    // `kubectl events` exists from 1.26; older clients ask for the same events by field selector.
+    const f =
+      kubectlVariant(kubectlBin).minor >= 26
+        ? await kubectl(p.kubeconfig, ["events", "--for", "jointoken/obs-revoked"])
+        : await kubectl(p.kubeconfig, ["get", "events", "-n", "default", "--field-selector", "involvedObject.kind=JoinToken,involvedObject.name=obs-revoked"]);
     assert.equal(f.code, 0, f.stderr);
     assert.match(f.stdout, /JoinRefused/);
     assert.match(f.stdout, /TokenRevoked/);

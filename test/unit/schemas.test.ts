@@ -27,13 +27,16 @@ function gvk(obj: Json): { group: string; version: string; kind: string } {
   };
 }
 
+/** The examples, working kinds first, then the planned ones (manifests/examples/planned/). */
 function examples(): Array<{ file: string; obj: Json }> {
-  const dir = join(root, "manifests/examples");
   const out: Array<{ file: string; obj: Json }> = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
-    for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
-      const obj: unknown = doc.toJSON();
-      if (isObject(obj)) out.push({ file, obj });
+  for (const sub of ["manifests/examples", "manifests/examples/planned"]) {
+    const dir = join(root, sub);
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
+      for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
+        const obj: unknown = doc.toJSON();
+        if (isObject(obj)) out.push({ file: join(sub, file).replace("manifests/examples/", ""), obj });
+      }
     }
   }
   return out;

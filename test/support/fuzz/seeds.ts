@@ -48,12 +48,14 @@ const builtinSeeds: Fields[] = [
 ];
 
 function exampleObjects(): Fields[] {
-  const dir = join(repoRoot, "manifests", "examples");
   const out: Fields[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
-    for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
-      const v: unknown = doc.toJS();
-      if (isFields(v)) out.push(fromJson(v) as Fields);
+  // The planned kinds' examples too: they are served (and fuzzed) before they have controllers.
+  for (const dir of [join(repoRoot, "manifests", "examples"), join(repoRoot, "manifests", "examples", "planned")]) {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort()) {
+      for (const doc of parseAllDocuments(readFileSync(join(dir, file), "utf8"))) {
+        const v: unknown = doc.toJS();
+        if (isFields(v)) out.push(fromJson(v) as Fields);
+      }
     }
   }
   return out;
