@@ -13,6 +13,11 @@
  *       the service workloads of the snapshot in force (agent/workloads/wire.ts)
  *   fabric-agent status    prints identity, snapshot serial and age, last
  *       contact and errors of every membership (from its status.json)
+ *   fabric-agent mesh status   the mesh link table of every membership (from
+ *       its mesh-status.json, written by the running agent's mesh loop)
+ *   fabric-agent mesh ping NODE   asks the running agent (over its local
+ *       control socket, mesh.sock) to send an RPC to NODE over its QUIC link
+ *       and prints the round trip and the path
  *
  * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent),
  * --log-format json|text (default $FABRIC_LOG_FORMAT, else json): every line
@@ -33,6 +38,9 @@ import { runMembership } from "../agent/sync/runner.js";
 import { superviseWorkloads, type SupervisedWorkloads } from "../agent/workloads/wire.js";
 import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
+import { DEFAULT_MESH_PORT, runMeshLoop, type MeshLoop } from "../agent/mesh/mesh-loop.js";
+import { formatMeshStatus, readMeshStatus } from "../agent/mesh/mesh-status.js";
+import { requestPing } from "../agent/mesh/control-socket.js";
 import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 
 const log = logger("agent");
@@ -41,6 +49,8 @@ const usage = `usage:
   fabric-agent join --server URL --token TOKEN --ca-hash sha256:HEX [options]
   fabric-agent run [--state-dir DIR] [--heartbeat-interval DUR] [--backoff-cap DUR] [--metrics-port N] [--capabilities A,B]
   fabric-agent status [--state-dir DIR] [--json]
+  fabric-agent mesh status [--state-dir DIR] [--output text|json]
+  fabric-agent mesh ping NODE [--state-dir DIR] [--cluster NAME] [--output text|json]
   fabric-agent --help
 
 join options:
@@ -51,6 +61,14 @@ join options:
   --roles A,B             roles to request (must be allowed by the token)
   --poll-interval DUR     between approval polls (default 2s)
   --once                  exit after joining instead of staying to renew
+
+mesh options (run, join; the mesh starts only when the node's snapshot gives it a mesh role):
+  --mesh-port N           UDP port of the QUIC mesh (default ${DEFAULT_MESH_PORT}; 0 = ephemeral)
+  --mesh-bind ADDR        address to bind (default 0.0.0.0)
+  --mesh-advertise H:P,.. endpoints reported to the control plane (IP literals; port 0 = the bound port).
+                          Default: 127.0.0.1 and the bound port when the agent API is on loopback;
+                          otherwise none, and the node is reported not directly reachable
+  --mesh-evaluate-interval DUR  period of the peer manager's evaluation (default 10s)
 
 common options:
   --state-dir DIR         where identities, snapshots and workload records live
@@ -69,6 +87,15 @@ interface RunOptions {
   backoffCapMs?: number;
   metricsPort?: number;
   capabilities: string[];
+  mesh?: MeshFlags;
+}
+
+/** The mesh flags of run and join. */
+interface MeshFlags {
+  port: number;
+  host?: string;
+  advertise: string[];
+  evaluateIntervalMs?: number;
 }
 
 async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { capabilities: [] }): Promise<void> {
@@ -78,6 +105,9 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   const syncs: MembershipSync[] = [];
   // One workload supervisor per membership, fed by its verified snapshots (agent/workloads/wire.ts).
   const workloads: SupervisedWorkloads[] = [];
+  // One mesh loop per membership, fed by the same verified snapshots (agent/mesh/mesh-loop.ts).
+  const meshes: MeshLoop[] = [];
+  const meshFlags = ro.mesh ?? { port: DEFAULT_MESH_PORT, advertise: [] };
   let metrics: http.Server | undefined;
   if (ro.metricsPort !== undefined) {
     metrics = http.createServer((req, res) => {
@@ -94,27 +124,84 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   }
   try {
     await Promise.all(
-      ids.flatMap((id) => [
-        keepRenewed(stateDir, id, { signal, log: (m, f) => log.info(m, f) }),
-        runMembership({
-          identity: id,
-          signal,
-          log: (m, f) => log.info(m, { cluster: id.info.cluster, node: id.info.node, ...f }),
-          heartbeatIntervalMs: ro.heartbeatIntervalMs,
-          backoffCapMs: ro.backoffCapMs,
-          capabilities: ro.capabilities,
-          onSync: (s) => {
-            syncs.push(s);
-            workloads.push(superviseWorkloads(s, { log, identity: id }));
-          },
-        }),
-      ]),
+      ids.flatMap((id) => {
+        let mesh: MeshLoop | undefined;
+        return [
+          keepRenewed(stateDir, id, { signal, log: (m, f) => log.info(m, f) }),
+          runMembership({
+            identity: id,
+            signal,
+            log: (m, f) => log.info(m, { cluster: id.info.cluster, node: id.info.node, ...f }),
+            heartbeatIntervalMs: ro.heartbeatIntervalMs,
+            backoffCapMs: ro.backoffCapMs,
+            capabilities: ro.capabilities,
+            mesh: () => mesh?.heartbeatReport(),
+            onSync: (s) => {
+              syncs.push(s);
+              workloads.push(superviseWorkloads(s, { log, identity: id }));
+              // Several memberships cannot share one fixed port: the first takes it, the others bind an ephemeral one.
+              const port = meshes.length === 0 ? meshFlags.port : 0;
+              mesh = runMeshLoop(s, { log, identity: id, port, advertise: meshFlags.advertise, ...(meshFlags.host !== undefined ? { host: meshFlags.host } : {}), ...(meshFlags.evaluateIntervalMs !== undefined ? { evaluateIntervalMs: meshFlags.evaluateIntervalMs } : {}) });
+              meshes.push(mesh);
+            },
+          }),
+        ];
+      }),
     );
   } finally {
     // Workloads keep running; the next agent adopts them.
     await Promise.all(workloads.map((w) => w.stop()));
+    await Promise.all(meshes.map((m) => m.stop()));
     metrics?.close();
   }
+}
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 65535) throw new Error(`--mesh-port ${JSON.stringify(v)} is not a port (0..65535)`);
+  return n;
+}
+
+/** `fabric-agent mesh status|ping`: reads the running agent's mesh-status.json, or asks it over mesh.sock. */
+async function meshCommand(stateDir: string, words: string[], output: string, cluster: string | undefined): Promise<number> {
+  if (output !== "text" && output !== "json") {
+    process.stderr.write("fabric-agent: --output must be text or json\n");
+    return 2;
+  }
+  if (!existsSync(stateDir)) {
+    process.stderr.write(`fabric-agent: no agent state in ${stateDir} (the directory does not exist): run fabric-agent join, or pass --state-dir\n`);
+    return 1;
+  }
+  const ids = (await loadIdentities(stateDir)).filter((i) => cluster === undefined || i.info.cluster === cluster);
+  const [sub, ...rest] = words;
+  if (sub === "status" && rest.length === 0) {
+    const all = [];
+    for (const id of ids) {
+      const st = await readMeshStatus(id.dir);
+      all.push({ cluster: id.info.cluster, node: id.info.node, mesh: st ?? null });
+      if (output === "text") process.stdout.write(st === undefined ? `mesh ${id.info.cluster}/${id.info.node}: no mesh status (the agent has not run with a verified snapshot yet)\n` : formatMeshStatus(st, new Date()));
+    }
+    if (output === "json") process.stdout.write(JSON.stringify(all, null, 2) + "\n");
+    return 0;
+  }
+  if (sub === "ping" && rest.length === 1 && rest[0] !== undefined) {
+    const node = rest[0];
+    const id = ids[0];
+    if (id === undefined || ids.length > 1) {
+      process.stderr.write(ids.length === 0 ? `fabric-agent: no memberships in ${stateDir}\n` : "fabric-agent: several memberships: pass --cluster NAME\n");
+      return 1;
+    }
+    try {
+      const r = await requestPing(id.dir, node);
+      process.stdout.write(output === "json" ? JSON.stringify(r) + "\n" : `${r.node}: rtt ${r.rttMs.toFixed(3)} ms, path ${r.path} (${r.remote})\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`fabric-agent: mesh ping ${node}: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  process.stderr.write(usage);
+  return 2;
 }
 
 async function main(): Promise<number> {
@@ -123,8 +210,9 @@ async function main(): Promise<number> {
   const optionFirst = argv[0]?.startsWith("-") === true;
   const command = optionFirst ? undefined : argv[0];
   const args = optionFirst ? argv : argv.slice(1);
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       "state-dir": { type: "string" },
       server: { type: "string" },
@@ -140,6 +228,11 @@ async function main(): Promise<number> {
       "backoff-cap": { type: "string" },
       "metrics-port": { type: "string" },
       json: { type: "boolean", default: false },
+      output: { type: "string" },
+      "mesh-port": { type: "string" },
+      "mesh-bind": { type: "string" },
+      "mesh-advertise": { type: "string" },
+      "mesh-evaluate-interval": { type: "string" },
       "log-format": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -151,6 +244,23 @@ async function main(): Promise<number> {
   }
   if (command === undefined) {
     process.stderr.write(usage);
+    return 2;
+  }
+  // Only `mesh` takes words after the command; elsewhere one is an error, as before.
+  if (command !== "mesh" && positionals.length > 0) {
+    process.stderr.write(`fabric-agent: unexpected argument ${JSON.stringify(positionals[0])}\n`);
+    return 2;
+  }
+  let meshFlags: MeshFlags;
+  try {
+    meshFlags = {
+      port: values["mesh-port"] === undefined ? DEFAULT_MESH_PORT : parsePort(values["mesh-port"]),
+      advertise: list(values["mesh-advertise"]),
+      ...(values["mesh-bind"] !== undefined ? { host: values["mesh-bind"] } : {}),
+      ...(values["mesh-evaluate-interval"] !== undefined ? { evaluateIntervalMs: parseDuration(values["mesh-evaluate-interval"]) } : {}),
+    };
+  } catch (err) {
+    process.stderr.write(`fabric-agent: ${(err as Error).message}\n`);
     return 2;
   }
   if (values["log-format"] !== undefined) {
@@ -197,7 +307,7 @@ async function main(): Promise<number> {
       }
       if (values.once) return 0;
       // Keep reporting what the host joined with (heartbeats publish capabilities).
-      await run(stateDir, stop.signal, { capabilities: list(values.capabilities) });
+      await run(stateDir, stop.signal, { capabilities: list(values.capabilities), mesh: meshFlags });
       return 0;
     }
     case "run":
@@ -206,8 +316,11 @@ async function main(): Promise<number> {
         backoffCapMs: values["backoff-cap"] === undefined ? undefined : parseDuration(values["backoff-cap"]),
         metricsPort: values["metrics-port"] === undefined ? undefined : Number.parseInt(values["metrics-port"], 10),
         capabilities: list(values.capabilities),
+        mesh: meshFlags,
       });
       return 0;
+    case "mesh":
+      return meshCommand(stateDir, positionals, values.output ?? (values.json ? "json" : "text"), values.cluster);
     case "status": {
       // No state directory at all is an error (a wrong --state-dir, or nothing ever joined on this host);
       // an existing one without memberships is an empty answer.

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Builds the precompiled agent: bin/fabric-agent.ts and everything it imports
- * (agent/**, the lib/ modules it uses; it has no npm dependencies) bundled by
+ * (agent/**, the lib/ modules it uses) bundled by
  * esbuild into one ES module, dist/fabric-agent.mjs, with its source map
  * beside it (dist/fabric-agent.mjs.map) and the list of its source files
  * (dist/fabric-agent.inputs, one path per line relative to the repository)
@@ -34,7 +34,8 @@ const result = await build({
   platform: "node",
   format: "esm",
   target: "node20",
-  // Every npm package stays an import (today the agent uses none); node: built-ins are external anyway.
+  // Every npm package stays an import, resolved from node_modules at run time: the mesh's
+  // @matrixai/quic (a native addon that cannot be bundled) and @matrixai/logger. node: built-ins are external anyway.
   packages: "external",
   // Linked map in a separate file: no source is inlined in the bundle that Node loads.
   sourcemap: "linked",

@@ -6,7 +6,7 @@
  * (the renewal loop wrote a new one).
  */
 import { cpus, arch, platform, release, totalmem, hostname } from "node:os";
-import type { HeartbeatRequest, HeartbeatResponse } from "../../lib/agent-protocol.js";
+import type { HeartbeatMesh, HeartbeatRequest, HeartbeatResponse } from "../../lib/agent-protocol.js";
 import { DEFAULT_MAX_SNAPSHOT_BYTES } from "../../lib/snapshot/verify.js";
 import { AgentApiRequestError } from "../http/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
@@ -32,6 +32,8 @@ export interface RunMembershipOptions {
   backoffCapMs?: number;
   /** Capabilities reported in heartbeats. */
   capabilities?: string[];
+  /** The mesh report of each heartbeat (agent/mesh/mesh-loop.ts); undefined while the mesh is off. */
+  mesh?: () => HeartbeatMesh | undefined;
   /** Called once the sync exists (before boot), e.g. to subscribe a workload supervisor. */
   onSync?: (sync: MembershipSync) => void;
   /** Jitter source of the backoff (default Math.random; tests inject a seeded one). */
@@ -112,6 +114,7 @@ export async function runMembership(o: RunMembershipOptions): Promise<Membership
       const held = sync.held();
       sync.refreshStaleness();
       const stale = sync.status.snapshot?.stale === true;
+      const mesh = o.mesh?.();
       const body: HeartbeatRequest = {
         seq: (seq = Math.max(seq + 1, Date.now())),
         agentVersion: AGENT_VERSION,
@@ -119,6 +122,7 @@ export async function runMembership(o: RunMembershipOptions): Promise<Membership
         facts: facts(),
         health: stale ? { status: "Degraded", message: "running on an expired snapshot" } : { status: "Healthy" },
         ...(held !== undefined ? { snapshot: { serial: held.held.serial, hash: held.held.hash, appliedAt: held.held.appliedAt } } : {}),
+        ...(mesh !== undefined ? { mesh } : {}),
       };
       let wait: number;
       try {

@@ -28,10 +28,9 @@
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import { WORKLOAD_STATUS_KIND } from "../../lib/workloads/protocol.js";
-import { AgentApiRequestError } from "../http/client.js";
-import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
+import type { StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
-import { SyncTransport } from "../sync/transport.js";
+import { statusSender } from "../sync/status-sender.js";
 import { WorkloadReporter } from "./reporter.js";
 import { WorkloadSupervisor, type WorkloadSupervisorOptions } from "./supervisor.js";
 
@@ -54,43 +53,10 @@ export interface SupervisedWorkloads {
   stop(): Promise<void>;
 }
 
-/** The reporter's mTLS send, following certificate renewals of the membership in `dir`. */
-function statusSender(dir: string, initial: StoredIdentity | undefined): { send: (r: StatusReport) => Promise<void>; close: () => void } {
-  let identity = initial;
-  let transport: SyncTransport | undefined;
-  const current = async (): Promise<SyncTransport> => {
-    if (identity === undefined) identity = await loadIdentity(dir);
-    transport ??= new SyncTransport(identity);
-    return transport;
-  };
-  const reload = async (): Promise<void> => {
-    const fresh = await loadIdentity(dir);
-    if (identity !== undefined && fresh.info.serial === identity.info.serial) return;
-    identity = fresh;
-    transport?.close();
-    transport = undefined;
-  };
-  return {
-    async send(r) {
-      const t = await current();
-      try {
-        await t.postJson<unknown>(`/v1/status/${WORKLOAD_STATUS_KIND}`, r);
-      } catch (err) {
-        if (err instanceof AgentApiRequestError && err.code === "CertificateSuperseded") await reload();
-        throw err;
-      }
-    },
-    close() {
-      transport?.close();
-      transport = undefined;
-    },
-  };
-}
-
 /** See the module comment. */
 export function superviseWorkloads(sync: MembershipSync, o: SuperviseWorkloadsOptions): SupervisedWorkloads {
   const log = o.log.with({ cluster: sync.status.cluster, node: sync.status.node });
-  const sender = o.send === undefined ? statusSender(sync.dir, o.identity) : undefined;
+  const sender = o.send === undefined ? statusSender(sync.dir, o.identity, WORKLOAD_STATUS_KIND) : undefined;
   const send = o.send ?? sender?.send;
   if (send === undefined) throw new Error("workload status: no sender");
   const reporter = new WorkloadReporter({ send, log });

@@ -1,0 +1,418 @@
+/**
+ * The agent's mesh loop for one membership: the peer manager's decisions
+ * applied through the QUIC transport, driven by the verified snapshot.
+ *
+ *   const mesh = runMeshLoop(sync, { identity, log, port: 4433, advertise: [] });  // in onSync, before boot
+ *   heartbeat.mesh = mesh.heartbeatReport();                                       // each heartbeat
+ *   await mesh.stop();                                                             // shutdown
+ *
+ * - Desired state comes only from MembershipSync.subscribe (the verified
+ *   checkpoint at boot, stale or not, then each accepted snapshot), like the
+ *   workload supervisor: nothing starts before the first verified snapshot,
+ *   and the mesh keeps running from the checkpoint while the control plane
+ *   is away.
+ * - Level-triggered: one reconcile at a time, woken by a new snapshot, a
+ *   link going down, or the evaluation period (10 s). Each reconcile reads
+ *   the snapshot in force and the transport's link table, runs
+ *   evaluatePeers and applies its actions (connect, disconnect; `probe` of
+ *   warm candidates is not wired yet), then writes mesh-status.json and
+ *   hands the link table to the status reporter (kind `mesh`).
+ * - Mesh on only when the snapshot has a `mesh` part (the node holds a mesh
+ *   role): PeerLinks is started on the UDP port then, and stopped (every
+ *   link closed) when a later snapshot drops it.
+ * - Authorisation: a peer may hold a link only while it is listed in the
+ *   current snapshot's `meshPeers` (checked in the TLS handshake on both
+ *   sides); every new snapshot calls reauthorise(), which closes links to
+ *   nodes no longer listed (removed, revoked).
+ * - Identity: PeerLinks presents the membership's certificate; when the
+ *   renewal loop stored a new one (serial changed), PeerLinks restarts with it.
+ */
+import { cpus, loadavg } from "node:os";
+import { performance } from "node:perf_hooks";
+import type { HeartbeatMesh, StatusReport } from "../../lib/agent-protocol.js";
+import type { Logger } from "../../lib/log.js";
+import type { SignedSnapshot } from "../../lib/snapshot/format.js";
+import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
+import type { MembershipSync } from "../sync/snapshot-sync.js";
+import { statusSender, type StatusSender } from "../sync/status-sender.js";
+import { advertisedEndpoints, boundsOf, candidateOf, loadMeasure, observationsOf, parseEndpoint, selfOf, type PeerRecord } from "./adapter.js";
+import { serveControlSocket, type PingResult } from "./control-socket.js";
+import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
+import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
+import { chooseRoute } from "./routing.js";
+import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
+
+/** Status report kind of the mesh link table (POST /v1/status/mesh). */
+export const MESH_STATUS_KIND = "mesh";
+/** Default UDP port of the mesh. */
+export const DEFAULT_MESH_PORT = 4433;
+/** Default evaluation period. */
+export const DEFAULT_MESH_EVALUATE_MS = 10_000;
+/** RPC method answered by every mesh agent (used by `fabric-agent mesh ping`). */
+export const MESH_PING_METHOD = "mesh.ping";
+
+/** Options of runMeshLoop. */
+export interface MeshLoopOptions {
+  log: Logger;
+  /** Initial identity (re-read from the membership directory on every reconcile to follow renewals). */
+  identity: StoredIdentity;
+  /** UDP port to bind (0: ephemeral). */
+  port: number;
+  /** Address to bind (default 0.0.0.0). */
+  host?: string;
+  /** `--mesh-advertise` entries (host:port; port 0 = the bound port). */
+  advertise: readonly string[];
+  /** Evaluation period (default 10 s). */
+  evaluateIntervalMs?: number;
+  /** Transport probe period (default the transport's 2.5 s). */
+  probeIntervalMs?: number;
+  /** Clock in ms (default Date.now). */
+  now?: () => number;
+  /** Replaces the HTTPS status send (tests). */
+  send?: (r: StatusReport) => Promise<void>;
+}
+
+/** A membership's running mesh loop. */
+export interface MeshLoop {
+  /** What the next heartbeat reports (undefined while the mesh is off). */
+  heartbeatReport(): HeartbeatMesh | undefined;
+  /** Stops the loop, closes every link, the socket and the control socket. */
+  stop(): Promise<void>;
+}
+
+interface Running {
+  links: PeerLinks;
+  serial: string;
+  endpoints: { address: string; port: number }[];
+  control?: { path: string; close: () => Promise<void> };
+}
+
+/** See the module comment. */
+export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop {
+  const log = o.log.with({ cluster: sync.status.cluster, node: sync.status.node, part: "mesh" });
+  const now = o.now ?? Date.now;
+  const cluster = sync.status.cluster;
+  const self = sync.status.node;
+  const evaluateMs = o.evaluateIntervalMs ?? DEFAULT_MESH_EVALUATE_MS;
+  const sender: StatusSender | undefined = o.send === undefined ? statusSender(sync.dir, o.identity, MESH_STATUS_KIND) : undefined;
+  const send = o.send ?? sender?.send;
+
+  let snapshot: SignedSnapshot | undefined;
+  let authorised = new Set<string>();
+  let running: Running | undefined;
+  let reauthorisedSerial = -1;
+  let memory: PeerManagerMemory = emptyPeerMemory();
+  const records = new Map<string, PeerRecord>();
+  let decision: { active: string[]; warm: string[] } = { active: [], warm: [] };
+  let evaluations = 0;
+  let lastEvaluationAt: string | undefined;
+  let lastReason: string | undefined;
+  let stopped = false;
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  let reportVersion = 0;
+  let reportedJson = "";
+
+  const kick = (): void => {
+    dirty = true;
+    wake?.();
+  };
+  const record = (node: string): PeerRecord => {
+    let r = records.get(node);
+    if (r === undefined) {
+      r = { failures: 0, sinceMs: now() };
+      records.set(node, r);
+    }
+    return r;
+  };
+
+  const startLinks = async (identity: StoredIdentity): Promise<Running> => {
+    const links = await PeerLinks.start({
+      cluster,
+      node: self,
+      keyPem: identity.keyPem,
+      certPem: identity.certPem,
+      caPem: identity.caPem,
+      authorised: (node) => authorised.has(node),
+      host: o.host ?? "0.0.0.0",
+      port: o.port,
+      ...(o.probeIntervalMs !== undefined ? { probeIntervalMs: o.probeIntervalMs } : {}),
+      onRequest: (_from, method) => {
+        if (method === MESH_PING_METHOD) return { node: self, at: new Date().toISOString() };
+        throw new Error(`unknown method ${method}`);
+      },
+    });
+    links.on("up", (info) => {
+      const r = record(info.node);
+      r.failures = 0;
+      r.lastHeardMs = now();
+      r.sinceMs = now();
+      log.info("mesh link up", { peer: info.node, direction: info.direction, remote: `${info.remote.host}:${info.remote.port}` });
+    });
+    links.on("rtt", (e) => {
+      record(e.node).lastHeardMs = now();
+    });
+    links.on("down", (e) => {
+      log.info("mesh link down", { peer: e.node, reason: e.reason });
+      kick();
+    });
+    links.on("refused", (e) => log.info("mesh peer refused", { reason: e.reason, detail: e.message, direction: e.direction }));
+    const endpoints = advertisedEndpoints(o.advertise, identity.info.server, links.port);
+    if (endpoints.length === 0) log.warn("mesh has no endpoint to advertise: pass --mesh-advertise host:port (the node is reported not directly reachable)", { port: links.port });
+    let control: Running["control"];
+    try {
+      control = await serveControlSocket(sync.dir, { ping });
+    } catch (err) {
+      log.warn("mesh control socket failed; fabric-agent mesh ping will not reach this agent", { err });
+    }
+    log.info("mesh listening", { port: links.port, endpoints: endpoints.map((e) => `${e.address}:${e.port}`), socketBuffers: links.socketBuffers });
+    return { links, serial: identity.info.serial, endpoints, ...(control !== undefined ? { control } : {}) };
+  };
+
+  const stopLinks = async (): Promise<void> => {
+    const r = running;
+    running = undefined;
+    records.clear();
+    memory = emptyPeerMemory();
+    decision = { active: [], warm: [] };
+    reauthorisedSerial = -1;
+    if (r === undefined) return;
+    await r.control?.close();
+    await r.links.stop();
+  };
+
+  /** The peer named on the command line: an exact candidate or link name, or the short name within this cluster. */
+  const resolvePeer = (name: string): string => {
+    const known = new Set([...authorised, ...(running?.links.links().map((l) => l.node) ?? [])]);
+    if (known.has(name)) return name;
+    if (known.has(`${cluster}.${name}`)) return `${cluster}.${name}`;
+    return name;
+  };
+
+  async function ping(name: string): Promise<PingResult> {
+    const r = running;
+    if (r === undefined) throw new Error("the mesh is off on this node");
+    const node = resolvePeer(name);
+    if (!authorised.has(node)) throw new Error(`node ${node} is not a mesh candidate in this node's snapshot (not an authorised peer)`);
+    const links = r.links.links();
+    const route = chooseRoute({
+      self: { node: self, cluster },
+      destination: { node, cluster },
+      links: observationsOf(links, records).map((l) => ({ ...l, cluster, relayCapable: false })),
+      relays: [],
+      now: now(),
+    });
+    if (!route.ok) throw new Error(`no path to node ${node}: ${route.reason} (no live direct link; relays are not wired yet)`);
+    const info = links.find((l) => l.node === node);
+    const t0 = performance.now();
+    await r.links.request(node, MESH_PING_METHOD, {}, 5000);
+    const rttMs = performance.now() - t0;
+    return { node, rttMs, path: "direct", remote: info === undefined ? "" : `${info.remote.host}:${info.remote.port}` };
+  }
+
+  const dial = (links: PeerLinks, node: string, endpoints: readonly string[]): void => {
+    const r = record(node);
+    if (r.diallingSinceMs !== undefined) return;
+    r.diallingSinceMs = now();
+    const eps = endpoints.map(parseEndpoint).filter((e) => e !== undefined);
+    links.connect({ node, endpoints: eps }).then(
+      () => {
+        r.failures = 0;
+        r.lastHeardMs = now();
+      },
+      (err: unknown) => {
+        r.failures += 1;
+        r.lastFailureMs = now();
+        r.sinceMs = now();
+        log.info("mesh dial failed", { peer: node, failures: r.failures, err });
+      },
+    ).finally(() => {
+      delete r.diallingSinceMs;
+    });
+  };
+
+  const peerRows = (links: readonly LinkInfo[]): MeshPeerStatus[] => {
+    const rows: MeshPeerStatus[] = links.map((l) => ({
+      peer: l.node,
+      state: "up",
+      direction: l.direction,
+      ...(l.probes.rttMs !== undefined ? { rttMs: Math.round(l.probes.rttMs * 1000) / 1000 } : {}),
+      jitterMs: Math.round(l.probes.jitterMs * 1000) / 1000,
+      loss: l.probes.loss,
+      path: "direct",
+      since: l.since.toISOString(),
+    }));
+    const up = new Set(links.map((l) => l.node));
+    for (const [node, r] of records) {
+      if (up.has(node)) continue;
+      if (r.diallingSinceMs !== undefined) rows.push({ peer: node, state: "connecting", path: "none", since: new Date(r.diallingSinceMs).toISOString() });
+      else if (r.failures > 0) rows.push({ peer: node, state: "failed", path: "none", failures: r.failures, since: new Date(r.sinceMs).toISOString() });
+    }
+    return rows.sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0));
+  };
+
+  const writeStatus = async (s: MeshStatus): Promise<void> => {
+    try {
+      await writeMeshStatus(sync.dir, s);
+    } catch (err) {
+      log.warn("writing mesh status failed", { err });
+    }
+    if (send === undefined) return;
+    const body = { enabled: s.enabled, ...(s.reason !== undefined ? { reason: s.reason } : {}), endpoints: s.endpoints, active: s.active, peers: s.peers };
+    const json = JSON.stringify(body);
+    if (json === reportedJson) return;
+    reportVersion = Math.max(Date.now(), reportVersion + 1);
+    try {
+      await send({ version: reportVersion, body: body as unknown as Record<string, unknown> });
+      reportedJson = json;
+    } catch (err) {
+      log.info("mesh status report failed; sent again after the next evaluation", { err });
+    }
+  };
+
+  const baseStatus = (): MeshStatus => ({
+    formatVersion: 1,
+    cluster,
+    node: self,
+    pid: process.pid,
+    enabled: false,
+    endpoints: [],
+    candidates: [],
+    active: [],
+    warm: [],
+    peers: [],
+    evaluations,
+    updatedAt: new Date().toISOString(),
+  });
+
+  const reconcile = async (): Promise<void> => {
+    const snap = snapshot;
+    // Nothing before the first verified snapshot (no status file either: "not yet" is not "off").
+    if (snap === undefined) return;
+    const m = snap.payload.mesh;
+    authorised = new Set(snap.payload.meshPeers.map((p) => p.node));
+    if (m === undefined) {
+      if (running !== undefined) log.info("mesh off: the snapshot in force gives this node no mesh role", { serial: snap.header.serial });
+      await stopLinks();
+      await writeStatus({ ...baseStatus(), reason: "no mesh role in the snapshot in force", snapshotSerial: snap.header.serial });
+      return;
+    }
+    const identity = await loadIdentity(sync.dir).catch(() => o.identity);
+    if (running !== undefined && running.serial !== identity.info.serial) {
+      log.info("mesh restarting with the renewed certificate", { serial: identity.info.serial });
+      await stopLinks();
+    }
+    if (running === undefined) {
+      try {
+        running = await startLinks(identity);
+        lastReason = undefined;
+      } catch (err) {
+        const reason = `binding udp ${o.host ?? "0.0.0.0"}:${o.port} failed: ${(err as Error).message}`;
+        if (reason !== lastReason) log.warn("mesh could not start; retrying at the next evaluation", { err, port: o.port });
+        lastReason = reason;
+        await writeStatus({ ...baseStatus(), reason, snapshotSerial: snap.header.serial });
+        return;
+      }
+    }
+    const { links } = running;
+    if (snap.header.serial !== reauthorisedSerial) {
+      const dropped = await links.reauthorise();
+      reauthorisedSerial = snap.header.serial;
+      if (dropped.length > 0) log.info("mesh links closed: peers no longer authorised by the snapshot", { serial: snap.header.serial, peers: dropped });
+    }
+    const candidates = snap.payload.meshPeers.map((p) => candidateOf(p, cluster));
+    // Forget dial records of nodes that left the candidate set (their links were closed above).
+    for (const node of [...records.keys()]) if (!authorised.has(node) && records.get(node)?.diallingSinceMs === undefined) records.delete(node);
+    const bounds = boundsOf(m);
+    const t = now();
+    const d = evaluatePeers(
+      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records), now: t },
+      memory,
+    );
+    memory = d.memory;
+    decision = { active: d.active, warm: d.warm };
+    evaluations += 1;
+    lastEvaluationAt = new Date().toISOString();
+    for (const a of d.actions) {
+      switch (a.kind) {
+        case "connect":
+          log.info("mesh connecting", { peer: a.node, reason: a.reason, ...(a.replaces !== undefined ? { replaces: a.replaces } : {}) });
+          dial(links, a.node, a.endpoints);
+          break;
+        case "disconnect":
+          log.info("mesh disconnecting", { peer: a.node, reason: a.reason });
+          await links.close(a.node);
+          break;
+        case "quarantine":
+          log.info("mesh peer quarantined", { peer: a.node, until: new Date(a.untilMs).toISOString() });
+          break;
+        case "probe":
+          // Warm probing needs a probe without a long-lived link, which the transport does not offer yet.
+          break;
+      }
+    }
+    const current = links.links();
+    await writeStatus({
+      ...baseStatus(),
+      enabled: true,
+      port: links.port,
+      endpoints: running.endpoints.map((e) => (e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`)),
+      ...(running.control !== undefined ? { controlSocket: running.control.path } : {}),
+      snapshotSerial: snap.header.serial,
+      nodeClass: m.nodeClass,
+      bounds,
+      candidates: [...authorised].sort(),
+      active: decision.active,
+      warm: decision.warm,
+      peers: peerRows(current),
+      evaluations,
+      ...(lastEvaluationAt !== undefined ? { lastEvaluationAt } : {}),
+      counters: { ...links.stats },
+    });
+  };
+
+  const loop = (async () => {
+    while (!stopped) {
+      if (dirty) {
+        dirty = false;
+        try {
+          await reconcile();
+        } catch (err) {
+          log.warn("mesh reconcile failed; retrying at the next evaluation", { err });
+        }
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          dirty = true;
+          resolve();
+        }, evaluateMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
+    }
+  })();
+
+  sync.subscribe((s) => {
+    snapshot = s;
+    kick();
+  });
+
+  return {
+    heartbeatReport() {
+      const r = running;
+      if (r === undefined) return undefined;
+      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable: false, load: loadMeasure(loadavg()[0] ?? 0, cpus().length) };
+    },
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+      await stopLinks();
+      sender?.close();
+    },
+  };
+}
