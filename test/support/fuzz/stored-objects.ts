@@ -21,6 +21,8 @@ const annotationKeywords = [
   "x-kubernetes-group-version-kind",
   "x-kubernetes-patch-merge-key",
   "x-kubernetes-patch-strategy",
+  // CEL rules in this project are transition rules (oldSelf): they judge a change, not a stored object.
+  "x-kubernetes-validations",
 ];
 
 let validators: { ajv: Ajv; byDefinition: Map<string, ValidateFunction> } | undefined;
