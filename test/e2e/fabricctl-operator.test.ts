@@ -91,6 +91,8 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     }
     for (const node of ["h1", "h2", "h3"]) {
       await eventually(async () => (await jsonpath(["fabricnode", `ops.${node}`], '{.status.conditions[?(@.type=="Ready")].status}')) === "True", 60_000, 250);
+      // Ready=True comes with the certificate; wait for a heartbeat too, or a node stopped before its first one never turns Unknown.
+      await eventually(async () => (await jsonpath(["fabricnode", `ops.${node}`], "{.status.health}")) === "Healthy", 60_000, 250);
     }
     // h3 stops: after the 3 s grace period its node is Ready=Unknown.
     const h3 = running.h3;
