@@ -46,7 +46,10 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+const progress = (s: string): void => void (process.env["BENCH_VERBOSE"] && process.stderr.write(`${s}\n`));
+
 async function measure(name: string, rpc: Rpc, send: Send): Promise<Record<string, string>> {
+  progress(`${name}: serial`);
   const payload = "x".repeat(64);
   for (let i = 0; i < 200; i++) await rpc("echo", payload); // warm-up
   const lat: number[] = [];
@@ -56,6 +59,7 @@ async function measure(name: string, rpc: Rpc, send: Send): Promise<Record<strin
     lat.push(performance.now() - t);
   }
   lat.sort((x, y) => x - y);
+  progress(`${name}: ${CONCURRENT} in flight`);
   let issued = 0;
   const t0 = performance.now();
   await Promise.all(
@@ -67,6 +71,7 @@ async function measure(name: string, rpc: Rpc, send: Send): Promise<Record<strin
     }),
   );
   const rps = CONCURRENT_TOTAL / ((performance.now() - t0) / 1000);
+  progress(`${name}: bulk`);
   const chunk = "y".repeat(48 * 1024);
   const n = Math.ceil((BULK_MIB * 1024 * 1024) / chunk.length);
   const t1 = performance.now();

@@ -23,6 +23,9 @@ import { nodeServerName, PeerRefused, verifyPeerCertificate, type Authoriser, ty
 import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
 
+/** A queued outbox this large is written at once rather than at the end of the microtask. */
+const FLUSH_BYTES = 256 * 1024;
+
 /** Application close codes on a mesh connection. */
 export const CloseCode = { Normal: 0, ProtocolError: 1, NotAuthorised: 2, Duplicate: 3, Expired: 4 } as const;
 
@@ -119,6 +122,9 @@ class Link {
   announced = false;
   stream: QUICStream | undefined;
   writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Encoded frames waiting for the end of the current microtask (see PeerLinks.write). */
+  outbox: Uint8Array[] = [];
+  outboxBytes = 0;
   timer: NodeJS.Timeout | undefined;
   /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
   readonly accepted: Promise<void>;
@@ -437,9 +443,31 @@ export class PeerLinks {
     }
   }
 
+  /**
+   * Queues a frame; frames written in the same microtask go to the stream as
+   * one write at its end (Nagle-like, without a timer: no frame waits longer
+   * than the current synchronous turn). Each stream write costs the library
+   * a send pass over the connection, so coalescing is the cheapest gain
+   * (docs/benchmarks.md, "Mesh transport"). Order on the stream is kept.
+   */
   private write(link: Link, frame: Frame): void {
     if (link.closed || link.writer === undefined) return;
-    link.writer.write(encodeFrame(frame)).catch(() => void this.closeLink(link, CloseCode.Normal, "WriteFailed"));
+    const bytes = encodeFrame(frame);
+    link.outbox.push(bytes);
+    link.outboxBytes += bytes.length;
+    if (link.outbox.length === 1) queueMicrotask(() => this.flush(link));
+    else if (link.outboxBytes >= FLUSH_BYTES) this.flush(link);
+  }
+
+  private flush(link: Link): void {
+    const chunks = link.outbox;
+    if (chunks.length === 0) return;
+    const size = link.outboxBytes;
+    link.outbox = [];
+    link.outboxBytes = 0;
+    if (link.closed || link.writer === undefined) return;
+    const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+    link.writer.write(out).catch(() => void this.closeLink(link, CloseCode.Normal, "WriteFailed"));
   }
 
   private onFrame(link: Link, frame: Frame): void {
