@@ -32,43 +32,10 @@ if is_120 "${binary}"; then
   exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: Debian's kubernetes-client can only be fetched on Debian or Ubuntu"
-command -v dpkg-deb >/dev/null 2>&1 || fail "dpkg-deb not found"
-
-mkdir -p "${tmp_dir}"
-download_dir="$(mktemp -d "${tmp_dir}/kubectl-deb.XXXXXX")"
-partial=""
-cleanup() {
-  rm -rf "${download_dir}"
-  if [[ -n "${partial}" ]]; then rm -rf "${partial}"; fi
-}
-trap cleanup EXIT
-
-fetch() {
-  (cd "${download_dir}" && apt-get download -q kubernetes-client >&2)
-}
-
-if ! fetch; then
-  # A fresh machine has no (or stale) package lists.
-  if [[ "$(id -u)" -ne 0 ]]; then
-    fail "apt-get download kubernetes-client failed and refreshing the package lists needs root; run 'sudo apt-get update' and retry, or point KUBECTL_LEGACY at a kubectl 1.20 binary"
-  fi
-  echo "kubectl-1.20: refreshing package lists (apt-get update)" >&2
-  apt-get update -q >&2 || fail "apt-get update failed"
-  fetch || fail "apt-get download kubernetes-client failed (is the package in this distribution's repositories? Debian bookworm ships 1.20)"
-fi
-
-deb="$(find "${download_dir}" -maxdepth 1 -name 'kubernetes-client_*.deb' | head -n 1)"
-[[ -n "${deb}" ]] || fail "apt-get download produced no kubernetes-client package"
-
-# Extract beside the destination and move it into place, so an interrupted run
-# never leaves a half-extracted binary that a later run would reuse.
-partial="$(mktemp -d "${dest}.partial.XXXXXX")"
-dpkg-deb -x "${deb}" "${partial}"
-is_120 "${partial}/usr/bin/kubectl" || fail "the downloaded kubernetes-client is not kubectl 1.20 (reports '$(client_version "${partial}/usr/bin/kubectl")')"
-rm -rf "${dest}"
-mv "${partial}" "${dest}"
-partial=""
+# shellcheck source=hack/lib/debian-package.sh
+source "${repo_root}/hack/lib/debian-package.sh"
+kubectl_120_in() { is_120 "$1/usr/bin/kubectl" || { echo "kubectl-1.20: the downloaded kubectl reports '$(client_version "$1/usr/bin/kubectl")', not 1.20" >&2; return 1; }; }
+fetch_debian_package kubernetes-client "${dest}" kubectl_120_in "point KUBECTL_LEGACY at a kubectl 1.20 binary (Debian bookworm ships 1.20)"
 
 is_120 "${binary}" || fail "${binary} missing or not runnable after extraction"
 echo "${binary}"

@@ -36,43 +36,10 @@ if runs "${binary}"; then
   exit 0
 fi
 
-command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: Debian's prometheus package can only be fetched on Debian or Ubuntu; set PROMTOOL to a promtool binary"
-command -v dpkg-deb >/dev/null 2>&1 || fail "dpkg-deb not found; set PROMTOOL to a promtool binary"
-
-mkdir -p "${tmp_dir}"
-download_dir="$(mktemp -d "${tmp_dir}/prometheus-deb.XXXXXX")"
-partial=""
-cleanup() {
-  rm -rf "${download_dir}"
-  if [[ -n "${partial}" ]]; then rm -rf "${partial}"; fi
-}
-trap cleanup EXIT
-
-fetch() {
-  (cd "${download_dir}" && apt-get download -q prometheus >&2)
-}
-
-if ! fetch; then
-  # A fresh machine has no (or stale) package lists.
-  if [[ "$(id -u)" -ne 0 ]]; then
-    fail "apt-get download prometheus failed and refreshing the package lists needs root; run 'sudo apt-get update' and retry, or set PROMTOOL to a promtool binary"
-  fi
-  echo "promtool: refreshing package lists (apt-get update)" >&2
-  apt-get update -q >&2 || fail "apt-get update failed"
-  fetch || fail "apt-get download prometheus failed (is the package in this distribution's repositories?); set PROMTOOL to a promtool binary"
-fi
-
-deb="$(find "${download_dir}" -maxdepth 1 -name 'prometheus_*.deb' | head -n 1)"
-[[ -n "${deb}" ]] || fail "apt-get download produced no prometheus package"
-
-# Extract beside the destination and move it into place, so an interrupted run
-# never leaves a half-extracted binary that a later run would reuse.
-partial="$(mktemp -d "${dest}.partial.XXXXXX")"
-dpkg-deb -x "${deb}" "${partial}"
-runs "${partial}/usr/bin/promtool" || fail "the downloaded prometheus package holds no runnable usr/bin/promtool"
-rm -rf "${dest}"
-mv "${partial}" "${dest}"
-partial=""
+# shellcheck source=hack/lib/debian-package.sh
+source "${repo_root}/hack/lib/debian-package.sh"
+promtool_in() { runs "$1/usr/bin/promtool"; }
+fetch_debian_package prometheus "${dest}" promtool_in "set PROMTOOL to a promtool binary"
 
 runs "${binary}" || fail "${binary} missing or not runnable after extraction"
 echo "${binary}"
