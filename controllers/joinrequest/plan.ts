@@ -84,7 +84,7 @@ export function desiredRequestStatus(
         },
     now,
   );
-  const auto = row.reason?.startsWith("auto-approved") ?? false;
+  const auto = row.approvedHow === "Auto";
   let ready: Omit<Condition, "lastTransitionTime">;
   if (row.state === "Approved") ready = { type: "Ready", status: "True", reason: RequestReasons.CertificateIssued, message: `certificate issued; node ${row.fabricNode ?? ""} created`, observedGeneration: generation };
   else if (row.state === "Denied") ready = { type: "Ready", status: "False", reason: RequestReasons.Denied, message: row.reason ?? "denied", observedGeneration: generation };

@@ -26,6 +26,8 @@ export interface RequestRow {
   nodeGroup: string | null;
   autoApprove: boolean;
   state: "Pending" | "Approved" | "Denied";
+  /** How an Approved request was decided; null unless Approved. */
+  approvedHow: "Manual" | "Auto" | null;
   reason: string | null;
   fabricNode: string | null;
   certificatePem: string | null;
@@ -49,6 +51,7 @@ export interface RequestDb {
   node_group: string | null;
   auto_approve: boolean;
   state: RequestRow["state"];
+  approved_how: RequestRow["approvedHow"];
   reason: string | null;
   fabric_node: string | null;
   certificate_pem: string | null;
@@ -73,6 +76,7 @@ export function requestFromDb(r: RequestDb): RequestRow {
     nodeGroup: r.node_group,
     autoApprove: r.auto_approve,
     state: r.state,
+    approvedHow: r.approved_how,
     reason: r.reason,
     fabricNode: r.fabric_node,
     certificatePem: r.certificate_pem,
@@ -217,11 +221,12 @@ export class NodeStore {
         [node.name, r.cluster, r.node_name, r.host_fingerprint, requestName, r.capabilities, JSON.stringify(r.facts), r.node_group],
       );
       await insertActiveIdentity(c, node.name, r.cluster, id);
-      await c.query("UPDATE join_requests SET state = 'Approved', reason = $2, fabric_node = $3, certificate_pem = $4, decided_at = now() WHERE name = $1", [
+      await c.query("UPDATE join_requests SET state = 'Approved', approved_how = $5, reason = $2, fabric_node = $3, certificate_pem = $4, decided_at = now() WHERE name = $1", [
         requestName,
         node.reason,
         node.name,
         id.certificatePem,
+        node.how,
       ]);
       return {
         result: { kind: "approved" as const },

@@ -190,6 +190,7 @@ export function requestRow(over: Partial<RequestRow> = {}): RequestRow {
     nodeGroup: null,
     autoApprove: false,
     state: "Pending",
+    approvedHow: null,
     reason: null,
     fabricNode: null,
     certificatePem: null,

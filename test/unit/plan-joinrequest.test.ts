@@ -14,7 +14,7 @@ import { PlanClock, T0, at, conditionOf, deterministic, frozen, publishedConditi
 const row = (over: Partial<RequestRow> = {}): RequestRow => frozen(requestRow(over));
 const PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const approvedRow = (over: Partial<RequestRow> = {}) =>
-  row({ state: "Approved", reason: "approved by an operator", fabricNode: "east.web-1", certificatePem: PEM, decidedAt: at(-30_000), ...over });
+  row({ state: "Approved", approvedHow: "Manual", reason: "approved by an operator", fabricNode: "east.web-1", certificatePem: PEM, decidedAt: at(-30_000), ...over });
 
 describe("JoinRequest plan", () => {
   describe("planRequest", () => {
@@ -113,7 +113,7 @@ describe("JoinRequest plan", () => {
       },
       {
         name: "an auto-approved request has Approved True with reason AutoApproved",
-        row: approvedRow({ reason: "auto-approved by join token tok-1" }),
+        row: approvedRow({ approvedHow: "Auto", reason: "auto-approved by join token tok-1" }),
         want: {
           observedGeneration: 1,
           hostname: "web-1",
@@ -124,6 +124,22 @@ describe("JoinRequest plan", () => {
             publishedCondition(sufficient(), T0),
             publishedCondition({ type: "Ready", status: "True", reason: "CertificateIssued", message: "certificate issued; node east.web-1 created", observedGeneration: 1 }, T0),
             publishedCondition({ type: "Approved", status: "True", reason: RequestReasons.AutoApproved, message: "auto-approved by join token tok-1", observedGeneration: 1 }, T0),
+          ],
+        },
+      },
+      {
+        name: "an operator's approval whose reason starts with auto-approved is still Approved, not AutoApproved",
+        row: approvedRow({ approvedHow: "Manual", reason: "auto-approved in spirit: known host" }),
+        want: {
+          observedGeneration: 1,
+          hostname: "web-1",
+          certificate: PEM,
+          nodeRef: { name: "east.web-1" },
+          decisionTime: "2029-12-31T23:59:30Z",
+          conditions: [
+            publishedCondition(sufficient(), T0),
+            publishedCondition({ type: "Ready", status: "True", reason: "CertificateIssued", message: "certificate issued; node east.web-1 created", observedGeneration: 1 }, T0),
+            publishedCondition({ type: "Approved", status: "True", reason: RequestReasons.Approved, message: "auto-approved in spirit: known host", observedGeneration: 1 }, T0),
           ],
         },
       },
