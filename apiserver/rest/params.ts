@@ -140,3 +140,32 @@ export function checkPropagationPolicy(v: string): void {
     ]);
   }
 }
+
+/**
+ * kube's ValidateListOptions rules for resourceVersionMatch (422 on
+ * ListOptions): on a list it needs a resourceVersion, is forbidden with a
+ * continue token, is Exact or NotOlderThan, and Exact is forbidden for
+ * resourceVersion "0"; on a watch it is forbidden (it only goes with
+ * sendInitialEvents, which is not served). Returns the value, or undefined
+ * when absent.
+ */
+export function resourceVersionMatchParam(q: Query, watch: boolean): "Exact" | "NotOlderThan" | undefined {
+  const match = q.resourceVersionMatch;
+  if (match === undefined || match === "") return undefined;
+  const causes: StatusCause[] = [];
+  const forbidden = (message: string): void => void causes.push({ reason: "FieldValueForbidden", field: "resourceVersionMatch", message: `Forbidden: ${message}` });
+  if (watch) {
+    forbidden("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided");
+    if (match !== "NotOlderThan") causes.push({ reason: "FieldValueNotSupported", field: "resourceVersionMatch", message: `Unsupported value: ${JSON.stringify(match)}: supported values: "NotOlderThan"` });
+  } else {
+    if (q.resourceVersion === undefined || q.resourceVersion === "") forbidden("resourceVersionMatch is forbidden unless resourceVersion is provided");
+    if (q.continue !== undefined && q.continue !== "") forbidden("resourceVersionMatch is forbidden when continue is provided");
+    if (match !== "Exact" && match !== "NotOlderThan") {
+      causes.push({ reason: "FieldValueNotSupported", field: "resourceVersionMatch", message: `Unsupported value: ${JSON.stringify(match)}: supported values: "Exact", "NotOlderThan", ""` });
+    }
+    if (match === "Exact" && q.resourceVersion === "0") forbidden('resourceVersionMatch "exact" is forbidden for resourceVersion "0"');
+  }
+  if (causes.length > 0) throw invalidOptions("ListOptions", causes);
+  return match as "Exact" | "NotOlderThan";
+}
+

@@ -19,7 +19,7 @@ import {
 import { ExpiredError } from "../store.js";
 import { coreColumns, tableVersion, toTable } from "../table.js";
 import { unstorableText } from "./decode.js";
-import { boolParam, int64Param, invalidOptions, resourceVersionParam, tooLargeResourceVersion } from "./params.js";
+import { boolParam, int64Param, invalidOptions, resourceVersionMatchParam, resourceVersionParam, tooLargeResourceVersion } from "./params.js";
 import { objectKey, queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";
 
 const continueExpired =
@@ -115,9 +115,16 @@ export async function listObjects(env: RestEnv, ctx: Koa.Context, req: ResourceR
   // Like kube, a limit of zero or below means no limit.
   const asked = int64Param(q, "limit") ?? 0n;
   const limit = asked <= 0n ? 0 : Number(asked > BigInt(maxLimit) ? BigInt(maxLimit) : asked);
-  await readResourceVersion(env, q);
+  const match = resourceVersionMatchParam(q, false);
+  const askedRv = await readResourceVersion(env, q);
   let after: { namespace: string; name: string } | undefined;
   let listRv: number | undefined;
+  if (match === "Exact" && askedRv !== undefined) {
+    // The list exactly as it was at that revision; 410 once it was compacted.
+    listRv = Number(askedRv);
+    const { compactedRv } = await env.store.revision();
+    if (listRv < compactedRv) throw gone(`too old resource version: ${askedRv.toString()} (${String(compactedRv)})`);
+  }
   if (q.continue) {
     ({ after, rv: listRv } = decodeContinue(q.continue));
     const { rv: current, compactedRv } = await env.store.revision();

@@ -17,7 +17,7 @@ import { groupVersion, type ResourceDef } from "../registry.js";
 import { matchesFields, matchesLabels } from "../../lib/kube/selectors.js";
 import type { StoredEvent } from "../store.js";
 import { tableVersion } from "../table.js";
-import { boolParam, invalidOptions, resourceVersionParam, tooLargeResourceVersion, watchTimeoutMs } from "./params.js";
+import { boolParam, invalidOptions, resourceVersionMatchParam, resourceVersionParam, tooLargeResourceVersion, watchTimeoutMs } from "./params.js";
 import { requestSelectors, tableOf, type Selectors } from "./read.js";
 import { queryOf, withTypeMeta, type Query, type ResourceRequest, type RestEnv } from "./request.js";
 
@@ -39,6 +39,7 @@ export async function watchObjects(env: RestEnv, ctx: Koa.Context, req: Resource
       { reason: "FieldValueForbidden", field: "sendInitialEvents", message: "Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled" },
     ]);
   }
+  resourceVersionMatchParam(q, true);
   const from = resourceVersionParam(q);
 
   const stream = openEventStream(ctx);

@@ -240,6 +240,40 @@ describe("API server: hostile request parsing", function () {
       assert.equal(s.details?.causes?.[0]?.reason, "ResourceVersionTooLarge");
     });
 
+    for (const [label, query, fields] of [
+      ["without a resourceVersion", "resourceVersionMatch=Exact", ["Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"]],
+      ["with a continue token", "resourceVersionMatch=NotOlderThan&resourceVersion=1&continue=abc", ["Forbidden: resourceVersionMatch is forbidden when continue is provided"]],
+      ["of an unknown value", "resourceVersionMatch=Newest&resourceVersion=1", ['Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", ""']],
+      ["Exact at resourceVersion 0", "resourceVersionMatch=Exact&resourceVersion=0", ['Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"']],
+      ["on a watch", "watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=1", ["Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"]],
+    ] as const) {
+      it(`refuses resourceVersionMatch ${label} with 422 like kube's ListOptions validation`, async () => {
+        const s = failure(await send(t, "GET", `${cms}?${query}`), 422, "Invalid");
+        assert.deepEqual(
+          s.details?.causes?.map((c) => c.message),
+          fields,
+        );
+        assert.ok(s.details?.causes?.every((c) => c.field === "resourceVersionMatch"));
+      });
+    }
+
+    it("lists exactly as of a past revision with resourceVersionMatch=Exact, and at least as new with NotOlderThan", async () => {
+      const name = `rvm-${run}`;
+      const created = await send(t, "POST", cms, cm(name), json);
+      assert.equal(created.status, 201, created.body);
+      const before = (JSON.parse(created.body) as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+      const del = await send(t, "DELETE", `${cms}/${name}`);
+      assert.equal(del.status, 200, del.body);
+      const names = (r: Reply) => (JSON.parse(r.body) as { items: Array<{ metadata: { name: string } }> }).items.map((i) => i.metadata.name);
+      const exact = await send(t, "GET", `${cms}?resourceVersionMatch=Exact&resourceVersion=${before}`);
+      assert.equal(exact.status, 200, exact.body);
+      assert.ok(names(exact).includes(name), "the list at the creation revision holds the object deleted since");
+      assert.equal((JSON.parse(exact.body) as { metadata: { resourceVersion: string } }).metadata.resourceVersion, before);
+      const newer = await send(t, "GET", `${cms}?resourceVersionMatch=NotOlderThan&resourceVersion=${before}`);
+      assert.equal(newer.status, 200, newer.body);
+      assert.ok(!names(newer).includes(name), "NotOlderThan answers the current state");
+    });
+
     const token = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
     for (const [label, cont] of [
       ["not base64 JSON", "!!!"],
