@@ -9,6 +9,7 @@ import { groupVersion, type ResourceDef } from "../registry.js";
 import {
   equalityLabelRequirements,
   fieldSelectorPaths,
+  fieldValue,
   matchesFields,
   matchesLabels,
   parseFieldSelector,
@@ -29,6 +30,18 @@ const continueExpired =
 export interface Selectors {
   labels?: LabelSelector;
   fields?: FieldSelector;
+  /** How the kind exposes a selectable field (kube's ToSelectableFields). */
+  fieldValue?: (obj: unknown, path: string) => string;
+}
+
+/**
+ * Events' selectable fields as kube-apiserver builds them: `source` is
+ * source.component, or reportingComponent (ReportingController) when that
+ * is empty; the rest are their paths.
+ */
+function eventFieldValue(obj: unknown, path: string): string {
+  if (path !== "source") return fieldValue(obj, path);
+  return fieldValue(obj, "source.component") || fieldValue(obj, "reportingComponent");
 }
 
 /** The list metadata of a list or Table response. */
@@ -83,6 +96,7 @@ export function requestSelectors(q: Query, def: ResourceDef): Selectors {
   } catch (err) {
     throw badRequest(err instanceof Error ? err.message : String(err));
   }
+  if (def.group === "" && def.plural === "events") out.fieldValue = eventFieldValue;
   if (out.fields) {
     for (const p of fieldSelectorPaths(out.fields)) {
       if (!allowedFieldSelector(def, p)) {
@@ -96,7 +110,7 @@ export function requestSelectors(q: Query, def: ResourceDef): Selectors {
 /** Whether `o` passes the label and field selectors. */
 export function matchesSelectors(sel: Selectors, o: KubeObject): boolean {
   if (sel.labels && !matchesLabels(sel.labels, o.metadata.labels)) return false;
-  if (sel.fields && !matchesFields(sel.fields, o)) return false;
+  if (sel.fields && !matchesFields(sel.fields, o, sel.fieldValue)) return false;
   return true;
 }
 

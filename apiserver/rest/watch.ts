@@ -231,7 +231,7 @@ class WatchStream {
     return (
       (namespace === undefined || o.metadata.namespace === namespace) &&
       (!sel.labels || matchesLabels(sel.labels, o.metadata.labels)) &&
-      (!sel.fields || matchesFields(sel.fields, o))
+      (!sel.fields || matchesFields(sel.fields, o, sel.fieldValue))
     );
   }
 

@@ -500,10 +500,14 @@ export function fieldValue(obj: unknown, path: string): string {
   return "";
 }
 
-/** True when `obj` satisfies every term of `sel`. */
-export function matchesFields(sel: FieldSelector, obj: unknown): boolean {
+/**
+ * True when `obj` satisfies every term of `sel`. `value` reads a field as
+ * the kind's selectable field set exposes it (a kind may map a field label
+ * to another path, as events map `source`); by default the dotted path.
+ */
+export function matchesFields(sel: FieldSelector, obj: unknown, value: (obj: unknown, path: string) => string = fieldValue): boolean {
   for (const r of sel.requirements) {
-    const equal = fieldValue(obj, r.field) === r.value;
+    const equal = value(obj, r.field) === r.value;
     if (r.operator === "=" ? !equal : equal) return false;
   }
   return true;

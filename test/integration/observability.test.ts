@@ -57,6 +57,14 @@ describe("observability: events, metrics and health endpoints", function () {
     const revoked = await waitForEvent("JoinToken", "obs-revoked", "TokenRevoked");
     assert.equal(revoked.type, "Normal");
     assert.equal(revoked.source.component, "fabric-controllers");
+    // `source` selects on source.component, as kube-apiserver's event field set has it.
+    const bySource = async (source: string): Promise<KubeEvent[]> => {
+      const r = await kubectl(p.kubeconfig, ["get", "events", "-o", "json", "--field-selector", `source=${source},involvedObject.name=obs-revoked`]);
+      assert.equal(r.code, 0, r.stderr);
+      return (JSON.parse(r.stdout) as { items: KubeEvent[] }).items;
+    };
+    assert.ok((await bySource("fabric-controllers")).some((e) => e.reason === "TokenRevoked"));
+    assert.deepEqual(await bySource("kubelet"), []);
     const client = await pinnedClient(p);
     try {
       const r = await enrollOnce(client, { token, nodeName: "refused-1" });
