@@ -77,7 +77,24 @@ function verbOf(method: string, req: ResourceRequest | undefined, watch: boolean
   }
 }
 
-/** Parses /api/v1/... and /apis/<g>/<v>/... resource paths. */
+/**
+ * The request path percent-decoded, as Go's net/http hands kube-apiserver
+ * `URL.Path` (so `%2F` separates segments and `%41` is `A`); 400 BadRequest
+ * for a malformed escape, one that decodes to invalid UTF-8, or `%00`.
+ */
+export function decodedPath(rawPath: string): string {
+  let path: string;
+  try {
+    path = decodeURIComponent(rawPath);
+  } catch {
+    throw new StatusError(400, "BadRequest", `invalid URL escape in path ${JSON.stringify(rawPath.slice(0, 256))}`);
+  }
+  // No name or namespace may hold U+0000 (PostgreSQL text cannot either).
+  if (path.includes("\u0000")) throw new StatusError(400, "BadRequest", `path ${JSON.stringify(rawPath.slice(0, 256))} holds an escaped NUL character`);
+  return path;
+}
+
+/** Parses /api/v1/... and /apis/<g>/<v>/... resource paths (already percent-decoded). */
 export function parseResourcePath(registry: Registry, path: string): ResourceRequest | "discovery" | undefined {
   const parts = path.split("/").filter((p) => p !== "");
   let group: string;
@@ -141,7 +158,7 @@ export function createApp(deps: AppDeps): Koa {
     const auditId = randomUUID();
     ctx.set("Audit-Id", auditId);
     try {
-      const p = parseResourcePath(registry, ctx.path);
+      const p = parseResourcePath(registry, decodedPath(ctx.path));
       if (p && p !== "discovery") parsed = p;
       ctx.state.resource = parsed;
       watch = ctx.method === "GET" && parsed !== undefined && (parsed.watchPath === true || boolParam(queryOf(ctx), "watch"));
@@ -179,7 +196,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   app.use(async (ctx) => {
-    const path = ctx.path.replace(/\/+$/, "") || "/";
+    const path = decodedPath(ctx.path).replace(/\/+$/, "") || "/";
     switch (path) {
       case "/healthz":
       case "/livez":

@@ -274,6 +274,23 @@ describe("API server: hostile request parsing", function () {
       assert.ok(!names(newer).includes(name), "NotOlderThan answers the current state");
     });
 
+    it("percent-decodes the path as Go's net/http does: an escaped name finds the object, %2F splits segments, a bad escape is 400", async () => {
+      const name = `pct-${run}`;
+      const created = await send(t, "POST", cms, cm(name), json);
+      assert.equal(created.status, 201, created.body);
+      const escaped = [...name].map((ch) => `%${ch.charCodeAt(0).toString(16).padStart(2, "0")}`).join("");
+      const got = await send(t, "GET", `${cms}/${escaped}`);
+      assert.equal(got.status, 200, got.body);
+      assert.equal((JSON.parse(got.body) as { metadata: { name: string } }).metadata.name, name);
+      failure(await send(t, "GET", `${cms}/${name}%2Fstatus%2Fextra`), 404, "NotFound");
+      const bad = failure(await send(t, "GET", `${cms}/%zz`), 400, "BadRequest");
+      assert.match(bad.message, /invalid URL escape/);
+      failure(await send(t, "GET", `${cms}/%C3%28`), 400, "BadRequest");
+      failure(await send(t, "DELETE", `${cms}/a%00b`), 400, "BadRequest");
+      assert.equal((await send(t, "DELETE", `${cms}/${escaped}`)).status, 200);
+      await assertAbsent(name);
+    });
+
     const token = (v: unknown) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
     for (const [label, cont] of [
       ["not base64 JSON", "!!!"],
