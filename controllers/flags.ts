@@ -19,6 +19,7 @@ export function leaseFlagOptions(defaultIdentity: string, defaultNamespace: stri
     "watch-silence-timeout": { type: "string", default: "30" },
     "node-grace-period": { type: "string", default: "40s" },
     "node-heartbeat-publish-interval": { type: "string", default: "5m" },
+    "node-startup-grace-period": { type: "string", default: "5m" },
   } as const;
 }
 
@@ -34,6 +35,7 @@ export function leaseFlagUsage(defaultNamespace: string): string {
   --watch-silence-timeout SEC           restart a watch that sent nothing for this long (default 30)
   --node-grace-period DUR               a node without heartbeats this long goes Ready=Unknown (default 40s)
   --node-heartbeat-publish-interval DUR republish an unchanged node's lastHeartbeatTime this often (default 5m)
+  --node-startup-grace-period DUR       a node whose agent sent no heartbeat this long after its certificate was issued goes Ready=Unknown (default 5m)
 `;
 }
 
@@ -49,6 +51,7 @@ export interface LeaseFlagValues {
   "watch-silence-timeout": string;
   "node-grace-period": string;
   "node-heartbeat-publish-interval": string;
+  "node-startup-grace-period": string;
 }
 
 function seconds(flag: string, v: string): number {
@@ -74,7 +77,7 @@ export function leaseSettingsFromFlags(v: LeaseFlagValues): Pick<ControllersOpti
   if (lease !== undefined && !(lease.leaseDurationMs > lease.renewDeadlineMs && lease.renewDeadlineMs > 1.2 * lease.retryPeriodMs)) {
     throw new Error("leader election timings need lease-duration > renew-deadline > 1.2 * retry-period");
   }
-  const duration = (flag: "node-grace-period" | "node-heartbeat-publish-interval"): number => {
+  const duration = (flag: "node-grace-period" | "node-heartbeat-publish-interval" | "node-startup-grace-period"): number => {
     let ms: number;
     try {
       ms = parseDuration(v[flag]);
@@ -88,6 +91,10 @@ export function leaseSettingsFromFlags(v: LeaseFlagValues): Pick<ControllersOpti
     identity: v.identity,
     lease,
     informer: { silenceTimeoutMs: seconds("watch-silence-timeout", v["watch-silence-timeout"]) },
-    nodeHealth: { gracePeriodMs: duration("node-grace-period"), heartbeatPublishIntervalMs: duration("node-heartbeat-publish-interval") },
+    nodeHealth: {
+      gracePeriodMs: duration("node-grace-period"),
+      heartbeatPublishIntervalMs: duration("node-heartbeat-publish-interval"),
+      startupGracePeriodMs: duration("node-startup-grace-period"),
+    },
   };
 }

@@ -33,6 +33,8 @@ export interface NodeHealthSettings {
   gracePeriodMs?: number;
   /** lastHeartbeatTime republish interval (default 5 min). */
   heartbeatPublishIntervalMs?: number;
+  /** A node with no heartbeat this long after its certificate was issued goes Ready=Unknown (default 5 min; 0 disables). */
+  startupGracePeriodMs?: number;
   /** Heartbeat scan period (default min(5 s, grace/4)). */
   scanIntervalMs?: number;
 }

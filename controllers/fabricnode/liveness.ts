@@ -23,6 +23,8 @@ import { formatTime } from "../runtime/index.js";
 export const LivenessReasons = {
   /** Heartbeats stopped for longer than the grace period (Kubernetes' reason). */
   NodeStatusUnknown: "NodeStatusUnknown",
+  /** No heartbeat ever arrived within the startup grace period (Kubernetes' reason). */
+  NodeStatusNeverUpdated: "NodeStatusNeverUpdated",
 } as const;
 
 /** Liveness settings (milliseconds). */
@@ -31,10 +33,16 @@ export interface LivenessSettings {
   gracePeriodMs: number;
   /** lastHeartbeatTime alone is republished at most this often (default 5 min). */
   publishIntervalMs: number;
+  /**
+   * A node whose agent has sent no heartbeat this long after its certificate
+   * was issued goes Ready=Unknown (default 5 min; kube-controller-manager's
+   * node-startup-grace-period plays this part for kubelets). 0 disables.
+   */
+  startupGracePeriodMs: number;
 }
 
 /** Defaults of {@link LivenessSettings}. */
-export const DEFAULT_LIVENESS: LivenessSettings = { gracePeriodMs: 40_000, publishIntervalMs: 300_000 };
+export const DEFAULT_LIVENESS: LivenessSettings = { gracePeriodMs: 40_000, publishIntervalMs: 300_000, startupGracePeriodMs: 300_000 };
 
 /** Health the control plane publishes. */
 export type PublishedHealth = "Healthy" | "Degraded" | "Unknown";

@@ -24,7 +24,9 @@ export const NodeReasons = {
  * The status to publish (fields owned by other controllers carried over).
  * With a heartbeat, an Active node is Ready only while heartbeats arrive
  * (Unknown after the grace period); a node that never sent one is judged
- * by its identity alone (enrolled, agent not started yet).
+ * by its identity (enrolled, agent not started yet) until the startup grace
+ * period after its certificate was issued has passed, then Unknown
+ * (`heartbeatsTracked` false: no heartbeat store, identity alone).
  */
 export function desiredNodeStatus(
   current: FabricNodeStatus | undefined,
@@ -33,7 +35,7 @@ export function desiredNodeStatus(
   identity: IdentityRow | undefined,
   specMembership: NodeRow["membership"],
   now: Date,
-  liveness?: { heartbeat: HeartbeatRow | undefined; settings: LivenessSettings },
+  liveness?: { heartbeat: HeartbeatRow | undefined; settings: LivenessSettings; heartbeatsTracked?: boolean },
 ): FabricNodeStatus {
   const hb = row !== undefined && row.membership !== "Revoked" ? liveness?.heartbeat : undefined;
   const health = hb === undefined || liveness === undefined ? undefined : healthOf(hb.receivedAt, hb.health, now, liveness.settings.gracePeriodMs);
@@ -59,6 +61,14 @@ export function desiredNodeStatus(
       message: `no heartbeat for more than ${Math.round(liveness.settings.gracePeriodMs / 1000)}s (last at ${formatTime(hb.receivedAt)})`,
       observedGeneration: generation,
     };
+  } else if (liveness !== undefined && neverUpdated(liveness.heartbeat, liveness.heartbeatsTracked ?? true, identity, now, liveness.settings)) {
+    ready = {
+      type: "Ready",
+      status: "Unknown",
+      reason: LivenessReasons.NodeStatusNeverUpdated,
+      message: `the agent has sent no heartbeat since the certificate was issued at ${formatTime(identity.issuedAt)} (startup grace ${Math.round(liveness.settings.startupGracePeriodMs / 1000)}s)`,
+      observedGeneration: generation,
+    };
   } else {
     ready = { type: "Ready", status: "True", reason: NodeReasons.Active, message: `active; certificate valid until ${identity.notAfter.toISOString()}`, observedGeneration: generation };
   }
@@ -72,6 +82,12 @@ export function desiredNodeStatus(
   }
   if (hb !== undefined && health !== undefined && liveness !== undefined) return withHeartbeat(row?.name ?? "", current, out, hb, health, liveness.settings, jsonEqual);
   return out;
+}
+
+/** True when no heartbeat ever arrived and the startup grace period since the certificate's issue has passed. */
+export function neverUpdated(heartbeat: HeartbeatRow | undefined, tracked: boolean, identity: IdentityRow, now: Date, settings: LivenessSettings): boolean {
+  if (heartbeat !== undefined || !tracked || settings.startupGracePeriodMs <= 0) return false;
+  return now.getTime() - identity.issuedAt.getTime() > settings.startupGracePeriodMs;
 }
 
 /** status.assignedRoles from the node's grants: each role once, sorted; undefined (the field removed) when none. */

@@ -72,7 +72,8 @@ export class FabricNodeReconciler implements Reconciler {
     const nowAt = new Date((this.d.clock ?? realClock).now());
     const heartbeat = row === undefined || this.d.heartbeats === undefined ? undefined : await this.d.heartbeats.latest(key.name);
     const settings = this.d.liveness ?? DEFAULT_LIVENESS;
-    const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt, { heartbeat, settings });
+    const heartbeatsTracked = this.d.heartbeats !== undefined;
+    const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt, { heartbeat, settings, heartbeatsTracked });
     if (this.d.roles !== undefined) status.assignedRoles = assignedRolesOf(await this.d.roles.rolesOfNodes([key.name]));
     if (this.d.workloads !== undefined) status.workloads = nodeWorkloadsOf(await this.d.workloads.reportsOfNode(key.name));
     if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
@@ -84,7 +85,15 @@ export class FabricNodeReconciler implements Reconciler {
     }
     await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     // Identity renewals happen in the agent API: look again now and then, and at expiry.
-    if (identity !== undefined) return { requeueAfterMs: Math.max(1000, Math.min(60_000, identity.notAfter.getTime() - nowAt.getTime() + 100)) };
+    if (identity !== undefined) {
+      let next = Math.min(60_000, identity.notAfter.getTime() - nowAt.getTime() + 100);
+      // A node that has not heartbeated yet is looked at again when its startup grace runs out.
+      if (heartbeat === undefined && heartbeatsTracked && settings.startupGracePeriodMs > 0) {
+        const graceLeft = identity.issuedAt.getTime() + settings.startupGracePeriodMs - nowAt.getTime() + 100;
+        if (graceLeft > 0) next = Math.min(next, graceLeft);
+      }
+      return { requeueAfterMs: Math.max(1000, next) };
+    }
     return;
   }
 }

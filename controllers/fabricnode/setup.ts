@@ -23,6 +23,7 @@ export const fabricNodeKind: FabricKind = {
     const liveness = {
       gracePeriodMs: health?.gracePeriodMs ?? DEFAULT_LIVENESS.gracePeriodMs,
       publishIntervalMs: health?.heartbeatPublishIntervalMs ?? DEFAULT_LIVENESS.publishIntervalMs,
+      startupGracePeriodMs: health?.startupGracePeriodMs ?? DEFAULT_LIVENESS.startupGracePeriodMs,
     };
     const controller = new Controller<FabricNode>({
       name: "fabricnode",

@@ -138,6 +138,8 @@ export interface IdentityRow {
   notBefore: Date;
   notAfter: Date;
   status: "active" | "superseded" | "revoked";
+  /** When the control plane issued it (database clock). */
+  issuedAt: Date;
 }
 
 interface IdentityDb {
@@ -148,6 +150,7 @@ interface IdentityDb {
   not_before: Date;
   not_after: Date;
   status: IdentityRow["status"];
+  issued_at: Date;
 }
 
 function identityFromDb(r: IdentityDb): IdentityRow {
@@ -159,6 +162,7 @@ function identityFromDb(r: IdentityDb): IdentityRow {
     notBefore: r.not_before,
     notAfter: r.not_after,
     status: r.status,
+    issuedAt: r.issued_at,
   };
 }
 

@@ -3,8 +3,11 @@
  * real agent process heartbeats every 500 ms; the control plane runs with
  * --node-grace-period 3s, so once the agent is SIGKILLed its FabricNode goes
  * Ready=Unknown well inside the wait below (with the 40 s default it would
- * not, and the test would fail), and comes back when the agent returns. A
- * malformed value is refused at start with the flag's name.
+ * not, and the test would fail), and comes back when the agent returns.
+ * With --node-startup-grace-period 4s, a node whose agent has not started
+ * goes Ready=Unknown (NodeStatusNeverUpdated) before its first heartbeat
+ * (the 5 min default would keep it Ready). A malformed value is refused at
+ * start with the flag's name.
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -59,8 +62,8 @@ describe("e2e: node-health flags of fabric-controlplane", function () {
     }
   });
 
-  it("marks a silent node Ready=Unknown after --node-grace-period and Ready=True when it returns", async () => {
-    cp = await spawnControlPlane(cpDir, ["--leader-elect", "false", "--node-grace-period", "3s"]);
+  it("marks a node that never heartbeated Ready=Unknown after --node-startup-grace-period, a silent one after --node-grace-period, and Ready=True when it returns", async () => {
+    cp = await spawnControlPlane(cpDir, ["--leader-elect", "false", "--node-grace-period", "3s", "--node-startup-grace-period", "4s"]);
     const ready = /"agentApi":"([^"]+)","agentApiCaHash":"([^"]+)"/.exec(cp.output());
     assert.ok(ready, cp.output());
     const [, server = "", caHash = ""] = ready;
@@ -86,6 +89,13 @@ describe("e2e: node-health flags of fabric-controlplane", function () {
       return { ready: obj.status?.conditions?.find((c) => c.type === "Ready"), health: obj.status?.health };
     };
     const readyOf = async (): Promise<Condition | undefined> => (await nodeOf())?.ready;
+
+    // Enrolled, agent not started: Ready on the certificate alone, then Unknown once the startup grace ran out.
+    const never = await eventually(async () => {
+      const c = await readyOf();
+      return c?.status === "Unknown" ? c : undefined;
+    }, 30_000, 200);
+    assert.equal(never.reason, "NodeStatusNeverUpdated");
 
     const agent = run();
     // Heartbeats arrive: the node is Ready and its health comes from the agent.

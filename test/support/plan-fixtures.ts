@@ -143,7 +143,7 @@ export function nodeRow(over: Partial<NodeRow> = {}): NodeRow {
   };
 }
 
-/** The active identity of a node, valid from an hour before T0 to a day after. */
+/** The active identity of a node, valid from an hour before T0 to a day after, issued a minute before T0. */
 export function identityRow(over: Partial<IdentityRow> = {}): IdentityRow {
   return {
     serial: "0a1b2c",
@@ -153,6 +153,7 @@ export function identityRow(over: Partial<IdentityRow> = {}): IdentityRow {
     notBefore: at(-3_600_000),
     notAfter: at(86_400_000),
     status: "active",
+    issuedAt: at(-60_000),
     ...over,
   };
 }

@@ -11,11 +11,11 @@ import { visibleKey } from "../../controllers/fabricnode/heartbeat-monitor.js";
 import { publishBucket, type LivenessSettings } from "../../controllers/fabricnode/liveness.js";
 import { desiredNodeStatus } from "../../controllers/fabricnode/plan.js";
 
-const settings: LivenessSettings = { gracePeriodMs: 40_000, publishIntervalMs: 300_000 };
+const settings: LivenessSettings = { gracePeriodMs: 40_000, publishIntervalMs: 300_000, startupGracePeriodMs: 300_000 };
 const t0 = new Date("2030-01-01T00:00:00Z");
 const at = (ms: number) => new Date(t0.getTime() + ms);
 const row: NodeRow = { name: "c.n", cluster: "c", nodeName: "n", hostFingerprint: "sha256:x", membership: "Active", joinRequest: null, capabilities: ["enrolled"], facts: {}, nodeGroup: null };
-const identity: IdentityRow = { serial: "ab", node: "c.n", cluster: "c", publicKeyFingerprint: "sha256:y", notBefore: at(-1000), notAfter: at(86_400_000), status: "active" } as IdentityRow;
+const identity: IdentityRow = { serial: "ab", node: "c.n", cluster: "c", publicKeyFingerprint: "sha256:y", notBefore: at(-1000), notAfter: at(86_400_000), status: "active", issuedAt: at(-1000) };
 const heartbeat = (receivedMs: number, over: Partial<HeartbeatRow> = {}): HeartbeatRow => ({
   node: "c.n", cluster: "c", receivedAt: at(receivedMs), seq: receivedMs, agentVersion: "0.1.0", capabilities: ["can_route_mesh"], facts: { os: "linux" },
   health: "Healthy", healthMessage: "", snapshotSerial: 3, snapshotHash: "a".repeat(64), snapshotAppliedAt: at(0), ...over,
@@ -24,7 +24,7 @@ const plan = (current: FabricNodeStatus | undefined, hb: HeartbeatRow | undefine
 const readyOf = (s: FabricNodeStatus) => s.conditions?.find((c) => c.type === "Ready");
 
 describe("FabricNode liveness from heartbeats", () => {
-  it("a node that never sent a heartbeat is judged by its identity alone", () => {
+  it("a node that never sent a heartbeat is judged by its identity alone within the startup grace period", () => {
     const s = plan(undefined, undefined, 0);
     assert.equal(readyOf(s)?.status, "True");
     assert.equal(s.health, undefined);

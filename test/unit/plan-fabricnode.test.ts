@@ -15,7 +15,7 @@ import { NodeReasons, desiredNodeStatus } from "../../controllers/fabricnode/pla
 import type { Condition } from "../../controllers/runtime/conditions.js";
 import { PlanClock, T0, at, conditionOf, deterministic, frozen, heartbeatRow, identityRow, nodeRow, publishedCondition } from "../support/plan-fixtures.js";
 
-const settings: LivenessSettings = frozen({ gracePeriodMs: 40_000, publishIntervalMs: 300_000 });
+const settings: LivenessSettings = frozen({ gracePeriodMs: 40_000, publishIntervalMs: 300_000, startupGracePeriodMs: 300_000 });
 const DAY = 86_400_000;
 type Membership = NodeRow["membership"];
 
@@ -257,14 +257,45 @@ describe("FabricNode plan", () => {
       assert.equal(conditionOf(silent, "Ready").lastTransitionTime, "2030-01-01T00:01:00Z");
     });
 
+    describe("a node that never heartbeated", () => {
+      // identityRow() was issued at T0 - 60 s; the startup grace is 300 s, so it runs out at T0 + 240 s.
+      const readyAt = (nowMs: number, extra: { heartbeatsTracked?: boolean; startupGracePeriodMs?: number } = {}) =>
+        conditionOf(
+          deterministic(desiredNodeStatus, undefined, 4, frozen(nodeRow()), frozen(identityRow()), "Active", at(nowMs), frozen({
+            heartbeat: undefined,
+            settings: { ...settings, ...(extra.startupGracePeriodMs === undefined ? {} : { startupGracePeriodMs: extra.startupGracePeriodMs }) },
+            ...(extra.heartbeatsTracked === undefined ? {} : { heartbeatsTracked: extra.heartbeatsTracked }),
+          })),
+          "Ready",
+        );
+      it("is Ready on its identity alone within the startup grace period", () => {
+        assert.equal(readyAt(240_000).status, "True");
+        assert.equal(readyAt(240_000).reason, NodeReasons.Active);
+      });
+      it("goes Ready=Unknown NodeStatusNeverUpdated once the startup grace period after its certificate's issue has passed", () => {
+        const c = readyAt(240_001);
+        assert.equal(c.status, "Unknown");
+        assert.equal(c.reason, LivenessReasons.NodeStatusNeverUpdated);
+        assert.equal(c.message, "the agent has sent no heartbeat since the certificate was issued at 2029-12-31T23:59:00Z (startup grace 300s)");
+      });
+      it("stays Ready when heartbeats are not tracked (no heartbeat store) or the startup grace is disabled (0)", () => {
+        assert.equal(readyAt(DAY / 2, { heartbeatsTracked: false }).status, "True");
+        assert.equal(readyAt(DAY / 2, { startupGracePeriodMs: 0 }).status, "True");
+      });
+      it("a disabled node stays Disabled, not Unknown", () => {
+        const s = desiredNodeStatus(undefined, 4, nodeRow({ membership: "Disabled" }), identityRow(), "Disabled", at(DAY / 2), { heartbeat: undefined, settings });
+        assert.equal(conditionOf(s, "Ready").reason, NodeReasons.Disabled);
+      });
+    });
+
     it("the grace period in the Unknown message is rounded to whole seconds", () => {
-      const s = desiredNodeStatus(undefined, 4, nodeRow(), identityRow(), "Active", T0, { heartbeat: heartbeatRow(-90_000), settings: { gracePeriodMs: 42_600, publishIntervalMs: 300_000 } });
+      const s = desiredNodeStatus(undefined, 4, nodeRow(), identityRow(), "Active", T0, { heartbeat: heartbeatRow(-90_000), settings: { gracePeriodMs: 42_600, publishIntervalMs: 300_000, startupGracePeriodMs: 300_000 } });
       assert.match(conditionOf(s, "Ready").message, /^no heartbeat for more than 43s /);
     });
   });
 
   it("every reason constant is produced by a case above", () => {
     assert.deepEqual(Object.values(NodeReasons).sort(), ["Active", "CertificateExpired", "Disabled", "NoIdentity", "Revoked", "RevokedIsFinal"]);
-    assert.deepEqual(Object.values(LivenessReasons), ["NodeStatusUnknown"]);
+    assert.deepEqual(Object.values(LivenessReasons), ["NodeStatusUnknown", "NodeStatusNeverUpdated"]);
   });
 });
