@@ -73,6 +73,8 @@ export function desiredNodeStatus(
     ready = { type: "Ready", status: "True", reason: NodeReasons.Active, message: `active; certificate valid until ${identity.notAfter.toISOString()}`, observedGeneration: generation };
   }
   const out: FabricNodeStatus = { ...current, observedGeneration: generation, conditions: setCondition(current?.conditions as Condition[] | undefined, ready, now) };
+  // A revoked node has no health any more: its heartbeats are refused, and the last one would stand forever.
+  if (row?.membership === "Revoked") delete out.health;
   if (identity !== undefined && row?.membership !== "Revoked") {
     out.identity = { certificateSerial: identity.serial, notBefore: formatTime(identity.notBefore), notAfter: formatTime(identity.notAfter), publicKeyFingerprint: identity.publicKeyFingerprint };
   } else delete out.identity;

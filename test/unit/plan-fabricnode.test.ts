@@ -257,6 +257,13 @@ describe("FabricNode plan", () => {
       assert.equal(conditionOf(silent, "Ready").lastTransitionTime, "2030-01-01T00:01:00Z");
     });
 
+    it("a revoked node drops the health it last published (its heartbeats are refused from now on)", () => {
+      const current = frozen({ health: "Healthy" as const, lastHeartbeatTime: "2029-12-31T23:59:00Z" });
+      const s = desiredNodeStatus(current, 4, nodeRow({ membership: "Revoked" }), undefined, "Revoked", T0, { heartbeat: heartbeatRow(-1000), settings });
+      assert.equal(s.health, undefined);
+      assert.equal(conditionOf(s, "Ready").reason, NodeReasons.Revoked);
+    });
+
     describe("a node that never heartbeated", () => {
       // identityRow() was issued at T0 - 60 s; the startup grace is 300 s, so it runs out at T0 + 240 s.
       const readyAt = (nowMs: number, extra: { heartbeatsTracked?: boolean; startupGracePeriodMs?: number } = {}) =>
