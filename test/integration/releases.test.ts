@@ -312,8 +312,10 @@ describe("signed releases: verification, version store, artifact downloads", fun
       const dir = join(work, "dl-403");
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: "d".repeat(64), length: 1 }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 404);
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: bigSha, length: big.length }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 403);
-      // An assignment to a release that is not verified does not open the door either.
-      await p.cp.db.pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'r-expired', $2)", [nodeA, bigSha]);
+      // An assignment to a release that lists the artifact but is not verified (another artifact is missing) does not open the door either.
+      await apply(releaseObj("r-incomplete", { version: "3.5.0", artifacts: [{ os: "linux", arch: "amd64", length: big.length, sha256: bigSha }, { os: "linux", arch: "arm64", length: 1, sha256: "f".repeat(64) }] }, [keys[0]!, keys[2]!]));
+      await verifiedCondition("r-incomplete", "ArtifactMissing");
+      await p.cp.db.pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'r-incomplete', $2)", [nodeA, bigSha]);
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: bigSha, length: big.length }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 403);
       assert.equal(existsSync(join(dir, bigSha)), false);
     });
