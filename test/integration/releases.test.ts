@@ -199,6 +199,16 @@ describe("signed releases: verification, version store, artifact downloads", fun
       assert.equal(chain.ok, true);
     });
 
+    it("verifies the signed example (manifests/examples) once its artifact is pushed", async () => {
+      const ex = join(repoRoot, "manifests", "examples");
+      const r = await kubectl(p.kubeconfig, ["apply", "-f", join(ex, "10-fabriccluster.yaml"), "-f", join(ex, "70-release.yaml")]);
+      assert.equal(r.code, 0, r.stderr);
+      await verifiedCondition("entry-node-1.4.2", "ArtifactMissing");
+      const push = await fabricctl(["release", "push", join(ex, "70-release.yaml"), join(ex, "release", "entry-node-1.4.2-linux-amd64.sh"), "--kubeconfig", p.kubeconfig]);
+      assert.equal(push.code, 0, push.stderr);
+      await verifiedCondition("entry-node-1.4.2", "Verified");
+    });
+
     it("refuses an older version offered after a newer one was verified (RollbackRefused)", async () => {
       const obj = releaseObj("r-rollback", { version: "1.9.9" }, [keys[1]!, keys[2]!]);
       await apply(obj);
