@@ -199,6 +199,16 @@ describe("signed releases: verification, version store, artifact downloads", fun
       assert.equal(chain.ok, true);
     });
 
+    it("refuses through the API a trust threshold above its keys and any change to a Release's spec", async () => {
+      const bad = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "FabricCluster", metadata: { name: "relc-bad" }, spec: { releaseTrust: { ...trustOf(1, [keys[0]!]), threshold: 2 } } }) });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /threshold cannot exceed the number of keys/);
+      const obj = releaseObj("r-unknown", { version: "0.1.0" }, [stranger]);
+      const changed = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ ...obj, spec: { ...obj.spec, version: "0.1.1" } }) });
+      assert.notEqual(changed.code, 0);
+      assert.match(changed.stderr, /immutable/);
+    });
+
     it("verifies the signed example (manifests/examples) once its artifact is pushed", async () => {
       const ex = join(repoRoot, "manifests", "examples");
       const r = await kubectl(p.kubeconfig, ["apply", "-f", join(ex, "10-fabriccluster.yaml"), "-f", join(ex, "70-release.yaml")]);
