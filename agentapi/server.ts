@@ -35,6 +35,8 @@ import { AuthCache } from "./auth.js";
 import { enrollRouter } from "./enroll.js";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
 import { nodeRouter } from "./node-routes.js";
+import { artifactRouter } from "./artifact-routes.js";
+import { ArtifactStore } from "../lib/state/artifacts.js";
 import { SnapshotFeed } from "./snapshot-feed.js";
 import { AgentApiError, errorMiddleware } from "./errors.js";
 import { RateLimiter, type RateLimit } from "./rate-limit.js";
@@ -298,6 +300,11 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
   const authCache = new AuthCache(o.pool, o.log.with({ part: "agent-auth" }));
   const app = new Koa();
+  app.on("error", (err: NodeJS.ErrnoException) => {
+    // An agent that goes away mid-download (cut connection, refused length) is normal.
+    if (err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET" || err.code === "EPIPE") return;
+    o.log.warn("agent api stream error", { err });
+  });
   const metrics = o.metrics === undefined ? undefined : agentApiMetrics(o.metrics);
   if (metrics !== undefined) app.use(metrics.middleware());
   app.use(errorMiddleware(o.log));
@@ -328,6 +335,9 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());
+  const artifacts = artifactRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, store: new ArtifactStore(o.pool, o.stateDir) });
+  app.use(artifacts.routes());
+  app.use(artifacts.allowedMethods());
   app.use((ctx) => {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });
