@@ -119,6 +119,17 @@ export interface StreamView {
   ports: ReadonlySet<number>;
 }
 
+/** The stream view of a verified snapshot's payload. */
+export function streamViewOf(payload: Pick<SnapshotPayload, "meshPeers" | "roles" | "workloads">, self: string, cluster: string): StreamView {
+  return {
+    self,
+    cluster,
+    peers: new Map(payload.meshPeers.map((p) => [p.node, { relayCapable: p.relayCapable === true }])),
+    relay: isRelayNode(payload),
+    ports: new Set(declaredMeshPorts(payload).map((p) => p.port)),
+  };
+}
+
 /** How a header reached this node. */
 export type StreamOrigin =
   /** On a direct link from `from` (already verified at the QUIC handshake). */

@@ -77,6 +77,9 @@ export interface TcpForward {
   close(): Promise<void>;
 }
 
+/** RPC method answered by every mesh agent (a direct ping). */
+export const MESH_PING_METHOD = "mesh.ping";
+
 /** How a route is shown: `direct` or `relay via R`. */
 export function routeText(r: Route): string {
   return r.kind === "direct" ? "direct" : `relay via ${r.relay}`;
@@ -189,7 +192,7 @@ export class MeshStreams {
     if (!this.authorised(node)) throw new Error(`node ${node} is not a mesh peer in this node's verified snapshot (unknown, removed, or of another cluster)`);
     if (this.route(node).kind === "direct") {
       const t0 = performance.now();
-      await links.request(node, "mesh.ping", {}, 5000);
+      await links.request(node, MESH_PING_METHOD, {}, 5000);
       return { rttMs: performance.now() - t0, route: { kind: "direct", destination: node } };
     }
     const opened = await this.open(node, { kind: "ping" });
