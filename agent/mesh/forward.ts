@@ -125,7 +125,7 @@ export class MeshStreams {
   async open(node: string, open: StreamOpen): Promise<OpenedPath> {
     const links = this.d.links();
     if (links === undefined) throw new Error("the mesh is off on this node");
-    if (!this.authorised(node)) throw new Error(`node ${node} is not a mesh peer in this node's verified snapshot (unknown, removed, or of another cluster)`);
+    if (!this.authorised(node)) throw new Error(`node ${node} is not a mesh candidate in this node's verified snapshot (unknown, removed, or of another cluster)`);
     const tried = new Map<string, string>();
     for (;;) {
       const route = this.route(node, tried);
@@ -189,7 +189,7 @@ export class MeshStreams {
   async ping(node: string): Promise<{ rttMs: number; route: Route }> {
     const links = this.d.links();
     if (links === undefined) throw new Error("the mesh is off on this node");
-    if (!this.authorised(node)) throw new Error(`node ${node} is not a mesh peer in this node's verified snapshot (unknown, removed, or of another cluster)`);
+    if (!this.authorised(node)) throw new Error(`node ${node} is not a mesh candidate in this node's verified snapshot (unknown, removed, or of another cluster)`);
     if (this.route(node).kind === "direct") {
       const t0 = performance.now();
       await links.request(node, MESH_PING_METHOD, {}, 5000);

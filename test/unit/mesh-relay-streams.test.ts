@@ -197,7 +197,7 @@ describe("agent/mesh relays and forwarding (real QUIC links on loopback)", funct
     closers.push(echo.close);
     const { a, b, r1, r2 } = await topology(echo.port);
     await assert.rejects(a.streams.forward({ host: "127.0.0.1", port: 0 }, "b", echo.port + 1 > 65535 ? 1 : echo.port + 1), /PortNotDeclared: port \d+ on node b is not declared/);
-    await assert.rejects(a.streams.ping("x"), /node x is not a mesh peer in this node's verified snapshot/);
+    await assert.rejects(a.streams.ping("x"), /node x is not a mesh candidate in this node's verified snapshot/);
 
     // B's snapshot drops A: B refuses the relayed stream, the relay passes the reason on.
     (b.view.peers as Map<string, { relayCapable: boolean }>).delete("a");
