@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { execFile, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import net from "node:net";
 import { join as joinPath } from "node:path";
 import { promisify } from "node:util";
@@ -44,8 +44,10 @@ const ECHO_PORT = 7000;
 const MESH_PORT = 4433;
 const CAPS = "can_accept_client_ingress,can_route_mesh,can_accept_node_ingress";
 
+/** Marks this run's workload processes (the agent leaves workloads running when it stops, for adoption). */
+const RUN_TOKEN = `afr-echo-${process.pid}-${Date.now()}`;
 /** A TCP echo server for the workload (Native runtime: node -e). */
-const ECHO_SCRIPT = `require("node:net").createServer({ allowHalfOpen: true }, (s) => { s.on("error", () => {}); s.pipe(s); }).listen(${ECHO_PORT}, "127.0.0.1")`;
+const ECHO_SCRIPT = `/* ${RUN_TOKEN} */ require("node:net").createServer({ allowHalfOpen: true }, (s) => { s.on("error", () => {}); s.pipe(s); }).listen(${ECHO_PORT}, "127.0.0.1")`;
 
 interface Agent {
   short: string;
@@ -57,6 +59,17 @@ interface Agent {
   dir: string;
   child?: ChildProcess;
   out: string;
+}
+
+/** Stops this run's workload processes, found by the token in their command line. */
+function killWorkloads(): void {
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(RUN_TOKEN)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
 }
 
 /** Removes the second bridge and its veths (the harness cleans the prefix's namespaces and its own links). */
@@ -222,6 +235,7 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
         if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
       }
     }
+    killWorkloads();
     await cp?.stop();
     await lab?.destroy();
     await cleanupBridge2();

@@ -119,6 +119,11 @@ describe("agent/mesh relays and forwarding (real QUIC links on loopback)", funct
     links.on("rtt", (e) => records.set(e.node, { failures: 0, sinceMs: Date.now(), lastHeardMs: Date.now() }));
     links.on("up", (i) => records.set(i.node, { failures: 0, sinceMs: Date.now(), lastHeardMs: Date.now() }));
     links.on("down", (e) => streams.linkDown(e.node));
+    if (view.relay) {
+      // As the agent does (every 5 s there): keeps the advertisements fresh past their TTL in slow runs.
+      const timer = setInterval(() => streams.advertise(), 1000);
+      closers.push(async () => clearInterval(timer));
+    }
     const n: TestNode = { name, creds, links, streams, relays, view };
     nodes.push(n);
     return n;
