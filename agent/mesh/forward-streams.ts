@@ -10,7 +10,7 @@
  */
 import { X509Certificate } from "node:crypto";
 import { Duplex } from "node:stream";
-import type { ReadableStream as WebReadable, WritableStream as WebWritable } from "node:stream/web";
+import type { ReadableStreamDefaultReader, WritableStreamDefaultWriter } from "node:stream/web";
 import tls from "node:tls";
 import type { QUICStream } from "@matrixai/quic";
 import { parseJsonWithLimits } from "../../lib/json-limits.js";
@@ -20,14 +20,89 @@ import { nodeServerName, verifyPeerCertificate, type PeerIdentity } from "./tran
 /** ALPN of the end-to-end TLS inside a relayed stream. */
 export const RELAYED_ALPN = "fabric-mesh-relayed/1";
 
-/** A QUIC stream as a Node Duplex (backpressure both ways through the web streams). */
-export function streamDuplex(s: QUICStream): Duplex {
-  const d = Duplex.fromWeb({ readable: s.readable as unknown as WebReadable, writable: s.writable as unknown as WebWritable }, { allowHalfOpen: true });
-  d.on("error", () => undefined);
-  d.once("close", () => {
-    if (!s.closed) void s.destroy({ force: true }).catch(() => undefined);
+/**
+ * A QUIC stream as a Node Duplex, over the stream's web reader and writer:
+ * a read is asked only while Node wants more (backpressure toward the
+ * peer through QUIC flow control), a write completes when the stream took
+ * it. Ending it sends FIN after the queued bytes; destroying it before both
+ * directions ended resets the QUIC stream. (Not `Duplex.fromWeb`: in Node 20
+ * its destroy path can throw from inside the adapter when the connection
+ * closes under it, which took a whole agent down.) `onData` is told of every
+ * chunk received (the link is alive).
+ */
+export class QuicDuplex extends Duplex {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  private reading = false;
+
+  constructor(
+    private readonly quic: QUICStream,
+    private readonly onData?: () => void,
+  ) {
+    super({ allowHalfOpen: true });
+    this.reader = quic.readable.getReader();
+    this.writer = quic.writable.getWriter();
+    this.on("error", () => undefined);
+  }
+
+  override _read(): void {
+    if (this.reading) return;
+    this.reading = true;
+    this.reader.read().then(
+      ({ value, done }) => {
+        this.reading = false;
+        if (done) {
+          this.push(null);
+          return;
+        }
+        this.onData?.();
+        if (this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) this._read();
+      },
+      (err: unknown) => {
+        this.reading = false;
+        this.destroy(err instanceof Error ? err : new Error("quic stream read failed"));
+      },
+    );
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writer.write(chunk).then(
+      () => cb(),
+      (err: unknown) => cb(err instanceof Error ? err : new Error("quic stream write failed")),
+    );
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.writer.close().then(
+      () => cb(),
+      (err: unknown) => cb(err instanceof Error ? err : new Error("quic stream close failed")),
+    );
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    // A clean close (both directions ended) lets QUIC deliver what is still queued and close the
+    // stream itself; otherwise the stream is reset.
+    const clean = err === null && this.readableEnded && this.writableFinished;
+    if (!clean) {
+      this.reader.cancel().catch(() => undefined);
+      this.writer.abort().catch(() => undefined);
+      if (!this.quic.closed) void this.quic.destroy({ force: true }).catch(() => undefined);
+    }
+    cb(err);
+  }
+}
+
+/** A QUIC stream as a Node Duplex (see {@link QuicDuplex}). */
+export function streamDuplex(s: QUICStream, onData?: () => void): Duplex {
+  return new QuicDuplex(s, onData);
+}
+
+/** Closes `outer` when `inner` (a TLS socket over it) closes: gracefully after a clean close, at once after an error. */
+export function closeWith(inner: Duplex, outer: Duplex): void {
+  inner.once("close", () => {
+    if (inner.errored === null) outer.end();
+    else outer.destroy();
   });
-  return d;
 }
 
 /** Encodes one header or answer frame. */

@@ -25,7 +25,7 @@ import type { Duplex } from "node:stream";
 import type { QUICStream } from "@matrixai/quic";
 import type { Logger } from "../../lib/log.js";
 import { decideStream, parseStreamOpen, type StreamOpen, type StreamOrigin, type StreamView } from "./forward-policy.js";
-import { encodeHeader, HeaderError, readAnswer, readHeader, splice, streamDuplex, tlsFromSource, tlsToTarget, type TlsCreds } from "./forward-streams.js";
+import { closeWith, encodeHeader, HeaderError, readAnswer, readHeader, splice, streamDuplex, tlsFromSource, tlsToTarget, type TlsCreds } from "./forward-streams.js";
 import { chooseRoute, type Route, type RoutingLink } from "./routing.js";
 import { advertisementFor, RELAY_ADVERT_METHOD, type RelayTable } from "./relay-table.js";
 import type { PeerLinks } from "./transport/peer-links.js";
@@ -47,6 +47,8 @@ export interface MeshStreamsDeps {
   now: () => number;
   /** Host TCP connections go to (default 127.0.0.1). */
   targetHost?: string;
+  /** Told when bytes arrive from a linked peer on a data stream (a bulk transfer proves the link alive while probes queue behind it). */
+  heard?: (node: string) => void;
 }
 
 /** A path opened to a node: a duplex carrying the payload, the route taken, and how long the (inner) header took to be answered. */
@@ -94,6 +96,11 @@ export class MeshStreams {
 
   private authorised = (node: string): boolean => this.d.view().peers.has(node);
 
+  /** A data stream on the link to `peer` as a duplex; its bytes count as hearing from the peer. */
+  private duplex(quic: QUICStream, peer: string): Duplex {
+    return streamDuplex(quic, () => this.d.heard?.(peer));
+  }
+
   /** The route to `node` now (sticky per destination); throws with the reason when there is none. */
   route(node: string, exclude: ReadonlyMap<string, string> = new Map()): Route {
     const current = this.routes.get(node);
@@ -130,7 +137,7 @@ export class MeshStreams {
     for (;;) {
       const route = this.route(node, tried);
       if (route.kind === "direct") {
-        const stream = streamDuplex(links.openStream(node));
+        const stream = this.duplex(links.openStream(node), node);
         try {
           const t0 = performance.now();
           stream.write(encodeHeader(open));
@@ -159,7 +166,7 @@ export class MeshStreams {
     } catch (err) {
       throw new RelayPathFailed((err as Error).message, { cause: err });
     }
-    const outer = streamDuplex(quic);
+    const outer = this.duplex(quic, relay);
     try {
       outer.write(encodeHeader({ kind: "relay", target: node }));
       await readAnswer(outer, `relay ${relay} (to node ${node})`);
@@ -169,7 +176,7 @@ export class MeshStreams {
     }
     try {
       const inner = await tlsToTarget(outer, this.d.creds(), node, this.authorised);
-      inner.once("close", () => outer.destroy());
+      closeWith(inner, outer);
       try {
         const t0 = performance.now();
         inner.write(encodeHeader(open));
@@ -265,7 +272,7 @@ export class MeshStreams {
 
   /** Serves a stream a peer opened to this node (PeerLinks onStream). */
   accept(from: string, quic: QUICStream): void {
-    const stream = streamDuplex(quic);
+    const stream = this.duplex(quic, from);
     void this.serve(stream, { via: "link", from }).catch((err: unknown) => {
       this.d.log.info("mesh stream failed", { peer: from, err });
       stream.destroy();
@@ -318,7 +325,7 @@ export class MeshStreams {
       case "relayed": {
         this.answer(stream, true);
         const inner = await tlsFromSource(stream, this.d.creds(), open.source, this.authorised);
-        inner.once("close", () => stream.destroy());
+        closeWith(inner, stream);
         return this.serve(inner, { via: "relayed", source: open.source });
       }
     }
@@ -347,7 +354,7 @@ export class MeshStreams {
   }
 
   private async serveRelay(links: PeerLinks, from: Duplex, source: string, target: string): Promise<void> {
-    const to = streamDuplex(links.openStream(target));
+    const to = this.duplex(links.openStream(target), target);
     try {
       to.write(encodeHeader({ kind: "relayed", source }));
       await readAnswer(to, `node ${target}`);

@@ -26,6 +26,10 @@
  *   nodes no longer listed (removed, revoked).
  * - Identity: PeerLinks presents the membership's certificate; when the
  *   renewal loop stored a new one (serial changed), PeerLinks restarts with it.
+ * - Relays and data streams (forward.ts): a relay node advertises its links
+ *   on every link change and every 5 s; every node serves data streams
+ *   (targets, relays) from the snapshot in force, and `mesh ping` /
+ *   `mesh forward` on the control socket follow the routing engine.
  */
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
@@ -149,6 +153,10 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       routingLinks: () => routingLinks(started),
       relays,
       now,
+      heard: (node) => {
+        const r = records.get(node);
+        if (r !== undefined) r.lastHeardMs = now();
+      },
     });
     const links = await PeerLinks.start({
       cluster,
@@ -409,6 +417,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       evaluations,
       ...(lastEvaluationAt !== undefined ? { lastEvaluationAt } : {}),
       counters: { ...links.stats },
+      relays: running.relays.current(now()).map((r) => ({ relay: r.relay, reaches: [...r.reaches] })),
+      streams: { ...running.streams.counters },
     });
   };
 

@@ -131,6 +131,14 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     assert.equal(r.code, 0, r.stderr);
   };
   const dump = (): string => agents.map((a) => `--- ${a.name}\n${a.out.slice(-4000)}`).join("\n");
+  /** Link changes the agents logged (why a path went away), for failure messages. */
+  const linkEvents = (): string =>
+    agents
+      .flatMap((a) => a.out.split("\n").filter((l) => /"mesh (link down|disconnecting|peer quarantined|relay path failed|forward connection refused|stream failed)"/.test(l)).map((l) => `${a.short}: ${l.slice(0, 400)}`))
+      .join("\n");
+  afterEach(function () {
+    if (this.currentTest?.state === "failed") console.log(`      link events:\n${linkEvents()}\n${agents.map((x) => `--- ${x.short}\n${x.out.split("\n").filter((l) => !/mesh (connecting|dial failed|peer quarantined)/.test(l)).slice(-25).join("\n")}`).join("\n")}`);
+  });
 
   before(async () => {
     await cleanupBridge2();
@@ -298,6 +306,12 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     console.log(`      1 MiB echoed through ${used} in ${Date.now() - t0} ms`);
     assert.equal(back.length, data.length);
     assert.equal(sha(back), sha(data));
+    // The relay's status counts what it spliced; A's lists both relays reaching B.
+    const relay = agents.find((x) => x.name === used);
+    assert.ok(relay);
+    await eventually(async () => ((await meshStatus(relay))?.streams?.relayedBytes ?? 0) >= 2 * data.length, 30_000, 500);
+    const st = await meshStatus(byShort("a"));
+    assert.deepEqual(st?.relays?.filter((r) => r.reaches.includes(`${CLUSTER}.b`)).map((r) => r.relay), [`${CLUSTER}.r1`, `${CLUSTER}.r2`]);
   });
 
   it("cutting the relay in use fails over to the other relay", async () => {

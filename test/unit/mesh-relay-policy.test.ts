@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { decideStream, declaredMeshPorts, parseStreamOpen, streamViewOf, type StreamOpen, type StreamOrigin, type StreamView } from "../../agent/mesh/forward-policy.js";
+import { parseForwardRequest } from "../../agent/mesh/control-socket.js";
 import { ADVERT_TTL_MS, advertisementFor, MAX_REACHES, parseAdvertisement, RelayTable } from "../../agent/mesh/relay-table.js";
 import { snapshotWorkloadOf } from "../../controllers/serviceworkload/plan.js";
 import type { SnapshotMeshPeer, SnapshotWorkload } from "../../lib/snapshot/format.js";
@@ -116,6 +117,28 @@ describe("mesh relay and forwarding decisions", () => {
         assert.equal(d.ok ? "ok" : d.reason, c.want, d.ok ? "" : d.message);
       });
     }
+  });
+
+  describe("forward requests on the control socket", () => {
+    it("accepts a node, a port and an IP literal to listen on", () => {
+      assert.deepEqual(parseForwardRequest({ op: "forward", node: "b", port: 7000, listen: { host: "127.0.0.1", port: 0 } }), { node: "b", port: 7000, listen: { host: "127.0.0.1", port: 0 } });
+      assert.deepEqual(parseForwardRequest({ op: "forward", node: "b", port: 1, listen: { host: "::1", port: 65535 } }).listen, { host: "::1", port: 65535 });
+    });
+    const bad: Array<Record<string, unknown>> = [
+      {},
+      { node: "b", port: 7000 },
+      { node: "", port: 7000, listen: { host: "127.0.0.1", port: 0 } },
+      { node: "x".repeat(254), port: 7000, listen: { host: "127.0.0.1", port: 0 } },
+      { node: ["b"], port: 7000, listen: { host: "127.0.0.1", port: 0 } },
+      { node: "b", port: 0, listen: { host: "127.0.0.1", port: 0 } },
+      { node: "b", port: "7000", listen: { host: "127.0.0.1", port: 0 } },
+      { node: "b", port: 7000, listen: { host: "localhost", port: 0 } },
+      { node: "b", port: 7000, listen: { host: "127.0.0.1", port: -1 } },
+      { node: "b", port: 7000, listen: { host: "127.0.0.1", port: 1.5 } },
+      { node: "b", port: 7000, listen: null },
+      { node: "b", port: 7000, listen: "127.0.0.1:0" },
+    ];
+    for (const req of bad) it(`refuses ${JSON.stringify(req).slice(0, 90)}`, () => assert.throws(() => parseForwardRequest(req), /expected|listen must be/));
   });
 
   describe("relay advertisements", () => {

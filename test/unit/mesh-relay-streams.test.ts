@@ -175,6 +175,30 @@ describe("agent/mesh relays and forwarding (real QUIC links on loopback)", funct
     assert.equal(sha(back2), sha(data));
   });
 
+  it("delivers a reply sent after the client's half-close in full, relayed and direct (no reset of queued bytes)", async () => {
+    // Stores everything, answers 1 MiB only after the client's FIN, then closes: the tail is still
+    // queued in QUIC when the target's side of the stream finishes.
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("end", () => s.end(Buffer.concat([Buffer.concat(chunks), Buffer.concat(chunks)])));
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    closers.push(() => new Promise<void>((r) => server.close(() => r())));
+    const port = (server.address() as net.AddressInfo).port;
+    const { a, b } = await topology(port);
+    const data = randomBytes(512 * 1024);
+    const want = sha(Buffer.concat([data, data]));
+    const relayed = await a.streams.forward({ host: "127.0.0.1", port: 0 }, "b", port);
+    closers.push(relayed.close);
+    assert.equal(sha(await roundTrip(relayed.listen.port, data)), want, "relayed");
+    await a.links.connect(ep(b));
+    const direct = await a.streams.forward({ host: "127.0.0.1", port: 0 }, "b", port);
+    closers.push(direct.close);
+    assert.equal(sha(await roundTrip(direct.listen.port, data)), want, "direct");
+  });
+
   it("prefers a direct link and keeps a working relay path (sticky)", async () => {
     const echo = await echoServer();
     closers.push(echo.close);
