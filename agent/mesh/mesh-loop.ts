@@ -39,7 +39,7 @@ import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { statusSender, type StatusSender } from "../sync/status-sender.js";
-import { advertisedEndpoints, boundsOf, candidateOf, loadMeasure, observationsOf, parseEndpoint, selfOf, type PeerRecord } from "./adapter.js";
+import { advertisedEndpoints, boundsOf, isBusy, candidateOf, loadMeasure, observationsOf, parseEndpoint, selfOf, type PeerRecord } from "./adapter.js";
 import { serveControlSocket, type ForwardRequest, type HeldForward, type PingResult } from "./control-socket.js";
 import { isRelayNode, streamViewOf, type StreamView } from "./forward-policy.js";
 import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
@@ -138,7 +138,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
 
   /** Links as the routing engine reads them: live from the transport's probes, relay capability from the snapshot. */
   const routingLinks = (links: PeerLinks | undefined): RoutingLink[] =>
-    observationsOf(links?.links() ?? [], records).map((l) => ({ ...l, cluster, relayCapable: view.peers.get(l.node)?.relayCapable === true }));
+    observationsOf(links?.links() ?? [], records, now()).map((l) => ({ ...l, cluster, relayCapable: view.peers.get(l.node)?.relayCapable === true }));
 
   const startLinks = async (identity: StoredIdentity): Promise<Running> => {
     const relays = new RelayTable(cluster);
@@ -155,7 +155,9 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       now,
       heard: (node) => {
         const r = records.get(node);
-        if (r !== undefined) r.lastHeardMs = now();
+        if (r === undefined) return;
+        r.lastHeardMs = now();
+        r.dataHeardMs = r.lastHeardMs;
       },
     });
     const links = await PeerLinks.start({
@@ -185,7 +187,9 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       streams.advertise();
     });
     links.on("rtt", (e) => {
-      record(e.node).lastHeardMs = now();
+      const r = record(e.node);
+      r.lastHeardMs = now();
+      if (!isBusy(r, r.lastHeardMs)) r.idleLoss = e.loss;
     });
     links.on("down", (e) => {
       log.info("mesh link down", { peer: e.node, reason: e.reason });
@@ -375,7 +379,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const bounds = boundsOf(m);
     const t = now();
     const d = evaluatePeers(
-      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records), now: t },
+      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records, t), now: t },
       memory,
     );
     memory = d.memory;
