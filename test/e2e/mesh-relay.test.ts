@@ -359,6 +359,28 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     assert.match(await fail(`b:${ECHO_PORT + 1}`), /PortNotDeclared: port 7001 on node afr-c\.b is not declared as a mesh port/);
     assert.match(await fail(`${OTHER}.o:${ECHO_PORT}`), /node afr-o\.o is not a mesh candidate in this node's verified snapshot/);
     assert.match(await fail(`b:0`, 2), /mesh forward needs NODE:PORT/);
+
+    // The API server refuses hostile mesh ports (schema): nothing stored, the agents keep the declared set.
+    const bad: Array<[unknown, RegExp]> = [
+      [[{ name: "echo", port: 70000 }], /meshPorts\[0\]\.port/],
+      [[{ name: "echo", port: 0 }], /meshPorts\[0\]\.port/],
+      [[{ name: "echo", port: 7000, protocol: "UDP" }], /meshPorts\[0\]\.protocol/],
+      [[{ name: "Bad Name", port: 7000 }], /meshPorts\[0\]\.name/],
+      [[{ name: "a", port: 7000 }, { name: "b", port: 7000 }], /meshPorts\[1\]: Duplicate value/],
+      [Array.from({ length: 17 }, (_, i) => ({ name: `p${i}`, port: 8000 + i })), /meshPorts: Too many/],
+      [[{ name: "echo", port: "7000" }], /meshPorts\[0\]\.port/],
+      ["7000", /meshPorts/],
+    ];
+    for (const [meshPorts, want] of bad) {
+      const r = await kubectl(kubeconfig, ["apply", "-f", "-"], {
+        input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "ServiceWorkload", metadata: { name: "afr-bad" }, spec: { cluster: CLUSTER, role: "echo-server", command: ["/bin/true"], meshPorts } }),
+      });
+      assert.notEqual(r.code, 0, `accepted ${JSON.stringify(meshPorts).slice(0, 80)}`);
+      assert.match(r.stderr, want);
+      assert.doesNotMatch(r.stderr, /Internal|500/);
+    }
+    const gone = await kubectl(kubeconfig, ["get", "serviceworkload", "afr-bad"]);
+    assert.notEqual(gone.code, 0, "nothing stored");
     assert.match(await fail(`b:70000`, 2), /mesh forward needs NODE:PORT/);
   });
 });
