@@ -15,9 +15,13 @@
  *       contact and errors of every membership (from its status.json)
  *   fabric-agent mesh status   the mesh link table of every membership (from
  *       its mesh-status.json, written by the running agent's mesh loop)
- *   fabric-agent mesh ping NODE   asks the running agent (over its local
- *       control socket, mesh.sock) to send an RPC to NODE over its QUIC link
- *       and prints the round trip and the path
+ *   fabric-agent mesh ping NODE   asks the running agent (over mesh.sock) to
+ *       ping NODE along the routing engine's path; prints the RTT and the path
+ *       (`direct` or `relay via R`)
+ *   fabric-agent mesh forward [--listen IP:PORT] NODE:PORT   asks the running
+ *       agent to listen on IP:PORT (default 127.0.0.1, ephemeral port) and
+ *       forward each TCP connection to PORT on NODE through the mesh, while
+ *       this command runs
  *
  * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent),
  * --log-format json|text (default $FABRIC_LOG_FORMAT, else json): every line
@@ -40,7 +44,7 @@ import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
 import { DEFAULT_MESH_PORT, runMeshLoop, type MeshLoop } from "../agent/mesh/mesh-loop.js";
 import { formatMeshStatus, readMeshStatus } from "../agent/mesh/mesh-status.js";
-import { requestPing } from "../agent/mesh/control-socket.js";
+import { requestForward, requestPing } from "../agent/mesh/control-socket.js";
 import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 
 const log = logger("agent");
@@ -51,6 +55,7 @@ const usage = `usage:
   fabric-agent status [--state-dir DIR] [--json]
   fabric-agent mesh status [--state-dir DIR] [--output text|json]
   fabric-agent mesh ping NODE [--state-dir DIR] [--cluster NAME] [--output text|json]
+  fabric-agent mesh forward [--listen IP:PORT] NODE:PORT [--state-dir DIR] [--cluster NAME]
   fabric-agent --help
 
 join options:
@@ -163,7 +168,7 @@ function parsePort(v: string): number {
 }
 
 /** `fabric-agent mesh status|ping`: reads the running agent's mesh-status.json, or asks it over mesh.sock. */
-async function meshCommand(stateDir: string, words: string[], output: string, cluster: string | undefined): Promise<number> {
+async function meshCommand(stateDir: string, words: string[], output: string, cluster: string | undefined, listen: string | undefined, signal: AbortSignal): Promise<number> {
   if (output !== "text" && output !== "json") {
     process.stderr.write("fabric-agent: --output must be text or json\n");
     return 2;
@@ -183,6 +188,34 @@ async function meshCommand(stateDir: string, words: string[], output: string, cl
     }
     if (output === "json") process.stdout.write(JSON.stringify(all, null, 2) + "\n");
     return 0;
+  }
+  if (sub === "forward" && rest.length === 1 && rest[0] !== undefined) {
+    const id = ids[0];
+    if (id === undefined || ids.length > 1) {
+      process.stderr.write(ids.length === 0 ? `fabric-agent: no memberships in ${stateDir}\n` : "fabric-agent: several memberships: pass --cluster NAME\n");
+      return 1;
+    }
+    const target = /^(.+):(\d{1,5})$/.exec(rest[0]);
+    const at = /^\[?([0-9a-fA-F:.]+?)\]?:(\d{1,5})$/.exec(listen ?? "127.0.0.1:0");
+    if (target === null || Number(target[2]) < 1 || Number(target[2]) > 65535 || at === null || Number(at[2]) > 65535) {
+      process.stderr.write("fabric-agent: mesh forward needs NODE:PORT (port 1..65535) and --listen IP:PORT\n");
+      return 2;
+    }
+    try {
+      const f = await requestForward(id.dir, { node: target[1] ?? "", port: Number(target[2]), listen: { host: at[1] ?? "", port: Number(at[2]) } });
+      process.stdout.write(output === "json" ? JSON.stringify(f.result) + "\n" : `forwarding ${f.result.listen} -> ${f.result.node}:${f.result.port} (path ${f.result.path})\n`);
+      const stopped = new Promise<"signal">((resolve) => signal.addEventListener("abort", () => resolve("signal"), { once: true }));
+      const why = await Promise.race([stopped, f.closed.then(() => "agent" as const)]);
+      f.close();
+      if (why === "agent") {
+        process.stderr.write("fabric-agent: mesh forward: the agent closed the forward (stopped or restarted its mesh)\n");
+        return 1;
+      }
+      return 0;
+    } catch (err) {
+      process.stderr.write(`fabric-agent: mesh forward ${rest[0]}: ${(err as Error).message}\n`);
+      return 1;
+    }
   }
   if (sub === "ping" && rest.length === 1 && rest[0] !== undefined) {
     const node = rest[0];
@@ -229,6 +262,7 @@ async function main(): Promise<number> {
       "metrics-port": { type: "string" },
       json: { type: "boolean", default: false },
       output: { type: "string" },
+      listen: { type: "string" },
       "mesh-port": { type: "string" },
       "mesh-bind": { type: "string" },
       "mesh-advertise": { type: "string" },
@@ -320,7 +354,7 @@ async function main(): Promise<number> {
       });
       return 0;
     case "mesh":
-      return meshCommand(stateDir, positionals, values.output ?? (values.json ? "json" : "text"), values.cluster);
+      return meshCommand(stateDir, positionals, values.output ?? (values.json ? "json" : "text"), values.cluster, values.listen, stop.signal);
     case "status": {
       // No state directory at all is an error (a wrong --state-dir, or nothing ever joined on this host);
       // an existing one without memberships is an empty answer.

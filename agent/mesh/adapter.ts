@@ -68,17 +68,35 @@ export interface PeerRecord {
   lastFailureMs?: number;
   /** When the state last changed (failed since, for status). */
   sinceMs: number;
-  /** When the peer last answered a probe (or the link came up). */
+  /** When the peer last answered a probe, sent data-stream bytes, or the link came up. */
   lastHeardMs?: number;
+  /** When the peer last sent data-stream bytes (the link is carrying traffic). */
+  dataHeardMs?: number;
+  /** Probe loss last measured while the link carried no data-stream bytes. */
+  idleLoss?: number;
+}
+
+/**
+ * A link that delivered data-stream bytes this recently is busy: its probes
+ * queue behind that traffic (and behind a saturated agent), so their
+ * timeouts measure our own load, not the path.
+ */
+export const BUSY_LINK_MS = 5000;
+
+/** Whether a peer's link carried data-stream bytes within {@link BUSY_LINK_MS} of `nowMs`. */
+export function isBusy(r: PeerRecord | undefined, nowMs: number): boolean {
+  return r?.dataHeardMs !== undefined && nowMs - r.dataHeardMs <= BUSY_LINK_MS;
 }
 
 /**
  * The link table as the peer manager reads it: every link the transport
  * holds is `active` (inbound links count too: a pair shares one
  * connection); a dial in flight is `connecting`; a peer whose last dial
- * failed is `failed` with its failure count.
+ * failed is `failed` with its failure count. A busy link (given `nowMs`)
+ * reports the loss measured before it got busy: a bulk transfer must not get
+ * its own link dropped for the probes it delays.
  */
-export function observationsOf(links: readonly LinkInfo[], records: ReadonlyMap<string, PeerRecord>): LinkObservation[] {
+export function observationsOf(links: readonly LinkInfo[], records: ReadonlyMap<string, PeerRecord>, nowMs?: number): LinkObservation[] {
   const out: LinkObservation[] = [];
   const up = new Set<string>();
   for (const l of links) {
@@ -90,7 +108,7 @@ export function observationsOf(links: readonly LinkInfo[], records: ReadonlyMap<
       state: "active",
       ...(l.probes.rttMs !== undefined ? { rttEwmaMs: l.probes.rttMs } : {}),
       jitterMs: l.probes.jitterMs,
-      loss: l.probes.loss,
+      loss: nowMs !== undefined && isBusy(r, nowMs) ? Math.min(l.probes.loss, r?.idleLoss ?? 0) : l.probes.loss,
       lastHeardMs: Math.max(since, r?.lastHeardMs ?? since),
       failures: 0,
       ...(r?.lastFailureMs !== undefined ? { lastFailureMs: r.lastFailureMs } : {}),

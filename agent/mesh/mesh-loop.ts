@@ -26,6 +26,10 @@
  *   nodes no longer listed (removed, revoked).
  * - Identity: PeerLinks presents the membership's certificate; when the
  *   renewal loop stored a new one (serial changed), PeerLinks restarts with it.
+ * - Relays and data streams (forward.ts): a relay node advertises its links
+ *   on every link change and every 5 s; every node serves data streams
+ *   (targets, relays) from the snapshot in force, and `mesh ping` /
+ *   `mesh forward` on the control socket follow the routing engine.
  */
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
@@ -35,11 +39,14 @@ import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { statusSender, type StatusSender } from "../sync/status-sender.js";
-import { advertisedEndpoints, boundsOf, candidateOf, loadMeasure, observationsOf, parseEndpoint, selfOf, type PeerRecord } from "./adapter.js";
-import { serveControlSocket, type PingResult } from "./control-socket.js";
+import { advertisedEndpoints, boundsOf, isBusy, candidateOf, loadMeasure, observationsOf, parseEndpoint, selfOf, type PeerRecord } from "./adapter.js";
+import { serveControlSocket, type ForwardRequest, type HeldForward, type PingResult } from "./control-socket.js";
+import { isRelayNode, streamViewOf, type StreamView } from "./forward-policy.js";
+import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
 import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
-import { chooseRoute } from "./routing.js";
+import { ADVERT_INTERVAL_MS, RelayTable } from "./relay-table.js";
+import type { RoutingLink } from "./routing.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
 /** Status report kind of the mesh link table (POST /v1/status/mesh). */
@@ -48,8 +55,7 @@ export const MESH_STATUS_KIND = "mesh";
 export const DEFAULT_MESH_PORT = 4433;
 /** Default evaluation period. */
 export const DEFAULT_MESH_EVALUATE_MS = 10_000;
-/** RPC method answered by every mesh agent (used by `fabric-agent mesh ping`). */
-export const MESH_PING_METHOD = "mesh.ping";
+export { MESH_PING_METHOD } from "./forward.js";
 
 /** Options of runMeshLoop. */
 export interface MeshLoopOptions {
@@ -82,6 +88,9 @@ export interface MeshLoop {
 
 interface Running {
   links: PeerLinks;
+  streams: MeshStreams;
+  relays: RelayTable;
+  advertTimer: NodeJS.Timeout;
   serial: string;
   endpoints: { address: string; port: number }[];
   control?: { path: string; close: () => Promise<void> };
@@ -99,6 +108,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
 
   let snapshot: SignedSnapshot | undefined;
   let authorised = new Set<string>();
+  let view: StreamView = { self, cluster, peers: new Map(), relay: false, ports: new Set() };
   let running: Running | undefined;
   let reauthorisedSerial = -1;
   let memory: PeerManagerMemory = emptyPeerMemory();
@@ -126,7 +136,30 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     return r;
   };
 
+  /** Links as the routing engine reads them: live from the transport's probes, relay capability from the snapshot. */
+  const routingLinks = (links: PeerLinks | undefined): RoutingLink[] =>
+    observationsOf(links?.links() ?? [], records, now()).map((l) => ({ ...l, cluster, relayCapable: view.peers.get(l.node)?.relayCapable === true }));
+
   const startLinks = async (identity: StoredIdentity): Promise<Running> => {
+    const relays = new RelayTable(cluster);
+    let started: PeerLinks | undefined;
+    const streams = new MeshStreams({
+      self,
+      cluster,
+      log,
+      links: () => started,
+      creds: () => ({ cluster, keyPem: identity.keyPem, certPem: identity.certPem, caPem: identity.caPem }),
+      view: () => view,
+      routingLinks: () => routingLinks(started),
+      relays,
+      now,
+      heard: (node) => {
+        const r = records.get(node);
+        if (r === undefined) return;
+        r.lastHeardMs = now();
+        r.dataHeardMs = r.lastHeardMs;
+      },
+    });
     const links = await PeerLinks.start({
       cluster,
       node: self,
@@ -141,19 +174,27 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
         if (method === MESH_PING_METHOD) return { node: self, at: new Date().toISOString() };
         throw new Error(`unknown method ${method}`);
       },
+      onMessage: (from, method, payload) => streams.onMessage(from, method, payload),
+      onStream: (from, stream) => streams.accept(from, stream),
     });
+    started = links;
     links.on("up", (info) => {
       const r = record(info.node);
       r.failures = 0;
       r.lastHeardMs = now();
       r.sinceMs = now();
       log.info("mesh link up", { peer: info.node, direction: info.direction, remote: `${info.remote.host}:${info.remote.port}` });
+      streams.advertise();
     });
     links.on("rtt", (e) => {
-      record(e.node).lastHeardMs = now();
+      const r = record(e.node);
+      r.lastHeardMs = now();
+      if (!isBusy(r, r.lastHeardMs)) r.idleLoss = e.loss;
     });
     links.on("down", (e) => {
       log.info("mesh link down", { peer: e.node, reason: e.reason });
+      streams.linkDown(e.node);
+      streams.advertise();
       kick();
     });
     links.on("refused", (e) => log.info("mesh peer refused", { reason: e.reason, detail: e.message, direction: e.direction }));
@@ -161,12 +202,15 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     if (endpoints.length === 0) log.warn("mesh has no endpoint to advertise: pass --mesh-advertise host:port (the node is reported not directly reachable)", { port: links.port });
     let control: Running["control"];
     try {
-      control = await serveControlSocket(sync.dir, { ping });
+      control = await serveControlSocket(sync.dir, { ping, forward });
     } catch (err) {
       log.warn("mesh control socket failed; fabric-agent mesh ping will not reach this agent", { err });
     }
     log.info("mesh listening", { port: links.port, endpoints: endpoints.map((e) => `${e.address}:${e.port}`), socketBuffers: links.socketBuffers });
-    return { links, serial: identity.info.serial, endpoints, ...(control !== undefined ? { control } : {}) };
+    // Relays refresh their advertisements (a no-op on other nodes); changes are sent at once on link up/down.
+    const advertTimer = setInterval(() => streams.advertise(), ADVERT_INTERVAL_MS);
+    advertTimer.unref();
+    return { links, streams, relays, advertTimer, serial: identity.info.serial, endpoints, ...(control !== undefined ? { control } : {}) };
   };
 
   const stopLinks = async (): Promise<void> => {
@@ -177,6 +221,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     decision = { active: [], warm: [] };
     reauthorisedSerial = -1;
     if (r === undefined) return;
+    clearInterval(r.advertTimer);
     await r.control?.close();
     await r.links.stop();
   };
@@ -193,21 +238,27 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const r = running;
     if (r === undefined) throw new Error("the mesh is off on this node");
     const node = resolvePeer(name);
-    if (!authorised.has(node)) throw new Error(`node ${node} is not a mesh candidate in this node's snapshot (not an authorised peer)`);
-    const links = r.links.links();
-    const route = chooseRoute({
-      self: { node: self, cluster },
-      destination: { node, cluster },
-      links: observationsOf(links, records).map((l) => ({ ...l, cluster, relayCapable: false })),
-      relays: [],
-      now: now(),
-    });
-    if (!route.ok) throw new Error(`no path to node ${node}: ${route.reason} (no live direct link; relays are not wired yet)`);
-    const info = links.find((l) => l.node === node);
-    const t0 = performance.now();
-    await r.links.request(node, MESH_PING_METHOD, {}, 5000);
-    const rttMs = performance.now() - t0;
-    return { node, rttMs, path: "direct", remote: info === undefined ? "" : `${info.remote.host}:${info.remote.port}` };
+    const p = await r.streams.ping(node);
+    const hop = p.route.kind === "direct" ? node : p.route.relay;
+    const info = r.links.links().find((l) => l.node === hop);
+    return { node, rttMs: p.rttMs, path: routeText(p.route), remote: info === undefined ? "" : `${info.remote.host}:${info.remote.port}` };
+  }
+
+  async function forward(req: ForwardRequest): Promise<HeldForward> {
+    const r = running;
+    if (r === undefined) throw new Error("the mesh is off on this node");
+    const node = resolvePeer(req.node);
+    const f = await r.streams.forward(req.listen, node, req.port);
+    const host = f.listen.host.includes(":") ? `[${f.listen.host}]` : f.listen.host;
+    const route = r.streams.route(node);
+    log.info("mesh forward open", { listen: `${host}:${f.listen.port}`, target: `${node}:${req.port}`, path: routeText(route) });
+    return {
+      result: { node, port: req.port, listen: `${host}:${f.listen.port}`, path: routeText(route) },
+      close: async () => {
+        await f.close();
+        log.info("mesh forward closed", { listen: `${host}:${f.listen.port}`, target: `${node}:${req.port}` });
+      },
+    };
   }
 
   const dial = (links: PeerLinks, node: string, endpoints: readonly string[]): void => {
@@ -291,6 +342,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     if (snap === undefined) return;
     const m = snap.payload.mesh;
     authorised = new Set(snap.payload.meshPeers.map((p) => p.node));
+    view = streamViewOf(snap.payload, self, cluster);
     if (m === undefined) {
       if (running !== undefined) log.info("mesh off: the snapshot in force gives this node no mesh role", { serial: snap.header.serial });
       await stopLinks();
@@ -320,13 +372,14 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       reauthorisedSerial = snap.header.serial;
       if (dropped.length > 0) log.info("mesh links closed: peers no longer authorised by the snapshot", { serial: snap.header.serial, peers: dropped });
     }
+    running.relays.retain((relay) => view.peers.get(relay)?.relayCapable === true);
     const candidates = snap.payload.meshPeers.map((p) => candidateOf(p, cluster));
     // Forget dial records of nodes that left the candidate set (their links were closed above).
     for (const node of [...records.keys()]) if (!authorised.has(node) && records.get(node)?.diallingSinceMs === undefined) records.delete(node);
     const bounds = boundsOf(m);
     const t = now();
     const d = evaluatePeers(
-      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records), now: t },
+      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records, t), now: t },
       memory,
     );
     memory = d.memory;
@@ -368,6 +421,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       evaluations,
       ...(lastEvaluationAt !== undefined ? { lastEvaluationAt } : {}),
       counters: { ...links.stats },
+      relays: running.relays.current(now()).map((r) => ({ relay: r.relay, reaches: [...r.reaches] })),
+      streams: { ...running.streams.counters },
     });
   };
 
@@ -405,7 +460,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     heartbeatReport() {
       const r = running;
       if (r === undefined) return undefined;
-      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable: false, load: loadMeasure(loadavg()[0] ?? 0, cpus().length) };
+      const relayCapable = snapshot !== undefined && isRelayNode(snapshot.payload);
+      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable, load: loadMeasure(loadavg()[0] ?? 0, cpus().length) };
     },
     async stop() {
       stopped = true;

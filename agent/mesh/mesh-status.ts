@@ -21,7 +21,7 @@ export interface MeshPeerStatus {
   jitterMs?: number;
   /** Lost fraction of the recent probes. */
   loss?: number;
-  /** How this node reaches the peer: `direct` over its own link (relays are not wired yet). */
+  /** The rows are this node's own links: `direct` (relayed paths are per destination: see `relays` and `mesh ping`). */
   path: "direct" | "none";
   /** Consecutive failed dials (failed rows). */
   failures?: number;
@@ -56,6 +56,10 @@ export interface MeshStatus {
   evaluations: number;
   lastEvaluationAt?: string;
   counters?: { protocolErrors: number; refused: number; requestsServed: number };
+  /** Relay advertisements held (live ones): which relay reaches which nodes. */
+  relays?: Array<{ relay: string; reaches: string[] }>;
+  /** Data streams served: accepted, refused, relayed (as relay) and the bytes relayed. */
+  streams?: { accepted: number; refused: number; relayed: number; relayedBytes: number };
   updatedAt: string;
 }
 
@@ -90,6 +94,8 @@ export function formatMeshStatus(s: MeshStatus, now: Date): string {
     `  candidates:  ${s.candidates.length}; active set ${s.active.length === 0 ? "empty" : s.active.join(", ")}`,
     `  evaluated:   ${s.evaluations} times, last ${s.lastEvaluationAt === undefined ? "never" : `${age(s.lastEvaluationAt, now)} ago`}`,
   ];
+  if (s.relays !== undefined) lines.push(`  relays:      ${s.relays.length === 0 ? "none advertised" : s.relays.map((r) => `${r.relay} (reaches ${r.reaches.length})`).join(", ")}`);
+  if (s.streams !== undefined) lines.push(`  streams:     ${s.streams.accepted} accepted, ${s.streams.refused} refused, ${s.streams.relayed} relayed (${s.streams.relayedBytes} bytes)`);
   const rows = [["PEER", "STATE", "RTT", "LOSS", "PATH", "SINCE"]];
   for (const p of s.peers) {
     rows.push([

@@ -59,7 +59,7 @@ function probeOf(spec: ServiceWorkloadSpec): SnapshotHealthProbe | undefined {
 /**
  * The workload as it travels in a node's snapshot. Plain configuration only:
  * env values are literal spec values (the schema has no secret references).
- * `workingDir` and `initialDelaySeconds` are additional v1 payload members
+ * `workingDir`, `initialDelaySeconds` and `meshPorts` are additional v1 payload members
  * (payload objects are open; older agents ignore them).
  */
 export function snapshotWorkloadOf(name: string, generation: number, spec: ServiceWorkloadSpec): SnapshotWorkload & Record<string, unknown> {
@@ -84,6 +84,8 @@ export function snapshotWorkloadOf(name: string, generation: number, spec: Servi
   if (probe !== undefined) w.healthProbe = probe;
   if (spec.workingDir !== undefined && spec.workingDir !== "") w.workingDir = spec.workingDir;
   if ((spec.healthProbe?.initialDelaySeconds ?? 0) > 0) w.initialDelaySeconds = spec.healthProbe?.initialDelaySeconds;
+  // The ports the node's agent accepts mesh streams for (agent/mesh/forward-policy.ts declaredMeshPorts).
+  if ((spec.meshPorts ?? []).length > 0) w.meshPorts = (spec.meshPorts ?? []).map((p) => ({ name: p.name, port: p.port, protocol: "tcp" }));
   return w;
 }
 

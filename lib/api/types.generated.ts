@@ -2179,6 +2179,30 @@ export interface ServiceWorkloadSpecHealthProbe {
 }
 
 /**
+ * One port exposed on the mesh.
+ */
+export interface ServiceWorkloadSpecMeshPort {
+  /**
+   * Name of the port (a DNS label, for people and logs).
+   *
+   * Pattern: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`.
+   */
+  name: string;
+  /**
+   * TCP port on the node's loopback interface.
+   *
+   * Minimum: 1. Maximum: 65535. Format: int32.
+   */
+  port: number;
+  /**
+   * Transport protocol; TCP only.
+   *
+   * Default: `"TCP"`.
+   */
+  protocol?: "TCP";
+}
+
+/**
  * What to run and where.
  */
 export interface ServiceWorkloadSpec {
@@ -2244,6 +2268,10 @@ export interface ServiceWorkloadSpec {
    * Release whose artifacts the workload runs; the agent installs it through its update slots.
    */
   releaseRef?: LocalObjectReference;
+  /**
+   * Ports the workload listens on at 127.0.0.1 of each node that runs it, reachable from nodes of the same cluster through the mesh (fabric-agent mesh forward NODE:PORT, direct or through one relay). The node's agent refuses a mesh stream to any port not declared here by a workload its own snapshot places on it.
+   */
+  meshPorts?: ServiceWorkloadSpecMeshPort[];
 }
 
 /**

@@ -45,6 +45,8 @@ export interface PeerAddress {
 export type RequestHandler = (from: string, method: string, payload: unknown) => unknown;
 /** Receives a one-way message from a peer. */
 export type MessageHandler = (from: string, method: string, payload: unknown) => void;
+/** Receives a stream the peer opened beside the link's control stream (the handler owns it). */
+export type StreamHandler = (from: string, stream: QUICStream) => void;
 
 /** What {@link PeerLinks.start} needs. */
 export interface PeerLinksOptions {
@@ -63,6 +65,8 @@ export interface PeerLinksOptions {
   port?: number;
   onRequest?: RequestHandler;
   onMessage?: MessageHandler;
+  /** Extra streams opened by peers (data streams, agent/mesh/forward.ts); without it they are refused. */
+  onStream?: StreamHandler;
   /** Keepalive probe period; default 2,500 ms. */
   probeIntervalMs?: number;
   /** A probe unanswered this long is lost; default the probe period. */
@@ -345,6 +349,7 @@ export class PeerLinks {
         if (kept !== undefined) return kept.info();
         throw new Error(`connecting to node ${peer.node}: duplicate connection lost the tie-break`);
       }
+      conn.addEventListener(quicEvents.EventQUICConnectionStream.name, (evt) => this.extraStream(link, (evt as quicEvents.EventQUICConnectionStream).detail));
       const stream = conn.newStream("bidi");
       this.attachStream(link, stream);
       // The peer sees the stream only once bytes flow: probe at once. In QUIC the
@@ -388,8 +393,25 @@ export class PeerLinks {
     conn.addEventListener(quicEvents.EventQUICConnectionStream.name, (evt) => {
       const stream = (evt as quicEvents.EventQUICConnectionStream).detail;
       if (link.stream === undefined && !link.closed) this.attachStream(link, stream);
-      else void stream.destroy({ force: true }).catch(() => undefined);
+      else this.extraStream(link, stream);
     });
+  }
+
+  /** A stream the peer opened besides the control stream: to the stream handler, or refused. */
+  private extraStream(link: Link, stream: QUICStream): void {
+    const handler = this.opts.onStream;
+    if (handler === undefined || link.closed) {
+      void stream.destroy({ force: true }).catch(() => undefined);
+      return;
+    }
+    handler(link.id.node, stream);
+  }
+
+  /** Opens a new bidirectional stream on the link to `node` (the peer sees it with its first bytes); throws when there is no link. */
+  openStream(node: string): QUICStream {
+    const link = this.byNode.get(node);
+    if (link === undefined || link.closed) throw new Error(`no link to node ${node}`);
+    return link.conn.newStream("bidi");
   }
 
   /** Registers a fresh link, resolving a duplicate by the tie-break; false when `link` was closed instead. */

@@ -29,8 +29,8 @@ export function meshQuicConfig(maxIdleTimeoutMs: number): Partial<QUICConfig> {
     // The mesh probes every 2-3 s itself; QUIC pings only keep NAT bindings
     // when the application is quiet for longer.
     keepAliveIntervalTime: Math.max(1000, Math.floor(maxIdleTimeoutMs / 3)),
-    // Control traffic only: a peer may open one stream and a few spares.
-    initialMaxStreamsBidi: 4,
+    // The control stream plus data streams (TCP forwards, relayed streams, agent/mesh/forward.ts).
+    initialMaxStreamsBidi: 128,
     initialMaxStreamsUni: 0,
   };
 }
