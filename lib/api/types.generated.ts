@@ -461,6 +461,78 @@ export interface FabricClusterSpecPeerPolicy {
 }
 
 /**
+ * One release signing key.
+ */
+export interface FabricClusterSpecReleaseTrustKey {
+  /**
+   * Key id the signatures name.
+   *
+   * Pattern: `^[A-Za-z0-9][A-Za-z0-9._:-]*$`.
+   */
+  keyId: string;
+  /**
+   * Ed25519 public key, PEM or base64 of the DER SubjectPublicKeyInfo.
+   */
+  publicKey: string;
+}
+
+/**
+ * One signature.
+ */
+export interface FabricClusterSpecReleaseTrustRotationSignature {
+  /**
+   * Key id of the signing key in the trust set.
+   */
+  keyid: string;
+  /**
+   * Base64 Ed25519 signature over PAE(payloadType, payload).
+   *
+   * Pattern: `^[A-Za-z0-9+/]*={0,2}$`.
+   */
+  sig: string;
+}
+
+/**
+ * The new keys and threshold as an envelope of type application/vnd.accessfabric.trust+json, signed by the threshold of the set the controller accepted before. Needed only to change an accepted set.
+ */
+export interface FabricClusterSpecReleaseTrustRotation {
+  /**
+   * Media type of the payload.
+   */
+  payloadType: string;
+  /**
+   * Base64 of the signed payload bytes (at most 64 KiB decoded).
+   *
+   * Pattern: `^[A-Za-z0-9+/]*={0,2}$`.
+   */
+  payload: string;
+  /**
+   * One signature per signing key.
+   */
+  signatures: FabricClusterSpecReleaseTrustRotationSignature[];
+}
+
+/**
+ * Release signing keys and how many distinct ones must sign a Release of this cluster. The first set is taken as written; the release controller accepts a later change only with spec.releaseTrust.rotation, an envelope of the new set signed by the previously accepted set's threshold (fabricctl release rotate-trust), and keeps verifying with the old set until then.
+ */
+export interface FabricClusterSpecReleaseTrust {
+  /**
+   * Ed25519 public keys trusted to sign releases.
+   */
+  keys: FabricClusterSpecReleaseTrustKey[];
+  /**
+   * Distinct trusted keys whose signatures a release needs.
+   *
+   * Minimum: 1. Maximum: 16. Format: int32.
+   */
+  threshold: number;
+  /**
+   * The new keys and threshold as an envelope of type application/vnd.accessfabric.trust+json, signed by the threshold of the set the controller accepted before. Needed only to change an accepted set.
+   */
+  rotation?: FabricClusterSpecReleaseTrustRotation;
+}
+
+/**
  * Desired policy of the cluster.
  */
 export interface FabricClusterSpec {
@@ -492,6 +564,10 @@ export interface FabricClusterSpec {
    * Default: `"24h"`. Pattern: `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`.
    */
   snapshotLifetime?: string;
+  /**
+   * Release signing keys and how many distinct ones must sign a Release of this cluster. The first set is taken as written; the release controller accepts a later change only with spec.releaseTrust.rotation, an envelope of the new set signed by the previously accepted set's threshold (fabricctl release rotate-trust), and keeps verifying with the old set until then.
+   */
+  releaseTrust?: FabricClusterSpecReleaseTrust;
 }
 
 /**
@@ -1355,91 +1431,95 @@ export interface NodeGroupList {
 }
 
 /**
- * One downloadable artifact.
+ * One signature.
  */
-export interface ReleaseSpecArtifact {
+export interface ReleaseSpecEnvelopeSignature {
   /**
-   * Operating system.
+   * Key id of the signing key in the trust set.
    */
-  os: "linux" | "darwin" | "windows";
+  keyid: string;
   /**
-   * CPU architecture.
-   */
-  arch: "amd64" | "arm64" | "arm";
-  /**
-   * HTTPS URL of the artifact. One of url or path is needed.
+   * Base64 Ed25519 signature over PAE(payloadType, payload).
    *
-   * Pattern: `^https?://`.
+   * Pattern: `^[A-Za-z0-9+/]*={0,2}$`.
    */
-  url?: string;
-  /**
-   * Path of the artifact in the version storage.
-   */
-  path?: string;
-  /**
-   * SHA-256 of the artifact, lowercase hex. The agent refuses a download that does not match.
-   *
-   * Pattern: `^[a-f0-9]{64}$`.
-   */
-  sha256: string;
-  /**
-   * Size of the artifact in bytes.
-   *
-   * Minimum: 0. Format: int64.
-   */
-  size: number;
+  sig: string;
 }
 
 /**
- * Signature over the canonical JSON of the spec without this field.
+ * DSSE envelope of the release manifest (payloadType application/vnd.accessfabric.release+json): component, version, expiry, artifacts per OS and architecture with length and sha256, minimum agent version, health check, migration. Made by fabricctl release sign.
  */
-export interface ReleaseSpecSignature {
+export interface ReleaseSpecEnvelope {
   /**
-   * Identifier of the release signing key.
+   * Media type of the payload.
    */
-  keyId: string;
+  payloadType: string;
   /**
-   * Signature algorithm.
+   * Base64 of the signed payload bytes (at most 64 KiB decoded).
    *
-   * Default: `"Ed25519"`.
+   * Pattern: `^[A-Za-z0-9+/]*={0,2}$`.
    */
-  algorithm?: "Ed25519";
+  payload: string;
   /**
-   * Base64 signature.
-   *
-   * Pattern: `^[A-Za-z0-9+/]+={0,2}$`.
+   * One signature per signing key.
    */
-  value: string;
+  signatures: ReleaseSpecEnvelopeSignature[];
 }
 
 /**
- * The release manifest.
+ * The signed release manifest (a DSSE envelope) and the cluster whose trust set verifies it. Component and version repeat the manifest's for printer columns and selection; the controller rejects a release where they differ. A release is immutable.
  */
 export interface ReleaseSpec {
   /**
-   * Component name, e.g. fabric-agent, rdp-worker, update-cache.
+   * FabricCluster whose spec.releaseTrust verifies the release; its channels may use it.
+   *
+   * Pattern: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`.
+   */
+  cluster: string;
+  /**
+   * Component name, e.g. fabric-agent, rdp-worker, update-cache. Must equal the manifest's.
    *
    * Pattern: `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`.
    */
   component: string;
   /**
-   * Semantic version of the release.
+   * Semantic version of the release. Must equal the manifest's.
    *
    * Pattern: `^v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`.
    */
   version: string;
   /**
-   * One artifact per operating system and architecture.
+   * DSSE envelope of the release manifest (payloadType application/vnd.accessfabric.release+json): component, version, expiry, artifacts per OS and architecture with length and sha256, minimum agent version, health check, migration. Made by fabricctl release sign.
    */
-  artifacts: ReleaseSpecArtifact[];
+  envelope: ReleaseSpecEnvelope;
+}
+
+/**
+ * One artifact of the manifest.
+ */
+export interface ReleaseStatusArtifact {
   /**
-   * Data migrations the release carries (source and target versions, whether downgrade is possible).
+   * Operating system.
    */
-  migrationNotes?: string;
+  os: string;
   /**
-   * Signature over the canonical JSON of the spec without this field.
+   * CPU architecture.
    */
-  signature: ReleaseSpecSignature;
+  arch: string;
+  /**
+   * Length in bytes.
+   *
+   * Format: int64.
+   */
+  length: number;
+  /**
+   * SHA-256, lowercase hex.
+   */
+  sha256: string;
+  /**
+   * Whether the version store holds the artifact.
+   */
+  present: boolean;
 }
 
 /**
@@ -1453,7 +1533,7 @@ export interface ReleaseStatus {
    */
   observedGeneration?: number;
   /**
-   * True when the signature and manifest verified; false when rejected. Absent until checked.
+   * True when the signatures, manifest and artifacts verified; false when rejected. Absent until checked.
    */
   verified?: boolean;
   /**
@@ -1466,6 +1546,20 @@ export interface ReleaseStatus {
    * Why the release was rejected.
    */
   rejectionReason?: string;
+  /**
+   * Trusted key ids whose signatures counted toward the threshold.
+   */
+  signedBy?: string[];
+  /**
+   * When the signed manifest expires; the release is rejected as Expired from then on.
+   *
+   * Format: date-time.
+   */
+  expires?: string;
+  /**
+   * The manifest's artifacts and whether the version store holds each.
+   */
+  artifacts?: ReleaseStatusArtifact[];
   /**
    * Latest observations of the object's state. Every kind carries a summary Ready condition.
    */
@@ -1489,7 +1583,7 @@ export interface Release {
    */
   metadata: ObjectMeta;
   /**
-   * The release manifest.
+   * The signed release manifest (a DSSE envelope) and the cluster whose trust set verifies it. Component and version repeat the manifest's for printer columns and selection; the controller rejects a release where they differ. A release is immutable.
    */
   spec: ReleaseSpec;
   /**

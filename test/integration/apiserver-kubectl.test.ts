@@ -18,7 +18,7 @@ import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { eventually, kubectlVariants, kubectlWith, repoRoot, sharedControlPlane, type TestControlPlane } from "../support/controlplane.js";
 
 const examplesDir = join(repoRoot, "manifests", "examples");
-/** Examples of kinds served without a controller yet (Release, ReleaseChannel, VPNConnection). */
+/** Examples of kinds served without a controller yet (ReleaseChannel, VPNConnection). */
 const plannedDir = join(examplesDir, "planned");
 const yamlFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => join(dir, f));
 
