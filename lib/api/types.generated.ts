@@ -959,6 +959,10 @@ export interface FabricNodeStatus {
    */
   update?: FabricNodeStatusUpdate;
   /**
+   * Release updates of the node's channel-bound service workloads, as the agent reports them.
+   */
+  updates?: FabricNodeStatusUpdate[];
+  /**
    * The last snapshot the agent verified and applied.
    */
   snapshot?: FabricNodeStatusSnapshot;
@@ -1777,6 +1781,46 @@ export interface ReleaseChannelSpec {
 }
 
 /**
+ * The version whose rollout halted; refused for the channel until its target changes.
+ */
+export interface ReleaseChannelStatusHalted {
+  /**
+   * The halted version.
+   */
+  version: string;
+  /**
+   * The ring where it failed.
+   */
+  ring?: string;
+  /**
+   * Why it halted.
+   */
+  reason?: string;
+  /**
+   * When it halted.
+   *
+   * Format: date-time.
+   */
+  time?: string;
+}
+
+/**
+ * Nodes in one update state.
+ */
+export interface ReleaseChannelStatusNodeState {
+  /**
+   * Update state the agents reported (idle, downloading, ..., running, rolled_back, failed, fenced).
+   */
+  state: string;
+  /**
+   * Nodes in that state.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  nodes: number;
+}
+
+/**
  * Progress of one ring.
  */
 export interface ReleaseChannelStatusRing {
@@ -1806,6 +1850,16 @@ export interface ReleaseChannelStatusRing {
    * Minimum: 0. Format: int32.
    */
   failed?: number;
+  /**
+   * Updated nodes whose FabricNode is Ready and whose workload instances are ready.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  healthy?: number;
+  /**
+   * Where the ring is.
+   */
+  phase?: "Idle" | "Pending" | "WaitingForRelease" | "Blocked" | "Paused" | "Progressing" | "Soaking" | "Complete" | "Halted" | "Pinned";
   /**
    * Since when the ring passes the health gate.
    *
@@ -1868,6 +1922,30 @@ export interface ReleaseChannelStatus {
    * Minimum: 0. Format: int64.
    */
   observedGeneration?: number;
+  /**
+   * Idle, Progressing, Complete, Halted (a ring reached its failure threshold), Paused or Pinned.
+   */
+  phase?: "Idle" | "Progressing" | "Complete" | "Halted" | "Paused" | "Pinned";
+  /**
+   * Summary, such as "4/6 nodes on 2.0.0".
+   */
+  progress?: string;
+  /**
+   * The version nodes return to on a halt or blocklist (the last release that completed a rollout, or spec.stable when that one did).
+   */
+  stable?: string;
+  /**
+   * The last version that completed a rollout over every ring.
+   */
+  lastCompleted?: string;
+  /**
+   * The version whose rollout halted; refused for the channel until its target changes.
+   */
+  halted?: ReleaseChannelStatusHalted;
+  /**
+   * How many of the channel's nodes report each update state.
+   */
+  nodeStates?: ReleaseChannelStatusNodeState[];
   /**
    * Progress per ring.
    */
@@ -2244,6 +2322,12 @@ export interface ServiceWorkloadSpec {
    * Release whose artifacts the workload runs; the agent installs it through its update slots.
    */
   releaseRef?: LocalObjectReference;
+  /**
+   * ReleaseChannel (of the same cluster) whose assigned version the instances run: the release's artifact is a single executable, installed in the agent's update slots and run with the workload's args in place of spec.command. An instance starts only once its node's assigned release is installed.
+   *
+   * Pattern: `^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`.
+   */
+  releaseChannel?: string;
 }
 
 /**

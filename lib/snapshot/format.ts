@@ -183,6 +183,32 @@ export interface SnapshotUpdate {
   releaseSignature?: string;
 }
 
+/** A release trust set (FabricCluster spec.releaseTrust without its rotation). */
+export interface SnapshotReleaseTrust {
+  keys: { keyId: string; publicKey: string }[];
+  threshold: number;
+}
+
+/** The release a channel assigns to one of this node's workloads; the agent verifies `envelope` against the trust itself. */
+export interface SnapshotReleaseAssignment {
+  /** ServiceWorkload name. */
+  workload: string;
+  /** ReleaseChannel name. */
+  channel: string;
+  component: string;
+  version: string;
+  /** The Release's signed DSSE envelope. */
+  envelope: unknown;
+  /** The artifact for this node's OS and architecture (GET /v1/artifacts/<sha256>). */
+  artifact: { os: string; arch: string; length: number; sha256: string };
+}
+
+/** Release assignments of this node's channel-bound workloads (present only for nodes that have some). */
+export interface SnapshotReleaseUpdates {
+  trust: SnapshotReleaseTrust;
+  assignments: SnapshotReleaseAssignment[];
+}
+
 /** Everything a node needs, and nothing more. Lists are sorted by name by the builder. */
 export interface SnapshotPayload {
   identity: NodeIdentitySummary;
@@ -193,6 +219,8 @@ export interface SnapshotPayload {
   mesh?: SnapshotMeshSettings;
   vpnAssignments: SnapshotVpnAssignment[];
   updates: SnapshotUpdate[];
+  /** Release channel assignments (a v1 addition older agents ignore; docs/releases.md "Agent updates"). */
+  releaseUpdates?: SnapshotReleaseUpdates;
 }
 
 /** The envelope agents receive and checkpoint. */
