@@ -35,6 +35,8 @@ import { AuthCache } from "./auth.js";
 import { enrollRouter } from "./enroll.js";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
 import { nodeRouter } from "./node-routes.js";
+import { artifactRouter } from "./artifact-routes.js";
+import { ArtifactStore } from "../lib/state/artifacts.js";
 import { SnapshotFeed } from "./snapshot-feed.js";
 import { AgentApiError, errorMiddleware } from "./errors.js";
 import { RateLimiter, type RateLimit } from "./rate-limit.js";
@@ -328,6 +330,9 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());
+  const artifacts = artifactRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, store: new ArtifactStore(o.pool, o.stateDir) });
+  app.use(artifacts.routes());
+  app.use(artifacts.allowedMethods());
   app.use((ctx) => {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });

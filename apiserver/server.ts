@@ -13,6 +13,8 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import Koa from "koa";
 import client from "prom-client";
 import type { Logger } from "../lib/log.js";
+import type { ArtifactStore } from "../lib/state/artifacts.js";
+import { ARTIFACT_PATH_PREFIX, handleArtifactRequest } from "./artifact-upload.js";
 import { apiGroup, coreVersions, groupList, OpenApiDocs, resourceList, serverVersion } from "./discovery.js";
 import { StatusError, status } from "./errors.js";
 import { openAPIv2ProtoContentType } from "./openapi-v2-proto.js";
@@ -32,6 +34,8 @@ export interface AppDeps {
   /** host:port clients use, for /api's serverAddressByClientCIDRs. */
   serverAddress: () => string;
   ready: () => boolean;
+  /** The version store behind /artifacts/v1/ (artifact-upload.ts); absent: no such path. */
+  artifacts?: ArtifactStore;
 }
 
 /** Metrics of the API server. */
@@ -179,6 +183,7 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   app.use(async (ctx) => {
+    if (deps.artifacts !== undefined && ctx.path.startsWith(ARTIFACT_PATH_PREFIX)) return handleArtifactRequest(ctx, deps.artifacts, deps.log);
     const path = ctx.path.replace(/\/+$/, "") || "/";
     switch (path) {
       case "/healthz":

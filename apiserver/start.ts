@@ -19,6 +19,7 @@ import { kubeTime, type KubeObject } from "./object.js";
 import { loadCrds, Registry } from "./registry.js";
 import { ResourceHandler } from "./rest/handler.js";
 import { apiMetrics, createApp } from "./server.js";
+import { ArtifactStore } from "../lib/state/artifacts.js";
 import { Store } from "./store.js";
 import { WatchHub } from "./watch-hub.js";
 
@@ -38,6 +39,8 @@ export interface ApiServerOptions {
   compactIntervalMs?: number;
   bookmarkIntervalMs?: number;
   maxBodyBytes?: number;
+  /** Largest artifact the version store accepts (default 4 GiB). */
+  maxArtifactBytes?: number;
 }
 
 /** A running API server. */
@@ -137,6 +140,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   );
   await bootstrap(store, handler, registry);
 
+  const artifacts = new ArtifactStore(o.pool, o.stateDir, o.maxArtifactBytes);
+  artifacts.sweepTemporary();
   let address = "";
   let ready = false;
   const app = createApp({
@@ -151,6 +156,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     // connection to PostgreSQL (lost when the database goes away; the hub
     // reconnects on its own), as kube-apiserver's readyz includes etcd.
     ready: () => ready && hub.connected(),
+    artifacts,
   });
   const gauge = o.metrics.getSingleMetric("apiserver_registered_watchers");
   if (gauge && "set" in gauge) {

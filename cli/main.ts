@@ -121,6 +121,66 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     result.code = await withClient(o, (c) => run(c, { cluster: o.cluster, name: o.name, ttl: o.ttl, maxUses: o.maxUses, roles: o.roles, nodeGroup: o.nodeGroup, autoApprove: o.autoApprove, description: o.description, waitMs }, io.out));
   });
 
+  // release
+  const release = group("release", "signing keys, signed releases and the version store");
+  const collect = (v: string, prev: string[]) => [...prev, v];
+  release
+    .command("keygen")
+    .description("generate an Ed25519 release signing key: private key to --out (0600), public key and releaseTrust lines printed")
+    .option("--out <file>", "file for the private key (never overwritten)")
+    .option("--key-id <id>", "key id to print (default: the first 16 hex digits of the public key's sha256)")
+    .action(async (o: { out?: string; keyId?: string }) => {
+      const { releaseKeygen } = await import("./commands/release.js");
+      result.code = releaseKeygen(o, io.out);
+    });
+  release
+    .command("sign")
+    .description("build a release manifest from flags and artifact files, sign it with every --key, write the Release object")
+    .option("--cluster <name>", "FabricCluster whose releaseTrust verifies it")
+    .option("--component <name>", "component released")
+    .option("--version <semver>", "version released")
+    .option("--name <name>", "Release name (default COMPONENT-VERSION)")
+    .option("--artifact <os/arch=path>", "an artifact file (repeatable)", collect, [])
+    .option("--key <file[=keyId]>", "a private signing key (repeatable: one signature per key)", collect, [])
+    .option("--expires <time|duration>", "RFC 3339 expiry or a lifetime such as 90d", "90d")
+    .option("--min-agent-version <semver>", "oldest agent that may install it")
+    .option("--migration <file>", "JSON migration declaration {from,to,preflight,backup,rollback,downgrade}")
+    .option("--health-check <file>", "JSON health check {command,timeoutSeconds}")
+    .option("--out <file>", "write the Release here (default stdout)")
+    .action(async (o: Omit<import("./commands/release.js").SignOptions, "expires"> & { expires: string; artifact: string[]; key: string[] }) => {
+      const [{ releaseSign }, { flagDuration }] = await Promise.all([import("./commands/release.js"), import("./duration.js")]);
+      const expires = /^[0-9]{4}-/.test(o.expires) ? o.expires : flagDuration("--expires", o.expires);
+      result.code = await releaseSign({ ...o, expires, artifacts: o.artifact, keys: o.key }, io.out);
+    });
+  const releasePush = release
+    .command("push")
+    .description("upload a Release's artifacts to the version store (with progress), then create the Release")
+    .argument("<release-file>", "the Release written by release sign")
+    .argument("[artifact-files...]", "the artifact files (those not yet stored)");
+  kubeOptions(releasePush).action(async (file: string, artifacts: string[], o: KubeFlags) => {
+    const { releasePush: run } = await import("./commands/release.js");
+    result.code = await withClient(o, (c) => run(c, { file, artifacts }, io));
+  });
+  release
+    .command("verify")
+    .description("verify a Release offline against a trust set, and its artifact files if given")
+    .argument("<release-file>", "the Release")
+    .argument("[artifact-files...]", "artifact files to check against the signed lengths and digests")
+    .option("--trust <file>", "a file holding releaseTrust (or a FabricCluster manifest)")
+    .action(async (file: string, artifacts: string[], o: { trust?: string }) => {
+      const { releaseVerify } = await import("./commands/release.js");
+      result.code = await releaseVerify({ file, trust: o.trust, artifacts }, io.out);
+    });
+  release
+    .command("rotate-trust")
+    .description("sign a new releaseTrust with the current keys; prints releaseTrust with its rotation envelope for the FabricCluster")
+    .option("--new <file>", "file holding the new releaseTrust")
+    .option("--key <file[=keyId]>", "a current private key (repeatable, up to the current threshold)", collect, [])
+    .action(async (o: { new?: string; key: string[] }) => {
+      const { releaseRotateTrust } = await import("./commands/release.js");
+      result.code = releaseRotateTrust({ next: o.new, keys: o.key }, io.out);
+    });
+
   // join
   const join = group("join", "decide join requests");
   for (const [verb, decision] of [["approve", "Approved"], ["deny", "Denied"]] as const) {

@@ -16,6 +16,7 @@ import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import type { HeartbeatStore } from "../lib/state/heartbeats.js";
 import type { RolloutStore } from "../lib/state/rollouts.js";
 import type { ClusterStore, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore } from "../lib/state/index.js";
+import type { ReleaseStore } from "../lib/state/releases.js";
 import type { EventRecorderLike, KindModule } from "./runtime/index.js";
 
 /** Enrollment settings of the controllers; durations in milliseconds. */
@@ -48,6 +49,7 @@ export interface KindStores {
   roles: RoleStore;
   workloads: WorkloadStore;
   rollouts: RolloutStore;
+  releases: ReleaseStore;
 }
 
 /** The shared dependencies handed to every kind's setup. */

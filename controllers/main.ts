@@ -17,6 +17,7 @@ import { logger, type Logger } from "../lib/log.js";
 import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import { HeartbeatStore } from "../lib/state/heartbeats.js";
 import { RolloutStore } from "../lib/state/rollouts.js";
+import { ReleaseStore } from "../lib/state/releases.js";
 import { ClusterStore, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore, type Fence } from "../lib/state/index.js";
 import { fabricClusterKind } from "./fabriccluster/setup.js";
 import { fabricNodeKind } from "./fabricnode/setup.js";
@@ -26,6 +27,7 @@ import { meshKind } from "./mesh/setup.js";
 import type { EnrollmentSettings, FabricKind, KindDeps, NodeHealthSettings } from "./kind.js";
 import { nodeGroupKind } from "./nodegroup/setup.js";
 import { releaseChannelKind } from "./releasechannel/setup.js";
+import { releaseKind } from "./release/setup.js";
 import { roleAssignmentKind } from "./roleassignment/setup.js";
 import { EventRecorder, Manager, PgAuthority, coreV1EventSink, customResourceSource, kubeLeaseClient } from "./runtime/index.js";
 import { serviceWorkloadKind } from "./serviceworkload/setup.js";
@@ -34,7 +36,7 @@ import { SnapshotBuilder } from "./snapshots/builder.js";
 export type { EnrollmentSettings, NodeHealthSettings } from "./kind.js";
 
 /** The kinds, in the order their controllers are added and their snapshot contributors run. */
-export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind, meshKind, releaseChannelKind];
+export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind, meshKind, releaseKind, releaseChannelKind];
 
 /** source.component of the controllers' Kubernetes Events. */
 export const EVENT_SOURCE = "fabric-controllers";
@@ -114,6 +116,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     roles: new RoleStore(o.pool, authority, o.identity),
     workloads: new WorkloadStore(o.pool, authority, o.identity),
     rollouts: new RolloutStore(o.pool, authority, o.identity),
+    releases: new ReleaseStore(o.pool, authority, o.identity),
   };
   const issuer = new NodeCertificateIssuer(stores.clusters, o.kek, o.enrollment?.nodeCertLifetimeMs);
   const manager = new Manager({

@@ -255,6 +255,37 @@ export class AgentApiClient {
     });
   }
 
+  /**
+   * Sends a GET and resolves with the response stream of a 2xx answer, for
+   * bodies too large to buffer (artifact downloads); the caller consumes or
+   * destroys it and bounds what it reads. Throws AgentApiRequestError for any
+   * other status. The idle timeout applies while the body streams.
+   */
+  stream(path: string, headers: Record<string, string> = {}, o: Omit<RequestOptions, "maxBytes"> = {}): Promise<import("node:http").IncomingMessage> {
+    const url = new URL(path, this.baseUrl);
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    return new Promise((resolve, reject) => {
+      const req = https.request(url, { method: "GET", agent: this.agent, headers, timeout: timeoutMs, signal: o.signal }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) {
+          resolve(res);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let n = 0;
+        res.on("data", (c: Buffer) => {
+          n += c.length;
+          if (n <= ERROR_BODY_BYTES) chunks.push(c);
+        });
+        res.on("error", reject);
+        res.on("end", () => reject(apiErrorOf(status, Buffer.concat(chunks).toString("utf8"), res.headers["retry-after"])));
+      });
+      req.on("timeout", () => req.destroy(new RequestTimeoutError(o.what ?? "agent api request", timeoutMs)));
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
   /** Closes kept-alive connections. */
   close(): void {
     this.agent.destroy();

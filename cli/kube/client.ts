@@ -89,6 +89,48 @@ export class KubeClient {
     });
   }
 
+  /**
+   * PUTs `length` bytes from a stream (an artifact upload); `onSent` is
+   * called with the bytes written so far. Resolves with the parsed JSON answer
+   * of a 2xx, rejects with ApiError otherwise.
+   */
+  putStream<T>(path: string, body: NodeJS.ReadableStream, length: number, onSent?: (sent: number) => void): Promise<T> {
+    const headers: http.OutgoingHttpHeaders = { Accept: "application/json", "User-Agent": "fabricctl", "Content-Type": "application/octet-stream", "Content-Length": length };
+    if (this.target.authorization !== undefined) headers.Authorization = this.target.authorization;
+    const mod = this.url.protocol === "https:" ? https : http;
+    const fullPath = `${this.url.pathname.replace(/\/$/, "")}${path}`;
+    return new Promise<T>((resolve, reject) => {
+      const req = mod.request({ protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, method: "PUT", path: fullPath, headers, agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (cause) => reject(new Error(`reading the answer of PUT ${path}`, { cause })));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          const status = res.statusCode ?? 0;
+          let parsed: unknown;
+          try {
+            parsed = text === "" ? undefined : JSON.parse(text);
+          } catch {
+            parsed = undefined;
+          }
+          if (status >= 200 && status < 300) resolve(parsed as T);
+          else {
+            const st = typeof parsed === "object" && parsed !== null && (parsed as { kind?: unknown }).kind === "Status" ? (parsed as ApiStatus) : undefined;
+            reject(new ApiError(status, st, `PUT ${path}: HTTP ${status}${st?.message ? `: ${st.message}` : ""}`));
+          }
+        });
+      });
+      req.on("error", (cause) => reject(new Error(`cannot reach the API server ${this.server}`, { cause })));
+      let sent = 0;
+      body.on("data", (c: Buffer) => {
+        sent += c.length;
+        onSent?.(sent);
+      });
+      body.on("error", (err) => req.destroy(err instanceof Error ? err : new Error(String(err))));
+      body.pipe(req);
+    });
+  }
+
   /** Path of a cluster-scoped fabric resource (or one object of it). */
   fabricPath(kind: FabricKind, name?: string): string {
     const r = RESOURCES[kind];

@@ -20,6 +20,7 @@ import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib
 import { parseDuration } from "../../lib/enrollment/token.js";
 import { verifyEnvelope, type ReleaseManifest, type TrustSet } from "../../lib/release/index.js";
 import type { WorkloadStore } from "../../lib/state/index.js";
+import type { ReleaseStore } from "../../lib/state/releases.js";
 import type { AssignmentRow, RolloutStore, UpdateReportItem } from "../../lib/state/rollouts.js";
 import type { FabricClusterObject, FabricNodeObject, Kube, ServiceWorkloadObject } from "../objects.js";
 import type { Release, ReleaseChannel } from "../../lib/api/types.generated.js";
@@ -37,6 +38,8 @@ export interface ReleaseChannelReconcilerDeps {
   workloadObjects: Informer<ServiceWorkloadObject>;
   workloads: WorkloadStore;
   rollouts: RolloutStore;
+  /** The Release controller's verification outcomes and accepted trust sets. */
+  releaseRows: ReleaseStore;
   api: CustomObjectsApi;
   events?: EventRecorderLike;
   clock?: Clock;
@@ -70,12 +73,12 @@ export class ReleaseChannelReconciler implements Reconciler {
     const now = new Date((this.d.clock ?? realClock).now());
     const cluster = this.d.clusters.get({ name: spec.cluster });
     if (cluster === undefined) return this.publishProblem(obj, "ClusterNotFound", `FabricCluster ${spec.cluster} does not exist`, now);
-    const trustSpec = cluster.spec.releaseTrust;
-    if (trustSpec === undefined) return this.publishProblem(obj, "NoTrust", `FabricCluster ${spec.cluster} has no spec.releaseTrust: no release can be verified`, now);
-    const trust: TrustSet = { keys: trustSpec.keys.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey })), threshold: trustSpec.threshold };
+    // The trust set the Release controller accepted (rotations included), not the spec as written.
+    const trust = (await this.d.releaseRows.trustOf(spec.cluster))?.trust;
+    if (trust === undefined) return this.publishProblem(obj, "NoTrust", `FabricCluster ${spec.cluster} has no accepted release trust: no release can be verified`, now);
     await this.d.rollouts.setTrust(spec.cluster, trust);
 
-    const verified = this.verifiedReleases(spec, trust, now);
+    const verified = await this.verifiedReleases(spec, trust, now);
     // The channel's nodes: every node a workload referencing the channel is placed on.
     const bound = this.d.workloadObjects.list().filter((w) => w.spec.releaseChannel === key.name && w.spec.cluster === spec.cluster);
     const nodeWorkloads = new Map<string, string[]>();
@@ -148,10 +151,13 @@ export class ReleaseChannelReconciler implements Reconciler {
   }
 
   /** Verified releases of the channel's cluster and component, by version. */
-  private verifiedReleases(spec: ReleaseChannelSpec, trust: TrustSet, now: Date): Map<string, VerifiedRelease> {
+  private async verifiedReleases(spec: ReleaseChannelSpec, trust: TrustSet, now: Date): Promise<Map<string, VerifiedRelease>> {
     const out = new Map<string, VerifiedRelease>();
     for (const r of this.d.releases.list()) {
-      if (r.spec.cluster !== spec.cluster || r.spec.component !== spec.component || r.status?.verified !== true) continue;
+      if (r.spec.cluster !== spec.cluster || r.spec.component !== spec.component) continue;
+      // PostgreSQL's verification outcome is the authority; the status is only its mirror.
+      const row = await this.d.releaseRows.get(r.metadata.name ?? "");
+      if (row?.verified !== true || row.uid !== r.metadata.uid) continue;
       try {
         const v = verifyEnvelope(r.spec.envelope, trust, { component: spec.component, now });
         if (v.manifest.version !== r.spec.version) continue;

@@ -37,7 +37,7 @@ export const releaseChannelKind: FabricKind = {
       name: "releasechannel",
       kind: "ReleaseChannel",
       informer,
-      reconciler: new ReleaseChannelReconciler({ informer, releases, nodes, clusters, workloadObjects, workloads: d.stores.workloads, rollouts: d.stores.rollouts, api: d.api, events: d.events }),
+      reconciler: new ReleaseChannelReconciler({ informer, releases, nodes, clusters, workloadObjects, workloads: d.stores.workloads, rollouts: d.stores.rollouts, releaseRows: d.stores.releases, api: d.api, events: d.events }),
       watches: [
         watchSecondary(releases, (r) => channels((c) => c.spec.cluster === r.spec.cluster && c.spec.component === r.spec.component)),
         watchSecondary(workloadObjects, (w) => (w.spec.releaseChannel === undefined ? [] : [{ name: w.spec.releaseChannel }])),
@@ -46,7 +46,7 @@ export const releaseChannelKind: FabricKind = {
           (n) => ofCluster(n.spec.cluster),
           UpdateWhen((a, b) => readyOf(a) !== readyOf(b) || a.spec.group !== b.spec.group || !jsonEqual(a.metadata.labels, b.metadata.labels)),
         ),
-        watchSecondary(clusters, (c) => ofCluster(c.metadata.name), UpdateWhen((a, b) => !jsonEqual(a.spec.releaseTrust, b.spec.releaseTrust))),
+        watchSecondary(clusters, (c) => ofCluster(c.metadata.name), UpdateWhen((a, b) => !jsonEqual(a.spec.releaseTrust, b.spec.releaseTrust) || !jsonEqual(a.status, b.status))),
       ],
       workers: 2,
       registry: d.registry,

@@ -124,7 +124,10 @@ export class RolloutStore {
         );
       }
       const changed = [...assigned, ...removed];
-      if (changed.length > 0) await markNodesDirty(c, cluster, changed);
+      if (changed.length > 0) {
+        await syncFetchRights(c, changed);
+        await markNodesDirty(c, cluster, changed);
+      }
       assigned.sort();
       const entries: AuditEntry[] = audit.map((a) => ({ ...a, objectKind: "ReleaseChannel", objectName: channel, cluster }));
       if (changed.length > 0) {
@@ -143,6 +146,10 @@ export class RolloutStore {
       const s = await c.query("DELETE FROM release_rollouts WHERE channel = $1", [channel]);
       const byCluster = new Map<string, string[]>();
       for (const x of r.rows) byCluster.set(x.cluster, [...(byCluster.get(x.cluster) ?? []), x.node]);
+      await syncFetchRights(
+        c,
+        r.rows.map((x) => x.node),
+      );
       for (const [cl, nodes] of byCluster) await markNodesDirty(c, cl, nodes);
       const any = r.rows.length + (s.rowCount ?? 0) > 0;
       return { result: any, audit: any ? [{ action: "rollout.channel-removed", objectKind: "ReleaseChannel", objectName: channel, details: { nodes: r.rows.map((x) => x.node).sort() } }] : [] };
@@ -168,6 +175,21 @@ export class RolloutStore {
     );
     return new Map(r.rows.map((x) => [x.node, updateItems(x.body)]));
   }
+}
+
+/**
+ * Makes node_release_assignments (what the agent API lets a node download,
+ * migrations/017) of `nodes` the union of their assignments over every channel.
+ */
+async function syncFetchRights(c: pg.ClientBase, nodes: readonly string[]): Promise<void> {
+  if (nodes.length === 0) return;
+  await c.query("DELETE FROM node_release_assignments WHERE node_id = ANY($1::text[])", [nodes]);
+  await c.query(
+    `INSERT INTO node_release_assignments (node_id, release_name, sha256)
+     SELECT node, release_name, artifact->>'sha256' FROM rollout_assignments WHERE node = ANY($1::text[])
+     ON CONFLICT DO NOTHING`,
+    [nodes],
+  );
 }
 
 /** The well-formed items of an `updates` report body (anything else is dropped). */
