@@ -103,6 +103,8 @@ export interface SnapshotWorkload {
   healthProbe?: SnapshotHealthProbe;
   /** Release the workload runs, if it is tied to one. */
   release?: { component: string; version: string };
+  /** ReleaseChannel whose assigned release's executable the agent runs instead of `command` (payload.releaseUpdates). */
+  releaseChannel?: string;
 }
 
 /** Mesh peer classes; they decide how many active peers a node keeps. */

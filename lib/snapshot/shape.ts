@@ -106,6 +106,7 @@ function assertWorkload(w: Json, path: string): void {
   oneOf(w, "runtime", ["native", "container"], path);
   oneOf(w, "containerEngine", ["docker", "podman"], path, true);
   str(w, "image", path, { optional: true });
+  str(w, "releaseChannel", path, { optional: true });
   if (w.runtime === "container" && (w.containerEngine === undefined || w.image === undefined)) {
     fail(path, "a container workload needs containerEngine and image");
   }
