@@ -21,6 +21,7 @@ import { createHash, createPrivateKey, createPublicKey, type KeyObject } from "n
 import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import type { Release } from "../../lib/api/types.generated.js";
+import { canonicalJson } from "../../lib/canonical-json.js";
 import {
   ARCHITECTURES,
   OPERATING_SYSTEMS,
@@ -228,7 +229,7 @@ export async function releasePush(client: KubeClient, o: { file: string; artifac
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 409)) throw err;
     const existing = await client.get<Release>("Release", name);
-    if (JSON.stringify(existing.spec) !== JSON.stringify(release.spec)) {
+    if (canonicalJson(existing.spec) !== canonicalJson(release.spec)) {
       io.err(`release ${name} exists with another spec; a Release is immutable, publish a new version\n`);
       return 1;
     }

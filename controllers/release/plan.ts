@@ -99,6 +99,8 @@ export interface ReleasePlan {
 
 /** Retry period while an artifact is missing (the push may come any time). */
 export const ARTIFACT_RECHECK_MS = 3_000;
+/** Longest wait before a verified release is checked again (its expiry may be years away; timers hold 24.8 days). */
+export const MAX_RECHECK_MS = 6 * 3_600_000;
 
 export function payloadDigest(envelope: unknown): string {
   const p = (envelope as { payload?: unknown } | null)?.payload;
@@ -129,7 +131,7 @@ export function planRelease(i: ReleaseInput): ReleasePlan {
   if (i.twinVerified) return reject("DuplicateVersion", `another verified Release already holds ${m.component} ${m.version} for cluster ${i.spec.cluster}`);
   const artifacts = m.artifacts.map((a) => ({ ...a, present: i.present.has(a.sha256) }));
   const newHighWater = i.highWater === undefined || compareSemver(m.version, i.highWater) > 0 ? m.version : undefined;
-  const untilExpiry = Math.max(1_000, expires.getTime() - i.now.getTime() + 50);
+  const untilExpiry = Math.min(MAX_RECHECK_MS, Math.max(1_000, expires.getTime() - i.now.getTime() + 50));
   const accepted = { signedBy: v.keyIds, expires, artifacts, newHighWater };
   const missing = artifacts.filter((a) => !a.present);
   if (missing.length > 0) {

@@ -113,8 +113,8 @@ export class ReleaseReconciler implements Reconciler {
         case "use":
           return { trust: decision.trust };
         case "keep":
-          ctx.log.warn("release trust change refused; the accepted set stays in force", { cluster, reason: decision.refused });
           if (!this.refusalsAudited.has(`${cluster}\n${decision.refused}`)) {
+            ctx.log.warn("release trust change refused; the accepted set stays in force", { cluster, reason: decision.refused });
             await this.d.releases.refuseRotation(cluster, decision.refused);
             this.refusalsAudited.add(`${cluster}\n${decision.refused}`);
           }
