@@ -36,6 +36,8 @@ export interface VerifiedRelease {
   length: number;
   migration?: Migration;
   healthTimeoutMs?: number;
+  /** The manifest's health command, run in the slot directory after the workload is ready. */
+  healthCommand?: string[];
 }
 
 /** A refusal that no retry fixes (bad signature, wrong hash, expired...): the update fails. */
@@ -64,8 +66,8 @@ export interface StepRunner {
   migrate(step: "preflight" | "backup" | "run" | "restore", exe: string, dataDir: string, m: Migration): Promise<StepOutcome>;
   /** Makes the supervisor run `exe` (undefined: nothing) for the workload and waits until it started it. */
   run(exe: string | undefined): Promise<void>;
-  /** True once the workload's readiness probe passes within `deadlineMs`. */
-  healthy(deadlineMs: number): Promise<boolean>;
+  /** True once the new version is healthy (readiness probe, then the manifest's health command) within `deadlineMs`. */
+  healthy(deadlineMs: number, t: UpdateTarget): Promise<boolean>;
 }
 
 /** Where the machine rests (until the next assignment). */
@@ -187,7 +189,7 @@ export class UpdateMachine {
         }
         const migration = v.migration !== undefined && v.migration.to === v.version && v.migration.from === r.current?.version ? v.migration : undefined;
         await this.enter("downloading", {
-          target: { version: v.version, sha256: v.sha256, length: v.length, slot: slotName(v.version, v.sha256), migration, healthTimeoutMs: v.healthTimeoutMs },
+          target: { version: v.version, sha256: v.sha256, length: v.length, slot: slotName(v.version, v.sha256), migration, healthTimeoutMs: v.healthTimeoutMs, healthCommand: v.healthCommand },
         });
         return true;
       }
@@ -230,7 +232,7 @@ export class UpdateMachine {
         // After a restart the new version is started again (idempotent) before it is judged.
         await this.slots.setLink("current", target.slot);
         await this.runner.run(this.slots.executable(target.slot));
-        if (await this.runner.healthy(target.healthTimeoutMs ?? DEFAULT_HEALTH_MS)) {
+        if (await this.runner.healthy(target.healthTimeoutMs ?? DEFAULT_HEALTH_MS, target)) {
           await this.enter("promoting");
         } else {
           await this.enter("rollback_required", { reason: `HealthCheckFailed: ${target.version} did not pass its readiness probe in time` });

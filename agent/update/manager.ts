@@ -186,7 +186,7 @@ export class UpdateManager {
           if (art === undefined) throw new UpdateRefused(`no artifact for ${this.host.os}/${this.host.arch}`, "ArtifactMissing");
           if (art.sha256 !== a.artifact.sha256 || art.length !== a.artifact.length) throw new UpdateRefused("the assignment's artifact is not the signed one for this host", "MismatchedArtifact");
           const timeout = m.healthCheck?.timeoutSeconds;
-          return { version: m.version, sha256: art.sha256, length: art.length, migration: m.migration, healthTimeoutMs: timeout === undefined ? undefined : timeout * 1000 };
+          return { version: m.version, sha256: art.sha256, length: art.length, migration: m.migration, healthTimeoutMs: timeout === undefined ? undefined : timeout * 1000, healthCommand: m.healthCheck?.command };
         } catch (err) {
           if (err instanceof ReleaseError) throw new UpdateRefused(err.message, err.code);
           throw err;
@@ -219,14 +219,16 @@ export class UpdateManager {
         await sup.settle();
         e.startedPid = sup.status().find((s) => s.name === name)?.pid;
       },
-      healthy: async (deadlineMs: number): Promise<boolean> => {
+      healthy: async (deadlineMs: number, t: UpdateTarget): Promise<boolean> => {
         const sup = this.o.supervisor();
         const until = Date.now() + deadlineMs;
+        let ready = false;
         while (Date.now() < until && !this.stopped) {
           const s = sup.status().find((x) => x.name === name);
           const e = entry();
           if (s?.pid !== undefined && e.startedPid === undefined) e.startedPid = s.pid;
-          if (s?.ready === true && s.pid !== undefined && s.pid === e.startedPid) return true;
+          ready ||= s?.ready === true && s.pid !== undefined && s.pid === e.startedPid;
+          if (ready && (t.healthCommand === undefined || (await runHealthCommand(t.healthCommand, e.machine.slots.slotDir(t.slot), e.machine.slots.dataDir, until - Date.now())))) return true;
           await new Promise((r) => setTimeout(r, 200));
         }
         return false;
@@ -242,6 +244,24 @@ export class UpdateManager {
 
 function toAssignment(a: SnapshotReleaseAssignment): Assignment {
   return { workload: a.workload, channel: a.channel, component: a.component, version: a.version, envelope: a.envelope, artifact: a.artifact };
+}
+
+/** Runs the manifest's health command in the slot directory; true on exit 0 within `timeoutMs`. */
+function runHealthCommand(command: readonly string[], cwd: string, dataDir: string, timeoutMs: number): Promise<boolean> {
+  const [cmd, ...args] = command;
+  if (cmd === undefined || timeoutMs <= 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd, stdio: "ignore", env: { ...process.env, FABRIC_DATA_DIR: dataDir } });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("error", () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve(code === 0);
+    });
+  });
 }
 
 /** Runs `<exe> <argument of the step>`; exit 0 is success. */

@@ -54,6 +54,8 @@ export interface UpdateTarget {
   migrationStep?: "preflight" | "backup" | "run" | "restore" | "done";
   /** Health-check deadline for this version, ms. */
   healthTimeoutMs?: number;
+  /** The manifest's health command (run in the slot directory). */
+  healthCommand?: string[];
 }
 
 /** What state.json holds. */

@@ -42,6 +42,8 @@ export interface ReleaseChannelReconcilerDeps {
   releaseRows: ReleaseStore;
   api: CustomObjectsApi;
   events?: EventRecorderLike;
+  /** Requeues a FabricNode (whose controller publishes its status.workloadUpdates). */
+  wakeNode?: (name: string) => void;
   clock?: Clock;
   /** Requeue while a rollout moves (default 2 s) and otherwise (default 30 s). */
   pollMs?: { moving?: number; idle?: number };
@@ -104,6 +106,8 @@ export class ReleaseChannelReconciler implements Reconciler {
     for (const [node, wls] of nodeWorkloads) {
       const items = (reports.get(node) ?? []).filter((i) => i.channel === key.name && wls.includes(i.workload));
       reportItems.push(...items.map((i) => ({ ...i, node })));
+      const all = reports.get(node) ?? [];
+      if (JSON.stringify(n0(this.d.nodes.get({ name: node })?.status?.workloadUpdates)) !== JSON.stringify(n0(all.length === 0 ? undefined : all))) this.d.wakeNode?.(node);
       const n = this.d.nodes.get({ name: node });
       observations.set(node, {
         assigned: assigned.get(node)?.version,
@@ -213,6 +217,9 @@ export function policyOf(spec: ReleaseChannelSpec, rings: RingPolicy[]): Channel
     pin: spec.pin === undefined ? undefined : { version: spec.pin.version, reason: spec.pin.reason },
   };
 }
+
+/** A report list in a comparable form (undefined members dropped, as in a stored status). */
+const n0 = (v: unknown): unknown => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
 
 /** An update report item with its node. */
 export type NodeReport = UpdateReportItem & { node: string };

@@ -33,11 +33,12 @@ export const releaseChannelKind: FabricKind = {
     const channels = (keep: (c: ReleaseChannelObject) => boolean): ObjectKey[] =>
       informer.list().flatMap((c) => (keep(c) && c.metadata.name !== undefined ? [{ name: c.metadata.name }] : []));
     const ofCluster = (cluster: string | undefined): ObjectKey[] => channels((c) => c.spec.cluster === cluster);
+    const wakeNode = mgr.wake("FabricNode");
     const controller = new Controller<ReleaseChannelObject>({
       name: "releasechannel",
       kind: "ReleaseChannel",
       informer,
-      reconciler: new ReleaseChannelReconciler({ informer, releases, nodes, clusters, workloadObjects, workloads: d.stores.workloads, rollouts: d.stores.rollouts, releaseRows: d.stores.releases, api: d.api, events: d.events }),
+      reconciler: new ReleaseChannelReconciler({ informer, releases, nodes, clusters, workloadObjects, workloads: d.stores.workloads, rollouts: d.stores.rollouts, releaseRows: d.stores.releases, api: d.api, events: d.events, wakeNode: (name) => wakeNode({ name }) }),
       watches: [
         watchSecondary(releases, (r) => channels((c) => c.spec.cluster === r.spec.cluster && c.spec.component === r.spec.component)),
         watchSecondary(workloadObjects, (w) => (w.spec.releaseChannel === undefined ? [] : [{ name: w.spec.releaseChannel }])),

@@ -887,6 +887,42 @@ export interface FabricNodeStatusUpdate {
 }
 
 /**
+ * The update state of one workload.
+ */
+export interface FabricNodeStatusWorkloadUpdate {
+  /**
+   * ServiceWorkload name.
+   */
+  workload: string;
+  /**
+   * ReleaseChannel name.
+   */
+  channel?: string;
+  /**
+   * Update state (idle, checking, downloading, verifying, staging, migrating, starting, health_checking, promoting, running, rollback_required, rolling_back, rolled_back, failed, fenced).
+   */
+  state: string;
+  /**
+   * Version the state is about.
+   */
+  version?: string;
+  /**
+   * Version that ran before.
+   */
+  previousVersion?: string;
+  /**
+   * Why (for failed, rolled_back, fenced).
+   */
+  reason?: string;
+  /**
+   * When the state was entered.
+   *
+   * Format: date-time.
+   */
+  since?: string;
+}
+
+/**
  * The last snapshot the agent verified and applied.
  */
 export interface FabricNodeStatusSnapshot {
@@ -959,9 +995,9 @@ export interface FabricNodeStatus {
    */
   update?: FabricNodeStatusUpdate;
   /**
-   * Release updates of the node's channel-bound service workloads, as the agent reports them.
+   * Release updates of the node's channel-bound service workloads, as the agent reports them (status.update is the agent's own).
    */
-  updates?: FabricNodeStatusUpdate[];
+  workloadUpdates?: FabricNodeStatusWorkloadUpdate[];
   /**
    * The last snapshot the agent verified and applied.
    */

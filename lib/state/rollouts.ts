@@ -167,6 +167,12 @@ export class RolloutStore {
     });
   }
 
+  /** One node's latest `updates` report items (FabricNode status.updates). */
+  async updateReportsOfNode(node: string): Promise<UpdateReportItem[]> {
+    const r = await this.pool.query<{ body: unknown }>("SELECT body FROM node_status_reports WHERE kind = 'updates' AND node = $1", [node]);
+    return updateItems(r.rows[0]?.body);
+  }
+
   /** The agents' latest `updates` reports of a cluster's nodes, by node. */
   async updateReports(cluster: string, nodes: readonly string[]): Promise<Map<string, UpdateReportItem[]>> {
     const r = await this.pool.query<{ node: string; body: { workloads?: unknown } }>(

@@ -96,7 +96,7 @@ class FakeRunner implements StepRunner {
       this.running = exe;
     });
   }
-  healthy(_deadlineMs: number): Promise<boolean> {
+  healthy(_deadlineMs: number, _t: UpdateTarget): Promise<boolean> {
     return this.effect(async () => {
       const v = /releases\/([^/]+)-[0-9a-f]{12}\//.exec(this.running ?? "")?.[1];
       return v !== undefined && this.b.unhealthy?.has(v) !== true;
