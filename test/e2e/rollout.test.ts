@@ -240,7 +240,8 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     const view = execFileSync(fabricctlBin, ["rollout", "status", "svc", "--kubeconfig", kc], { encoding: "utf8" });
     assert.match(view, /phase: +Halted/);
     assert.match(view, /halted: +3\.0\.0 in ring a/);
-    assert.match(view, /\n +b +\[#{24}\] +2\/2 +2\.0\.0 +Complete/, view);
+    assert.match(view, /\n +a +\[\.{24}\] +0\/2 +3\.0\.0 +Halted/, view);
+    assert.match(view, /\n +c +\[\.{24}\] +0\/2 +3\.0\.0 +Blocked/, view);
     // Keep watching a while: nothing moves on.
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 500));
