@@ -300,6 +300,11 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const nodes = o.renewal?.nodes ?? new NodeStore(o.pool, noFence, o.actor);
   const authCache = new AuthCache(o.pool, o.log.with({ part: "agent-auth" }));
   const app = new Koa();
+  app.on("error", (err: NodeJS.ErrnoException) => {
+    // An agent that goes away mid-download (cut connection, refused length) is normal.
+    if (err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET" || err.code === "EPIPE") return;
+    o.log.warn("agent api stream error", { err });
+  });
   const metrics = o.metrics === undefined ? undefined : agentApiMetrics(o.metrics);
   if (metrics !== undefined) app.use(metrics.middleware());
   app.use(errorMiddleware(o.log));

@@ -83,9 +83,9 @@ export class ReleaseReconciler implements Reconciler {
     const generation = obj.metadata.generation ?? 0;
     const old = obj.status;
     const outcomeChanged = old?.verified !== plan.verified || old?.conditions?.find((c) => c.type === "Verified")?.reason !== plan.reason;
-    const status = (condition: boolean) => ({ type: "", status: condition ? ("True" as const) : ("False" as const), reason: plan.reason, message: plan.message, observedGeneration: generation });
-    let conditions = setCondition(old?.conditions as Condition[] | undefined, { ...status(plan.verified), type: "Verified" }, now);
-    conditions = setCondition(conditions, { ...status(plan.verified), type: "Ready" }, now);
+    const outcome = { status: plan.verified ? ("True" as const) : ("False" as const), reason: plan.reason, message: plan.message, observedGeneration: generation };
+    let conditions = setCondition(old?.conditions as Condition[] | undefined, { type: "Verified", ...outcome }, now);
+    conditions = setCondition(conditions, { type: "Ready", ...outcome }, now);
     const next = {
       observedGeneration: generation,
       verified: plan.verified,

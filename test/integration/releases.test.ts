@@ -199,6 +199,26 @@ describe("signed releases: verification, version store, artifact downloads", fun
       assert.equal(chain.ok, true);
     });
 
+    it("refuses through the API a trust threshold above its keys and any change to a Release's spec", async () => {
+      const bad = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "FabricCluster", metadata: { name: "relc-bad" }, spec: { releaseTrust: { ...trustOf(1, [keys[0]!]), threshold: 2 } } }) });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /threshold cannot exceed the number of keys/);
+      const obj = releaseObj("r-unknown", { version: "0.1.0" }, [stranger]);
+      const changed = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ ...obj, spec: { ...obj.spec, version: "0.1.1" } }) });
+      assert.notEqual(changed.code, 0);
+      assert.match(changed.stderr, /immutable/);
+    });
+
+    it("verifies the signed example (manifests/examples) once its artifact is pushed", async () => {
+      const ex = join(repoRoot, "manifests", "examples");
+      const r = await kubectl(p.kubeconfig, ["apply", "-f", join(ex, "10-fabriccluster.yaml"), "-f", join(ex, "70-release.yaml")]);
+      assert.equal(r.code, 0, r.stderr);
+      await verifiedCondition("entry-node-1.4.2", "ArtifactMissing");
+      const push = await fabricctl(["release", "push", join(ex, "70-release.yaml"), join(ex, "release", "entry-node-1.4.2-linux-amd64.sh"), "--kubeconfig", p.kubeconfig]);
+      assert.equal(push.code, 0, push.stderr);
+      await verifiedCondition("entry-node-1.4.2", "Verified");
+    });
+
     it("refuses an older version offered after a newer one was verified (RollbackRefused)", async () => {
       const obj = releaseObj("r-rollback", { version: "1.9.9" }, [keys[1]!, keys[2]!]);
       await apply(obj);
@@ -312,8 +332,10 @@ describe("signed releases: verification, version store, artifact downloads", fun
       const dir = join(work, "dl-403");
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: "d".repeat(64), length: 1 }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 404);
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: bigSha, length: big.length }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 403);
-      // An assignment to a release that is not verified does not open the door either.
-      await p.cp.db.pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'r-expired', $2)", [nodeA, bigSha]);
+      // An assignment to a release that lists the artifact but is not verified (another artifact is missing) does not open the door either.
+      await apply(releaseObj("r-incomplete", { version: "3.5.0", artifacts: [{ os: "linux", arch: "amd64", length: big.length, sha256: bigSha }, { os: "linux", arch: "arm64", length: 1, sha256: "f".repeat(64) }] }, [keys[0]!, keys[2]!]));
+      await verifiedCondition("r-incomplete", "ArtifactMissing");
+      await p.cp.db.pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'r-incomplete', $2)", [nodeA, bigSha]);
       await assert.rejects(fetchArtifact(clients[0]!, { sha256: bigSha, length: big.length }, dir), (e: unknown) => e instanceof AgentApiRequestError && e.status === 403);
       assert.equal(existsSync(join(dir, bigSha)), false);
     });

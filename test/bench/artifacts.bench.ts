@@ -1,0 +1,130 @@
+/**
+ * The version store: where artifacts live and how fast they reach agents.
+ * Prints figures only; asserts nothing.
+ *
+ * 1. Storage choice, 100 MiB each way on the same embedded PostgreSQL:
+ *    content-addressed file (lib/state/artifacts.ts: streamed, hashed,
+ *    fsynced, renamed, indexed) vs a PostgreSQL large object (lo_put in
+ *    1 MiB chunks in one transaction, read back with lo_get).
+ * 2. Push through the API server (PUT /artifacts/v1/<sha256>, TLS, admin token).
+ * 3. Distribution: 100 MiB to 20 enrolled nodes at once over the agent API
+ *    (mTLS, each node its own certificate), the downloads run by the agent's
+ *    fetch code in a child process; aggregate MiB/s, and the CPU and peak
+ *    RSS of this process, which runs the control plane.
+ *
+ *   npx tsx test/bench/artifacts.bench.ts [MiB] [downloaders]
+ */
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import https from "node:https";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { join as joinCluster } from "../../agent/enroll/join.js";
+import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
+import { ArtifactStore } from "../../lib/state/artifacts.js";
+import { generateSigningKey, signRelease, spkiBase64 } from "../../lib/release/index.js";
+import { eventually, kubectl, repoRoot, tempStateDir } from "../support/controlplane.js";
+import { applyCluster, createToken, startEnrollmentPlane } from "../support/enrollment.js";
+import type { DownloadJob } from "./artifact-downloader-child.js";
+
+const MIB = 1024 * 1024;
+const SIZE = Number(process.argv[2] ?? 100) * MIB;
+const DOWNLOADERS = Number(process.argv[3] ?? 20);
+const rate = (bytes: number, ms: number) => `${(bytes / MIB / (ms / 1000)).toFixed(0)} MiB/s`;
+
+const data = randomBytes(SIZE);
+const sha256 = createHash("sha256").update(data).digest("hex");
+const chunks = (buf: Buffer) => Readable.from((function* () { for (let o = 0; o < buf.length; o += MIB) yield buf.subarray(o, o + MIB); })());
+
+const p = await startEnrollmentPlane();
+const work = tempStateDir("afg-bench-");
+try {
+  const pool = p.cp.db.pool;
+  // 1. file vs large object
+  const store = new ArtifactStore(pool, join(work, "store"));
+  let t = performance.now();
+  await store.put(sha256, SIZE, chunks(data), "bench");
+  const fileWrite = performance.now() - t;
+  t = performance.now();
+  const opened = await store.open(sha256);
+  const h = createHash("sha256");
+  for await (const c of opened!.stream as AsyncIterable<Buffer>) h.update(c);
+  const fileRead = performance.now() - t;
+  const c = await pool.connect();
+  let loWrite: number;
+  let loRead: number;
+  try {
+    t = performance.now();
+    await c.query("BEGIN");
+    const oid = Number((await c.query<{ oid: number }>("SELECT lo_create(0) AS oid")).rows[0]!.oid);
+    const lh = createHash("sha256");
+    for (let o = 0; o < SIZE; o += MIB) {
+      const part = data.subarray(o, o + MIB);
+      lh.update(part);
+      await c.query("SELECT lo_put($1, $2, $3)", [oid, o, part]);
+    }
+    lh.digest();
+    await c.query("COMMIT");
+    loWrite = performance.now() - t;
+    t = performance.now();
+    const rh = createHash("sha256");
+    for (let o = 0; o < SIZE; o += MIB) rh.update((await c.query<{ b: Buffer }>("SELECT lo_get($1, $2, $3) AS b", [oid, o, MIB])).rows[0]!.b);
+    loRead = performance.now() - t;
+    await c.query("SELECT lo_unlink($1)", [oid]);
+  } finally {
+    c.release();
+  }
+  console.log(`storage, ${SIZE / MIB} MiB: file write ${rate(SIZE, fileWrite)} (hash + fsync + rename + index), read ${rate(SIZE, fileRead)} (hashed); large object write ${rate(SIZE, loWrite)}, read ${rate(SIZE, loRead)} (hashed)`);
+
+  // 2. push through the API server (into its own store: forget part 1's index row first)
+  await pool.query("DELETE FROM artifacts WHERE sha256 = $1", [sha256]);
+  const url = new URL(p.cp.api.url);
+  t = performance.now();
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = https.request({ host: url.hostname, port: url.port, method: "PUT", path: `/artifacts/v1/${sha256}`, rejectUnauthorized: false, headers: { Authorization: `Bearer ${p.cp.api.adminToken}`, "Content-Length": SIZE } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    chunks(data).pipe(req);
+  });
+  console.log(`push through the API server: ${SIZE / MIB} MiB in ${(performance.now() - t).toFixed(0)} ms, ${rate(SIZE, performance.now() - t)} (HTTP ${status})`);
+
+  // 3. distribution to DOWNLOADERS nodes
+  const key = generateSigningKey();
+  await applyCluster(p.kubeconfig, "bench", "TokenAutoApprove");
+  const trust = { threshold: 1, keys: [{ keyId: key.keyId, publicKey: spkiBase64(key.publicKey) }] };
+  let r = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "FabricCluster", metadata: { name: "bench" }, spec: { enrollmentPolicy: { approval: "TokenAutoApprove" }, releaseTrust: trust } }) });
+  if (r.code !== 0) throw new Error(r.stderr);
+  const envelope = signRelease({ _type: "release", specVersion: 1, component: "bench", version: "1.0.0", expires: "2036-01-01T00:00:00Z", artifacts: [{ os: "linux", arch: "amd64", length: SIZE, sha256 }] }, [key]);
+  r = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "Release", metadata: { name: "bench-1.0.0" }, spec: { cluster: "bench", component: "bench", version: "1.0.0", envelope } }) });
+  if (r.code !== 0) throw new Error(r.stderr);
+  await eventually(async () => (await pool.query("SELECT 1 FROM releases WHERE name = 'bench-1.0.0' AND verified")).rowCount === 1, 60_000);
+  const token = await createToken(p.kubeconfig, "bench-join", { cluster: "bench", maxUses: DOWNLOADERS, autoApprove: true });
+  const ids: StoredIdentity[] = [];
+  for (let i = 0; i < DOWNLOADERS; i++) {
+    ids.push(await joinCluster({ server: p.server, token, caHash: p.caHash, stateDir: join(work, `agent-${i}`), nodeName: `d${i}`, cluster: "bench", pollIntervalMs: 200, timeoutMs: 60_000 }));
+    await pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'bench-1.0.0', $2)", [ids[i]!.info.node, sha256]);
+  }
+  const job: DownloadJob = { server: p.server, serverCaPem: ids[0]!.serverCaPem, nodes: ids.map((i) => ({ certPem: i.certPem, keyPem: i.keyPem })), artifact: { sha256, length: SIZE }, dir: join(work, "downloads") };
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+  const cpu0 = process.cpuUsage();
+  t = performance.now();
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = execFile("npx", ["tsx", join(repoRoot, "test/bench/artifact-downloader-child.ts")], { maxBuffer: 1 << 20, timeout: 600_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${String(err)}\n${stderr}`)) : resolve(stdout)));
+    child.stdin?.end(JSON.stringify(job));
+  });
+  const wall = performance.now() - t;
+  const cpu = process.cpuUsage(cpu0);
+  clearInterval(sampler);
+  const res = JSON.parse(out.trim().split("\n").pop()!) as { wallMs: number; perNodeMs: number[] };
+  const sorted = [...res.perNodeMs].sort((a, b) => a - b);
+  console.log(
+    `distribution: ${SIZE / MIB} MiB to ${DOWNLOADERS} nodes at once over mTLS: ${rate(SIZE * DOWNLOADERS, res.wallMs)} aggregate (downloads ${res.wallMs.toFixed(0)} ms; per node median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms, slowest ${sorted[sorted.length - 1]!.toFixed(0)} ms); control plane CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s over ${(wall / 1000).toFixed(1)} s (incl. child start), peak RSS ${(peakRss / MIB).toFixed(0)} MiB`,
+  );
+} finally {
+  await p.stop();
+  rmSync(work, { recursive: true, force: true });
+}
