@@ -6,6 +6,7 @@
  * decisions with their audit rows.
  */
 import type pg from "pg";
+import { canonicalJson } from "../canonical-json.js";
 import type { ArtifactRef, TrustSet } from "../release/index.js";
 import { decide, type AuditEntry, type Fence } from "./fenced.js";
 import type { Queryable } from "./table.js";
@@ -68,7 +69,7 @@ function fromDb(r: DbRelease): ReleaseRow {
 
 /** True when the stored outcome equals the new one (no write, no audit row). */
 export function sameReleaseRow(a: ReleaseRow, b: ReleaseRow): boolean {
-  return JSON.stringify({ ...a, expires: a.expires?.getTime() ?? null }) === JSON.stringify({ ...b, expires: b.expires?.getTime() ?? null });
+  return canonicalJson({ ...a, expires: a.expires?.getTime() ?? null }) === canonicalJson({ ...b, expires: b.expires?.getTime() ?? null });
 }
 
 /** See the module comment. */
