@@ -15,6 +15,7 @@
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
+import { canonicalJson } from "../../lib/canonical-json.js";
 import type { ReleaseChannelSpec, ReleaseChannelStatus } from "../../lib/api/types.generated.js";
 import { labelSelectorFromMetav1, matchesLabels, SelectorError } from "../../lib/kube/selectors.js";
 import { parseDuration } from "../../lib/enrollment/token.js";
@@ -107,7 +108,7 @@ export class ReleaseChannelReconciler implements Reconciler {
       const items = (reports.get(node) ?? []).filter((i) => i.channel === key.name && wls.includes(i.workload));
       reportItems.push(...items.map((i) => ({ ...i, node })));
       const all = reports.get(node) ?? [];
-      if (JSON.stringify(n0(this.d.nodes.get({ name: node })?.status?.workloadUpdates)) !== JSON.stringify(n0(all.length === 0 ? undefined : all))) this.d.wakeNode?.(node);
+      if (n0(this.d.nodes.get({ name: node })?.status?.workloadUpdates) !== n0(all.length === 0 ? undefined : all)) this.d.wakeNode?.(node);
       const n = this.d.nodes.get({ name: node });
       observations.set(node, {
         assigned: assigned.get(node)?.version,
@@ -218,8 +219,8 @@ export function policyOf(spec: ReleaseChannelSpec, rings: RingPolicy[]): Channel
   };
 }
 
-/** A report list in a comparable form (undefined members dropped, as in a stored status). */
-const n0 = (v: unknown): unknown => (v === undefined ? null : JSON.parse(JSON.stringify(v)));
+/** A report list in a comparable form (undefined members dropped and keys ordered, as a stored status may reorder them). */
+const n0 = (v: unknown): string => canonicalJson(v === undefined ? null : JSON.parse(JSON.stringify(v)));
 
 /** An update report item with its node. */
 export type NodeReport = UpdateReportItem & { node: string };

@@ -8,6 +8,7 @@
  * changed, in the same transaction.
  */
 import type pg from "pg";
+import { canonicalJson } from "../canonical-json.js";
 import { markNodesDirty } from "../snapshot/contributors.js";
 import { decide, type AuditEntry, type Fence } from "./fenced.js";
 
@@ -47,7 +48,8 @@ export interface AssignmentChange {
   removed: string[];
 }
 
-const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+/** Compares values as jsonb holds them (keys reordered, undefined members dropped). */
+const sameJson = (a: unknown, b: unknown): boolean => canonicalJson(JSON.parse(JSON.stringify(a ?? null))) === canonicalJson(JSON.parse(JSON.stringify(b ?? null)));
 
 /** See the module comment. */
 export class RolloutStore {
