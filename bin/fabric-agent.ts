@@ -40,6 +40,7 @@ import { parseDuration } from "../lib/enrollment/token.js";
 import http from "node:http";
 import { runMembership } from "../agent/sync/runner.js";
 import { superviseWorkloads, type SupervisedWorkloads } from "../agent/workloads/wire.js";
+import { superviseUpdates, type SupervisedUpdates } from "../agent/update/wire.js";
 import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
 import { DEFAULT_MESH_PORT, runMeshLoop, type MeshLoop } from "../agent/mesh/mesh-loop.js";
@@ -112,6 +113,7 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   const workloads: SupervisedWorkloads[] = [];
   // One mesh loop per membership, fed by the same verified snapshots (agent/mesh/mesh-loop.ts).
   const meshes: MeshLoop[] = [];
+  const updates: SupervisedUpdates[] = [];
   const meshFlags = ro.mesh ?? { port: DEFAULT_MESH_PORT, advertise: [] };
   let metrics: http.Server | undefined;
   if (ro.metricsPort !== undefined) {
@@ -143,7 +145,12 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
             mesh: () => mesh?.heartbeatReport(),
             onSync: (s) => {
               syncs.push(s);
-              workloads.push(superviseWorkloads(s, { log, identity: id }));
+              // Channel-bound workloads run from their release slots (agent/update/wire.ts).
+              let w: SupervisedWorkloads | undefined;
+              const u = superviseUpdates(s, { log, identity: id, supervisor: () => (w as SupervisedWorkloads).supervisor, reapply: () => w?.reapply() });
+              w = superviseWorkloads(s, { log, identity: id, rewrite: (d) => u.rewrite(d) });
+              workloads.push(w);
+              updates.push(u);
               // Several memberships cannot share one fixed port: the first takes it, the others bind an ephemeral one.
               const port = meshes.length === 0 ? meshFlags.port : 0;
               mesh = runMeshLoop(s, { log, identity: id, port, advertise: meshFlags.advertise, ...(meshFlags.host !== undefined ? { host: meshFlags.host } : {}), ...(meshFlags.evaluateIntervalMs !== undefined ? { evaluateIntervalMs: meshFlags.evaluateIntervalMs } : {}) });
@@ -155,6 +162,7 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
     );
   } finally {
     // Workloads keep running; the next agent adopts them.
+    for (const u of updates) u.stop();
     await Promise.all(workloads.map((w) => w.stop()));
     await Promise.all(meshes.map((m) => m.stop()));
     metrics?.close();

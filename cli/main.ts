@@ -181,6 +181,20 @@ export function buildProgram(io: Io, result: { code: number }): Command {
       result.code = releaseRotateTrust({ next: o.new, keys: o.key }, io.out);
     });
 
+  // rollout
+  const rollout = group("rollout", "release channel rollouts");
+  const rolloutStatusCmd = rollout
+    .command("status")
+    .description("a ReleaseChannel's rollout: phase, versions, a progress bar per ring, halts, agent update states")
+    .argument("<channel>", "ReleaseChannel name")
+    .option("-w, --watch", "refresh until interrupted")
+    .option("--interval <duration>", "refresh interval of --watch", "2s");
+  kubeOptions(rolloutStatusCmd);
+  outputOption(rolloutStatusCmd).action(async (channel: string, o: KubeFlags & { watch?: boolean; interval: string; output: string }) => {
+    const { rolloutStatus } = await import("./commands/rollout.js");
+    result.code = await withClient(o, (c) => rolloutStatus(c, { channel, watch: o.watch === true, interval: o.interval, format: outputFormat(o.output) }, io));
+  });
+
   // join
   const join = group("join", "decide join requests");
   for (const [verb, decision] of [["approve", "Approved"], ["deny", "Denied"]] as const) {

@@ -14,6 +14,7 @@ import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import type { Logger } from "../lib/log.js";
 import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import type { HeartbeatStore } from "../lib/state/heartbeats.js";
+import type { RolloutStore } from "../lib/state/rollouts.js";
 import type { ClusterStore, Fence, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore } from "../lib/state/index.js";
 import type { ReleaseStore } from "../lib/state/releases.js";
 import type { EventRecorderLike, KindModule } from "./runtime/index.js";
@@ -49,6 +50,7 @@ export interface KindStores {
   heartbeats: HeartbeatStore;
   roles: RoleStore;
   workloads: WorkloadStore;
+  rollouts: RolloutStore;
   releases: ReleaseStore;
 }
 

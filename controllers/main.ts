@@ -16,6 +16,7 @@ import { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import { logger, type Logger } from "../lib/log.js";
 import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import { HeartbeatStore } from "../lib/state/heartbeats.js";
+import { RolloutStore } from "../lib/state/rollouts.js";
 import { ReleaseStore } from "../lib/state/releases.js";
 import { ClusterStore, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore, type Fence } from "../lib/state/index.js";
 import { fabricClusterKind } from "./fabriccluster/setup.js";
@@ -25,6 +26,7 @@ import { joinTokenKind } from "./jointoken/setup.js";
 import { meshKind } from "./mesh/setup.js";
 import type { EnrollmentSettings, FabricKind, KindDeps, NodeHealthSettings } from "./kind.js";
 import { nodeGroupKind } from "./nodegroup/setup.js";
+import { releaseChannelKind } from "./releasechannel/setup.js";
 import { releaseKind } from "./release/setup.js";
 import { roleAssignmentKind } from "./roleassignment/setup.js";
 import { EventRecorder, Manager, PgAuthority, coreV1EventSink, customResourceSource, kubeLeaseClient } from "./runtime/index.js";
@@ -45,6 +47,7 @@ export const KINDS: readonly FabricKind[] = [
   serviceWorkloadKind,
   meshKind,
   releaseKind,
+  releaseChannelKind,
   vpnConnectionKind,
 ];
 
@@ -127,6 +130,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     heartbeats: new HeartbeatStore(o.pool, authority, o.identity),
     roles: new RoleStore(o.pool, authority, o.identity),
     workloads: new WorkloadStore(o.pool, authority, o.identity),
+    rollouts: new RolloutStore(o.pool, authority, o.identity),
     releases: new ReleaseStore(o.pool, authority, o.identity),
   };
   const issuer = new NodeCertificateIssuer(stores.clusters, o.kek, o.enrollment?.nodeCertLifetimeMs);

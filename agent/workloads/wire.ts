@@ -27,6 +27,7 @@
  */
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
+import type { SnapshotPayload, SnapshotWorkload } from "../../lib/snapshot/format.js";
 import { WORKLOAD_STATUS_KIND } from "../../lib/workloads/protocol.js";
 import type { StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
@@ -43,12 +44,16 @@ export interface SuperviseWorkloadsOptions {
   supervisor?: Omit<WorkloadSupervisorOptions, "stateDir" | "log" | "onStatusChange">;
   /** Replaces the HTTPS send (tests). */
   send?: (report: StatusReport) => Promise<void>;
+  /** Maps the snapshot's workloads before the supervisor gets them (the update manager runs channel-bound ones from their release slot). */
+  rewrite?: (desired: readonly SnapshotWorkload[]) => SnapshotWorkload[];
 }
 
 /** A membership's running supervisor and reporter. */
 export interface SupervisedWorkloads {
   readonly supervisor: WorkloadSupervisor;
   readonly reporter: WorkloadReporter;
+  /** Applies the last snapshot's workloads again (through rewrite); nothing before the first snapshot. */
+  reapply(): void;
   /** Stops the supervisor loop and the reporter, leaving workloads running. */
   stop(): Promise<void>;
 }
@@ -70,10 +75,15 @@ export function superviseWorkloads(sync: MembershipSync, o: SuperviseWorkloadsOp
     },
   });
   let stopped = false;
+  let last: SnapshotPayload | undefined;
+  const applyLast = (): void => {
+    if (last !== undefined && !stopped) supervisor.apply(o.rewrite === undefined ? last.workloads : o.rewrite(last.workloads), last.identity.membership);
+  };
   sync.subscribe((snapshot, held) => {
     if (stopped) return;
     const p = snapshot.payload;
-    supervisor.apply(p.workloads, p.identity.membership);
+    last = p;
+    applyLast();
     if (!applied) {
       applied = true;
       log.info("workload supervisor has its first desired set", { serial: held.serial, source: held.source, stale: held.stale, workloads: p.workloads.length });
@@ -85,6 +95,7 @@ export function superviseWorkloads(sync: MembershipSync, o: SuperviseWorkloadsOp
   return {
     supervisor,
     reporter,
+    reapply: applyLast,
     async stop() {
       stopped = true;
       await supervisor.stop();

@@ -20,6 +20,7 @@
  * that follows finds nothing to change, and it is what corrects a write
  * computed against a cache that had not yet seen the previous one.
  */
+import type { RolloutStore } from "../../lib/state/rollouts.js";
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { HeartbeatStore } from "../../lib/state/heartbeats.js";
@@ -42,6 +43,8 @@ export interface FabricNodeReconcilerDeps {
   /** Role grants and workload reports; without them assignedRoles and workloads are carried over as they are. */
   roles?: Pick<RoleStore, "rolesOfNodes">;
   workloads?: Pick<WorkloadStore, "reportsOfNode">;
+  /** The agent's workload update reports (status.workloadUpdates); without it status.workloadUpdates is carried over. */
+  updates?: Pick<RolloutStore, "updateReportsOfNode">;
   /** Kubernetes Events (Ready lost and back, degraded, membership decisions). */
   events?: EventRecorderLike;
 }
@@ -76,6 +79,10 @@ export class FabricNodeReconciler implements Reconciler {
     const status = desiredNodeStatus(obj.status, generation, row, identity, want, nowAt, { heartbeat, settings, heartbeatsTracked });
     if (this.d.roles !== undefined) status.assignedRoles = assignedRolesOf(await this.d.roles.rolesOfNodes([key.name]));
     if (this.d.workloads !== undefined) status.workloads = nodeWorkloadsOf(await this.d.workloads.reportsOfNode(key.name));
+    if (this.d.updates !== undefined) {
+      const items = (await this.d.updates.updateReportsOfNode(key.name)).slice(0, 64);
+      status.workloadUpdates = items.length === 0 ? undefined : items;
+    }
     if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
       const reason = status.health === "Unknown" ? `no heartbeat for more than ${Math.round(settings.gracePeriodMs / 1000)}s` : `agent reports ${status.health}`;
       if (await this.d.heartbeats.recordHealth(key.name, row.cluster, status.health, reason)) {

@@ -37,6 +37,7 @@ export const fabricNodeKind: FabricKind = {
         liveness,
         roles: d.stores.roles,
         workloads: d.stores.workloads,
+        updates: d.stores.rollouts,
         events: d.events,
       }),
       workers: 4,

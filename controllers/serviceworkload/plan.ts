@@ -31,9 +31,13 @@ export function validateWorkloadSpec(spec: ServiceWorkloadSpec): string[] {
   const out: string[] = [];
   const runtime = spec.runtime ?? "Native";
   if (runtime === "Native") {
-    if ((spec.command ?? []).length === 0 || (spec.command?.[0] ?? "") === "") out.push("spec.command: required for the Native runtime");
+    // A channel-bound workload runs its release's executable instead of a command.
+    if (spec.releaseChannel === undefined && ((spec.command ?? []).length === 0 || (spec.command?.[0] ?? "") === "")) out.push("spec.command: required for the Native runtime");
     if (spec.image !== undefined && spec.image !== "") out.push("spec.image: only for the Docker and Podman runtimes");
-  } else if (spec.image === undefined || spec.image.trim() === "") out.push(`spec.image: required for the ${runtime} runtime`);
+  } else {
+    if (spec.image === undefined || spec.image.trim() === "") out.push(`spec.image: required for the ${runtime} runtime`);
+    if (spec.releaseChannel !== undefined) out.push("spec.releaseChannel: only for the Native runtime");
+  }
   const p = spec.healthProbe;
   if (p !== undefined) {
     const kinds = [p.exec, p.http, p.tcp].filter((x) => x !== undefined).length;
@@ -86,6 +90,7 @@ export function snapshotWorkloadOf(name: string, generation: number, spec: Servi
   if ((spec.healthProbe?.initialDelaySeconds ?? 0) > 0) w.initialDelaySeconds = spec.healthProbe?.initialDelaySeconds;
   // The ports the node's agent accepts mesh streams for (agent/mesh/forward-policy.ts declaredMeshPorts).
   if ((spec.meshPorts ?? []).length > 0) w.meshPorts = (spec.meshPorts ?? []).map((p) => ({ name: p.name, port: p.port, protocol: "tcp" }));
+  if (spec.releaseChannel !== undefined) w.releaseChannel = spec.releaseChannel;
   return w;
 }
 

@@ -887,6 +887,42 @@ export interface FabricNodeStatusUpdate {
 }
 
 /**
+ * The update state of one workload.
+ */
+export interface FabricNodeStatusWorkloadUpdate {
+  /**
+   * ServiceWorkload name.
+   */
+  workload: string;
+  /**
+   * ReleaseChannel name.
+   */
+  channel?: string;
+  /**
+   * Update state (idle, checking, downloading, verifying, staging, migrating, starting, health_checking, promoting, running, rollback_required, rolling_back, rolled_back, failed, fenced).
+   */
+  state: string;
+  /**
+   * Version the state is about.
+   */
+  version?: string;
+  /**
+   * Version that ran before.
+   */
+  previousVersion?: string;
+  /**
+   * Why (for failed, rolled_back, fenced).
+   */
+  reason?: string;
+  /**
+   * When the state was entered.
+   *
+   * Format: date-time.
+   */
+  since?: string;
+}
+
+/**
  * The last snapshot the agent verified and applied.
  */
 export interface FabricNodeStatusSnapshot {
@@ -958,6 +994,10 @@ export interface FabricNodeStatus {
    * State of the agent's software update slots.
    */
   update?: FabricNodeStatusUpdate;
+  /**
+   * Release updates of the node's channel-bound service workloads, as the agent reports them (status.update is the agent's own).
+   */
+  workloadUpdates?: FabricNodeStatusWorkloadUpdate[];
   /**
    * The last snapshot the agent verified and applied.
    */
@@ -1777,6 +1817,46 @@ export interface ReleaseChannelSpec {
 }
 
 /**
+ * The version whose rollout halted; refused for the channel until its target changes.
+ */
+export interface ReleaseChannelStatusHalted {
+  /**
+   * The halted version.
+   */
+  version: string;
+  /**
+   * The ring where it failed.
+   */
+  ring?: string;
+  /**
+   * Why it halted.
+   */
+  reason?: string;
+  /**
+   * When it halted.
+   *
+   * Format: date-time.
+   */
+  time?: string;
+}
+
+/**
+ * Nodes in one update state.
+ */
+export interface ReleaseChannelStatusNodeState {
+  /**
+   * Update state the agents reported (idle, downloading, ..., running, rolled_back, failed, fenced).
+   */
+  state: string;
+  /**
+   * Nodes in that state.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  nodes: number;
+}
+
+/**
  * Progress of one ring.
  */
 export interface ReleaseChannelStatusRing {
@@ -1806,6 +1886,16 @@ export interface ReleaseChannelStatusRing {
    * Minimum: 0. Format: int32.
    */
   failed?: number;
+  /**
+   * Updated nodes whose FabricNode is Ready and whose workload instances are ready.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  healthy?: number;
+  /**
+   * Where the ring is.
+   */
+  phase?: "Idle" | "Pending" | "WaitingForRelease" | "Blocked" | "Paused" | "Progressing" | "Soaking" | "Complete" | "Halted" | "Pinned";
   /**
    * Since when the ring passes the health gate.
    *
@@ -1868,6 +1958,30 @@ export interface ReleaseChannelStatus {
    * Minimum: 0. Format: int64.
    */
   observedGeneration?: number;
+  /**
+   * Idle, Progressing, Complete, Halted (a ring reached its failure threshold), Paused or Pinned.
+   */
+  phase?: "Idle" | "Progressing" | "Complete" | "Halted" | "Paused" | "Pinned";
+  /**
+   * Summary, such as "4/6 nodes on 2.0.0".
+   */
+  progress?: string;
+  /**
+   * The version nodes return to on a halt or blocklist (the last release that completed a rollout, or spec.stable when that one did).
+   */
+  stable?: string;
+  /**
+   * The last version that completed a rollout over every ring.
+   */
+  lastCompleted?: string;
+  /**
+   * The version whose rollout halted; refused for the channel until its target changes.
+   */
+  halted?: ReleaseChannelStatusHalted;
+  /**
+   * How many of the channel's nodes report each update state.
+   */
+  nodeStates?: ReleaseChannelStatusNodeState[];
   /**
    * Progress per ring.
    */
@@ -2272,6 +2386,12 @@ export interface ServiceWorkloadSpec {
    * Ports the workload listens on at 127.0.0.1 of each node that runs it, reachable from nodes of the same cluster through the mesh (fabric-agent mesh forward NODE:PORT, direct or through one relay). The node's agent refuses a mesh stream to any port not declared here by a workload its own snapshot places on it.
    */
   meshPorts?: ServiceWorkloadSpecMeshPort[];
+  /**
+   * ReleaseChannel (of the same cluster) whose assigned version the instances run: the release's artifact is a single executable, installed in the agent's update slots and run with the workload's args in place of spec.command. An instance starts only once its node's assigned release is installed.
+   *
+   * Pattern: `^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`.
+   */
+  releaseChannel?: string;
 }
 
 /**

@@ -104,6 +104,8 @@ export interface SnapshotWorkload {
   healthProbe?: SnapshotHealthProbe;
   /** Release the workload runs, if it is tied to one. */
   release?: { component: string; version: string };
+  /** ReleaseChannel whose assigned release's executable the agent runs instead of `command` (payload.releaseUpdates). */
+  releaseChannel?: string;
 }
 
 /** Mesh peer classes; they decide how many active peers a node keeps. */
@@ -184,6 +186,32 @@ export interface SnapshotUpdate {
   releaseSignature?: string;
 }
 
+/** A release trust set (FabricCluster spec.releaseTrust without its rotation). */
+export interface SnapshotReleaseTrust {
+  keys: { keyId: string; publicKey: string }[];
+  threshold: number;
+}
+
+/** The release a channel assigns to one of this node's workloads; the agent verifies `envelope` against the trust itself. */
+export interface SnapshotReleaseAssignment {
+  /** ServiceWorkload name. */
+  workload: string;
+  /** ReleaseChannel name. */
+  channel: string;
+  component: string;
+  version: string;
+  /** The Release's signed DSSE envelope. */
+  envelope: unknown;
+  /** The artifact for this node's OS and architecture (GET /v1/artifacts/<sha256>). */
+  artifact: { os: string; arch: string; length: number; sha256: string };
+}
+
+/** Release assignments of this node's channel-bound workloads (present only for nodes that have some). */
+export interface SnapshotReleaseUpdates {
+  trust: SnapshotReleaseTrust;
+  assignments: SnapshotReleaseAssignment[];
+}
+
 /** Everything a node needs, and nothing more. Lists are sorted by name by the builder. */
 export interface SnapshotPayload {
   identity: NodeIdentitySummary;
@@ -196,6 +224,8 @@ export interface SnapshotPayload {
   /** VPN connections this node may own (lib/agent-protocol.ts VpnSnapshotPart); present only when it may own one. */
   vpn?: VpnSnapshotPart;
   updates: SnapshotUpdate[];
+  /** Release channel assignments (a v1 addition older agents ignore; docs/releases.md "Agent updates"). */
+  releaseUpdates?: SnapshotReleaseUpdates;
 }
 
 /** The envelope agents receive and checkpoint. */

@@ -106,6 +106,7 @@ function assertWorkload(w: Json, path: string): void {
   oneOf(w, "runtime", ["native", "container"], path);
   oneOf(w, "containerEngine", ["docker", "podman"], path, true);
   str(w, "image", path, { optional: true });
+  str(w, "releaseChannel", path, { optional: true });
   if (w.runtime === "container" && (w.containerEngine === undefined || w.image === undefined)) {
     fail(path, "a container workload needs containerEngine and image");
   }
@@ -190,6 +191,31 @@ function assertUpdate(u: Json, path: string): void {
   str(u, "releaseSignature", path, { optional: true });
 }
 
+function assertReleaseAssignment(a: Json, path: string): void {
+  str(a, "workload", path);
+  str(a, "channel", path);
+  str(a, "component", path);
+  str(a, "version", path);
+  obj(a.envelope, `${path}/envelope`);
+  const ap = `${path}/artifact`;
+  const art = obj(a.artifact, ap);
+  str(art, "os", ap);
+  str(art, "arch", ap);
+  uint(art, "length", ap);
+  if (typeof art.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(art.sha256)) fail(`${ap}/sha256`, "expected 64 lower-case hex digits");
+}
+
+function assertReleaseUpdates(v: unknown, path: string): void {
+  const o = obj(v, path);
+  const t = obj(o.trust, `${path}/trust`);
+  list(t, "keys", `${path}/trust`, (k, kp) => {
+    str(k, "keyId", kp);
+    str(k, "publicKey", kp);
+  });
+  uint(t, "threshold", `${path}/trust`);
+  list(o, "assignments", path, assertReleaseAssignment);
+}
+
 /** Throws ErrMalformed unless `p` has every v1 payload member with the right types (extra members allowed). */
 export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p is SnapshotPayload {
   const o = obj(p, path);
@@ -215,6 +241,7 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
     list(v, "assignments", `${path}/vpn`, assertVpnPart);
   }
   list(o, "updates", path, assertUpdate);
+  if (o.releaseUpdates !== undefined) assertReleaseUpdates(o.releaseUpdates, `${path}/releaseUpdates`);
 }
 
 /**

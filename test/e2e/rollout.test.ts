@@ -1,0 +1,269 @@
+/**
+ * A release rollout to 6 real fabric-agent processes in 3 rings (label
+ * selected), against a real control plane process, with releases signed
+ * here and pushed with the real fabricctl:
+ *
+ * - 1.0.0 then 2.0.0 reach every ring in order; each agent runs the
+ *   channel-bound workload from its release slot (the process's executable
+ *   path names the version), and the completed version becomes stable;
+ * - during 2.0.0, one agent is SIGKILLed mid-update and restarted: at the
+ *   kill the process that runs is the old or the new version, consistent
+ *   with the persisted state, and the update finishes after the restart;
+ * - 3.0.0, whose signed health command fails, halts in the first ring: its
+ *   nodes roll back by themselves and are assigned stable (2.0.0) again
+ *   without operator action; the later rings never receive it: no snapshot
+ *   names it, no download of it exists, and the agent API refuses its
+ *   artifact to them (403).
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AgentStatus } from "../../agent/sync/status.js";
+import { loadIdentity } from "../../agent/enroll/identity-store.js";
+import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
+import { generateSigningKey, signRelease, spkiBase64, type ReleaseManifest } from "../../lib/release/index.js";
+import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { applyCluster, createToken } from "../support/enrollment.js";
+import { killAllWith, processesWith } from "../support/processes.js";
+import { freePort } from "../support/tcp-proxy.js";
+
+const agentBin = join(repoRoot, "bin", "fabric-agent");
+const fabricctlBin = join(repoRoot, "bin", "fabricctl");
+const CLUSTER = "ro";
+const NODES = ["n1", "n2", "n3", "n4", "n5", "n6"];
+const RING_OF: Record<string, string> = { n1: "a", n2: "a", n3: "b", n4: "b", n5: "c", n6: "c" };
+const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
+
+interface Obj {
+  metadata: { name: string };
+  status?: Record<string, unknown>;
+}
+
+describe("e2e: a release rolls out in rings to real agents and rolls back by itself", function () {
+  this.timeout(300_000);
+  let cp: ChildControlPlane | undefined;
+  const cpDir = tempStateDir();
+  const work = tempStateDir("afo-rollout-");
+  const dirs = Object.fromEntries(NODES.map((n) => [n, tempStateDir(`afo-agent-${n}-`)]));
+  const agents = new Map<string, ChildProcess>();
+  const marker = `afo-rollout-${randomBytes(6).toString("hex")}`;
+  const key = generateSigningKey();
+  const arch = ARCH[process.arch] ?? process.arch;
+  let joinArgs: (name: string) => string[] = () => [];
+
+  const membership = (n: string): string => join(dirs[n] ?? "", "clusters", CLUSTER);
+  function startAgent(n: string, args: string[]): ChildProcess {
+    const child = spawn(agentBin, [...args, "--state-dir", dirs[n] ?? ""], { stdio: ["ignore", "ignore", "pipe"], env: agentEnv({ FABRIC_LOG_LEVEL: "warn" }) });
+    child.stderr?.resume();
+    agents.set(n, child);
+    return child;
+  }
+  async function stop(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(signal);
+    await exited;
+  }
+  function agentStatus(n: string): AgentStatus | undefined {
+    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", dirs[n] ?? ""], { encoding: "utf8" });
+    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
+  }
+  async function apply(obj: Record<string, unknown>): Promise<void> {
+    assert.ok(cp !== undefined);
+    const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  async function get(kind: string, name: string): Promise<Obj | undefined> {
+    assert.ok(cp !== undefined);
+    const r = await kubectl(cp.kubeconfig, ["get", kind, name, "-o", "json"]);
+    return r.code === 0 ? (JSON.parse(r.stdout) as Obj) : undefined;
+  }
+  /** The version each node's workload process runs, from the executable path in its command line. */
+  function runningVersions(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const pid of processesWith(marker)) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      const exe = argv.find((a) => a.includes("/updates/svc/releases/")) ?? "";
+      const node = NODES.find((n) => exe.startsWith(dirs[n] ?? "?"));
+      const v = /releases\/([0-9.]+)-[0-9a-f]{12}\/executable$/.exec(exe)?.[1];
+      if (node !== undefined && v !== undefined) out[node] = out[node] === undefined ? v : `${out[node]}+${v}`;
+    }
+    return out;
+  }
+  const updateState = (n: string): { state: string; target?: { version: string }; current?: { version: string } } | undefined => {
+    try {
+      return JSON.parse(readFileSync(join(membership(n), "updates", "svc", "state.json"), "utf8")) as { state: string };
+    } catch {
+      return undefined;
+    }
+  };
+  async function channel(): Promise<Record<string, unknown>> {
+    return (await get("releasechannel", "svc"))?.status ?? {};
+  }
+  async function setChannel(spec: Record<string, unknown>): Promise<void> {
+    await apply({
+      kind: "ReleaseChannel",
+      metadata: { name: "svc" },
+      spec: {
+        cluster: CLUSTER,
+        component: "svc",
+        maxUnavailable: "100%",
+        healthGate: { maxFailures: 1, minHealthyPercent: 100 },
+        rings: ["a", "b", "c"].map((r) => ({ name: r, nodeSelector: { matchLabels: { ring: r } }, soakTime: "1s" })),
+        ...spec,
+      },
+    });
+  }
+  /** Signs a release of `version` whose health command exits with `health`, after `delay` seconds; writes its files. */
+  function release(version: string, health: number, delay = 0): { file: string; artifact: string; sha256: string } {
+    const script = `#!/bin/sh\n# svc ${version}\nif [ "$1" = health ]; then sleep ${delay}; exit ${health}; fi\nwhile :; do sleep 1; done\n`;
+    const artifact = join(work, `svc-${version}`);
+    writeFileSync(artifact, script, { mode: 0o755 });
+    const sha256 = createHash("sha256").update(script).digest("hex");
+    const m: ReleaseManifest = {
+      _type: "release",
+      specVersion: 1,
+      component: "svc",
+      version,
+      expires: new Date(Date.now() + 86_400_000).toISOString().replace(/\.\d+Z$/, "Z"),
+      artifacts: [{ os: "linux", arch: arch as "amd64", length: Buffer.byteLength(script), sha256 }],
+      healthCheck: { command: ["./executable", "health"], timeoutSeconds: 8 },
+    };
+    const file = join(work, `svc-${version}.json`);
+    writeFileSync(file, JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "Release", metadata: { name: `svc-${version.replace(/\./g, "-")}` }, spec: { cluster: CLUSTER, component: "svc", version, envelope: signRelease(m, [key]) } }));
+    return { file, artifact, sha256 };
+  }
+
+  before(async () => {
+    const agentPort = await freePort();
+    cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
+    const ready = /"agentApi":"([^"]+)","agentApiCaHash":"([^"]+)"/.exec(cp.output());
+    assert.ok(ready, cp.output());
+    const [, server = "", caHash = ""] = ready;
+    await applyCluster(cp.kubeconfig, CLUSTER, "TokenAutoApprove");
+    const trust = { keys: [{ keyId: key.keyId, publicKey: spkiBase64(key.publicKey) }], threshold: 1 };
+    const p = await kubectl(cp.kubeconfig, ["patch", "fabriccluster", CLUSTER, "--type", "merge", "-p", JSON.stringify({ spec: { releaseTrust: trust } })]);
+    assert.equal(p.code, 0, p.stderr);
+    const token = await createToken(cp.kubeconfig, "ro-join", { cluster: CLUSTER, autoApprove: true, maxUses: NODES.length });
+    joinArgs = (name) => ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", "can_run_rdp_worker"];
+  });
+  after(async () => {
+    for (const a of agents.values()) await stop(a, "SIGKILL");
+    killAllWith(marker);
+    if (cp !== undefined) {
+      cp.child.kill("SIGTERM");
+      await cp.exited;
+    }
+    for (const d of [cpDir, work, ...Object.values(dirs)]) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("rolls good releases through every ring, survives SIGKILL mid-update, and halts a bad one in the first ring", async () => {
+    assert.ok(cp !== undefined);
+    const kc = cp.kubeconfig;
+    for (const n of NODES) startAgent(n, joinArgs(n));
+    for (const n of NODES) await eventually(() => agentStatus(n)?.snapshot !== undefined, 120_000, 500);
+    for (const n of NODES) {
+      const r = await kubectl(kc, ["label", "fabricnode", `${CLUSTER}.${n}`, `ring=${RING_OF[n]}`, "--overwrite"]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const rels = { v1: release("1.0.0", 0), v2: release("2.0.0", 0, 3), v3: release("3.0.0", 1) };
+    for (const r of Object.values(rels)) {
+      const out = execFileSync(fabricctlBin, ["release", "push", r.file, r.artifact, "--kubeconfig", kc], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      assert.match(out, /svc/);
+    }
+    for (const name of ["svc-1-0-0", "svc-2-0-0", "svc-3-0-0"]) await eventually(async () => (await get("release", name))?.status?.verified === true, 60_000, 500);
+
+    await setChannel({ current: "1.0.0" });
+    await apply({ kind: "ServiceWorkload", metadata: { name: "svc" }, spec: { cluster: CLUSTER, role: "rdp-worker", runtime: "Native", releaseChannel: "svc", args: [marker], restartPolicy: "Always" } });
+    await apply({ kind: "RoleAssignment", metadata: { name: "svc" }, spec: { cluster: CLUSTER, role: "rdp-worker", nodeNames: NODES.map((n) => `${CLUSTER}.${n}`) } });
+
+    // 1. 1.0.0 everywhere, ring by ring; it becomes stable.
+    const c1 = await eventually(async () => {
+      const s = await channel();
+      return s.phase === "Complete" && s.stable === "1.0.0" ? s : undefined;
+    }, 150_000, 500);
+    assert.deepEqual(
+      (c1.rings as Array<{ name: string; phase: string; updated: number }>).map((r) => [r.name, r.phase, r.updated]),
+      [["a", "Complete", 2], ["b", "Complete", 2], ["c", "Complete", 2]],
+    );
+    await eventually(() => Object.values(runningVersions()).filter((v) => v === "1.0.0").length === 6, 30_000, 300);
+    const nodeStatus = await eventually(async () => {
+      const u = (await get("fabricnode", `${CLUSTER}.n5`))?.status?.workloadUpdates as Array<{ workload: string; state: string; version: string }> | undefined;
+      return u?.find((x) => x.workload === "svc" && x.state === "running" && x.version === "1.0.0");
+    }, 30_000, 500);
+    assert.ok(nodeStatus);
+
+    // 2. 2.0.0; SIGKILL an agent of ring b in the middle of its update, restart it.
+    await setChannel({ current: "2.0.0" });
+    const during = await eventually(() => {
+      const s = updateState("n3");
+      return s !== undefined && s.target?.version === "2.0.0" && ["starting", "health_checking", "staging", "verifying", "downloading"].includes(s.state) ? s : undefined;
+    }, 150_000, 50);
+    await stop(agents.get("n3"), "SIGKILL");
+    const atKill = updateState("n3");
+    const ran = runningVersions().n3;
+    assert.ok(atKill !== undefined);
+    const newSide = ["health_checking", "promoting", "running", "rollback_required"].includes(atKill.state);
+    const oldSide = ["checking", "downloading", "verifying", "staging", "migrating"].includes(atKill.state);
+    if (newSide) assert.equal(ran, "2.0.0", `killed in ${atKill.state} (first seen ${during.state})`);
+    else if (oldSide) assert.equal(ran, "1.0.0", `killed in ${atKill.state}`);
+    else assert.ok(ran === "1.0.0" || ran === "2.0.0", `killed in ${atKill.state}: runs ${ran}`);
+    startAgent("n3", ["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"]);
+    await eventually(async () => {
+      const s = await channel();
+      return s.phase === "Complete" && s.stable === "2.0.0";
+    }, 150_000, 500);
+    await eventually(() => {
+      const v = runningVersions();
+      return NODES.every((n) => v[n] === "2.0.0");
+    }, 30_000, 300);
+    assert.equal(updateState("n3")?.state, "running");
+
+    // 3. 3.0.0 fails its health command: halts in ring a, ring a back on 2.0.0 by itself, rings b and c never get it.
+    await setChannel({ current: "3.0.0" });
+    const halted = await eventually(async () => {
+      const s = await channel();
+      return s.phase === "Halted" ? s : undefined;
+    }, 150_000, 500);
+    assert.deepEqual((halted.halted as { version: string; ring: string }).version, "3.0.0");
+    assert.equal((halted.halted as { ring: string }).ring, "a");
+    assert.equal(halted.stable, "2.0.0");
+    for (const n of ["n1", "n2"]) {
+      await eventually(() => updateState(n)?.state === "running" && updateState(n)?.current?.version === "2.0.0", 60_000, 300);
+    }
+    await eventually(() => {
+      const v = runningVersions();
+      return NODES.every((n) => v[n] === "2.0.0");
+    }, 30_000, 300);
+    const view = execFileSync(fabricctlBin, ["rollout", "status", "svc", "--kubeconfig", kc], { encoding: "utf8" });
+    assert.match(view, /phase: +Halted/);
+    assert.match(view, /halted: +3\.0\.0 in ring a/);
+    assert.match(view, /\n +a +\[\.{24}\] +0\/2 +3\.0\.0 +Halted/, view);
+    assert.match(view, /\n +c +\[\.{24}\] +0\/2 +3\.0\.0 +Blocked/, view);
+    // Keep watching a while: nothing moves on.
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal((await channel()).phase, "Halted");
+    }
+    for (const n of ["n3", "n4", "n5", "n6"]) {
+      const downloads = join(membership(n), "updates", "downloads");
+      const files = existsSync(downloads) ? readdirSync(downloads) : [];
+      assert.ok(!files.some((f) => f.startsWith(rels.v3.sha256)), `${n} never downloaded 3.0.0`);
+      assert.ok(!readdirSync(join(membership(n), "updates", "svc", "releases")).some((d) => d.startsWith("3.0.0-")), `${n} never staged 3.0.0`);
+      const checkpoint = readdirSync(membership(n))
+        .filter((f) => f.endsWith(".json"))
+        .map((f) => readFileSync(join(membership(n), f), "utf8"))
+        .join("");
+      assert.ok(!checkpoint.includes(rels.v3.sha256), `${n}'s snapshot never named 3.0.0`);
+      const id = await loadIdentity(membership(n));
+      const client = new AgentApiClient(id.info.server, { ca: id.serverCaPem, cert: id.certPem, key: id.keyPem });
+      await assert.rejects(
+        client.stream(`/v1/artifacts/${rels.v3.sha256}`),
+        (err: unknown) => err instanceof AgentApiRequestError && err.status === 403,
+        `${n} may not download 3.0.0`,
+      );
+    }
+  });
+});
