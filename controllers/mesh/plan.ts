@@ -20,7 +20,7 @@
  * walk reaches it first.
  */
 import type { NodeClass, SnapshotMeshPeer, SnapshotMeshSettings } from "../../lib/snapshot/format.js";
-import type { MeshDirectory, MeshMemberRow, MeshPeerPolicy } from "../../lib/state/mesh.js";
+import { meshBoundsOf, meshClassOf, type MeshDirectory, type MeshMemberRow, type MeshPeerPolicy } from "../../lib/state/mesh.js";
 
 /** Warm candidates beyond the active maximum (what the agent swaps to without asking). */
 export const WARM_CANDIDATES = 3;
@@ -42,14 +42,10 @@ export function stableHash(s: string): number {
 }
 
 /** The class a member's peer counts follow: a core-node role makes it "core" (relay counts). */
-export function classOf(m: Pick<MeshMemberRow, "nodeClass" | "roles">): NodeClass {
-  return m.roles.includes("core-node") ? "core" : m.nodeClass;
-}
+export const classOf: (m: Pick<MeshMemberRow, "nodeClass" | "roles">) => NodeClass = meshClassOf;
 
 /** Active-set bounds of a class. */
-export function boundsOf(policy: MeshPeerPolicy, cls: NodeClass): { min: number; max: number } {
-  return cls === "core" || cls === "relay" ? policy.relay : policy[cls];
-}
+export const boundsOf: (policy: MeshPeerPolicy, cls: NodeClass) => { min: number; max: number } = meshBoundsOf;
 
 /** How many candidates a member receives at most (before relay top-up). */
 export function budgetOf(policy: MeshPeerPolicy, m: Pick<MeshMemberRow, "nodeClass" | "roles">): number {
