@@ -11,7 +11,8 @@
  * so that a link is authorised on both ends whichever side's set holds it.
  * Every set of the cluster is computed once per directory (meshSetsOf, the
  * same O(N*k log n) as the full build) and kept while what decides sets is
- * unchanged: an endpoint change re-reads the directory but keeps the sets.
+ * unchanged (sets-cache.ts, shared with the directory sweep): an endpoint
+ * change re-reads the directory but keeps the sets.
  *
  * It also records each built node's candidate names in
  * mesh_candidate_sets, in the builder's transaction: that is the reverse
@@ -31,7 +32,8 @@
  */
 import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { meshDirectoryDigest, meshDirectoryOf, recordCandidateSets } from "../../lib/state/mesh.js";
-import { inboundEntry, meshSetsOf, peerEntry, prepareDirectory, settingsFor, type MeshSets, type PreparedDirectory } from "./plan.js";
+import { inboundEntry, peerEntry, prepareDirectory, settingsFor, type MeshSets, type PreparedDirectory } from "./plan.js";
+import { MeshSetsCache } from "./sets-cache.js";
 import { directoryDigest } from "./sweep.js";
 
 /** How a contributor came by the directories of its batches (tests and benchmarks read it). */
@@ -48,8 +50,8 @@ export interface MeshContributor extends SnapshotContributor {
 }
 
 /** Fills payload.meshPeers and payload.mesh; see the module comment. */
-export function createMeshContributor(): MeshContributor {
-  const kept = new Map<string, { digest: string; prepared: PreparedDirectory; setsKey: string; sets: MeshSets }>();
+export function createMeshContributor(setsCache = new MeshSetsCache()): MeshContributor {
+  const kept = new Map<string, { digest: string; prepared: PreparedDirectory; sets: MeshSets }>();
   const stats: MeshDirectoryCacheStats = { hits: 0, reads: 0 };
   const directoryFor = async (db: Parameters<SnapshotContributor["contribute"]>[0], cluster: string): Promise<{ prepared: PreparedDirectory; sets: MeshSets }> => {
     const k = kept.get(cluster);
@@ -61,10 +63,9 @@ export function createMeshContributor(): MeshContributor {
     const dir = await meshDirectoryOf(db, cluster);
     const prepared = prepareDirectory(dir);
     // Sets depend on what decides them, not on endpoint values: an endpoint change keeps them.
-    const setsKey = directoryDigest(dir);
-    const sets = k !== undefined && k.setsKey === setsKey ? k.sets : meshSetsOf(prepared);
+    const sets = setsCache.get(cluster, directoryDigest(dir), () => prepared);
     // Keyed by the digest of the rows this read returned, not of an earlier look.
-    const entry = { digest: dir.digest, prepared, setsKey, sets };
+    const entry = { digest: dir.digest, prepared, sets };
     kept.set(cluster, entry);
     stats.reads++;
     return entry;

@@ -21,6 +21,7 @@ import type pg from "pg";
 import type { Logger } from "../../lib/log.js";
 import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, type MeshDirectory, type MeshMemberRow } from "../../lib/state/mesh.js";
 import { allCandidateSets, inboundChanges, isCandidate, isRelay, prepareDirectory, staleSets } from "./plan.js";
+import type { MeshSetsCache } from "./sets-cache.js";
 
 /** What a member's peer entry shows besides its endpoints (the heartbeat path re-marks on those). */
 export function entryKey(m: MeshMemberRow): string {
@@ -49,7 +50,7 @@ export class MeshDirectorySweep {
   private readonly seen = new Map<string, string>();
   private readonly entries = new Map<string, Map<string, string>>();
 
-  constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number }) {}
+  constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number; sets?: MeshSetsCache }) {}
 
   /** Forgets a cluster's digest so its next pass recomputes. */
   touch(cluster: string): void {
@@ -64,7 +65,7 @@ export class MeshDirectorySweep {
       const digest = directoryDigest(dir);
       if (this.seen.get(cluster) === digest) continue;
       const stored = await candidateSetsOf(this.d.pool, cluster);
-      const wanted = allCandidateSets(prepareDirectory(dir));
+      const wanted = this.d.sets !== undefined ? this.d.sets.get(cluster, digest, () => prepareDirectory(dir)).sets : allCandidateSets(prepareDirectory(dir));
       const stale = new Set(staleSets(wanted, stored));
       // Inbound entries: a node added to or dropped from a set gains or loses a lister.
       for (const node of inboundChanges(stored, wanted)) stale.add(node);
