@@ -9,7 +9,8 @@
  *        within `wait` (default 30, at most 60). A `node` query parameter
  *        naming another node is refused (403 Forbidden).
  *   POST /v1/heartbeat             HeartbeatRequest -> 202 HeartbeatResponse
- *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored)
+ *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored;
+ *                                  kind `mesh` must be a MeshStatusBody, others are stored as sent)
  */
 
 /**
