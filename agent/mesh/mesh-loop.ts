@@ -30,7 +30,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
-import type { HeartbeatMesh, StatusReport } from "../../lib/agent-protocol.js";
+import { MESH_STATUS_KIND, type HeartbeatMesh, type StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
@@ -44,8 +44,6 @@ import { chooseRoute } from "./routing.js";
 import { peerGrantsOf, type PeerGrant } from "./transport/peer-identity.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
-/** Status report kind of the mesh link table (POST /v1/status/mesh). */
-export const MESH_STATUS_KIND = "mesh";
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
 /** Default evaluation period. */
