@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
-import { DEFAULT_NODE_GRACE_PERIOD_MS, type HeartbeatRow } from "../../lib/state/heartbeats.js";
+import type { HeartbeatRow } from "../../lib/state/heartbeats.js";
 import { formatTime } from "../runtime/index.js";
 
 /** Ready reasons of the heartbeat part. */
@@ -34,7 +34,7 @@ export interface LivenessSettings {
 }
 
 /** Defaults of {@link LivenessSettings}. */
-export const DEFAULT_LIVENESS: LivenessSettings = { gracePeriodMs: DEFAULT_NODE_GRACE_PERIOD_MS, publishIntervalMs: 300_000 };
+export const DEFAULT_LIVENESS: LivenessSettings = { gracePeriodMs: 40_000, publishIntervalMs: 300_000 };
 
 /** Health the control plane publishes. */
 export type PublishedHealth = "Healthy" | "Degraded" | "Unknown";

@@ -9,7 +9,11 @@ import type pg from "pg";
 import { decide, type Fence } from "./fenced.js";
 import { firstRow } from "./table.js";
 
-/** How long after its last heartbeat a node's agent counts as alive (FabricNode liveness and mesh report freshness). */
+/**
+ * How long after its last heartbeat a node's agent counts as alive, for the
+ * freshness of its mesh report; the FabricNode liveness default
+ * (controllers/fabricnode/liveness.ts, kept equal by a unit test).
+ */
 export const DEFAULT_NODE_GRACE_PERIOD_MS = 40_000;
 
 /** Health an agent reports about its host. */

@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { meshPartitionEvents } from "../../controllers/fabriccluster/events.js";
 import { clusterMeshStatus, MAX_BELOW_MINIMUM_NODES, meshComponents, meshPartitionedCondition } from "../../controllers/fabriccluster/mesh.js";
+import { DEFAULT_LIVENESS } from "../../controllers/fabricnode/liveness.js";
 import { meshHealthOf, nodeMeshStatus } from "../../controllers/fabricnode/mesh.js";
+import { DEFAULT_NODE_GRACE_PERIOD_MS } from "../../lib/state/heartbeats.js";
 import { DEFAULT_PEER_POLICY, type MeshReportFacts } from "../../lib/state/mesh.js";
 import { seeded } from "../support/random.js";
 
@@ -56,6 +58,10 @@ describe("plan: mesh status of a FabricNode", () => {
     assert.deepEqual([thin?.nodeClass, thin?.minPeers, thin?.maxPeers, thin?.health], ["thin", 1, 3, "Healthy"]);
     const core = nodeMeshStatus(member("c.a", ["c.b", "c.c", "c.d"], { roles: ["core-node"] }), DEFAULT_PEER_POLICY, NOW, GRACE);
     assert.deepEqual([core?.nodeClass, core?.minPeers, core?.maxPeers, core?.health], ["core", 8, 20, "BelowMinimum"]);
+  });
+
+  it("judges freshness with the FabricNode liveness grace period by default", () => {
+    assert.equal(DEFAULT_NODE_GRACE_PERIOD_MS, DEFAULT_LIVENESS.gracePeriodMs);
   });
 
   it("is Unknown without a report, or when the agent's heartbeats are stale; absent for non-members", () => {
