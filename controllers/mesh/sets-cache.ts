@@ -1,7 +1,7 @@
 /**
  * Every candidate set and inbound list of a cluster (plan.ts meshSetsOf),
  * kept per cluster under the digest of what decides them (sweep.ts
- * directoryDigest: policy and member entries, not endpoint values). The
+ * setsDigest: policy and member entries, not endpoint values nor pins). The
  * directory sweep and the snapshot contributor of one process share it, so
  * a directory change costs one O(N*k log n) computation, not one each.
  */

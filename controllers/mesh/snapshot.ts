@@ -34,7 +34,7 @@ import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { meshDirectoryDigest, meshDirectoryOf, recordCandidateSets } from "../../lib/state/mesh.js";
 import { inboundEntry, peerEntry, prepareDirectory, settingsFor, type MeshSets, type PreparedDirectory } from "./plan.js";
 import { MeshSetsCache } from "./sets-cache.js";
-import { directoryDigest } from "./sweep.js";
+import { setsDigest } from "./sweep.js";
 
 /** How a contributor came by the directories of its batches (tests and benchmarks read it). */
 export interface MeshDirectoryCacheStats {
@@ -62,8 +62,8 @@ export function createMeshContributor(setsCache = new MeshSetsCache()): MeshCont
     kept.delete(cluster);
     const dir = await meshDirectoryOf(db, cluster);
     const prepared = prepareDirectory(dir);
-    // Sets depend on what decides them, not on endpoint values: an endpoint change keeps them.
-    const sets = setsCache.get(cluster, directoryDigest(dir), () => prepared);
+    // Sets depend on what decides them, not on endpoint values or pins: an endpoint change or a renewal keeps them.
+    const sets = setsCache.get(cluster, setsDigest(dir), () => prepared);
     // Keyed by the digest of the rows this read returned, not of an earlier look.
     const entry = { digest: dir.digest, prepared, sets };
     kept.set(cluster, entry);

@@ -35,6 +35,16 @@ export function directoryDigest(d: MeshDirectory): string {
   return h.digest("hex");
 }
 
+/**
+ * What decides the candidate sets alone (the entries without endpoints and
+ * pins): a renewal or an endpoint change keeps the sets computed for it.
+ */
+export function setsDigest(d: MeshDirectory): string {
+  const h = createHash("sha256").update(JSON.stringify(d.policy));
+  for (const m of d.members) h.update(`${m.node}|${m.nodeClass}|${m.region}|${m.zone}|${m.roles.join(",")}|${isCandidate(m) ? 1 : 0}|${isRelay(m) ? 1 : 0}\n`);
+  return h.digest("hex");
+}
+
 /** Members whose entry changed (or left) since `previous`; none when there is no previous pass. */
 export function changedEntries(previous: ReadonlyMap<string, string> | undefined, d: MeshDirectory): Set<string> {
   const out = new Set<string>();
@@ -65,7 +75,7 @@ export class MeshDirectorySweep {
       const digest = directoryDigest(dir);
       if (this.seen.get(cluster) === digest) continue;
       const stored = await candidateSetsOf(this.d.pool, cluster);
-      const wanted = this.d.sets !== undefined ? this.d.sets.get(cluster, digest, () => prepareDirectory(dir)).sets : allCandidateSets(prepareDirectory(dir));
+      const wanted = this.d.sets !== undefined ? this.d.sets.get(cluster, setsDigest(dir), () => prepareDirectory(dir)).sets : allCandidateSets(prepareDirectory(dir));
       const stale = new Set(staleSets(wanted, stored));
       // Inbound entries: a node added to or dropped from a set gains or loses a lister.
       for (const node of inboundChanges(stored, wanted)) stale.add(node);

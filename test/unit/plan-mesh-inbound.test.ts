@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { MAX_MESH_INBOUND, inboundChanges, inboundEntry, meshSetsOf, prepareDirectory } from "../../controllers/mesh/plan.js";
+import { directoryDigest, setsDigest } from "../../controllers/mesh/sweep.js";
 import { DEFAULT_PEER_POLICY, type MeshMemberRow } from "../../lib/state/mesh.js";
 
 const REGIONS = ["eu", "us", "ap"];
@@ -62,6 +63,21 @@ describe("mesh directory: inbound entries (symmetric authorisation)", () => {
     const a = meshSetsOf(dd).inbound.get("c1.relay") ?? [];
     assert.equal(a.length, MAX_MESH_INBOUND);
     assert.deepEqual(meshSetsOf(dd).inbound.get("c1.relay"), a, "deterministic");
+  });
+
+  it("keys kept sets by what decides them: a renewal or an endpoint change keeps them, a region move does not", () => {
+    const base = { cluster: "c1", policy: DEFAULT_PEER_POLICY, members: fleet(50) };
+    const change = (f: (m: MeshMemberRow) => MeshMemberRow): typeof base => ({ ...base, members: base.members.map((m, i) => (i === 7 ? f(m) : m)) });
+    const renewed = change((m) => ({ ...m, publicKeyFingerprint: "sha256:renewed" }));
+    const moved = change((m) => ({ ...m, endpoints: ["10.9.9.9:4433"] }));
+    const region = change((m) => ({ ...m, region: "xx" }));
+    const noEndpoints = change((m) => ({ ...m, endpoints: [] }));
+    assert.equal(setsDigest(renewed), setsDigest(base));
+    assert.equal(setsDigest(moved), setsDigest(base));
+    assert.notEqual(setsDigest(region), setsDigest(base));
+    assert.notEqual(setsDigest(noEndpoints), setsDigest(base), "no longer a candidate");
+    assert.notEqual(directoryDigest(renewed), directoryDigest(base), "the entries (and the sweep's re-marks) still see the pin");
+    assert.deepEqual(meshSetsOf(prepareDirectory(renewed)).sets, meshSetsOf(prepareDirectory(base)).sets);
   });
 
   it("names the nodes whose inbound entries a set change touches", () => {
