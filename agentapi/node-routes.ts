@@ -14,12 +14,14 @@ import {
   MAX_MESH_ENDPOINTS,
   MAX_POLL_WAIT_SECONDS,
   MAX_STATUS_REPORT_BYTES,
+  MESH_STATUS_KIND,
   SNAPSHOT_SERIAL_HEADER,
   type HeartbeatMesh,
   type HeartbeatRequest,
   type HeartbeatResponse,
 } from "../lib/agent-protocol.js";
 import { isIP } from "node:net";
+import { validateMeshStatusBody } from "./mesh-status-report.js";
 import { writeStatusReport } from "../lib/state/heartbeats.js";
 import { serialOf, snapshotOf } from "../lib/state/snapshots.js";
 import { authenticate, type AuthOptions } from "./auth.js";
@@ -210,7 +212,9 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
     const { version, body } = b as { version?: unknown; body?: unknown };
     if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0) throw bad("version must be a non-negative integer");
     if (typeof body !== "object" || body === null || Array.isArray(body)) throw bad("body must be an object");
-    const stored = await writeStatusReport(d.pool, { node: n.node, cluster: n.cluster, kind, version, body });
+    // Kinds the control plane reads have a schema; others are stored as sent (bounded by the body limits).
+    const checked = kind === MESH_STATUS_KIND ? validateMeshStatusBody(body, n) : body;
+    const stored = await writeStatusReport(d.pool, { node: n.node, cluster: n.cluster, kind, version, body: checked });
     ctx.status = 202;
     ctx.body = { stored };
   });

@@ -9,7 +9,8 @@
  *        within `wait` (default 30, at most 60). A `node` query parameter
  *        naming another node is refused (403 Forbidden).
  *   POST /v1/heartbeat             HeartbeatRequest -> 202 HeartbeatResponse
- *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored)
+ *   POST /v1/status/:kind          StatusReport -> 202 { stored } (stale versions ignored;
+ *                                  kind `mesh` must be a MeshStatusBody, others are stored as sent)
  */
 
 /**
@@ -175,4 +176,49 @@ export interface VpnStatusBody {
 /** The agent's safety margin subtracted from the TTL for its local deadline: max(1 s, ttl/10). */
 export function vpnDeadlineMarginMs(ttlMs: number): number {
   return Math.max(1000, Math.floor(ttlMs / 10));
+}
+
+/** Status report kind of a mesh agent's link table (POST /v1/status/mesh), validated by the agent API. */
+export const MESH_STATUS_KIND = "mesh";
+/** At most this many peer rows in a mesh status report (twice the largest active maximum plus warm and relay candidates). */
+export const MAX_MESH_STATUS_PEERS = 64;
+/** States of a mesh peer row. */
+export const MESH_PEER_STATES = ["up", "connecting", "failed"] as const;
+/** How a node reaches a peer: its own link, through a relay, or not at all. */
+export const MESH_PEER_PATHS = ["direct", "relay", "none"] as const;
+
+/** One row of a mesh status report. */
+export interface MeshStatusPeer {
+  /** The peer's FabricNode name (same cluster, never the reporter). */
+  peer: string;
+  state: (typeof MESH_PEER_STATES)[number];
+  direction?: "inbound" | "outbound";
+  /** RTT EWMA and jitter, ms (0..60000). */
+  rttMs?: number;
+  jitterMs?: number;
+  /** Lost fraction of recent probes, 0..1. */
+  loss?: number;
+  path: (typeof MESH_PEER_PATHS)[number];
+  /** Consecutive failed dials (0..1000000). */
+  failures?: number;
+  /** RFC 3339. */
+  since: string;
+}
+
+/**
+ * Body of a kind `mesh` status report (StatusReport.body). Closed: unknown
+ * fields, more than {@link MAX_MESH_STATUS_PEERS} rows, a peer of another
+ * cluster or the reporter itself, repeated peers, numbers out of range and
+ * states outside the closed sets are refused with 400 InvalidRequest.
+ */
+export interface MeshStatusBody {
+  /** Reporter's own FabricNode name (optional; when present it must be the certificate's node). */
+  node?: string;
+  enabled: boolean;
+  reason?: string;
+  /** Advertised endpoints, `host:port` (at most {@link MAX_MESH_ENDPOINTS}). */
+  endpoints: string[];
+  /** The peer manager's active set (peer names, at most {@link MAX_MESH_STATUS_PEERS}). */
+  active: string[];
+  peers: MeshStatusPeer[];
 }

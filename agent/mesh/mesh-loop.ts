@@ -21,9 +21,10 @@
  *   role): PeerLinks is started on the UDP port then, and stopped (every
  *   link closed) when a later snapshot drops it.
  * - Authorisation: a peer may hold a link only while it is listed in the
- *   current snapshot's `meshPeers` (checked in the TLS handshake on both
- *   sides); every new snapshot calls reauthorise(), which closes links to
- *   nodes no longer listed (removed, revoked).
+ *   current snapshot's `meshPeers` or `meshInbound` and presents the key
+ *   pinned there (checked in the TLS handshake on both sides); every new
+ *   snapshot calls reauthorise(), which closes links to nodes no longer
+ *   listed (removed, revoked) or whose pin changed.
  * - Identity: PeerLinks presents the membership's certificate; when the
  *   renewal loop stored a new one (serial changed), PeerLinks restarts with it.
  * - Relays and data streams (forward.ts): a relay node advertises its links
@@ -33,7 +34,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
-import type { HeartbeatMesh, StatusReport } from "../../lib/agent-protocol.js";
+import { MESH_STATUS_KIND, type HeartbeatMesh, type StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
@@ -47,10 +48,9 @@ import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-st
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
 import { ADVERT_INTERVAL_MS, RelayTable } from "./relay-table.js";
 import type { RoutingLink } from "./routing.js";
+import { peerGrantsOf, type PeerGrant } from "./transport/peer-identity.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
-/** Status report kind of the mesh link table (POST /v1/status/mesh). */
-export const MESH_STATUS_KIND = "mesh";
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
 /** Default evaluation period. */
@@ -108,6 +108,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
 
   let snapshot: SignedSnapshot | undefined;
   let authorised = new Set<string>();
+  // Who may hold a link, with pins: the candidates and the nodes whose sets list this one.
+  let grants = new Map<string, PeerGrant>();
   let view: StreamView = { self, cluster, peers: new Map(), relay: false, ports: new Set() };
   let running: Running | undefined;
   let reauthorisedSerial = -1;
@@ -166,7 +168,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       keyPem: identity.keyPem,
       certPem: identity.certPem,
       caPem: identity.caPem,
-      authorised: (node) => authorised.has(node),
+      authorised: (node) => grants.get(node) ?? false,
       host: o.host ?? "0.0.0.0",
       port: o.port,
       ...(o.probeIntervalMs !== undefined ? { probeIntervalMs: o.probeIntervalMs } : {}),
@@ -342,6 +344,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     if (snap === undefined) return;
     const m = snap.payload.mesh;
     authorised = new Set(snap.payload.meshPeers.map((p) => p.node));
+    grants = peerGrantsOf(snap.payload);
     view = streamViewOf(snap.payload, self, cluster);
     if (m === undefined) {
       if (running !== undefined) log.info("mesh off: the snapshot in force gives this node no mesh role", { serial: snap.header.serial });
@@ -379,7 +382,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const bounds = boundsOf(m);
     const t = now();
     const d = evaluatePeers(
-      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links(), records, t), now: t },
+      // Links opened by nodes whose sets list this one (meshInbound) are theirs to manage: the peer manager judges its own candidates' links.
+      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links().filter((l) => authorised.has(l.node)), records, t), now: t },
       memory,
     );
     memory = d.memory;

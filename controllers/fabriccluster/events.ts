@@ -5,7 +5,15 @@
 import type { PlannedEvent } from "../runtime/index.js";
 
 /** Reasons of FabricCluster events. */
-export const ClusterEventReasons = { ClusterKeysCreated: "ClusterKeysCreated" } as const;
+export const ClusterEventReasons = { ClusterKeysCreated: "ClusterKeysCreated", MeshPartitioned: "MeshPartitioned", MeshConnected: "MeshConnected" } as const;
+
+/** Events of a MeshPartitioned condition turning True (a warning) or back to False from True. */
+export function meshPartitionEvents(before: string | undefined, after: { status: string; message: string } | undefined): PlannedEvent[] {
+  if (after === undefined || before === after.status) return [];
+  if (after.status === "True") return [{ type: "Warning", reason: ClusterEventReasons.MeshPartitioned, message: after.message }];
+  if (before === "True" && after.status === "False") return [{ type: "Normal", reason: ClusterEventReasons.MeshConnected, message: after.message }];
+  return [];
+}
 
 /** The event of a cluster's new certificate authority and snapshot signing key. */
 export function keysCreatedEvent(replaced: boolean, caFingerprint: string, snapshotKeyId: string): PlannedEvent {

@@ -12,7 +12,10 @@
  * changed grants, and now and then, since certificates expire and
  * memberships change without an event here. nodeCounts is counted from the
  * FabricNode cache; FabricNode changes that move a count wake the cluster
- * (setup.ts).
+ * (setup.ts). mesh (members below their minimum, connectivity of the
+ * reported active graph, mesh.ts) is computed from the agents' mesh reports
+ * in PostgreSQL, with the MeshPartitioned condition and an event when it
+ * turns True; a change of a node's status.mesh wakes the cluster.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
@@ -20,8 +23,11 @@ import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNo
 import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
 import { seal, type Kek } from "../../lib/crypto/kek.js";
 import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow, type RoleStore } from "../../lib/state/index.js";
-import { FencedError, TerminalError, patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
-import { keysCreatedEvent } from "./events.js";
+import { FencedError, TerminalError, patchStatusIfChanged, removeCondition, setCondition, type Condition, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { DEFAULT_NODE_GRACE_PERIOD_MS } from "../../lib/state/heartbeats.js";
+import type { MeshPeerPolicy, MeshReportFacts } from "../../lib/state/mesh.js";
+import { keysCreatedEvent, meshPartitionEvents } from "./events.js";
+import { clusterMeshStatus, meshPartitionedCondition } from "./mesh.js";
 import { desiredClusterStatus, desiredNodeCounts, desiredRoleCoverage, planClusterRow } from "./plan.js";
 
 /** Dependencies of FabricClusterReconciler. */
@@ -38,8 +44,12 @@ export interface FabricClusterReconcilerDeps {
   term: () => number | undefined;
   identity: string;
   clock?: Clock;
-  /** Kubernetes Events (keys created). */
+  /** Kubernetes Events (keys created, mesh partitioned and connected again). */
   events?: EventRecorderLike;
+  /** Mesh members and their agents' mesh reports (lib/state/mesh.ts meshReportsOf); without it status.mesh is carried over as it is. */
+  meshReports?: (cluster: string) => Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }>;
+  /** How long after its last heartbeat an agent's mesh report counts (default DEFAULT_NODE_GRACE_PERIOD_MS). */
+  graceMs?: number;
 }
 
 const res = RESOURCES.FabricCluster;
@@ -82,6 +92,20 @@ export class FabricClusterReconciler implements Reconciler {
     const status = desiredClusterStatus(obj, row, { term, holder: this.d.identity }, new Date((this.d.clock ?? realClock).now()));
     if (this.d.roles !== undefined) status.roleCoverage = desiredRoleCoverage(await this.d.roles.coverage(key.name));
     if (this.d.nodes !== undefined) status.nodeCounts = desiredNodeCounts(this.d.nodes.list().filter((n) => n.spec.cluster === key.name));
+    if (this.d.meshReports !== undefined) {
+      const r = await this.d.meshReports(key.name);
+      const mesh = clusterMeshStatus(r.members, r.policy, new Date((this.d.clock ?? realClock).now()), this.d.graceMs ?? DEFAULT_NODE_GRACE_PERIOD_MS);
+      const before = (obj.status?.conditions as Condition[] | undefined)?.find((c) => c.type === "MeshPartitioned");
+      const cond = meshPartitionedCondition(mesh, generation);
+      if (mesh === undefined) delete status.mesh;
+      else status.mesh = mesh;
+      status.conditions = cond === undefined ? removeCondition(status.conditions as Condition[] | undefined, "MeshPartitioned") : setCondition(status.conditions as Condition[] | undefined, cond, new Date((this.d.clock ?? realClock).now()));
+      const events = meshPartitionEvents(before?.status, cond);
+      if (events.length > 0) {
+        ctx.log.info("mesh partition state changed", { cluster: key.name, from: before?.status, to: cond?.status, components: mesh?.components });
+        recordAll(this.d.events, obj, events);
+      }
+    }
     const wrote = await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     if (wrote) ctx.log.debug("status written", { cluster: key.name, generation });
   }

@@ -3,11 +3,12 @@
  * FabricCluster status, role coverage and node counts included), woken by
  * the FabricNode changes that move a count, and the orphan sweep of its rows.
  */
+import { meshReportsOf } from "../../lib/state/mesh.js";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
-import { Controller, UpdateWhen, watchSecondary } from "../runtime/index.js";
+import { Controller, jsonEqual, UpdateWhen, watchSecondary } from "../runtime/index.js";
 import { registerCoverageGauges } from "./metrics.js";
 import { FabricClusterReconciler } from "./reconciler.js";
 
@@ -21,13 +22,14 @@ export const fabricClusterKind: FabricKind = {
       name: "fabriccluster",
       kind: "FabricCluster",
       informer,
-      reconciler: new FabricClusterReconciler({ informer, nodes, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity, events: d.events }),
+      reconciler: new FabricClusterReconciler({ informer, nodes, clusters: d.stores.clusters, roles: d.stores.roles, kek: d.kek, api: d.api, term: d.term, identity: d.identity, events: d.events,
+        meshReports: (cluster) => meshReportsOf(d.pool, cluster), ...(d.settings.nodeHealth?.gracePeriodMs !== undefined ? { graceMs: d.settings.nodeHealth.gracePeriodMs } : {}) }),
       watches: [
-        // status.nodeCounts: a node appearing, going, or changing cluster, membership or health.
+        // status.nodeCounts and status.mesh: a node appearing, going, or changing cluster, membership, health or mesh links.
         watchSecondary(
           nodes,
           (n) => [{ name: n.spec.cluster }],
-          UpdateWhen<FabricNode>((o, n) => o.spec.cluster !== n.spec.cluster || o.spec.membership !== n.spec.membership || o.status?.health !== n.status?.health),
+          UpdateWhen<FabricNode>((o, n) => o.spec.cluster !== n.spec.cluster || o.spec.membership !== n.spec.membership || o.status?.health !== n.status?.health || !jsonEqual(o.status?.mesh, n.status?.mesh)),
         ),
       ],
       workers: d.settings.workers?.fabricCluster ?? 2,

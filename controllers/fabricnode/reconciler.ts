@@ -11,10 +11,12 @@
  * `node_heartbeats` and enqueues the nodes whose visible state changed.
  *
  * It is the only writer of FabricNode status. assignedRoles (from the
- * node's grants) and workloads (from its agent's reports) are read from
+ * node's grants), workloads (from its agent's reports) and mesh (from its
+ * agent's mesh report and its class's bounds, mesh.ts) are read from
  * PostgreSQL on every reconcile; the RoleAssignment and ServiceWorkload
  * controllers wake this one after they changed what a node holds or runs,
- * and the workload report listener after an agent reported.
+ * the workload report listener after an agent reported, and the heartbeat
+ * monitor when the peers up in a node's mesh report changed.
  *
  * Its own status writes requeue the node (no update filter): the reconcile
  * that follows finds nothing to change, and it is what corrects a write
@@ -29,6 +31,8 @@ import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { patchStatusIfChanged, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { healthEvents, membershipEvents } from "./events.js";
 import { DEFAULT_LIVENESS, type LivenessSettings } from "./liveness.js";
+import type { MeshPeerPolicy, MeshReportFacts } from "../../lib/state/mesh.js";
+import { nodeMeshStatus } from "./mesh.js";
 import { assignedRolesOf, desiredNodeStatus, nodeWorkloadsOf } from "./plan.js";
 
 /** Dependencies of FabricNodeReconciler. */
@@ -47,6 +51,8 @@ export interface FabricNodeReconcilerDeps {
   updates?: Pick<RolloutStore, "updateReportsOfNode">;
   /** Kubernetes Events (Ready lost and back, degraded, membership decisions). */
   events?: EventRecorderLike;
+  /** Mesh members and their agents' mesh reports (lib/state/mesh.ts meshReportsOf); without it status.mesh is carried over as it is. */
+  meshReports?: (cluster: string, node: string) => Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }>;
 }
 
 const res = RESOURCES.FabricNode;
@@ -82,6 +88,12 @@ export class FabricNodeReconciler implements Reconciler {
     if (this.d.updates !== undefined) {
       const items = (await this.d.updates.updateReportsOfNode(key.name)).slice(0, 64);
       status.workloadUpdates = items.length === 0 ? undefined : items;
+    }
+    if (this.d.meshReports !== undefined) {
+      const r = row === undefined ? undefined : await this.d.meshReports(row.cluster, key.name);
+      const mesh = r === undefined ? undefined : nodeMeshStatus(r.members[0], r.policy, nowAt, settings.gracePeriodMs);
+      if (mesh === undefined) delete status.mesh;
+      else status.mesh = mesh;
     }
     if (row !== undefined && status.health !== undefined && status.health !== obj.status?.health && this.d.heartbeats !== undefined) {
       const reason = status.health === "Unknown" ? `no heartbeat for more than ${Math.round(settings.gracePeriodMs / 1000)}s` : `agent reports ${status.health}`;

@@ -4,6 +4,7 @@
  * heartbeats changed what the status shows, and the orphan sweep of node
  * rows.
  */
+import { meshReportsOf } from "../../lib/state/mesh.js";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
@@ -39,6 +40,7 @@ export const fabricNodeKind: FabricKind = {
         workloads: d.stores.workloads,
         updates: d.stores.rollouts,
         events: d.events,
+        meshReports: (cluster, node) => meshReportsOf(d.pool, cluster, node),
       }),
       workers: 4,
       registry: d.registry,

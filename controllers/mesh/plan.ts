@@ -19,8 +19,8 @@
  * candidate on that ring), while a node joining enters only the sets whose
  * walk reaches it first.
  */
-import type { NodeClass, SnapshotMeshPeer, SnapshotMeshSettings } from "../../lib/snapshot/format.js";
-import type { MeshDirectory, MeshMemberRow, MeshPeerPolicy } from "../../lib/state/mesh.js";
+import type { NodeClass, SnapshotMeshInbound, SnapshotMeshPeer, SnapshotMeshSettings } from "../../lib/snapshot/format.js";
+import { meshBoundsOf, meshClassOf, type MeshDirectory, type MeshMemberRow, type MeshPeerPolicy } from "../../lib/state/mesh.js";
 
 /** Warm candidates beyond the active maximum (what the agent swaps to without asking). */
 export const WARM_CANDIDATES = 3;
@@ -42,14 +42,10 @@ export function stableHash(s: string): number {
 }
 
 /** The class a member's peer counts follow: a core-node role makes it "core" (relay counts). */
-export function classOf(m: Pick<MeshMemberRow, "nodeClass" | "roles">): NodeClass {
-  return m.roles.includes("core-node") ? "core" : m.nodeClass;
-}
+export const classOf: (m: Pick<MeshMemberRow, "nodeClass" | "roles">) => NodeClass = meshClassOf;
 
 /** Active-set bounds of a class. */
-export function boundsOf(policy: MeshPeerPolicy, cls: NodeClass): { min: number; max: number } {
-  return cls === "core" || cls === "relay" ? policy.relay : policy[cls];
-}
+export const boundsOf: (policy: MeshPeerPolicy, cls: NodeClass) => { min: number; max: number } = meshBoundsOf;
 
 /** How many candidates a member receives at most (before relay top-up). */
 export function budgetOf(policy: MeshPeerPolicy, m: Pick<MeshMemberRow, "nodeClass" | "roles">): number {
@@ -239,6 +235,68 @@ export function settingsFor(d: PreparedDirectory, node: string): SnapshotMeshSet
 export function allCandidateSets(d: PreparedDirectory): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const m of d.directory.members) out.set(m.node, candidatesFor(d, m.node));
+  return out;
+}
+
+/**
+ * At most this many inbound entries per node. Consistent hashing spreads
+ * in-degrees evenly (at 10,000 and 100,000 nodes the largest is far below
+ * it, docs/benchmarks.md); a node listed by more keeps the listers nearest
+ * on a rendezvous hash, and the others' dials are refused like any
+ * unauthorised peer's.
+ */
+export const MAX_MESH_INBOUND = 256;
+
+/** Every member's candidate set and, per node, the members listing it that it does not list itself. */
+export interface MeshSets {
+  sets: Map<string, string[]>;
+  inbound: Map<string, string[]>;
+}
+
+/** Computes {@link MeshSets} for a directory: O(N*k log n), the same work as computing every set. */
+export function meshSetsOf(d: PreparedDirectory): MeshSets {
+  const sets = allCandidateSets(d);
+  const listers = new Map<string, string[]>();
+  for (const [node, set] of sets) {
+    for (const c of set) {
+      let l = listers.get(c);
+      if (l === undefined) listers.set(c, (l = []));
+      l.push(node);
+    }
+  }
+  const inbound = new Map<string, string[]>();
+  for (const [node, l] of listers) {
+    const own = new Set(sets.get(node) ?? []);
+    let extra = l.filter((x) => !own.has(x));
+    if (extra.length > MAX_MESH_INBOUND) {
+      extra = extra
+        .map((x) => [stableHash(`${node}\u0000${x}`), x] as const)
+        .sort((a, b) => a[0] - b[0])
+        .slice(0, MAX_MESH_INBOUND)
+        .map(([, x]) => x);
+    }
+    if (extra.length > 0) inbound.set(node, extra.sort());
+  }
+  return { sets, inbound };
+}
+
+/** The snapshot entry of a node listing this one. */
+export function inboundEntry(m: MeshMemberRow): SnapshotMeshInbound {
+  return { node: m.node, certificateFingerprint: m.publicKeyFingerprint };
+}
+
+/**
+ * Nodes whose inbound entries change when sets go from `before` to `after`:
+ * every node added to or dropped from some set (it gains or loses a lister).
+ */
+export function inboundChanges(before: ReadonlyMap<string, readonly string[]>, after: ReadonlyMap<string, readonly string[]>): Set<string> {
+  const out = new Set<string>();
+  for (const node of new Set([...before.keys(), ...after.keys()])) {
+    const a = new Set(before.get(node) ?? []);
+    const b = new Set(after.get(node) ?? []);
+    for (const x of a) if (!b.has(x)) out.add(x);
+    for (const x of b) if (!a.has(x)) out.add(x);
+  }
   return out;
 }
 

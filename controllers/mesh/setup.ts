@@ -10,6 +10,7 @@ import type { FabricKind } from "../kind.js";
 import type { FabricNodeObject as FabricNode } from "../objects.js";
 import { Controller, jsonEqual } from "../runtime/index.js";
 import { MeshNodeReconciler, meshFactsOf } from "./reconciler.js";
+import { MeshSetsCache } from "./sets-cache.js";
 import { createMeshContributor } from "./snapshot.js";
 import { MeshDirectorySweep } from "./sweep.js";
 
@@ -18,7 +19,9 @@ export const meshKind: FabricKind = {
   kind: "MeshNode",
   setup(mgr, d) {
     const informer = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
-    const sweep = new MeshDirectorySweep({ pool: d.pool, isLeader: () => mgr.isLeader(), log: d.log.with({ component: "mesh-sweep" }) });
+    // One computation of a cluster's sets per directory change, shared by the sweep and the contributor.
+    const sets = new MeshSetsCache();
+    const sweep = new MeshDirectorySweep({ pool: d.pool, isLeader: () => mgr.isLeader(), log: d.log.with({ component: "mesh-sweep" }), sets });
     mgr.add(
       new Controller<FabricNode>({
         name: "mesh",
@@ -32,6 +35,6 @@ export const meshKind: FabricKind = {
       }),
     );
     mgr.addRunnable("mesh directory sweep", (signal) => sweep.run(signal));
-    return { snapshotContributors: [createMeshContributor()] };
+    return { snapshotContributors: [createMeshContributor(sets)] };
   },
 };

@@ -6,6 +6,14 @@
  * only what an agent needs to reach, authenticate and score that peer, and
  * only the peer's mesh roles.
  *
+ * Members also get payload.meshInbound: the members whose set lists the
+ * node while its own set does not list them, with their certificate pins,
+ * so that a link is authorised on both ends whichever side's set holds it.
+ * Every set of the cluster is computed once per directory (meshSetsOf, the
+ * same O(N*k log n) as the full build) and kept while what decides sets is
+ * unchanged (sets-cache.ts, shared with the directory sweep): an endpoint
+ * change re-reads the directory but keeps the sets.
+ *
  * It also records each built node's candidate names in
  * mesh_candidate_sets, in the builder's transaction: that is the reverse
  * index through which an endpoint change re-signs exactly the snapshots
@@ -24,7 +32,9 @@
  */
 import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { meshDirectoryDigest, meshDirectoryOf, recordCandidateSets } from "../../lib/state/mesh.js";
-import { candidatesFor, peerEntry, prepareDirectory, settingsFor, type PreparedDirectory } from "./plan.js";
+import { inboundEntry, peerEntry, prepareDirectory, settingsFor, type MeshSets, type PreparedDirectory } from "./plan.js";
+import { MeshSetsCache } from "./sets-cache.js";
+import { setsDigest } from "./sweep.js";
 
 /** How a contributor came by the directories of its batches (tests and benchmarks read it). */
 export interface MeshDirectoryCacheStats {
@@ -40,22 +50,25 @@ export interface MeshContributor extends SnapshotContributor {
 }
 
 /** Fills payload.meshPeers and payload.mesh; see the module comment. */
-export function createMeshContributor(): MeshContributor {
-  const kept = new Map<string, { digest: string; prepared: PreparedDirectory }>();
+export function createMeshContributor(setsCache = new MeshSetsCache()): MeshContributor {
+  const kept = new Map<string, { digest: string; prepared: PreparedDirectory; sets: MeshSets }>();
   const stats: MeshDirectoryCacheStats = { hits: 0, reads: 0 };
-  const directoryFor = async (db: Parameters<SnapshotContributor["contribute"]>[0], cluster: string): Promise<PreparedDirectory> => {
+  const directoryFor = async (db: Parameters<SnapshotContributor["contribute"]>[0], cluster: string): Promise<{ prepared: PreparedDirectory; sets: MeshSets }> => {
     const k = kept.get(cluster);
     if (k !== undefined && k.digest === (await meshDirectoryDigest(db, cluster))) {
       stats.hits++;
-      return k.prepared;
+      return k;
     }
     kept.delete(cluster);
     const dir = await meshDirectoryOf(db, cluster);
     const prepared = prepareDirectory(dir);
+    // Sets depend on what decides them, not on endpoint values or pins: an endpoint change or a renewal keeps them.
+    const sets = setsCache.get(cluster, setsDigest(dir), () => prepared);
     // Keyed by the digest of the rows this read returned, not of an earlier look.
-    kept.set(cluster, { digest: dir.digest, prepared });
+    const entry = { digest: dir.digest, prepared, sets };
+    kept.set(cluster, entry);
     stats.reads++;
-    return prepared;
+    return entry;
   };
   const contributor: MeshContributor = {
     name: "mesh",
@@ -64,20 +77,29 @@ export function createMeshContributor(): MeshContributor {
       await contributor.contributeMany?.(db, ref.cluster, [ref], new Map([[ref.node, payload]]));
     },
     async contributeMany(db, cluster, refs, payloads) {
-      const d = await directoryFor(db, cluster);
+      const { prepared: d, sets: all } = await directoryFor(db, cluster);
       const sets = new Map<string, string[]>();
       for (const ref of refs) {
         const p = payloads.get(ref.node);
         if (p === undefined) continue;
-        const names = ref.membership === "Active" ? candidatesFor(d, ref.node) : [];
+        const active = ref.membership === "Active";
+        const names = active ? (all.sets.get(ref.node) ?? []) : [];
         sets.set(ref.node, names);
         p.meshPeers = names.flatMap((n) => {
           const m = d.members.get(n);
           return m === undefined ? [] : [peerEntry(cluster, m)];
         });
-        const settings = ref.membership === "Active" ? settingsFor(d, ref.node) : undefined;
-        if (settings !== undefined) p.mesh = settings;
-        else delete p.mesh;
+        const settings = active ? settingsFor(d, ref.node) : undefined;
+        if (settings !== undefined) {
+          p.mesh = settings;
+          p.meshInbound = (all.inbound.get(ref.node) ?? []).flatMap((n) => {
+            const m = d.members.get(n);
+            return m === undefined ? [] : [inboundEntry(m)];
+          });
+        } else {
+          delete p.mesh;
+          delete p.meshInbound;
+        }
       }
       await recordCandidateSets(db, cluster, sets);
     },

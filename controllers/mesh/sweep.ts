@@ -6,9 +6,11 @@
  * the sweep recomputes the cluster's sets (plan.ts, O(N*k log n)) when the
  * cluster's directory changed since its last pass, compares them with the
  * sets last put in snapshots (mesh_candidate_sets) and marks dirty only the
- * nodes whose set differs. A peer entry also shows the listed node's region,
+ * nodes whose set differs, and the nodes entering or leaving some set (their
+ * inbound entries change). A peer entry also shows the listed node's region,
  * zone, class, roles, relay capability and certificate pin, so a change of
- * those re-marks the nodes whose stored set lists it even when no set
+ * those re-marks the nodes whose stored set lists it, and the nodes its own
+ * set lists (they hold its pin as an inbound entry), even when no set
  * changes (compared with the previous pass; a change made while no sweep
  * ran, e.g. across a leader change, waits for the builder's half-lifetime
  * refresh). Endpoint changes need no sweep: the heartbeat path marks the
@@ -18,7 +20,8 @@ import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "../../lib/log.js";
 import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, type MeshDirectory, type MeshMemberRow } from "../../lib/state/mesh.js";
-import { allCandidateSets, isCandidate, isRelay, prepareDirectory, staleSets } from "./plan.js";
+import { allCandidateSets, inboundChanges, isCandidate, isRelay, prepareDirectory, staleSets } from "./plan.js";
+import type { MeshSetsCache } from "./sets-cache.js";
 
 /** What a member's peer entry shows besides its endpoints (the heartbeat path re-marks on those). */
 export function entryKey(m: MeshMemberRow): string {
@@ -29,6 +32,16 @@ export function entryKey(m: MeshMemberRow): string {
 export function directoryDigest(d: MeshDirectory): string {
   const h = createHash("sha256").update(JSON.stringify(d.policy));
   for (const m of d.members) h.update(`${entryKey(m)}\n`);
+  return h.digest("hex");
+}
+
+/**
+ * What decides the candidate sets alone (the entries without endpoints and
+ * pins): a renewal or an endpoint change keeps the sets computed for it.
+ */
+export function setsDigest(d: MeshDirectory): string {
+  const h = createHash("sha256").update(JSON.stringify(d.policy));
+  for (const m of d.members) h.update(`${m.node}|${m.nodeClass}|${m.region}|${m.zone}|${m.roles.join(",")}|${isCandidate(m) ? 1 : 0}|${isRelay(m) ? 1 : 0}\n`);
   return h.digest("hex");
 }
 
@@ -47,7 +60,7 @@ export class MeshDirectorySweep {
   private readonly seen = new Map<string, string>();
   private readonly entries = new Map<string, Map<string, string>>();
 
-  constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number }) {}
+  constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number; sets?: MeshSetsCache }) {}
 
   /** Forgets a cluster's digest so its next pass recomputes. */
   touch(cluster: string): void {
@@ -62,9 +75,18 @@ export class MeshDirectorySweep {
       const digest = directoryDigest(dir);
       if (this.seen.get(cluster) === digest) continue;
       const stored = await candidateSetsOf(this.d.pool, cluster);
-      const stale = new Set(staleSets(allCandidateSets(prepareDirectory(dir)), stored));
+      const wanted = this.d.sets !== undefined ? this.d.sets.get(cluster, setsDigest(dir), () => prepareDirectory(dir)).sets : allCandidateSets(prepareDirectory(dir));
+      const stale = new Set(staleSets(wanted, stored));
+      // Inbound entries: a node added to or dropped from a set gains or loses a lister.
+      for (const node of inboundChanges(stored, wanted)) stale.add(node);
       const changed = changedEntries(this.entries.get(cluster), dir);
-      if (changed.size > 0) for (const [node, set] of stored) if (set.some((n) => changed.has(n))) stale.add(node);
+      if (changed.size > 0) {
+        for (const [node, set] of stored) {
+          // Its set lists a changed member (outbound entry), or a changed member lists it (inbound entry, with the pin).
+          if (set.some((n) => changed.has(n))) stale.add(node);
+          if (changed.has(node)) for (const n of set) stale.add(n);
+        }
+      }
       await markMeshNodesDirty(this.d.pool, cluster, [...stale]);
       marked += stale.size;
       this.seen.set(cluster, digest);

@@ -637,6 +637,38 @@ export interface FabricClusterStatusRoleCoverage {
 }
 
 /**
+ * The cluster's mesh as its agents last reported it. Cluster-scoped; never shown to organisations.
+ */
+export interface FabricClusterStatusMesh {
+  /**
+   * Mesh members with a report from a live agent.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  reportingNodes?: number;
+  /**
+   * Reporting members with fewer active peers than their class minimum.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  belowMinimum?: number;
+  /**
+   * The first of those nodes by name (at most 20).
+   */
+  belowMinimumNodes?: string[];
+  /**
+   * Connected components of the graph of reporting members joined by reported active links (1 is connected).
+   *
+   * Minimum: 0. Format: int32.
+   */
+  components?: number;
+  /**
+   * Whether the reported active graph is connected (true with no or one reporting member).
+   */
+  connected?: boolean;
+}
+
+/**
  * Observed state of the cluster.
  */
 export interface FabricClusterStatus {
@@ -680,6 +712,10 @@ export interface FabricClusterStatus {
    * For each assigned role, how many nodes run it.
    */
   roleCoverage?: FabricClusterStatusRoleCoverage[];
+  /**
+   * The cluster's mesh as its agents last reported it. Cluster-scoped; never shown to organisations.
+   */
+  mesh?: FabricClusterStatusMesh;
   /**
    * Latest observations of the object's state. Every kind carries a summary Ready condition.
    */
@@ -947,6 +983,42 @@ export interface FabricNodeStatusSnapshot {
 }
 
 /**
+ * The node's mesh links as its agent last reported them (status kind mesh), judged against the active-set bounds of its class. Present only for nodes holding a mesh role. Cluster-scoped; never shown to organisations.
+ */
+export interface FabricNodeStatusMesh {
+  /**
+   * Class whose bounds apply (a core-node role makes it core).
+   */
+  nodeClass?: "thin" | "standard" | "relay" | "core";
+  /**
+   * Peers with a link up in the last report.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  activePeers?: number;
+  /**
+   * Active-set minimum of the class (FabricCluster spec.peerPolicy).
+   *
+   * Minimum: 0. Format: int32.
+   */
+  minPeers?: number;
+  /**
+   * Active-set maximum of the class.
+   *
+   * Minimum: 0. Format: int32.
+   */
+  maxPeers?: number;
+  /**
+   * Names of the peers with a link up, sorted (at most 64).
+   */
+  peers?: string[];
+  /**
+   * Healthy within the bounds; BelowMinimum with fewer active peers than the minimum; Isolated with none; AboveMaximum over the maximum; Unknown without a report from a live agent.
+   */
+  health: "Healthy" | "BelowMinimum" | "Isolated" | "AboveMaximum" | "Unknown";
+}
+
+/**
  * Observed state of the node.
  */
 export interface FabricNodeStatus {
@@ -1002,6 +1074,10 @@ export interface FabricNodeStatus {
    * The last snapshot the agent verified and applied.
    */
   snapshot?: FabricNodeStatusSnapshot;
+  /**
+   * The node's mesh links as its agent last reported them (status kind mesh), judged against the active-set bounds of its class. Present only for nodes holding a mesh role. Cluster-scoped; never shown to organisations.
+   */
+  mesh?: FabricNodeStatusMesh;
   /**
    * Latest observations of the object's state. Every kind carries a summary Ready condition.
    */

@@ -141,6 +141,18 @@ export interface SnapshotMeshPeer {
   directlyReachable?: boolean;
 }
 
+/**
+ * A node whose candidate set lists this one while this node's own set does
+ * not list it: it may dial this node, which accepts it (pinned) but never
+ * dials it. Links are thus authorised from either side's set.
+ */
+export interface SnapshotMeshInbound {
+  /** FabricNode name of the peer. */
+  node: string;
+  /** sha256:<hex> of the SPKI of the peer's current certificate (the pin). */
+  certificateFingerprint: string;
+}
+
 /** This node's own mesh settings (present only for nodes with a mesh role). */
 export interface SnapshotMeshSettings {
   nodeClass: NodeClass;
@@ -220,6 +232,8 @@ export interface SnapshotPayload {
   meshPeers: SnapshotMeshPeer[];
   /** Present only for nodes with a mesh role (a v1 addition older agents ignore). */
   mesh?: SnapshotMeshSettings;
+  /** Nodes that list this one but are not in meshPeers, sorted, bounded (mesh members only; a v1 addition older agents ignore). */
+  meshInbound?: SnapshotMeshInbound[];
   vpnAssignments: SnapshotVpnAssignment[];
   /** VPN connections this node may own (lib/agent-protocol.ts VpnSnapshotPart); present only when it may own one. */
   vpn?: VpnSnapshotPart;

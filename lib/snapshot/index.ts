@@ -16,6 +16,7 @@ export {
   type SnapshotArtifact,
   type SnapshotHealthProbe,
   type SnapshotHeader,
+  type SnapshotMeshInbound,
   type SnapshotMeshPeer,
   type SnapshotPayload,
   type SnapshotRole,

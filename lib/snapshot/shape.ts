@@ -235,6 +235,11 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
   list(o, "workloads", path, assertWorkload);
   list(o, "meshPeers", path, assertMeshPeer);
   if (o.mesh !== undefined) assertMeshSettings(obj(o.mesh, `${path}/mesh`), `${path}/mesh`);
+  if (o.meshInbound !== undefined)
+    list(o, "meshInbound", path, (r, rp) => {
+      str(r, "node", rp);
+      str(r, "certificateFingerprint", rp);
+    });
   list(o, "vpnAssignments", path, assertVpnAssignment);
   if (o.vpn !== undefined) {
     const v = obj(o.vpn, `${path}/vpn`);

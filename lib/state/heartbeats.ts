@@ -9,6 +9,13 @@ import type pg from "pg";
 import { decide, type Fence } from "./fenced.js";
 import { firstRow } from "./table.js";
 
+/**
+ * How long after its last heartbeat a node's agent counts as alive, for the
+ * freshness of its mesh report; the FabricNode liveness default
+ * (controllers/fabricnode/liveness.ts, kept equal by a unit test).
+ */
+export const DEFAULT_NODE_GRACE_PERIOD_MS = 40_000;
+
 /** Health an agent reports about its host. */
 export type AgentHealth = "Healthy" | "Degraded";
 
@@ -143,13 +150,16 @@ export class HeartbeatStore {
    * Heartbeat receipt times of every node (the health monitor's scan: one
    * narrow query). `visible` is a digest of everything else a heartbeat can
    * change in FabricNode status (capabilities, facts, health message,
-   * snapshot hash), so the scan never has to read the facts themselves.
+   * snapshot hash, the peers with a link up in the node's last mesh
+   * report), so the scan never has to read the facts themselves.
    */
   async receipts(): Promise<HeartbeatReceipt[]> {
     const r = await this.pool.query<{ node: string; received_at: Date; seq: string; health: AgentHealth; agent_version: string; snapshot_serial: string | null; visible: string }>(
-      `SELECT node, received_at, seq, health, agent_version, snapshot_serial,
-              md5(array_to_string(capabilities, ',') || '|' || facts::text || '|' || health_message || '|' || coalesce(snapshot_hash, '') || '|' || coalesce(snapshot_applied_at::text, '')) AS visible
-         FROM node_heartbeats`,
+      `SELECT h.node, h.received_at, h.seq, h.health, h.agent_version, h.snapshot_serial,
+              md5(array_to_string(h.capabilities, ',') || '|' || h.facts::text || '|' || h.health_message || '|' || coalesce(h.snapshot_hash, '') || '|' || coalesce(h.snapshot_applied_at::text, '')
+                  || '|' || coalesce((SELECT string_agg(p->>'peer', ',' ORDER BY p->>'peer') FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.body->'peers') = 'array' THEN s.body->'peers' ELSE '[]'::jsonb END) p WHERE p->>'state' = 'up'), '-')) AS visible
+         FROM node_heartbeats h
+         LEFT JOIN node_status_reports s ON s.node = h.node AND s.kind = 'mesh'`,
     );
     return r.rows.map((x) => ({
       node: x.node,

@@ -162,6 +162,16 @@ export function peerPolicyOf(spec: unknown): MeshPeerPolicy {
   };
 }
 
+/** The class a member's peer counts follow: a core-node role makes it "core" (relay counts). */
+export function meshClassOf(m: { nodeClass: MeshNodeClass; roles: readonly string[] }): MeshNodeClass | "core" {
+  return m.roles.includes("core-node") ? "core" : m.nodeClass;
+}
+
+/** Active-set bounds of a class under a policy. */
+export function meshBoundsOf(policy: MeshPeerPolicy, cls: MeshNodeClass | "core"): { min: number; max: number } {
+  return cls === "core" || cls === "relay" ? policy.relay : policy[cls];
+}
+
 /** A cluster's mesh directory: its policy and every Active node holding a mesh role. */
 export interface MeshDirectory {
   cluster: string;
@@ -323,4 +333,53 @@ export async function writeMeshNodeFacts(pool: pg.Pool, f: MeshNodeFacts): Promi
 export async function deleteMeshNode(pool: pg.Pool, node: string): Promise<void> {
   await pool.query("DELETE FROM mesh_node_facts WHERE node = $1", [node]);
   await pool.query("DELETE FROM mesh_candidate_sets WHERE node = $1", [node]);
+}
+
+/** A mesh member with what its agent last reported (kind `mesh` status reports). */
+export interface MeshReportFacts {
+  node: string;
+  nodeClass: MeshNodeClass;
+  /** Its mesh roles, sorted. */
+  roles: string[];
+  /** When its last heartbeat arrived (undefined: never). */
+  heartbeatAt?: Date;
+  /** Its last mesh report: whether the mesh was on and the peers with a link up. */
+  report?: { receivedAt: Date; enabled: boolean; up: string[] };
+}
+
+/**
+ * The cluster's mesh members (Active nodes holding a mesh role) with their
+ * last heartbeat time and mesh report, sorted by name; with `node`, that
+ * member only (none when it is not one). The peers with a link up are
+ * extracted in SQL: a report's other rows never leave PostgreSQL.
+ */
+export async function meshReportsOf(db: pg.ClientBase | pg.Pool, cluster: string, node?: string): Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }> {
+  const r = await db.query<{ node: string; node_class: MeshNodeClass | null; roles: string[]; heartbeat_at: Date | null; received_at: Date | null; enabled: boolean | null; up: string[] | null; spec: unknown }>(
+    `WITH mr AS (
+       SELECT node, array_agg(DISTINCT role ORDER BY role) AS roles FROM node_roles
+        WHERE cluster = $1 AND role = ANY($2::text[]) AND ($3::text IS NULL OR node = $3) GROUP BY node)
+     SELECT n.name AS node, f.node_class, mr.roles, h.received_at AS heartbeat_at, s.received_at,
+            (s.body->>'enabled')::boolean AS enabled,
+            ARRAY(SELECT p->>'peer' FROM jsonb_array_elements(CASE WHEN jsonb_typeof(s.body->'peers') = 'array' THEN s.body->'peers' ELSE '[]'::jsonb END) p
+                   WHERE p->>'state' = 'up' ORDER BY 1) AS up,
+            (SELECT spec FROM clusters WHERE name = $1) AS spec
+       FROM mr
+       JOIN nodes n ON n.name = mr.node AND n.cluster = $1 AND n.membership = 'Active'
+       LEFT JOIN mesh_node_facts f ON f.node = n.name
+       LEFT JOIN node_heartbeats h ON h.node = n.name
+       LEFT JOIN node_status_reports s ON s.node = n.name AND s.kind = 'mesh' AND s.cluster = $1
+      ORDER BY n.name`,
+    [cluster, MESH_ROLES, node ?? null],
+  );
+  const spec = r.rows[0]?.spec ?? (await db.query<{ spec: unknown }>("SELECT spec FROM clusters WHERE name = $1", [cluster])).rows[0]?.spec;
+  return {
+    policy: peerPolicyOf(spec),
+    members: r.rows.map((x) => ({
+      node: x.node,
+      nodeClass: x.node_class ?? "standard",
+      roles: x.roles,
+      ...(x.heartbeat_at !== null ? { heartbeatAt: x.heartbeat_at } : {}),
+      ...(x.received_at !== null ? { report: { receivedAt: x.received_at, enabled: x.enabled === true, up: x.up ?? [] } } : {}),
+    })),
+  };
 }

@@ -14,11 +14,18 @@
  *    (every node receives every peer): time to compute and serialise the
  *    peer lists, bytes per node, bytes re-sent per change.
  *
- *   npx tsx test/bench/mesh-directory.bench.ts [nodes]
+ * 5. A renewal (the active identity's key fingerprint changes): snapshots
+ *    re-signed on both sides (the nodes listing it, and the nodes holding it
+ *    as an inbound entry) and time until the builder is idle.
+ *
+ * Bounded: every wait gives up after DEADLINE_MS (default 15 min), printing
+ * what it waited for, and the control plane is stopped either way.
+ *
+ *   npx tsx test/bench/mesh-directory.bench.ts [nodes]          (default 10,000; 100000 for the large run)
  */
 import { rmSync } from "node:fs";
 import { runControlPlane } from "../../controlplane/controlplane.js";
-import { allCandidateSets, peerEntry, prepareDirectory } from "../../controllers/mesh/plan.js";
+import { inboundEntry, meshSetsOf, peerEntry, prepareDirectory } from "../../controllers/mesh/plan.js";
 import { logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { clusterSerials } from "../../lib/state/snapshots.js";
@@ -30,6 +37,11 @@ import { applyCluster } from "../support/enrollment.js";
 const N = Number(process.argv[2] ?? 10_000);
 const CLUSTER = "mesh";
 const ms = (t: bigint): string => `${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`;
+const DEADLINE_MS = Number(process.env.DEADLINE_MS ?? 15 * 60_000);
+const deadline = Date.now() + DEADLINE_MS;
+function inTime(what: string): void {
+  if (Date.now() > deadline) throw new Error(`bench gave up after ${DEADLINE_MS} ms waiting for ${what}`);
+}
 
 function synthetic(n: number): MeshMemberRow[] {
   return Array.from({ length: n }, (_, i) => ({
@@ -46,13 +58,14 @@ function synthetic(n: number): MeshMemberRow[] {
 }
 
 async function main(): Promise<void> {
-  for (const n of [N, 10 * N]) {
+  for (const n of N >= 100_000 ? [N] : [N, 10 * N]) {
     const members = synthetic(n);
     const t = process.hrtime.bigint();
-    const sets = allCandidateSets(prepareDirectory({ cluster: CLUSTER, policy: DEFAULT_PEER_POLICY, members }));
+    const { sets, inbound } = meshSetsOf(prepareDirectory({ cluster: CLUSTER, policy: DEFAULT_PEER_POLICY, members }));
     let total = 0;
     for (const s of sets.values()) total += s.length;
-    console.log(`pure plan: ${n} nodes: candidate sets in ${ms(t)}, ${(total / n).toFixed(1)} candidates per node`);
+    const ins = [...inbound.values()].map((l) => l.length).sort((x, y) => x - y);
+    console.log(`pure plan: ${n} nodes: candidate sets and inbound entries in ${ms(t)}, ${(total / n).toFixed(1)} candidates per node; inbound per node median ${ins[Math.floor(ins.length / 2)] ?? 0}, p99 ${ins[Math.floor(ins.length * 0.99)] ?? 0}, max ${ins[ins.length - 1] ?? 0}`);
   }
 
   const stateDir = tempStateDir("fabric-bench-");
@@ -84,6 +97,7 @@ async function main(): Promise<void> {
       for (;;) {
         const r = await pool.query("SELECT 1 FROM snapshot_dirty LIMIT 1");
         if (r.rowCount === 0) return;
+        inTime("the builder to drain");
         await new Promise((res) => setTimeout(res, 20));
       }
     };
@@ -92,6 +106,7 @@ async function main(): Promise<void> {
     for (;;) {
       const r = await pool.query<{ n: string }>("SELECT count(*) AS n FROM node_snapshots WHERE cluster = $1", [CLUSTER]);
       if (Number(r.rows[0]?.n) >= N) break;
+      inTime("the first build");
       await new Promise((res) => setTimeout(res, 50));
     }
     await waitIdle();
@@ -102,13 +117,15 @@ async function main(): Promise<void> {
     const dirRead = ms(dirT);
     const planT = process.hrtime.bigint();
     const prepared = prepareDirectory(dir);
-    const sets = allCandidateSets(prepared);
+    const { sets, inbound } = meshSetsOf(prepared);
     const digestT = process.hrtime.bigint();
     await meshDirectoryDigest(pool, CLUSTER);
     console.log(`directory read (${dir.members.length} members): ${dirRead}; its digest alone: ${ms(digestT)}; candidate computation for all: ${ms(planT)}`);
     let bytes = 0;
     for (const [, s] of sets) bytes += canonicalize(s.map((n) => peerEntry(CLUSTER, prepared.members.get(n) as MeshMemberRow))).length;
-    console.log(`bounded: ${(bytes / N).toFixed(0)} bytes of meshPeers per node`);
+    let inBytes = 0;
+    for (const [, l] of inbound) inBytes += canonicalize(l.map((n) => inboundEntry(prepared.members.get(n) as MeshMemberRow))).length;
+    console.log(`bounded: ${(bytes / N).toFixed(0)} bytes of meshPeers and ${(inBytes / N).toFixed(0)} bytes of meshInbound per node`);
 
     // A cluster-wide rebuild: every payload assembled again (the mesh contributor included); forget the stored payload hashes so all are re-signed.
     await pool.query("UPDATE node_snapshots SET payload_hash = 'x' WHERE cluster = $1", [CLUSTER]);
@@ -130,12 +147,32 @@ async function main(): Promise<void> {
     const resigned = [...after].filter(([n, s]) => before.get(n) !== s).length;
     console.log(`one endpoint change: ${resigned} snapshots re-signed, builder idle after ${changeTime}; ~${((resigned * (bytes / N)) / 1024).toFixed(1)} KiB of meshPeers re-sent`);
 
+    // A renewal: the pin changes in the entries on both sides of the node.
+    const renewed = `${CLUSTER}.n-7`;
+    const holders = [...sets].filter(([n, l]) => l.includes(renewed) || (inbound.get(n) ?? []).includes(renewed)).length;
+    const beforeRenewal = await clusterSerials(pool, CLUSTER);
+    t = process.hrtime.bigint();
+    await pool.query("UPDATE node_identities SET public_key_fingerprint = 'sha256:' || md5('renewed') || md5('pin') WHERE node = $1 AND status = 'active'", [renewed]);
+    // The directory sweep (every 2 s) finds it; wait for the marks to appear, then for the builder.
+    for (;;) {
+      const after = await clusterSerials(pool, CLUSTER);
+      if ([...after].some(([n, v]) => n !== renewed && beforeRenewal.get(n) !== v)) break;
+      inTime("the renewal's re-signs");
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    await waitIdle();
+    const renewalTime = ms(t);
+    const afterRenewal = await clusterSerials(pool, CLUSTER);
+    const resignedRenewal = [...afterRenewal].filter(([n, v]) => beforeRenewal.get(n) !== v).length;
+    console.log(`one renewal (new pin): ${resignedRenewal} snapshots re-signed (${holders} hold its entry on either side), builder idle after ${renewalTime} (includes up to one 2 s sweep period)`);
+
     // Full mesh from the same rows: every node receives every other candidate.
     t = process.hrtime.bigint();
-    // Every node's list is the others' entries: build and canonicalise 200 of them, extrapolate to N.
+    // Every node's list is the others' entries: build and canonicalise a sample of them, extrapolate to N.
+    const sample = N >= 100_000 ? 10 : 200;
     let perNode = 0;
-    for (let i = 0; i < 200; i++) perNode = canonicalize(dir.members.filter((_, j) => j !== i).map((m) => peerEntry(CLUSTER, m))).length;
-    const fullTime = (Number(process.hrtime.bigint() - t) / 1e6) * (N / 200);
+    for (let i = 0; i < sample; i++) perNode = canonicalize(dir.members.filter((_, j) => j !== i).map((m) => peerEntry(CLUSTER, m))).length;
+    const fullTime = (Number(process.hrtime.bigint() - t) / 1e6) * (N / sample);
     console.log(`full mesh: ${(perNode / 1024).toFixed(0)} KiB of peers per node (${(perNode / (bytes / N)).toFixed(0)}x), ~${(fullTime / 1000).toFixed(1)} s to serialise ${N} lists, ${((N * perNode) / 1024 / 1024).toFixed(0)} MiB re-sent per endpoint change (every node)`);
   } finally {
     await cp.stop();

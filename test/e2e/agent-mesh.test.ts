@@ -160,6 +160,29 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
       const body = r.rows[0]?.body;
       return body?.enabled === true && (body.peers ?? []).some((x) => x.state === "up");
     }, 20_000, 250);
+
+    // FabricNode status.mesh (kubectl) shows each member's links within its bounds; FabricCluster status.mesh agrees with the agents' own tables.
+    for (const a of members) {
+      const mesh = await eventually(async () => {
+        const r = await kubectl(p.kubeconfig, ["get", "fabricnode", a.name, "-o", "jsonpath={.status.mesh}"]);
+        const m = r.code === 0 && r.stdout !== "" ? (JSON.parse(r.stdout) as { activePeers?: number; minPeers?: number; maxPeers?: number; health?: string; peers?: string[] }) : undefined;
+        return m?.activePeers !== undefined && m.activePeers >= BOUNDS.min ? m : undefined;
+      }, 30_000, 250);
+      assert.deepEqual([mesh.minPeers, mesh.maxPeers, mesh.health], [BOUNDS.min, BOUNDS.max, "Healthy"], a.name);
+      assert.ok(mesh.peers?.every((x) => x.startsWith(`${A}.`)), a.name);
+    }
+    const tables = new Map(await Promise.all(members.map(async (a) => [a.name, upPeers(await meshStatus(a.dir))] as const)));
+    const seen = new Set<string>([members[0]?.name ?? ""]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const [n, ups] of tables) for (const u of ups) if (seen.has(n) !== seen.has(u)) (seen.add(n), seen.add(u), (grew = true));
+    }
+    const cluster = await eventually(async () => {
+      const r = await kubectl(p.kubeconfig, ["get", "fabriccluster", A, "-o", "jsonpath={.status.mesh}"]);
+      const m = r.code === 0 && r.stdout !== "" ? (JSON.parse(r.stdout) as { reportingNodes?: number; connected?: boolean; belowMinimum?: number }) : undefined;
+      return m?.reportingNodes === members.length && m.belowMinimum === 0 ? m : undefined;
+    }, 30_000, 250);
+    assert.equal(cluster.connected, seen.size === members.length);
   });
 
   it("drops a node whose mesh grant is revoked once the peers' snapshots change", async () => {

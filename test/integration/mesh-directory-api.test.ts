@@ -47,7 +47,9 @@ describe("mesh peer directory through the API: sweep and FabricNode projection",
     const r = await p.cp.db.pool.query<{ node: string; bytes: Buffer }>("SELECT node, bytes FROM node_snapshots WHERE cluster = $1", [CLUSTER]);
     return new Map(r.rows.map((x) => [x.node, JSON.parse(x.bytes.toString("utf8")) as SignedSnapshot]));
   };
-  const peerNames = (snaps: Map<string, SignedSnapshot>): Map<string, string> => new Map([...snaps].map(([n, s]) => [n, s.payload.meshPeers.map((x) => x.node).join(",")]));
+  // A snapshot's mesh part: its candidates and the nodes listing it one-sidedly (meshInbound).
+  const peerNames = (snaps: Map<string, SignedSnapshot>): Map<string, string> =>
+    new Map([...snaps].map(([n, s]) => [n, `${s.payload.meshPeers.map((x) => x.node).join(",")} <- ${(s.payload.meshInbound ?? []).map((x) => x.node).join(",")}`]));
   const settled = async (): Promise<void> => {
     // Quiet twice a sweep period apart: the sweep has nothing left to mark, the builder nothing to build.
     const quiet = async (): Promise<boolean> => (await p.cp.db.pool.query("SELECT 1 FROM snapshot_dirty WHERE cluster = $1", [CLUSTER])).rowCount === 0;

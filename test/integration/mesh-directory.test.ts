@@ -119,6 +119,55 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
     }
   });
 
+  it("authorises links from either side: the listed node's meshPeers or meshInbound names every lister with its pin", async () => {
+    const check = async (cluster: string): Promise<number> => {
+      const snaps = await snapshots(cluster);
+      const pins = new Map((await pool.query<{ node: string; fp: string }>("SELECT node, public_key_fingerprint AS fp FROM node_identities WHERE cluster = $1 AND status = 'active'", [cluster])).rows.map((r) => [r.node, r.fp]));
+      let oneSided = 0;
+      for (const [a, s] of snaps) {
+        for (const x of s.payload.meshPeers) {
+          const other = (snaps.get(x.node) as SignedSnapshot).payload;
+          const back = [...other.meshPeers, ...(other.meshInbound ?? [])].find((y) => y.node === a);
+          assert.ok(back !== undefined, `${a} lists ${x.node}, which does not authorise it`);
+          assert.equal(back.certificateFingerprint, pins.get(a));
+          if (!other.meshPeers.some((y) => y.node === a)) oneSided++;
+        }
+        for (const y of s.payload.meshInbound ?? []) {
+          assert.ok(y.node.startsWith(`${cluster}.`), `${a} accepts ${y.node} of another cluster`);
+          assert.ok((snaps.get(y.node) as SignedSnapshot).payload.meshPeers.some((z) => z.node === a), `${a} accepts ${y.node}, which does not list it`);
+          assert.ok(!s.payload.meshPeers.some((z) => z.node === y.node), "inbound entries are only the one-sided ones");
+        }
+      }
+      return oneSided;
+    };
+    assert.ok((await check("m1")) > 0, "m1 has one-sided listings to cover");
+    await check("m2");
+    for (const name of m1.slice(30)) assert.equal((await snapshots("m1")).get(name)?.payload.meshInbound, undefined, "no mesh role, no inbound entries");
+  });
+
+  it("publishes a renewed key to the nodes on both sides of the renewed node, and drops a revoked node from both", async () => {
+    const snaps = await snapshots("m1");
+    // A node that lists someone one-sidedly, so its pin sits in another node's meshInbound.
+    const renewed = m1.slice(0, 24).find((a) => (snaps.get(a) as SignedSnapshot).payload.meshPeers.some((x) => !(snaps.get(x.node) as SignedSnapshot).payload.meshPeers.some((y) => y.node === a)));
+    assert.ok(renewed !== undefined);
+    const holders = (all: Map<string, SignedSnapshot>, node: string): string[] =>
+      [...all].filter(([, s]) => [...s.payload.meshPeers, ...(s.payload.meshInbound ?? [])].some((x) => x.node === node)).map(([n]) => n).sort();
+    const before = holders(snaps, renewed);
+    const serials = await clusterSerials(pool, "m1");
+    await pool.query("UPDATE node_identities SET public_key_fingerprint = 'sha256:renewed' WHERE node = $1 AND status = 'active'", [renewed]);
+    await eventually(async () => {
+      const now = await snapshots("m1");
+      return before.every((h) => [...(now.get(h) as SignedSnapshot).payload.meshPeers, ...((now.get(h) as SignedSnapshot).payload.meshInbound ?? [])].some((x) => x.node === renewed && x.certificateFingerprint === "sha256:renewed"));
+    }, 30_000, 200);
+    await settled();
+    const after = await clusterSerials(pool, "m1");
+    const resigned = [...after].filter(([n, v]) => serials.get(n) !== v).map(([n]) => n).sort();
+    assert.deepEqual(resigned, before, "exactly the nodes holding its entry, on either side");
+    // Revoked: gone from every snapshot, on both sides.
+    await pool.query("UPDATE nodes SET membership = 'Revoked' WHERE name = $1", [renewed]);
+    await eventually(async () => holders(await snapshots("m1"), renewed).length === 0, 30_000, 200);
+  });
+
   it("re-signs exactly the snapshots listing a node when its endpoints change, and nothing for a load change", async () => {
     const target = m1[3] as string;
     const before = await clusterSerials(pool, "m1");

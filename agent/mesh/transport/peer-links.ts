@@ -19,7 +19,7 @@ import { performance } from "node:perf_hooks";
 import Logger, { LogLevel } from "@matrixai/logger";
 import { QUICClient, QUICServer, QUICSocket, events as quicEvents, native, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame, type FrameLimits } from "./frames.js";
-import { nodeServerName, PeerRefused, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
+import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
 import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
 
@@ -264,6 +264,7 @@ export class PeerLinks {
       case "NotIssuedByClusterCa":
         return c.UnknownCA;
       case "NotAuthorised":
+      case "PinMismatch":
       case "OtherCluster":
       case "WrongNode":
         return c.AccessDenied;
@@ -596,9 +597,10 @@ export class PeerLinks {
     const dropped: string[] = [];
     const now = this.now().getTime();
     for (const link of [...this.byNode.values()]) {
-      if (!this.opts.authorised(link.id.node)) {
+      const refusal = revalidate(link.id, this.opts.authorised);
+      if (refusal !== undefined) {
         dropped.push(link.id.node);
-        await this.closeLink(link, CloseCode.NotAuthorised, "NotAuthorised");
+        await this.closeLink(link, CloseCode.NotAuthorised, refusal);
       } else if (link.id.notAfter.getTime() < now) {
         dropped.push(link.id.node);
         await this.closeLink(link, CloseCode.Expired, "Expired");
