@@ -19,7 +19,12 @@ export interface PoolOptions {
 /**
  * Creates a pool for `url`. Errors on idle clients (server restart, network
  * drop) are logged and the client is discarded, instead of crashing the
- * process with an unhandled 'error' event.
+ * process with an unhandled 'error' event. A checked-out client has no such
+ * listener in pg-pool (it removes its idle listener on checkout), and pg
+ * emits 'error' when the server ends the connection between queries (a
+ * PostgreSQL restart: 57P01 while a transaction awaits other work): every
+ * client gets a listener of its own, so the holder's next query fails and
+ * its release discards the client, and the process lives on.
  */
 export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
   const pool = new pg.Pool({
@@ -28,6 +33,12 @@ export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
     application_name: "access-fabric",
+  });
+  pool.on("connect", (client) => {
+    client.on("error", (err) => {
+      if ((err as { code?: string }).code === "57P01") log.debug("postgres closed a connection in use: server shutting down");
+      else log.warn("postgres client in use failed", { err });
+    });
   });
   pool.on("error", (err) => {
     // 57P01: the server is shutting down (our own stop, or an operator's);

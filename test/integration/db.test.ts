@@ -327,6 +327,29 @@ describe("migrate", function () {
     assert.deepEqual(rows.rows, [{ v: 1 }]);
     assert.equal(pool.totalCount, pool.idleCount, "no client left checked out");
   });
+
+  it("survives the server ending a connection a transaction holds between queries (57P01): the holder's next query fails, the process lives on, the pool recovers", async () => {
+    const { pool } = await freshPool();
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown): void => void uncaught.push(err);
+    // mocha's own handler would fail the run anyway; this one lets the test say what happened.
+    process.prependListener("uncaughtException", onUncaught);
+    try {
+      await assert.rejects(
+        withTransaction(pool, async (c) => {
+          const pid = (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid;
+          // Another session ends this one while the transaction awaits other work, as a PostgreSQL restart does.
+          await withClient(server.url, (o) => o.query("SELECT pg_terminate_backend($1)", [pid]));
+          await new Promise((r) => setTimeout(r, 300));
+          await c.query("SELECT 1");
+        }),
+      );
+      assert.deepEqual(uncaught, [], "no unhandled 'error' event reached the process");
+      assert.equal((await pool.query<{ one: number }>("SELECT 1 AS one")).rows[0]?.one, 1, "the pool serves again with a new connection");
+    } finally {
+      process.removeListener("uncaughtException", onUncaught);
+    }
+  });
 });
 
 describe("openDatabase", function () {
