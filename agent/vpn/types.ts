@@ -77,7 +77,7 @@ export function parseAssignment(v: unknown): VpnAssignment | { connection?: stri
   const bad = (invalid: string) => ({ connection: a.connection as string, invalid });
   if (a.mode !== "Exit" && a.mode !== "Connector") return bad("mode is neither Exit nor Connector");
   if (typeof a.preference !== "number" || !Number.isSafeInteger(a.preference) || a.preference < 0) return bad("preference is not a non-negative integer");
-  if (typeof a.leaseTtlMs !== "number" || !Number.isSafeInteger(a.leaseTtlMs) || a.leaseTtlMs < 1000 || a.leaseTtlMs > 3_600_000) return bad("leaseTtlMs is not between 1 s and 1 h");
+  if (typeof a.leaseTtlMs !== "number" || !Number.isSafeInteger(a.leaseTtlMs) || a.leaseTtlMs < 2000 || a.leaseTtlMs > 3_600_000) return bad("leaseTtlMs is not between 2 s and 1 h (below 2 s the 1 s deadline margin leaves no time to renew)");
   if (typeof a.enabled !== "boolean" || typeof a.hasCredentialRef !== "boolean") return bad("enabled or hasCredentialRef is not a boolean");
   if (!Array.isArray(a.routes) || a.routes.length > 1024) return bad("routes is not a list of at most 1024");
   const routes: VpnRoutePolicy[] = [];

@@ -226,13 +226,17 @@ export class WireGuardDataPlane {
 
   /**
    * Brings the tunnel up (see the module comment); on failure everything it
-   * did is undone and the error thrown. onCrash is called when wireguard-go
-   * exits without a teardown.
+   * did is undone and the error thrown (also when `signal` aborts between
+   * steps). onCrash is called when wireguard-go exits without a teardown.
    */
-  async up(spec: TunnelSpec, onCrash: (reason: string) => void): Promise<void> {
+  async up(spec: TunnelSpec, onCrash: (reason: string) => void, signal?: AbortSignal): Promise<void> {
     const tools = this.need();
+    const step = () => {
+      if (signal?.aborted === true) throw new Error(`bring-up of ${spec.ifname} aborted (the lease ended)`);
+    };
     if (this.tunnels.has(spec.ifname)) throw new Error(`tunnel ${spec.ifname} is already up`);
     await this.clean(spec.ifname);
+    step();
     const pins: string[] = [];
     const state = { exited: false, output: [] as string[] };
     let tunnel: Tunnel | undefined;
@@ -277,11 +281,14 @@ export class WireGuardDataPlane {
       tunnel = { spec, child, exited, stopping: false, pins };
       this.tunnels.set(spec.ifname, tunnel);
       await this.waitReady(spec.ifname, state);
+      step();
       await this.setconf(tools.wg, spec.ifname, spec.credential.setconf);
       for (const a of spec.credential.addresses) await this.ip(["address", "add", a, "dev", spec.ifname]);
       if (spec.credential.mtu !== undefined) await this.ip(["link", "set", spec.ifname, "mtu", String(spec.credential.mtu)]);
+      step();
       await this.ip(["link", "set", spec.ifname, "up"]);
       for (const r of spec.routes.filter((r) => r.action === "Route")) await this.ip(["route", "replace", r.destination, "dev", spec.ifname, "metric", String(r.metric)]);
+      step();
     } catch (err) {
       if (tunnel !== undefined) tunnel.stopping = true;
       await this.stopChild(tunnel);
