@@ -35,6 +35,8 @@ import { AuthCache } from "./auth.js";
 import { enrollRouter } from "./enroll.js";
 import { HeartbeatBatcher } from "./heartbeat-batcher.js";
 import { nodeRouter } from "./node-routes.js";
+import { vpnRouter, type SecretReader } from "./vpn-routes.js";
+import { VpnStore } from "../lib/state/vpn.js";
 import { SnapshotFeed } from "./snapshot-feed.js";
 import { AgentApiError, errorMiddleware } from "./errors.js";
 import { RateLimiter, type RateLimit } from "./rate-limit.js";
@@ -57,6 +59,8 @@ export interface AgentApiOptions {
   rateLimit?: RateLimit;
   /** Failed token checks per client address (default 20 burst, 0.2/s). */
   failureRateLimit?: RateLimit;
+  /** VPN leases under the in-process controllers' authority term; absent: the VPN routes answer 503 NotLeader. */
+  vpn?: { fence: Fence; readSecret: SecretReader; onChange?: (connection: string) => void };
   /** Renewal through the in-process controllers; absent: renewals answer 503. */
   renewal?: { issuer: NodeCertificateIssuer; nodes: NodeStore; onRenewed?: (node: string) => void };
   /** How long after expiry a certificate may still renew itself (default 7 days). */
@@ -328,6 +332,16 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());
+  const vpn = vpnRouter(
+    {
+      auth: { clusters, nodes, cache: authCache },
+      vpn: o.vpn === undefined ? undefined : { store: new VpnStore(o.pool, o.vpn.fence, o.actor), readSecret: o.vpn.readSecret, onChange: o.vpn.onChange },
+      log: o.log.with({ part: "vpn" }),
+    },
+    (ctx, limit) => readJson(ctx, limit),
+  );
+  app.use(vpn.routes());
+  app.use(vpn.allowedMethods());
   app.use((ctx) => {
     throw new AgentApiError(404, "NotFound", `no route ${ctx.method} ${ctx.path}`);
   });

@@ -14,7 +14,7 @@ import type { NodeCertificateIssuer } from "../lib/enrollment/issuer.js";
 import type { Logger } from "../lib/log.js";
 import type { SnapshotContributor } from "../lib/snapshot/contributors.js";
 import type { HeartbeatStore } from "../lib/state/heartbeats.js";
-import type { ClusterStore, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore } from "../lib/state/index.js";
+import type { ClusterStore, Fence, NodeGroupStore, NodeStore, RoleStore, TokenStore, WorkloadStore } from "../lib/state/index.js";
 import type { EventRecorderLike, KindModule } from "./runtime/index.js";
 
 /** Enrollment settings of the controllers; durations in milliseconds. */
@@ -59,6 +59,8 @@ export interface KindDeps {
   identity: string;
   /** The held authority term (undefined while not leading). */
   term: () => number | undefined;
+  /** Fenced transactions under that term (for kinds with stores of their own). */
+  fence: Fence;
   issuer: NodeCertificateIssuer;
   stores: KindStores;
   registry: Registry;

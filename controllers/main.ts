@@ -28,11 +28,12 @@ import { roleAssignmentKind } from "./roleassignment/setup.js";
 import { EventRecorder, Manager, PgAuthority, coreV1EventSink, customResourceSource, kubeLeaseClient } from "./runtime/index.js";
 import { serviceWorkloadKind } from "./serviceworkload/setup.js";
 import { SnapshotBuilder } from "./snapshots/builder.js";
+import { vpnConnectionKind, vpnKeyOf } from "./vpnconnection/setup.js";
 
 export type { EnrollmentSettings, NodeHealthSettings } from "./kind.js";
 
 /** The kinds, in the order their controllers are added and their snapshot contributors run. */
-export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind, meshKind];
+export const KINDS: readonly FabricKind[] = [fabricClusterKind, nodeGroupKind, joinTokenKind, joinRequestKind, fabricNodeKind, roleAssignmentKind, serviceWorkloadKind, meshKind, vpnConnectionKind];
 
 /** source.component of the controllers' Kubernetes Events. */
 export const EVENT_SOURCE = "fabric-controllers";
@@ -89,6 +90,8 @@ export interface RunningControllers {
   nodes: NodeStore;
   /** Queues a FabricNode reconcile (e.g. after the agent API renewed its certificate). */
   enqueueNode(name: string): void;
+  /** Queues a VPNConnection reconcile (`<namespace>/<name>`, e.g. after the agent API granted its lease). */
+  enqueueVpnConnection(connection: string): void;
   /** The snapshot builder (leader only; tests and benchmarks drain it directly). */
   snapshots: SnapshotBuilder;
   /** The contributors the kinds handed to the snapshot builder, in order. */
@@ -140,6 +143,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     kek: o.kek,
     identity: o.identity,
     term: () => authority.heldTerm(),
+    fence: authority,
     issuer,
     stores,
     registry,
@@ -155,6 +159,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
   const running = manager.start(stopCtl.signal).catch((err: unknown) => log.error("manager stopped with an error", { error: err }));
   log.info("controllers started", { identity: o.identity, leaderElection: o.lease !== undefined });
   const enqueueNode = manager.wake("FabricNode");
+  const enqueueVpn = manager.wake("VPNConnection");
   let stopping: Promise<void> | undefined;
   return {
     isLeader: () => manager.isLeader(),
@@ -165,6 +170,7 @@ export function startControllers(o: ControllersOptions): RunningControllers {
     issuer,
     nodes: stores.nodes,
     enqueueNode: (name) => enqueueNode({ name }),
+    enqueueVpnConnection: (c) => enqueueVpn(vpnKeyOf(c)),
     snapshots,
     snapshotContributors: contributors,
     stop() {

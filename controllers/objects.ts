@@ -26,3 +26,7 @@ export type FabricNodeObject = Kube<FabricNode>;
 export type RoleAssignmentObject = Kube<RoleAssignment>;
 /** A ServiceWorkload as cached by an informer. */
 export type ServiceWorkloadObject = Kube<ServiceWorkload>;
+
+import type { VPNConnection } from "../lib/api/types.generated.js";
+/** A VPNConnection as cached by an informer. */
+export type VPNConnectionObject = Kube<VPNConnection>;

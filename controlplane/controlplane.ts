@@ -13,6 +13,7 @@ import client from "prom-client";
 import { publishAgentApiInfo } from "../agentapi/discovery.js";
 import type { RateLimit } from "../agentapi/rate-limit.js";
 import { startAgentApi, type AgentApi } from "../agentapi/server.js";
+import { kubeSecretReader } from "../agentapi/vpn-routes.js";
 import { startApiServer, type ApiServer } from "../apiserver/start.js";
 import { startControllers, type ControllersOptions, type RunningControllers } from "../controllers/main.js";
 import { kekFileOf, loadKek } from "../lib/crypto/kek.js";
@@ -120,6 +121,7 @@ export async function runControlPlane(o: ControlPlaneOptions): Promise<ControlPl
       events: agentEvents,
       ...o.agentApi,
       renewal: running === undefined ? undefined : { issuer: running.issuer, nodes: running.nodes, onRenewed: (n) => running.enqueueNode(n) },
+      vpn: running === undefined ? undefined : { fence: running.fence, readSecret: kubeSecretReader(kc.makeApiClient(CoreV1Api)), onChange: (c) => running.enqueueVpnConnection(c) },
     });
     await publishAgentApiInfo(kc, agentApi, o.log.with({ part: "agentapi" }));
   }

@@ -87,3 +87,92 @@ export interface StatusReport {
   version: number;
   body: Record<string, unknown>;
 }
+
+/*
+ * VPN connection leases (docs/vpn.md). The node is the certificate's; a
+ * connection is named "<namespace>/<name>". Tokens only grow per connection.
+ *
+ *   POST /v1/vpn/lease/acquire  VpnAcquireRequest -> 200 VpnAcquireResponse;
+ *        403 NotEligible; 503 NotLeader (this control plane holds no term)
+ *   POST /v1/vpn/lease/renew    VpnLeaseRequest -> 200 VpnRenewResponse; 409 LeaseLost
+ *   POST /v1/vpn/lease/release  VpnLeaseRequest -> 200 VpnReleaseResponse
+ *   POST /v1/vpn/credential     VpnLeaseRequest -> 200 VpnCredentialResponse; 403 NotHolder
+ */
+
+/** Body size of every VPN request. */
+export const MAX_VPN_BODY_BYTES = 4 * 1024;
+/** Shape of a connection name: `<namespace>/<name>`, both DNS-1123 labels (names up to 253). */
+export const VPN_CONNECTION_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?$/;
+
+/** Body of POST /v1/vpn/lease/acquire. */
+export interface VpnAcquireRequest {
+  connection: string;
+}
+
+/** Answer to an acquire: a grant, or busy (another holder's lease is live). */
+export type VpnAcquireResponse =
+  | { granted: true; connection: string; token: number; ttlMs: number; expiresAt: string }
+  | { granted: false; connection: string; retryAfterMs: number; reason: string };
+
+/** Body of renew, release and credential requests. */
+export interface VpnLeaseRequest {
+  connection: string;
+  token: number;
+}
+
+/** Answer to a renewal. */
+export interface VpnRenewResponse {
+  token: number;
+  ttlMs: number;
+  expiresAt: string;
+}
+
+/** Answer to a release (false: this node did not hold the lease with this token). */
+export interface VpnReleaseResponse {
+  released: boolean;
+}
+
+/** Answer to a credential fetch. */
+export interface VpnCredentialResponse {
+  connection: string;
+  token: number;
+  /** wg-quick style text (see docs/vpn.md). */
+  credential: string;
+}
+
+/** One route of a connection as the owner applies it. */
+export interface VpnRoute {
+  destination: string;
+  action: "Route" | "Exclude";
+  metric: number;
+}
+
+/** One connection a node may own (snapshot part `vpn`); never a secret. */
+export interface VpnAssignment {
+  connection: string;
+  mode: "Exit" | "Connector";
+  /** Index of this node in allowedNodes (0 = most preferred). */
+  preference: number;
+  routes: VpnRoute[];
+  leaseTtlMs: number;
+  hasCredentialRef: boolean;
+  enabled: boolean;
+}
+
+/** Snapshot part `vpn`. */
+export interface VpnSnapshotPart {
+  assignments: VpnAssignment[];
+}
+
+/** Owner states the agent reports (status kind `vpn`). */
+export type VpnOwnerState = "not_started" | "assigned" | "lease_required" | "blocked" | "unknown";
+
+/** Status report body of kind `vpn`. */
+export interface VpnStatusBody {
+  connections: Array<{ connection: string; state: VpnOwnerState; token?: number; reason?: string; deadlineInMs?: number; tunnel?: "up" | "down" }>;
+}
+
+/** The agent's safety margin subtracted from the TTL for its local deadline: max(1 s, ttl/10). */
+export function vpnDeadlineMarginMs(ttlMs: number): number {
+  return Math.max(1000, Math.floor(ttlMs / 10));
+}

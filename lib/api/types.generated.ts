@@ -2352,6 +2352,12 @@ export interface VPNConnectionSpec {
    * Default: `true`.
    */
   enabled?: boolean;
+  /**
+   * Operator fence. Incrementing it (fabricctl vpn fence) ends the current lease at once and bumps the fencing token; the next grant gets a higher one.
+   *
+   * Default: `0`. Minimum: 0. Format: int64.
+   */
+  fence?: number;
 }
 
 /**
@@ -2389,6 +2395,24 @@ export interface VPNConnectionStatusActiveLease {
 }
 
 /**
+ * One blocked node.
+ */
+export interface VPNConnectionStatusBlockedNode {
+  /**
+   * FabricNode name.
+   */
+  node: string;
+  /**
+   * NotFound, OtherCluster, NodeDisabled, NodeRevoked, NotHealthy or MissingRole.
+   */
+  reason: string;
+  /**
+   * Human-readable detail.
+   */
+  message?: string;
+}
+
+/**
  * Observed ownership of the connection.
  */
 export interface VPNConnectionStatus {
@@ -2406,6 +2430,24 @@ export interface VPNConnectionStatus {
    * Owner state last reported by the agents.
    */
   ownerState?: "NotStarted" | "Assigned" | "LeaseRequired" | "Blocked" | "Unknown";
+  /**
+   * Why the holder reports its state (for example why it is Blocked).
+   */
+  ownerReason?: string;
+  /**
+   * The spec.fence value last acted on.
+   *
+   * Minimum: 0. Format: int64.
+   */
+  observedFence?: number;
+  /**
+   * Allowed nodes that may own the connection now, in order of preference.
+   */
+  eligibleNodes?: string[];
+  /**
+   * Allowed nodes that may not own the connection now, with the reason.
+   */
+  blockedNodes?: VPNConnectionStatusBlockedNode[];
   /**
    * Latest observations of the object's state. Every kind carries a summary Ready condition.
    */

@@ -19,6 +19,7 @@
  * Need-to-know: the payload holds only what this node's roles require and
  * never a secret value (VPN assignments say `hasCredentialRef`, nothing more).
  */
+import type { VpnSnapshotPart } from "../agent-protocol.js";
 import { createHash, createPublicKey, sign as edSign, type KeyObject } from "node:crypto";
 import { canonicalize } from "./canonical-json.js";
 import { ErrMalformed } from "./errors.js";
@@ -147,7 +148,7 @@ export interface SnapshotMeshSettings {
   hysteresisPercent: number;
 }
 
-/** A VPN connection this node is eligible to own (sent only to eligible owners). */
+/** The seed's VPN assignment form, superseded by `vpn` (always sent empty by the builder). */
 export interface SnapshotVpnAssignment {
   /** VPNConnection name. */
   connection: string;
@@ -192,6 +193,8 @@ export interface SnapshotPayload {
   /** Present only for nodes with a mesh role (a v1 addition older agents ignore). */
   mesh?: SnapshotMeshSettings;
   vpnAssignments: SnapshotVpnAssignment[];
+  /** VPN connections this node may own (lib/agent-protocol.ts VpnSnapshotPart); present only when it may own one. */
+  vpn?: VpnSnapshotPart;
   updates: SnapshotUpdate[];
 }
 

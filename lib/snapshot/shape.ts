@@ -161,6 +161,20 @@ function assertVpnAssignment(v: Json, path: string): void {
   bool(v, "hasCredentialRef", path);
 }
 
+function assertVpnPart(a: Json, path: string): void {
+  str(a, "connection", path);
+  oneOf(a, "mode", ["Exit", "Connector"], path);
+  uint(a, "preference", path);
+  list(a, "routes", path, (r, rp) => {
+    str(r, "destination", rp);
+    oneOf(r, "action", ["Route", "Exclude"], rp);
+    uint(r, "metric", rp);
+  });
+  uint(a, "leaseTtlMs", path);
+  bool(a, "hasCredentialRef", path);
+  bool(a, "enabled", path);
+}
+
 function assertUpdate(u: Json, path: string): void {
   str(u, "component", path);
   str(u, "channel", path);
@@ -196,6 +210,10 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
   list(o, "meshPeers", path, assertMeshPeer);
   if (o.mesh !== undefined) assertMeshSettings(obj(o.mesh, `${path}/mesh`), `${path}/mesh`);
   list(o, "vpnAssignments", path, assertVpnAssignment);
+  if (o.vpn !== undefined) {
+    const v = obj(o.vpn, `${path}/vpn`);
+    list(v, "assignments", `${path}/vpn`, assertVpnPart);
+  }
   list(o, "updates", path, assertUpdate);
 }
 
