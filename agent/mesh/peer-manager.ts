@@ -39,6 +39,7 @@ import {
   peerCost,
   rendezvousWeight,
   SCORING,
+  unmeasuredRttEstimateMs,
   type CostBreakdown,
   type FilterReason,
   type QuarantineRecord,
@@ -178,10 +179,12 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
   const quarantinedUntil = (node: string): number | undefined => quarantines[node]?.untilMs;
 
   const costs: Record<string, CostBreakdown> = {};
+  // Candidates without a measured link are scored like this node's typical live peer.
+  const unmeasuredRttMs = unmeasuredRttEstimateMs([...links.values()].filter((l) => candidates.get(l.node)?.cluster === self.cluster), now);
   const costOf = (c: MeshCandidate): number => {
     let b = costs[c.node];
     if (!b) {
-      b = peerCost(self, c, links.get(c.node), now);
+      b = peerCost(self, c, links.get(c.node), now, unmeasuredRttMs);
       costs[c.node] = b;
     }
     return b.total;

@@ -7,7 +7,11 @@
  * - L latency: min(1, ln(1 + rtt / 10 ms) / ln 51), rtt = EWMA + 2 x jitter,
  *   so 10 ms scores 0.18, 100 ms 0.61, 500 ms and more 1 (a log scale: the
  *   difference between 5 and 20 ms matters as much as between 100 and 400).
- *   An unmeasured peer is scored as 100 ms, neither favoured nor shunned.
+ *   An unmeasured peer is scored as the median effective RTT of this node's
+ *   live measured links (what a peer of this network typically costs; at
+ *   most 100 ms), or 100 ms when none is measured yet. A fixed 100 ms would
+ *   make every candidate the transport has not linked to look worse than an
+ *   incumbent at 80 ms, so a slow peer would never be replaced.
  * - P loss: min(1, loss / 5 %); unmeasured is 0.
  * - U load: load^2 (a busy peer is penalised late and steeply); unknown 0.5.
  * - F failures: 1 - e^(-f/2) with f the failure count decayed with a
@@ -31,7 +35,7 @@ export const COST_WEIGHTS = { latency: 0.35, loss: 0.25, load: 0.15, failures: 0
 
 /** Scoring and filter constants (see the module header for their use). */
 export const SCORING = {
-  /** RTT assumed for a peer never measured. */
+  /** RTT assumed for a peer never measured while no link is measured either (and the cap of the estimate). */
   unmeasuredRttMs: 100,
   /** Load assumed for a peer that reported none. */
   unknownLoad: 0.5,
@@ -72,10 +76,23 @@ export function latencyTerm(effectiveRttMs: number): number {
   return Math.min(1, Math.log(1 + rtt / 10) / Math.log(51));
 }
 
-/** The RTT a link is scored on: EWMA plus twice the jitter, or the unmeasured default. */
-export function effectiveRttMs(link: LinkObservation | undefined): number {
-  if (link?.rttEwmaMs === undefined) return SCORING.unmeasuredRttMs;
+/** The RTT a link is scored on: EWMA plus twice the jitter, or `unmeasuredRttMs` (default 100 ms). */
+export function effectiveRttMs(link: LinkObservation | undefined, unmeasuredRttMs: number = SCORING.unmeasuredRttMs): number {
+  if (link?.rttEwmaMs === undefined) return unmeasuredRttMs;
   return link.rttEwmaMs + 2 * (link.jitterMs ?? 0);
+}
+
+/**
+ * The RTT an unmeasured candidate is scored as: the median effective RTT of
+ * the live measured links (the upper median of an even count), capped at
+ * 100 ms; 100 ms when there is none.
+ */
+export function unmeasuredRttEstimateMs(links: Iterable<LinkObservation>, now: number): number {
+  const rtts: number[] = [];
+  for (const l of links) if (l.rttEwmaMs !== undefined && isLinkLive(l, now)) rtts.push(effectiveRttMs(l));
+  if (rtts.length === 0) return SCORING.unmeasuredRttMs;
+  rtts.sort((a, b) => a - b);
+  return Math.min(SCORING.unmeasuredRttMs, rtts[Math.floor(rtts.length / 2)] ?? SCORING.unmeasuredRttMs);
 }
 
 /** F: the failure term, with the count decayed by its half-life since the last failure. */
@@ -106,11 +123,11 @@ export function roleTerm(peer: Pick<MeshCandidate, "nodeClass">): number {
   }
 }
 
-/** The cost of a candidate given what the transport knows of it (absent: never probed). */
-export function peerCost(self: MeshSelf, candidate: MeshCandidate, link: LinkObservation | undefined, now: number): CostBreakdown {
+/** The cost of a candidate given what the transport knows of it (absent: never probed, scored at `unmeasuredRttMs`). */
+export function peerCost(self: MeshSelf, candidate: MeshCandidate, link: LinkObservation | undefined, now: number, unmeasuredRttMs: number = SCORING.unmeasuredRttMs): CostBreakdown {
   const load = clamp01(candidate.load ?? SCORING.unknownLoad);
   const terms = {
-    latency: latencyTerm(effectiveRttMs(link)),
+    latency: latencyTerm(effectiveRttMs(link, unmeasuredRttMs)),
     loss: Math.min(1, clamp01(link?.loss ?? 0) / SCORING.lossSaturation),
     load: load * load,
     failures: link ? failureTerm(link.failures, link.lastFailureMs, now) : 0,

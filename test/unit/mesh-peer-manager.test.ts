@@ -126,6 +126,26 @@ describe("mesh peer manager", () => {
       });
     }
 
+    // The agent's transport has no warm probes: candidates it holds no link to are never measured.
+    for (const c of [
+      { name: "80 ms of extra latency", incumbent: { rttEwmaMs: 82, jitterMs: 0.5 }, swaps: 1 },
+      { name: "steady noise (EWMA 6 ms, jitter 3 ms)", incumbent: { rttEwmaMs: 6, jitterMs: 3 }, swaps: 0 },
+    ]) {
+      it(`without warm probes, an incumbent with ${c.name} is ${c.swaps === 1 ? "replaced by an unmeasured candidate" : "kept"} (unmeasured = the typical live peer)`, () => {
+        const candidates = names(6).map((n) => candidate(n));
+        const links = [...["p000", "p001", "p002"].map((n) => activeLink(n, NOW, { rttEwmaMs: 1.5, jitterMs: 0.3 })), activeLink("p003", NOW, c.incumbent)];
+        let memory = evaluatePeers({ self: selfOf(), bounds: DEFAULT_CLASS_BOUNDS.standard, candidates, links, now: NOW }).memory;
+        const swaps: PeerAction[] = [];
+        for (let i = 1; i <= 6; i++) {
+          const d = evaluatePeers({ self: selfOf(), bounds: DEFAULT_CLASS_BOUNDS.standard, candidates, links, now: NOW + i * 1000 }, memory);
+          memory = d.memory;
+          swaps.push(...d.actions.filter((a) => a.kind === "connect" && a.reason === "BetterCandidate"));
+        }
+        assert.equal(swaps.length, c.swaps, JSON.stringify(swaps));
+        if (c.swaps === 1) assert.equal(swaps[0]?.kind === "connect" && swaps[0].replaces, "p003");
+      });
+    }
+
     it("a peer whose loss reaches 20 % is replaced at once, without waiting for hysteresis", () => {
       const candidates = names(6).map((n) => candidate(n));
       const links = ["p000", "p001", "p002", "p003"].map((n) => activeLink(n, NOW, n === "p001" ? { loss: 0.25 } : {}));

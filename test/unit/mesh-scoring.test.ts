@@ -11,6 +11,7 @@ import {
   regionTerm,
   rendezvousWeight,
   roleTerm,
+  unmeasuredRttEstimateMs,
   type QuarantineRecord,
 } from "../../agent/mesh/scoring.js";
 import type { MeshSelf } from "../../agent/mesh/types.js";
@@ -20,6 +21,20 @@ const NOW = 10_000_000;
 const self: MeshSelf = { node: "self", cluster: "eu-1", nodeClass: "standard", region: "eu", zone: "eu-a", directlyReachable: true };
 
 describe("mesh scoring", () => {
+  it("an unmeasured candidate is scored as the median live measured link (at most 100 ms), else 100 ms", () => {
+    const now = 1_000_000;
+    assert.equal(unmeasuredRttEstimateMs([], now), 100);
+    const links = [activeLink("a", now, { rttEwmaMs: 2, jitterMs: 0 }), activeLink("b", now, { rttEwmaMs: 10, jitterMs: 1 }), activeLink("c", now, { rttEwmaMs: 80, jitterMs: 0 })];
+    assert.equal(unmeasuredRttEstimateMs(links, now), 12);
+    // Silent links and links without a measurement do not count.
+    assert.equal(unmeasuredRttEstimateMs([...links, activeLink("d", now, { rttEwmaMs: 1, lastHeardMs: now - 10_000 }), { node: "e", state: "connecting", failures: 0, sinceMs: now }], now), 12);
+    assert.equal(unmeasuredRttEstimateMs([activeLink("a", now, { rttEwmaMs: 400, jitterMs: 0 })], now), 100);
+    const self: MeshSelf = { node: "self", cluster: "eu-1", nodeClass: "standard", directlyReachable: true };
+    assert.equal(peerCost(self, candidate("x"), undefined, now, 12).latency, latencyTerm(12));
+    assert.equal(peerCost(self, candidate("x"), undefined, now).latency, latencyTerm(100));
+  });
+
+
   it("the weights sum to 1, so every cost lies in [0, 1]", () => {
     const sum = Object.values(COST_WEIGHTS).reduce((a, b) => a + b, 0);
     assert.ok(Math.abs(sum - 1) < 1e-12);
