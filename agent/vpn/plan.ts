@@ -16,11 +16,12 @@
  *   preference always asks first, and nodes of equal preference spread out.
  */
 import { createHash } from "node:crypto";
+import { vpnDeadlineMarginMs } from "../../lib/agent-protocol.js";
 import type { VpnAssignment } from "./types.js";
 
-/** The deadline margin of a ttl: max(1 s, ttl/10). */
+/** The deadline margin of a ttl: max(1 s, ttl/10) (the wire contract's). */
 export function leaseMarginMs(ttlMs: number): number {
-  return Math.max(1000, Math.floor(ttlMs / 10));
+  return vpnDeadlineMarginMs(ttlMs);
 }
 
 /** The local deadline of a grant or renewal whose request was sent at `sentAt` (monotonic ms). */

@@ -6,44 +6,15 @@
  * assignment is dropped with a reason, never half-applied.
  */
 
+import type { VpnAssignment, VpnRoute, VpnStatusBody } from "../../lib/agent-protocol.js";
+
+export type { VpnAssignment, VpnOwnerState, VpnStatusBody } from "../../lib/agent-protocol.js";
+
 /** One route policy of a connection. */
-export interface VpnRoutePolicy {
-  /** CIDR. */
-  destination: string;
-  action: "Route" | "Exclude";
-  metric: number;
-}
-
-/** One connection this node may own (snapshot part `vpn`). */
-export interface VpnAssignment {
-  /** `<namespace>/<name>`. */
-  connection: string;
-  mode: "Exit" | "Connector";
-  /** Index of this node in the connection's allowedNodes: 0 contends first. */
-  preference: number;
-  routes: VpnRoutePolicy[];
-  leaseTtlMs: number;
-  hasCredentialRef: boolean;
-  enabled: boolean;
-}
-
-/** Observed owner states reported to the control plane. */
-export type VpnOwnerState = "not_started" | "assigned" | "lease_required" | "blocked" | "unknown";
+export type VpnRoutePolicy = VpnRoute;
 
 /** One row of the `vpn` status report. */
-export interface VpnConnectionStatus {
-  connection: string;
-  state: VpnOwnerState;
-  token?: number;
-  reason?: string;
-  deadlineInMs?: number;
-  tunnel?: "up" | "down";
-}
-
-/** Body of the status report kind `vpn`. */
-export interface VpnStatusBody {
-  connections: VpnConnectionStatus[];
-}
+export type VpnConnectionStatus = VpnStatusBody["connections"][number];
 
 /** Status report kind of the VPN owner (POST /v1/status/vpn). */
 export const VPN_STATUS_KIND = "vpn";
