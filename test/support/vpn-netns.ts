@@ -7,6 +7,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 
 /** Runs `ip ...` (throws with stderr on failure). */
@@ -157,4 +158,34 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: n
     if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * A TCP forwarder in the root namespace: listens on `host` (e.g. a lab
+ * bridge address, so agents inside namespaces reach it) and forwards to
+ * 127.0.0.1:`targetPort` (the control plane's agent API).
+ */
+export async function forwardTcp(host: string, targetPort: number): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((c) => {
+    const u = connect(targetPort, "127.0.0.1");
+    for (const s of [c, u]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => undefined);
+    }
+    c.pipe(u);
+    u.pipe(c);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, host, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
