@@ -1,14 +1,28 @@
 /**
  * Test support for the VPN data plane: network namespaces, veth pairs, a
  * "remote site" WireGuard peer and UDP echo probes, all named with the
- * caller's prefix and removed by cleanup() (call it in after/afterEach).
- * Everything stays inside namespaces the test created.
+ * caller's prefix and removed by cleanup() (call it in after/afterEach);
+ * and VpnRig, real agents in namespaces contending for one connection
+ * (the e2e test and the failover benchmark). Everything stays inside
+ * namespaces the test created.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { dirname, join } from "node:path";
+import { loadIdentities } from "../../agent/enroll/identity-store.js";
+import { join as joinNode } from "../../agent/enroll/join.js";
+import { interfaceName } from "../../agent/vpn/plan.js";
+import { readVpnStatus, type VpnStatusRow } from "../../agent/vpn/vpn-status.js";
+import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
+import { logger } from "../../lib/log.js";
+import { agentEnv, kubectl, repoRoot, tempStateDir } from "./controlplane.js";
+import { createToken } from "./enrollment.js";
+import { createLab, type NetnsHost, type NetnsLab as Lab } from "./netns.js";
+import { apply, credentialSecret, ensureNamespace, VPN_CAPABILITIES, vpnConnection } from "./vpn-fleet.js";
+
+const AGENT_BIN = join(repoRoot, "bin", "fabric-agent");
 
 /** Runs `ip ...` (throws with stderr on failure). */
 export function ip(...args: string[]): string {
@@ -188,4 +202,182 @@ export async function forwardTcp(host: string, targetPort: number): Promise<{ po
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+/** One real agent of a VpnRig, in its own namespace. */
+export interface RigAgent {
+  name: string;
+  host: NetnsHost;
+  /** State directory. */
+  dir: string;
+  /** Where the hook appends "<event> <connection> <token> <epoch ms>". */
+  hookLog: string;
+  child?: ChildProcess;
+  out: string;
+}
+
+/**
+ * Real agents in network namespaces (test/support/netns.ts, lab prefix
+ * given), a control plane in this process whose agent API they reach
+ * through a forwarder on the lab's bridge address, a remote site (namespace
+ * `<prefix>-site`: a WireGuard peer of the connection's key and a UDP echo
+ * server on 10.20.0.1:7007), and one VPNConnection `org-a/exit` with a
+ * Route and an Exclude policy that every agent may own, in the agents'
+ * order of preference. Agents run with `--vpn-interface-prefix <prefix>`
+ * and a hook that logs each event with its time.
+ */
+export class VpnRig {
+  static readonly CLUSTER = "vpn-e2e";
+  static readonly CONN = "org-a/exit";
+  static readonly BEHIND = "10.20.0.1";
+  readonly agents: RigAgent[] = [];
+  readonly wg = new NetnsLab();
+  lab!: Lab;
+  cp!: ControlPlane;
+  echo!: { senders: string[] };
+  private cpDir: string | undefined;
+  private hookDir: string | undefined;
+  private forwarder: { port: number; close(): Promise<void> } | undefined;
+
+  constructor(
+    readonly prefix: string,
+    readonly ttlMs: number,
+  ) {}
+
+  fq(n: string): string {
+    return `${VpnRig.CLUSTER}.${n}`;
+  }
+
+  agent(n: string): RigAgent {
+    const a = this.agents.find((x) => x.name === n);
+    if (a === undefined) throw new Error(`no agent ${n}`);
+    return a;
+  }
+
+  ifOf(a: RigAgent): string {
+    return interfaceName(this.prefix, VpnRig.CLUSTER, this.fq(a.name), VpnRig.CONN);
+  }
+
+  async start(names: string[]): Promise<void> {
+    this.lab = await createLab(this.prefix);
+    const hosts = new Map<string, NetnsHost>();
+    for (const n of names) hosts.set(n, await this.lab.addHost(n));
+    const siteHost = await this.lab.addHost("site");
+    this.hookDir = mkdtempSync(join(tmpdir(), `${this.prefix}-vpn-`));
+    chmodSync(this.hookDir, 0o755);
+    writeFileSync(join(this.hookDir, "hook.sh"), `#!/bin/sh\necho "$FABRIC_VPN_EVENT $FABRIC_VPN_CONNECTION $FABRIC_VPN_TOKEN $(date +%s%3N)" >> "$HOOK_LOG"\n`, { mode: 0o755 });
+    // The remote site: the peer of the connection's key, no fixed endpoint (it learns the holder's from its handshake).
+    const conn = wgKeys();
+    const site = wgKeys();
+    await this.wg.remoteSite({ ns: siteHost.netns, ifname: `${this.prefix}site0`, keys: site, listenPort: 51820, address: "10.99.0.1/32", peerPublicKey: conn.publicKey, peerAllowed: "10.99.0.2/32", behind: `${VpnRig.BEHIND}/32` });
+    this.echo = await this.wg.echoServer(siteHost.netns, VpnRig.BEHIND, 7007);
+
+    this.cpDir = tempStateDir();
+    this.cp = await runControlPlane({
+      stateDir: this.cpDir,
+      host: "127.0.0.1",
+      port: 0,
+      metricsPort: 0,
+      fsync: false,
+      log: logger("test-controlplane"),
+      controllers: { identity: "vpn-e2e", sweepIntervalMs: 1000 },
+      agentPort: 0,
+      agentApi: { rateLimit: { burst: 100_000, perSecond: 100_000 }, serverNames: [this.lab.rootAddress] },
+    });
+    const agentApi = this.cp.agentApi;
+    if (agentApi === undefined) throw new Error("agent api did not start");
+    this.forwarder = await forwardTcp(this.lab.rootAddress, agentApi.port);
+    const server = `https://${this.lab.rootAddress}:${this.forwarder.port}`;
+    const kubeconfig = this.cp.api.kubeconfigPath;
+    await apply(kubeconfig, { apiVersion: "accessfabric.io/v1alpha1", kind: "FabricCluster", metadata: { name: VpnRig.CLUSTER }, spec: { enrollmentPolicy: { approval: "TokenAutoApprove" } } });
+    const w = await kubectl(kubeconfig, ["wait", "--for=condition=Ready", `fabriccluster/${VpnRig.CLUSTER}`, "--timeout=60s"]);
+    if (w.code !== 0) throw new Error(w.stderr);
+    const token = await createToken(kubeconfig, "vpn-e2e-join", { cluster: VpnRig.CLUSTER, maxUses: names.length, autoApprove: true });
+    for (const name of names) {
+      const dir = tempStateDir(`${this.prefix}-vpn-agent-`);
+      await joinNode({ server, token, caHash: agentApi.caHash, stateDir: dir, nodeName: name, cluster: VpnRig.CLUSTER, capabilities: VPN_CAPABILITIES, pollIntervalMs: 200, timeoutMs: 120_000 });
+      const a: RigAgent = { name, host: hosts.get(name)!, dir, hookLog: join(this.hookDir, `${name}.log`), out: "" };
+      this.agents.push(a);
+      this.startAgent(a);
+    }
+    await ensureNamespace(kubeconfig, "org-a");
+    const credential = `[Interface]\nPrivateKey = ${conn.privateKey}\nAddress = 10.99.0.2/32\n[Peer]\nPublicKey = ${site.publicKey}\nEndpoint = ${siteHost.address}:51820\nAllowedIPs = 10.20.0.0/16\nPersistentKeepalive = 1\n`;
+    await apply(kubeconfig, credentialSecret("org-a", "exit-creds", credential));
+    await apply(kubeconfig, { apiVersion: "accessfabric.io/v1alpha1", kind: "RoleAssignment", metadata: { name: "vpn-exits" }, spec: { cluster: VpnRig.CLUSTER, role: "vpn-exit", nodeNames: names.map((n) => this.fq(n)) } });
+    await apply(
+      kubeconfig,
+      vpnConnection("org-a", "exit", {
+        cluster: VpnRig.CLUSTER,
+        mode: "Exit",
+        allowedNodes: names.map((n) => this.fq(n)),
+        routePolicies: [
+          { name: "office", destination: "10.20.0.0/16" },
+          { name: "keep-out", destination: "10.20.5.0/24", action: "Exclude" },
+        ],
+        credentialSecretRef: { name: "exit-creds" },
+        leaseDuration: `${this.ttlMs / 1000}s`,
+      }),
+    );
+  }
+
+  startAgent(a: RigAgent): void {
+    a.out = "";
+    const child = a.host.spawn(AGENT_BIN, ["run", "--state-dir", a.dir, "--capabilities", VPN_CAPABILITIES.join(","), "--heartbeat-interval", "1s", "--backoff-cap", "1s", "--mesh-port", "0", "--vpn-hook", join(this.hookDir ?? "", "hook.sh"), "--vpn-interface-prefix", this.prefix], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: agentEnv({ HOOK_LOG: a.hookLog }),
+    });
+    child.stdout?.on("data", (b: Buffer) => (a.out = (a.out + b.toString()).slice(-20_000)));
+    child.stderr?.on("data", (b: Buffer) => (a.out = (a.out + b.toString()).slice(-20_000)));
+    a.child = child;
+  }
+
+  async stopAgent(a: RigAgent, signal: NodeJS.Signals): Promise<void> {
+    const c = a.child;
+    if (c === undefined || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once("exit", r));
+    c.kill(signal);
+    await exited;
+  }
+
+  hookLines(a: RigAgent): string[] {
+    return existsSync(a.hookLog) ? readFileSync(a.hookLog, "utf8").split("\n").filter((l) => l !== "") : [];
+  }
+
+  async grants(): Promise<Array<{ token: string; holder: string; granted_at: Date }>> {
+    return (await this.cp.db.pool.query<{ token: string; holder: string; granted_at: Date }>("SELECT token::text, holder, granted_at FROM vpn_grants WHERE connection = $1 ORDER BY token", [VpnRig.CONN])).rows;
+  }
+
+  /** The agent's row of its vpn-status.json (read from its membership directory). */
+  async row(a: RigAgent): Promise<VpnStatusRow | undefined> {
+    const [id] = await loadIdentities(a.dir);
+    if (id === undefined) return undefined;
+    return (await readVpnStatus(id.dir).catch(() => undefined))?.connections.find((c) => c.connection === VpnRig.CONN);
+  }
+
+  /** The token when the agent holds the lease with its tunnel up. */
+  async holdsWithTunnel(a: RigAgent): Promise<number | undefined> {
+    const r = await this.row(a);
+    return r?.state === "assigned" && r.tunnel === "up" && r.token !== undefined ? r.token : undefined;
+  }
+
+  /** A probe from the agent's namespace that the remote site saw coming out of the tunnel. */
+  async reachesThroughTunnel(a: RigAgent): Promise<boolean> {
+    const before = this.echo.senders.length;
+    return (await udpProbe(a.host.netns, VpnRig.BEHIND, 7007, 1000)) && this.echo.senders.slice(before).includes("10.99.0.2");
+  }
+
+  diagnostics(): string {
+    return this.agents.map((a) => `--- ${a.name}\n${a.out.slice(-4000)}`).join("\n");
+  }
+
+  async stop(): Promise<void> {
+    for (const a of this.agents) await this.stopAgent(a, "SIGTERM").catch(() => undefined);
+    await this.forwarder?.close();
+    await this.cp?.stop();
+    this.wg.cleanup();
+    await this.lab?.destroy();
+    for (const a of this.agents) rmSync(a.dir, { recursive: true, force: true });
+    if (this.cpDir !== undefined) rmSync(this.cpDir, { recursive: true, force: true });
+    if (this.hookDir !== undefined) rmSync(this.hookDir, { recursive: true, force: true });
+  }
 }
