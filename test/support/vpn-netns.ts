@@ -376,7 +376,11 @@ export class VpnRig {
     await this.cp?.stop();
     this.wg.cleanup();
     await this.lab?.destroy();
-    for (const a of this.agents) rmSync(a.dir, { recursive: true, force: true });
+    for (const a of this.agents) {
+      rmSync(a.dir, { recursive: true, force: true });
+      // A SIGKILLed wireguard-go leaves its socket; the next agent would remove it, but this one may not have got that far.
+      rmSync(`/var/run/wireguard/${this.ifOf(a)}.sock`, { force: true });
+    }
     if (this.cpDir !== undefined) rmSync(this.cpDir, { recursive: true, force: true });
     if (this.hookDir !== undefined) rmSync(this.hookDir, { recursive: true, force: true });
   }
