@@ -162,6 +162,25 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     result.code = await auditLog(dbFlags(o), { since, object: o.object, action: o.action, cluster: o.cluster, limit }, format, io.out, io.err);
   });
 
+  // vpn
+  const vpn = group("vpn", "VPN connections: status and the operator fence");
+  const vpnFenceCmd = vpn
+    .command("fence")
+    .description("end the current lease of a VPNConnection at once and bump its fencing token (increments spec.fence)")
+    .argument("[connection]", "<namespace>/<name>")
+    .option("--wait <duration>", "how long to wait for the controller to apply the fence (0: do not wait)", "30s");
+  kubeOptions(vpnFenceCmd).action(async (ref: string | undefined, o: KubeFlags & { wait: string }) => {
+    if (ref === undefined) throw new UsageError("vpn fence needs <namespace>/<name>");
+    const [{ vpnFence }, { flagDuration }] = await Promise.all([import("./commands/vpn.js"), import("./duration.js")]);
+    const waitMs = o.wait === "0" ? 0 : flagDuration("--wait", o.wait);
+    result.code = await withClient(o, (c) => vpnFence(c, ref, { waitMs }, io));
+  });
+  const vpnStatusCmd = vpn.command("status").description("one row per VPNConnection: holder, fencing token, owner state, eligible and blocked nodes").option("-n, --namespace <ns>", "only this namespace (organization)");
+  outputOption(kubeOptions(vpnStatusCmd)).action(async (o: KubeFlags & { namespace?: string; output: string }) => {
+    const { vpnStatus } = await import("./commands/vpn.js");
+    result.code = await withClient(o, (c) => vpnStatus(c, { namespace: o.namespace, format: outputFormat(o.output) }, io));
+  });
+
   return program;
 }
 

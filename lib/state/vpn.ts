@@ -8,7 +8,12 @@
  *   token from the row lock (`token + 1`); eligibility is read in the same
  *   transaction, and the whole transaction commits only under the held
  *   authority term (a deposed control plane cannot grant).
- * - Expiry is judged by the database clock (`now()`), never a caller's.
+ * - Expiry is judged by the database clock, never a caller's: a takeover
+ *   needs `expires_at <= now()` (the transaction's start, so the stricter
+ *   reading), while the times recorded (granted, renewed, ended, the new
+ *   expiry) and the renewal and credential checks use clock_timestamp(),
+ *   the moment the row is locked: a transaction slowed between its start
+ *   and the lock never records a grant before the release it waited for.
  * - Every grant has a vpn_grants row, open until released, expired, fenced
  *   or ended because the holder became ineligible; a unique partial index
  *   allows one open grant per connection. Grants, ends and fences are
@@ -310,9 +315,9 @@ export class VpnStore {
       const prev = (await db.query<{ holder: string | null; token: string; expires_at: Date | null; renewals: number }>("SELECT holder, token, expires_at, renewals FROM vpn_leases WHERE connection = $1 FOR UPDATE", [connection])).rows[0];
       const up = await db.query<{ token: string; expires_at: Date; acquired_at: Date }>(
         `INSERT INTO vpn_leases AS lease (connection, holder, token, acquired_at, renewed_at, expires_at, renewals)
-         VALUES ($1, $2, 1, now(), now(), now() + make_interval(secs => $3::double precision / 1000), 0)
-         ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = now(), renewed_at = now(),
-           expires_at = EXCLUDED.expires_at, renewals = 0
+         VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3::double precision / 1000), 0)
+         ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
+           expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000), renewals = 0
          WHERE lease.holder IS NULL OR lease.expires_at <= now()
          RETURNING token, expires_at, acquired_at`,
         [connection, node, conn.leaseTtlMs],
@@ -347,8 +352,8 @@ export class VpnStore {
       if (conn === undefined) return undefined;
       if (!vpnEligibility(conn, node, (await vpnNodeFacts(db, [node], conn.namespace)).get(node)).eligible) return undefined;
       const r = await db.query<{ expires_at: Date }>(
-        `UPDATE vpn_leases SET renewed_at = now(), expires_at = now() + make_interval(secs => $4::double precision / 1000), renewals = renewals + 1
-          WHERE connection = $1 AND holder = $2 AND token = $3 AND expires_at > now() RETURNING expires_at`,
+        `UPDATE vpn_leases SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => $4::double precision / 1000), renewals = renewals + 1
+          WHERE connection = $1 AND holder = $2 AND token = $3 AND expires_at > clock_timestamp() RETURNING expires_at`,
         [connection, node, token, conn.leaseTtlMs],
       );
       const row = r.rows[0];
@@ -423,7 +428,7 @@ export class VpnStore {
     return decide(this.authority, this.actor, async (db) => {
       const r = await db.query<{ cluster: string; namespace: string; secret_name: string | null; secret_key: string | null; held: boolean }>(
         `SELECT c.cluster, c.namespace, c.secret_name, c.secret_key,
-                (l.holder = $2 AND l.token = $3 AND l.expires_at > now()) AS held
+                (l.holder = $2 AND l.token = $3 AND l.expires_at > clock_timestamp()) AS held
            FROM vpn_connections c LEFT JOIN vpn_leases l ON l.connection = c.connection WHERE c.connection = $1`,
         [connection, node, token],
       );
@@ -457,11 +462,11 @@ export class VpnStore {
       return undefined;
     }
     if (match !== undefined && (prev.holder !== match.holder || Number(prev.token) !== match.token)) return undefined;
-    if (onlyExpired && (prev.expires_at === null || (await db.query<{ live: boolean }>("SELECT $1::timestamptz > now() AS live", [prev.expires_at])).rows[0]?.live === true)) return undefined;
+    if (onlyExpired && (prev.expires_at === null || (await db.query<{ live: boolean }>("SELECT $1::timestamptz > clock_timestamp() AS live", [prev.expires_at])).rows[0]?.live === true)) return undefined;
     await db.query(`UPDATE vpn_leases SET holder = NULL, expires_at = NULL, acquired_at = NULL, renewed_at = NULL, renewals = 0${bump ? ", token = token + 1" : ""} WHERE connection = $1`, [connection]);
     if (prev.holder === null) return undefined;
     // A lease ends at its expiry at the latest (an expired one is swept later).
-    await db.query("UPDATE vpn_grants SET ended_at = LEAST(now(), $2::timestamptz), end_reason = $3, renewals = $4 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, reason, prev.renewals]);
+    await db.query("UPDATE vpn_grants SET ended_at = LEAST(clock_timestamp(), $2::timestamptz), end_reason = $3, renewals = $4 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, reason, prev.renewals]);
     return { connection, holder: prev.holder, token: Number(prev.token), reason, renewals: prev.renewals };
   }
 }
