@@ -77,6 +77,7 @@ export interface MeshLab {
   stop(a: LabAgent, signal?: NodeJS.Signals): Promise<void>;
   /** Stops the control plane (SIGTERM) and waits for it. */
   stopControlPlane(): Promise<void>;
+  /** The agent's mesh-status.json, when written by its running process (undefined otherwise). */
   status(a: LabAgent): Promise<MeshStatus | undefined>;
   byShort(short: string): LabAgent;
   /** Stops everything, removes the namespaces and the state directories. */
@@ -229,7 +230,9 @@ export async function startMeshLab(o: { prefix: string; cluster: string; peerPol
     async status(a) {
       const ids = await loadIdentities(a.dir);
       const id = ids[0];
-      return id === undefined ? undefined : readMeshStatus(id.dir);
+      const s = id === undefined ? undefined : await readMeshStatus(id.dir);
+      // The file outlives its writer: only the running process's own status counts.
+      return s !== undefined && a.child !== undefined && s.pid === a.child.pid ? s : undefined;
     },
     byShort(short) {
       const a = agents.find((x) => x.spec.short === short);
