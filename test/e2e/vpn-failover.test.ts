@@ -14,7 +14,9 @@
  * from the control plane (its link down) tears its tunnel down by its
  * deadline, before the next grant starts (hook time vs the grant's database
  * time), and once reconnected its stale tunnel carries nothing while the
- * new holder's does. Needs root, wireguard-go, wg, ip (hack/wireguard.sh).
+ * new holder's does; an agent restarted while cut off runs from its
+ * checkpointed snapshot (connection known, nothing held, `unknown`) and
+ * contends once reachable. Needs root, wireguard-go, wg, ip (hack/wireguard.sh).
  */
 import assert from "node:assert/strict";
 import { eventually, kubectl } from "../support/controlplane.js";
@@ -104,5 +106,24 @@ describe("e2e: VPN failover between real agents in network namespaces, real Wire
     assert.ok(!rig.echo.senders.slice(before).includes("10.99.0.2"));
     await eventually(async () => (await rig.row(n2))?.state === "lease_required", 30_000, 250);
     assert.ok(await rig.reachesThroughTunnel(n1), "the new holder still carries the packets");
+  });
+
+  it("an agent restarted while cut off runs from its checkpointed snapshot: the connection is known, nothing is held, it contends once reachable", async () => {
+    const n2 = rig.agent("n2");
+    await n2.host.cut();
+    await rig.stopAgent(n2, "SIGTERM");
+    rig.startAgent(n2);
+    // Booted from the checkpoint (no control plane): the assignment is there, the acquire cannot reach anyone.
+    const row = await eventually(async () => {
+      const r = await rig.row(n2);
+      return r?.state === "unknown" ? r : undefined;
+    }, 60_000, 250).catch(failWith);
+    assert.equal(row.tunnel, "down");
+    assert.equal(row.token, undefined);
+    assert.match(row.reason ?? "", /acquire failed/);
+    assert.match(n2.out, /booted from checkpoint/, "the agent says it started from its checkpoint");
+    await n2.host.restore();
+    await eventually(async () => (await rig.row(n2))?.state === "lease_required", 60_000, 250).catch(failWith);
+    assert.ok(await rig.holdsWithTunnel(rig.agent("n1")), "n1 still holds the lease with its tunnel up");
   });
 });

@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { loadIdentities } from "../../agent/enroll/identity-store.js";
 import { join as joinNode } from "../../agent/enroll/join.js";
 import { interfaceName } from "../../agent/vpn/plan.js";
-import { readVpnStatus, type VpnStatusRow } from "../../agent/vpn/vpn-status.js";
+import { readVpnStatus, type VpnStatusFile, type VpnStatusRow } from "../../agent/vpn/vpn-status.js";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
 import { agentEnv, kubectl, repoRoot, tempStateDir } from "./controlplane.js";
@@ -347,11 +347,17 @@ export class VpnRig {
     return (await this.cp.db.pool.query<{ token: string; holder: string; granted_at: Date }>("SELECT token::text, holder, granted_at FROM vpn_grants WHERE connection = $1 ORDER BY token", [VpnRig.CONN])).rows;
   }
 
-  /** The agent's row of its vpn-status.json (read from its membership directory). */
-  async row(a: RigAgent): Promise<VpnStatusRow | undefined> {
+  /** The agent's vpn-status.json (from its membership directory), when the running process wrote it. */
+  async status(a: RigAgent): Promise<VpnStatusFile | undefined> {
     const [id] = await loadIdentities(a.dir);
     if (id === undefined) return undefined;
-    return (await readVpnStatus(id.dir).catch(() => undefined))?.connections.find((c) => c.connection === VpnRig.CONN);
+    const s = await readVpnStatus(id.dir).catch(() => undefined);
+    return s !== undefined && s.pid === a.child?.pid ? s : undefined;
+  }
+
+  /** The running agent's row of the connection. */
+  async row(a: RigAgent): Promise<VpnStatusRow | undefined> {
+    return (await this.status(a))?.connections.find((c) => c.connection === VpnRig.CONN);
   }
 
   /** The token when the agent holds the lease with its tunnel up. */
