@@ -90,17 +90,21 @@ export class ConnectionOwner {
   private deadlineTimer: unknown;
   /** Aborts the bring-up in flight when the hold ends. */
   private bringUpAbort: AbortController | undefined;
+  /** The last evaluate() found a local reason not to contend (contendBlocker). */
+  private blockedLocally = false;
   /** The data plane operations of this connection, one at a time. */
   private dpChain: Promise<void>;
 
+  /** `after`: a previous owner of the same connection still stopping (its teardown comes first). */
   constructor(
     private assignment: VpnAssignment,
     readonly ifname: string,
     private readonly d: OwnerDeps,
+    after: Promise<void> = Promise.resolve(),
   ) {
     this.ttlMs = assignment.leaseTtlMs;
     // Leftovers of a previous agent (it held no lease we know of now).
-    this.dpChain = d.dataPlane.clean(ifname).catch((err: unknown) => d.log.warn("cleaning a leftover VPN interface failed", { ifname, err }));
+    this.dpChain = after.then(() => d.dataPlane.clean(ifname)).catch((err: unknown) => d.log.warn("cleaning a leftover VPN interface failed", { ifname, err }));
   }
 
   get connection(): string {
@@ -151,10 +155,13 @@ export class ConnectionOwner {
     const blocker = contendBlocker(this.assignment, this.d.dataPlane.available());
     if (blocker !== undefined) {
       this.phase = "idle";
+      this.blockedLocally = true;
       this.set(blocker.state, blocker.reason);
       return;
     }
-    if (this.state === "not_started" || this.state === "blocked" && this.reason === undefined) this.set("lease_required", "contending");
+    // First contention, or a local reason (disabled, no credential reference) went away.
+    if (this.state === "not_started" || this.blockedLocally) this.set("lease_required", "contending");
+    this.blockedLocally = false;
     this.phase = "waiting";
     const ms = delayMs ?? contendDelayMs(this.assignment.preference, this.assignment.leaseTtlMs, this.d.clock.random());
     this.contendTimer = this.d.clock.setTimer(() => void this.contend(), ms);

@@ -102,6 +102,8 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
   const send = o.send ?? sender!.send;
   const prefix = o.interfacePrefix ?? DEFAULT_VPN_INTERFACE_PREFIX;
   const owners = new Map<string, ConnectionOwner>();
+  /** Owners whose assignment left the snapshot, until their teardown and release are done. */
+  const stopping = new Map<string, Promise<void>>();
   const assignments = new Map<string, VpnAssignment>();
   let invalid: VpnStatusFile["invalid"] = [];
   let stopped = false;
@@ -172,7 +174,12 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
       const w = owners.get(c);
       owners.delete(c);
       assignments.delete(c);
-      void w?.stop("assignment left the snapshot").then(changed);
+      if (w === undefined) continue;
+      const done = w.stop("assignment left the snapshot").finally(() => {
+        if (stopping.get(c) === done) stopping.delete(c);
+        changed();
+      });
+      stopping.set(c, done);
     }
     for (const a of plan.update) {
       assignments.set(a.connection, a);
@@ -180,7 +187,8 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
     }
     for (const a of plan.start) {
       assignments.set(a.connection, a);
-      const w = new ConnectionOwner(a, interfaceName(prefix, sync.status.cluster, sync.status.node, a.connection), { api, dataPlane, clock, log: log.with({ connection: a.connection }), onChange: changed });
+      // Back in the snapshot while its previous owner still tears down: that teardown comes first.
+      const w = new ConnectionOwner(a, interfaceName(prefix, sync.status.cluster, sync.status.node, a.connection), { api, dataPlane, clock, log: log.with({ connection: a.connection }), onChange: changed }, stopping.get(a.connection));
       owners.set(a.connection, w);
       w.start();
     }
@@ -192,7 +200,7 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
     async stop() {
       stopped = true;
       clearInterval(refresh);
-      await Promise.all([...owners.values()].map((w) => w.stop("agent stopping")));
+      await Promise.all([...owners.values()].map((w) => w.stop("agent stopping")).concat([...stopping.values()]));
       await reporting;
       // The last state (all down) goes to the file; the send may not hold shutdown for long with the control plane away.
       await Promise.race([report(), new Promise((r) => setTimeout(r, 2000).unref())]);

@@ -254,6 +254,12 @@ describe("vpn owner: one connection on a fake clock", () => {
     assert.equal(owner.status().state, "not_started");
     assert.equal(owner.status().tunnel, "down");
     assert.ok(events.some((e) => e.includes("release 5")));
+    // Enabled again: contends (the local reason is gone) and holds again.
+    await owner.update(A);
+    assert.deepEqual(owner.status(), { connection: "org-a/exit", state: "lease_required", reason: "contending", tunnel: "down" });
+    await clock.advance(1000);
+    assert.equal(owner.status().state, "assigned");
+    assert.equal(owner.status().tunnel, "up");
   });
 
   it("stop tears down before it releases", async () => {
