@@ -16,8 +16,9 @@
  *   `wg setconf <ifname> <file>` with the credential minus Address/MTU from
  *   a 0600 file in a fresh 0700 directory removed right after (the key is
  *   never in argv nor in a log line),
- *   `ip address add`, `ip link set up`, then one `ip route replace <dest> dev
- *   <ifname> metric <m>` per `Route` policy.
+ *   `ip address add`, `ip link set up`, then one `ip route add <dest> dev
+ *   <ifname> metric <m>` per `Route` policy (add: a host route with the same
+ *   destination and metric is refused, never taken over).
  * - Kept out of the tunnel: each `Exclude` destination and each peer
  *   endpoint is pinned, before the tunnel routes exist, to the route it has
  *   now (`ip route get`: same gateway and device), or to a `throw` route
@@ -287,7 +288,12 @@ export class WireGuardDataPlane {
       if (spec.credential.mtu !== undefined) await this.ip(["link", "set", spec.ifname, "mtu", String(spec.credential.mtu)]);
       step();
       await this.ip(["link", "set", spec.ifname, "up"]);
-      for (const r of spec.routes.filter((r) => r.action === "Route")) await this.ip(["route", "replace", r.destination, "dev", spec.ifname, "metric", String(r.metric)]);
+      for (const r of spec.routes.filter((r) => r.action === "Route")) {
+        // `add`, never `replace`: a route of the host with the same destination and metric (its default route, say) is not ours to take over.
+        await this.ip(["route", "add", r.destination, "dev", spec.ifname, "metric", String(r.metric)]).catch((err: Error) => {
+          throw new Error(/File exists/.test(err.message) ? `route ${r.destination} metric ${r.metric} already exists on this host: the policy needs another metric` : err.message);
+        });
+      }
       step();
     } catch (err) {
       if (tunnel !== undefined) tunnel.stopping = true;

@@ -142,6 +142,13 @@ describe("VPN data plane: userspace WireGuard between two namespaces", function 
     await waitFor(() => readFileSync(hookLog, "utf8").includes(`down org-a/exit 8 ${IFNAME}`), 10_000);
   });
 
+  it("never takes over a host route of the same destination and metric: the bring-up fails with that reason and the host route survives", async () => {
+    const clash: VpnRoutePolicy[] = [{ destination: "10.20.0.0/16", action: "Route", metric: 100 }];
+    await assert.rejects(dp.up({ connection: "org-a/exit", token: 10, ifname: IFNAME, credential: parseCredential(credential), routes: clash }, () => undefined), /route 10\.20\.0\.0\/16 metric 100 already exists on this host/);
+    assert.equal(linkExists(HOLDER, IFNAME), false);
+    assert.match(inNs(HOLDER, "ip", ["route", "show", "exact", "10.20.0.0/16"]), /via 10\.88\.0\.2 dev afwdpv0 metric 100/);
+  });
+
   it("undoes a failed bring-up (a credential wg refuses) and leaves nothing behind", async () => {
     const bad = parseCredential(credential.replace(/PublicKey = .*/, "PublicKey = notakey"));
     await assert.rejects(dp.up({ connection: "org-a/exit", token: 9, ifname: IFNAME, credential: bad, routes: ROUTES }, () => undefined), /wg setconf/);
