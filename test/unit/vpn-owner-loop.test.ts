@@ -92,7 +92,7 @@ describe("vpn owner loop: one membership's owners driven by snapshots", () => {
     }, 5000, 20);
     assert.deepEqual(file?.invalid, [{ connection: "org-a/bad", invalid: "a route destination is not a CIDR" }]);
     assert.ok(file?.connections.every((c) => /^afw[a-z2-7]{12}$/.test(c.interface)));
-    assert.ok(reports.length >= 1);
+    await eventually(() => reports.length >= 1, 5000, 20);
     assert.ok(reports.every((r, i) => i === 0 || r.version > (reports[i - 1]?.version ?? 0)), "versions grow");
 
     const oneToken = vpn.status().connections.find((c) => c.connection === "org-a/one")?.token;
