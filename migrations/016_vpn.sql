@@ -55,3 +55,5 @@ CREATE TABLE vpn_grants (
   UNIQUE (connection, token)
 );
 CREATE UNIQUE INDEX vpn_grants_one_open ON vpn_grants (connection) WHERE ended_at IS NULL;
+-- The controller's change feed reads grants ended since its last pass.
+CREATE INDEX vpn_grants_ended ON vpn_grants (ended_at);

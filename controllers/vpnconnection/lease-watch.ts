@@ -3,7 +3,8 @@
  * expired by the database clock (grant history end_reason `expired`,
  * audited) and wakes the connections whose grants started or ended since the
  * last pass, wherever they were decided (this process's agent API or
- * another's), so status and events follow within a pass.
+ * another's), and those whose holder sent a `vpn` status report naming them,
+ * so status (ownerState included) and events follow within a pass.
  */
 import type { Logger } from "../../lib/log.js";
 import type { VpnStore } from "../../lib/state/vpn.js";
@@ -20,9 +21,10 @@ export class VpnLeaseWatch {
     const ended = await this.d.store.sweepExpired();
     for (const e of ended) this.d.log.info("vpn lease expired", { connection: e.connection, holder: e.holder, token: e.token, renewals: e.renewals });
     const ch = await this.d.store.grantChanges(this.lastId, this.since);
+    const reported = await this.d.store.holderReportsSince(this.since);
     this.lastId = ch.lastId;
     this.since = ch.now;
-    const woken = [...new Set([...ended.map((e) => e.connection), ...ch.connections])];
+    const woken = [...new Set([...ended.map((e) => e.connection), ...ch.connections, ...reported])];
     for (const c of woken) this.d.wake(c);
     return woken;
   }

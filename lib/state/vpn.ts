@@ -251,6 +251,16 @@ export class VpnStore {
     return { connections: [...new Set(r.rows.map((x) => x.connection))], lastId: Math.max(afterId, ...r.rows.map((x) => Number(x.id))), now };
   }
 
+  /** Connections whose current holder sent a `vpn` status report naming them since `since` (their ownerState may have moved). */
+  async holderReportsSince(since: Date): Promise<string[]> {
+    const r = await this.pool.query<{ connection: string }>(
+      `SELECT DISTINCT l.connection FROM node_status_reports r JOIN vpn_leases l ON l.holder = r.node
+        WHERE r.kind = 'vpn' AND r.received_at >= $1 AND r.body -> 'connections' @> jsonb_build_array(jsonb_build_object('connection', l.connection))`,
+      [since],
+    );
+    return r.rows.map((x) => x.connection);
+  }
+
   /**
    * Writes a connection's projection (fenced); marks dirty the nodes listed
    * before or after when anything a snapshot carries changed. True when

@@ -37,7 +37,9 @@ async function main(): Promise<void> {
     await pool.query(
       `INSERT INTO vpn_connections (connection, namespace, name, cluster, mode, allowed_nodes, lease_ttl_ms, enabled, eligible_nodes)
        SELECT 'org/c-' || i, 'org', 'c-' || i, $1, 'Connector', ARRAY[$1 || '.n-' || i], $3, true, ARRAY[$1 || '.n-' || i] FROM generate_series(0, $2 - 1) i`,
-      [CLUSTER, N, TTL_MS],
+      // Stored TTL 1 h: acquiring 10,000 leases takes longer than 30 s on a small machine and none may lapse
+      // before its renewals are measured; the renewal schedule below is that of a 30 s TTL.
+      [CLUSTER, N, 3_600_000],
     );
     await pool.query("ANALYZE");
     const authority = new PgAuthority(pool, { log });

@@ -24,6 +24,7 @@ import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
 import { logger } from "../../lib/log.js";
 import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import { verifyChain } from "../../lib/audit/chain.js";
+import { vpnConnectionsListing } from "../../lib/state/vpn.js";
 import { eventually, kubectl } from "../support/controlplane.js";
 import { createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 import { apply, credentialSecret, ensureNamespace, heartbeat, joinFleet, nodeClient, post, vpnConnection, waitHealthy, type Fleet } from "../support/vpn-fleet.js";
@@ -207,6 +208,8 @@ describe("VPN leases over the agent API: refusals, credentials, snapshots, hosti
     }
     const orgb = await snapshotOf(fq(A, "orgb"));
     assert.deepEqual(orgb?.snap.payload.vpn?.assignments.map((a) => a.connection), ["org-b/private"]);
+    // The node of the other cluster, although named in allowedNodes, is never listed: the contributor reads by cluster.
+    assert.deepEqual(await vpnConnectionsListing(p.cp.db.pool, B, [fq(B, "other")]), []);
     const other = await snapshotOf(fq(B, "other"));
     assert.equal(other?.snap.payload.vpn, undefined);
   });
