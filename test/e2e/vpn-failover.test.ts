@@ -47,10 +47,12 @@ describe("e2e: VPN failover between real agents in network namespaces, real Wire
     await eventually(() => rig.reachesThroughTunnel(n1), 30_000, 200);
     assert.ok(rig.hookLines(n1).some((l) => l.startsWith(`up ${CONN} ${token} `)), rig.hookLines(n1).join("\n"));
     // n2 (preference 1) is told the lease is busy.
+    let last: unknown;
     const other = await eventually(async () => {
       const r = await rig.row(n2);
+      last = r ?? (await rig.status(n2).catch(() => undefined)) ?? "no status file of the running agent";
       return r?.state === "lease_required" && r.reason?.startsWith("held by another node") === true ? r : undefined;
-    }, 30_000, 250);
+    }, 30_000, 250).catch((err: unknown) => failWith(new Error(`${(err as Error).message}; n2's last row: ${JSON.stringify(last)}`)));
     assert.equal(other.tunnel, "down");
     const g = await rig.grants();
     assert.equal(g.at(-1)?.holder, rig.fq("n1"));

@@ -20,7 +20,7 @@ import { logger } from "../../lib/log.js";
 import { agentEnv, kubectl, repoRoot, tempStateDir } from "./controlplane.js";
 import { createToken } from "./enrollment.js";
 import { createLab, type NetnsHost, type NetnsLab as Lab } from "./netns.js";
-import { apply, credentialSecret, ensureNamespace, VPN_CAPABILITIES, vpnConnection } from "./vpn-fleet.js";
+import { apply, credentialSecret, ensureNamespace, VPN_CAPABILITIES, vpnConnection, waitHealthy } from "./vpn-fleet.js";
 
 const AGENT_BIN = join(repoRoot, "bin", "fabric-agent");
 
@@ -300,6 +300,9 @@ export class VpnRig {
       this.agents.push(a);
       this.startAgent(a);
     }
+    // Every agent Healthy before the connection exists: eligibility is decided when the connection is reconciled
+    // (a node turning healthy later is picked up only by a later reconcile of the connection).
+    await waitHealthy((sql, params) => this.cp.db.pool.query(sql, params), names.map((n) => this.fq(n)), 120_000);
     await ensureNamespace(kubeconfig, "org-a");
     const credential = `[Interface]\nPrivateKey = ${conn.privateKey}\nAddress = 10.99.0.2/32\n[Peer]\nPublicKey = ${site.publicKey}\nEndpoint = ${siteHost.address}:51820\nAllowedIPs = 10.20.0.0/16\nPersistentKeepalive = 1\n`;
     await apply(kubeconfig, credentialSecret("org-a", "exit-creds", credential));
