@@ -22,6 +22,9 @@
  *       agent to listen on IP:PORT (default 127.0.0.1, ephemeral port) and
  *       forward each TCP connection to PORT on NODE through the mesh, while
  *       this command runs
+ *   fabric-agent vpn status    the VPN connections this node may own: owner
+ *       state, token, tunnel, deadline (from its vpn-status.json, written by
+ *       the running agent's VPN owner, agent/vpn/vpn-loop.ts)
  *
  * Common: --state-dir DIR (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent),
  * --log-format json|text (default $FABRIC_LOG_FORMAT, else json): every line
@@ -47,6 +50,8 @@ import { DEFAULT_MESH_PORT, runMeshLoop, type MeshLoop } from "../agent/mesh/mes
 import { formatMeshStatus, readMeshStatus } from "../agent/mesh/mesh-status.js";
 import { requestForward, requestPing } from "../agent/mesh/control-socket.js";
 import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
+import { DEFAULT_VPN_INTERFACE_PREFIX, runVpnOwner, type VpnOwnerHandle } from "../agent/vpn/vpn-loop.js";
+import { formatVpnStatus, readVpnStatus } from "../agent/vpn/vpn-status.js";
 
 const log = logger("agent");
 
@@ -57,6 +62,7 @@ const usage = `usage:
   fabric-agent mesh status [--state-dir DIR] [--output text|json]
   fabric-agent mesh ping NODE [--state-dir DIR] [--cluster NAME] [--output text|json]
   fabric-agent mesh forward [--listen IP:PORT] NODE:PORT [--state-dir DIR] [--cluster NAME]
+  fabric-agent vpn status [--state-dir DIR] [--output text|json]
   fabric-agent --help
 
 join options:
@@ -76,6 +82,11 @@ mesh options (run, join; the mesh starts only when the node's snapshot gives it 
                           otherwise none, and the node is reported not directly reachable
   --mesh-evaluate-interval DUR  period of the peer manager's evaluation (default 10s)
 
+vpn options (run, join; the VPN owner contends only for connections the snapshot assigns to this node):
+  --vpn-hook PATH         run after each tunnel bring-up and teardown with FABRIC_VPN_CONNECTION,
+                          FABRIC_VPN_TOKEN, FABRIC_VPN_EVENT=up|down and FABRIC_VPN_INTERFACE
+  --vpn-interface-prefix P  prefix of the WireGuard interface names (default ${DEFAULT_VPN_INTERFACE_PREFIX}; 1-7 of a-z0-9)
+
 common options:
   --state-dir DIR         where identities, snapshots and workload records live
                           (default $FABRIC_AGENT_STATE_DIR or /var/lib/fabric-agent)
@@ -94,6 +105,13 @@ interface RunOptions {
   metricsPort?: number;
   capabilities: string[];
   mesh?: MeshFlags;
+  vpn?: VpnFlags;
+}
+
+/** The VPN flags of run and join. */
+interface VpnFlags {
+  hook?: string;
+  interfacePrefix?: string;
 }
 
 /** The mesh flags of run and join. */
@@ -114,6 +132,8 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   // One mesh loop per membership, fed by the same verified snapshots (agent/mesh/mesh-loop.ts).
   const meshes: MeshLoop[] = [];
   const updates: SupervisedUpdates[] = [];
+  // One VPN owner per membership, fed by the same verified snapshots (agent/vpn/vpn-loop.ts).
+  const vpns: VpnOwnerHandle[] = [];
   const meshFlags = ro.mesh ?? { port: DEFAULT_MESH_PORT, advertise: [] };
   let metrics: http.Server | undefined;
   if (ro.metricsPort !== undefined) {
@@ -155,6 +175,7 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
               const port = meshes.length === 0 ? meshFlags.port : 0;
               mesh = runMeshLoop(s, { log, identity: id, port, advertise: meshFlags.advertise, ...(meshFlags.host !== undefined ? { host: meshFlags.host } : {}), ...(meshFlags.evaluateIntervalMs !== undefined ? { evaluateIntervalMs: meshFlags.evaluateIntervalMs } : {}) });
               meshes.push(mesh);
+              vpns.push(runVpnOwner(s, { log, identity: id, ...(ro.vpn?.hook !== undefined ? { hook: ro.vpn.hook } : {}), ...(ro.vpn?.interfacePrefix !== undefined ? { interfacePrefix: ro.vpn.interfacePrefix } : {}) }));
             },
           }),
         ];
@@ -165,6 +186,8 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
     for (const u of updates) u.stop();
     await Promise.all(workloads.map((w) => w.stop()));
     await Promise.all(meshes.map((m) => m.stop()));
+    // Tunnels go down before their leases are released: the next holder never overlaps.
+    await Promise.all(vpns.map((v) => v.stop()));
     metrics?.close();
   }
 }
@@ -245,6 +268,30 @@ async function meshCommand(stateDir: string, words: string[], output: string, cl
   return 2;
 }
 
+/** `fabric-agent vpn status`: reads the running agent's vpn-status.json of every membership. */
+async function vpnCommand(stateDir: string, words: string[], output: string): Promise<number> {
+  if (output !== "text" && output !== "json") {
+    process.stderr.write("fabric-agent: --output must be text or json\n");
+    return 2;
+  }
+  if (words.length !== 1 || words[0] !== "status") {
+    process.stderr.write(usage);
+    return 2;
+  }
+  if (!existsSync(stateDir)) {
+    process.stderr.write(`fabric-agent: no agent state in ${stateDir} (the directory does not exist): run fabric-agent join, or pass --state-dir\n`);
+    return 1;
+  }
+  const all = [];
+  for (const id of await loadIdentities(stateDir)) {
+    const st = await readVpnStatus(id.dir);
+    all.push({ cluster: id.info.cluster, node: id.info.node, vpn: st ?? null });
+    if (output === "text") process.stdout.write(st === undefined ? `vpn ${id.info.cluster}/${id.info.node}: no VPN status (the agent has not run with a verified snapshot yet)\n` : formatVpnStatus(st, new Date()));
+  }
+  if (output === "json") process.stdout.write(JSON.stringify(all, null, 2) + "\n");
+  return 0;
+}
+
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   // `fabric-agent --help` (an option before any command) asks for the usage too.
@@ -275,6 +322,8 @@ async function main(): Promise<number> {
       "mesh-bind": { type: "string" },
       "mesh-advertise": { type: "string" },
       "mesh-evaluate-interval": { type: "string" },
+      "vpn-hook": { type: "string" },
+      "vpn-interface-prefix": { type: "string" },
       "log-format": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -288,8 +337,8 @@ async function main(): Promise<number> {
     process.stderr.write(usage);
     return 2;
   }
-  // Only `mesh` takes words after the command; elsewhere one is an error, as before.
-  if (command !== "mesh" && positionals.length > 0) {
+  // Only `mesh` and `vpn` take words after the command; elsewhere one is an error, as before.
+  if (command !== "mesh" && command !== "vpn" && positionals.length > 0) {
     process.stderr.write(`fabric-agent: unexpected argument ${JSON.stringify(positionals[0])}\n`);
     return 2;
   }
@@ -305,6 +354,12 @@ async function main(): Promise<number> {
     process.stderr.write(`fabric-agent: ${(err as Error).message}\n`);
     return 2;
   }
+  const vpnPrefix = values["vpn-interface-prefix"];
+  if (vpnPrefix !== undefined && !/^[a-z][a-z0-9]{0,6}$/.test(vpnPrefix)) {
+    process.stderr.write(`fabric-agent: --vpn-interface-prefix ${JSON.stringify(vpnPrefix)} must be 1-7 lower-case letters or digits, starting with a letter\n`);
+    return 2;
+  }
+  const vpnFlags: VpnFlags = { ...(values["vpn-hook"] !== undefined ? { hook: resolve(values["vpn-hook"]) } : {}), ...(vpnPrefix !== undefined ? { interfacePrefix: vpnPrefix } : {}) };
   if (values["log-format"] !== undefined) {
     try {
       setLogFormat(parseLogFormat(values["log-format"]));
@@ -349,7 +404,7 @@ async function main(): Promise<number> {
       }
       if (values.once) return 0;
       // Keep reporting what the host joined with (heartbeats publish capabilities).
-      await run(stateDir, stop.signal, { capabilities: list(values.capabilities), mesh: meshFlags });
+      await run(stateDir, stop.signal, { capabilities: list(values.capabilities), mesh: meshFlags, vpn: vpnFlags });
       return 0;
     }
     case "run":
@@ -359,8 +414,11 @@ async function main(): Promise<number> {
         metricsPort: values["metrics-port"] === undefined ? undefined : Number.parseInt(values["metrics-port"], 10),
         capabilities: list(values.capabilities),
         mesh: meshFlags,
+        vpn: vpnFlags,
       });
       return 0;
+    case "vpn":
+      return vpnCommand(stateDir, positionals, values.output ?? (values.json ? "json" : "text"));
     case "mesh":
       return meshCommand(stateDir, positionals, values.output ?? (values.json ? "json" : "text"), values.cluster, values.listen, stop.signal);
     case "status": {

@@ -46,6 +46,12 @@ echo "${PROMTOOL}"
 echo "== iproute2, for the network-namespace tests"
 # test/support/netns.ts needs `ip`; a missing one fails the run (never skipped).
 bash hack/netns-tools.sh || { echo "hack/test.sh: iproute2 is missing (hack/netns-tools.sh failed, see above)." >&2; exit 1; }
+echo "== wireguard-go, wireguard-tools and iproute2 (Debian's), for the VPN data plane tests"
+# The VPN tests run real userspace WireGuard in network namespaces; missing tools fail the run (never skipped).
+if ! bash hack/wireguard.sh; then
+  echo "hack/test.sh: could not obtain wireguard-go, wg and ip (hack/wireguard.sh failed, see above); install Debian's wireguard-go, wireguard-tools and iproute2 as root." >&2
+  exit 1
+fi
 echo "== type check"
 npx tsc --noEmit -p tsconfig.json
 echo "== precompiled agent"

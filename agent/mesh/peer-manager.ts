@@ -25,7 +25,8 @@
  *    failure domain (region/zone) first up to half the target, then by cost.
  * 8. Hysteresis: a candidate replaces the worst incumbent only when its cost
  *    is lower by >= 0.05 absolute and >= 25 % relative, counting a 0.05
- *    incumbent bonus, for 3 evaluations in a row, the incumbent has been in
+ *    incumbent bonus, for 3 evaluations in a row spanning >= 20 s (bursts of
+ *    evaluations on link or snapshot events do not count), the incumbent has been in
  *    the set >= 2 minutes, and no more than one swap (two for relay and core
  *    nodes) happened in the last 30 s.
  * 9. Warm: the best `warm` candidates outside the active set are probed.
@@ -54,8 +55,15 @@ export const HYSTERESIS = {
   absoluteMargin: 0.05,
   /** ...and cost at most (1 - this) of the incumbent's. */
   relativeMargin: 0.25,
-  /** Consecutive evaluations the challenger must win. */
+  /** Consecutive evaluations the challenger must win... */
   streak: 3,
+  /**
+   * ...spanning at least this long (3 evaluations at the default 10 s
+   * period). Evaluations also run on every link going down and every new
+   * snapshot, so a count alone could be met within a second by a burst, or
+   * by a short evaluation period, on a transient RTT spike.
+   */
+  streakMs: 20_000,
   /** An incumbent younger than this is never swapped out. */
   minTenureMs: 2 * 60_000,
   /** Swap budget window. */
@@ -106,6 +114,8 @@ export interface PeerManagerMemory {
   quarantines: Readonly<Record<string, QuarantineRecord>>;
   /** Per candidate: evaluations in a row it has beaten the worst incumbent by the margins. */
   streaks: Readonly<Record<string, number>>;
+  /** Per candidate with a streak: when the streak began. */
+  streakSinceMs: Readonly<Record<string, number>>;
   /** Times of the swaps within the last swap window. */
   swapTimesMs: readonly number[];
 }
@@ -135,7 +145,7 @@ export interface PeerDecision {
 
 /** The memory of a node that has not evaluated yet. */
 export function emptyPeerMemory(): PeerManagerMemory {
-  return { quarantines: {}, streaks: {}, swapTimesMs: [] };
+  return { quarantines: {}, streaks: {}, streakSinceMs: {}, swapTimesMs: [] };
 }
 
 /** The active-set size the manager fills to: the midpoint of min and max, rounded up. */
@@ -308,6 +318,7 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
   // 8. Hysteresis swaps.
   const swapTimesMs = memory.swapTimesMs.filter((t) => now - t < HYSTERESIS.swapWindowMs);
   const streaks: Record<string, number> = {};
+  const streakSinceMs: Record<string, number> = {};
   const adjusted = (m: Member): number => m.cost - HYSTERESIS.incumbentBonus;
   const beats = (challenger: Member, incumbent: Member): boolean => {
     const inc = adjusted(incumbent);
@@ -316,12 +327,16 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
   const worstIncumbent = [...current].sort(order).reverse()[0];
   if (worstIncumbent) {
     for (const c of pool) {
-      if (beats(c, worstIncumbent)) streaks[c.candidate.node] = (memory.streaks[c.candidate.node] ?? 0) + 1;
+      if (!beats(c, worstIncumbent)) continue;
+      const node = c.candidate.node;
+      const previous = memory.streaks[node] ?? 0;
+      streaks[node] = previous + 1;
+      streakSinceMs[node] = previous > 0 ? (memory.streakSinceMs?.[node] ?? now) : now;
     }
   }
   const budget = self.nodeClass === "relay" || self.nodeClass === "core" ? HYSTERESIS.relaySwapsPerWindow : HYSTERESIS.swapsPerWindow;
   while (swapTimesMs.length < budget) {
-    const challenger = pool.find((c) => (streaks[c.candidate.node] ?? 0) >= HYSTERESIS.streak);
+    const challenger = pool.find((c) => (streaks[c.candidate.node] ?? 0) >= HYSTERESIS.streak && now - (streakSinceMs[c.candidate.node] ?? now) >= HYSTERESIS.streakMs);
     if (!challenger) break;
     const incumbent = removable(
       (m) =>
@@ -334,6 +349,7 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
     drop(incumbent, "Replaced");
     take(challenger, "BetterCandidate", incumbent.candidate.node);
     delete streaks[challenger.candidate.node];
+    delete streakSinceMs[challenger.candidate.node];
     swapTimesMs.push(now);
   }
 
@@ -357,7 +373,7 @@ export function evaluatePeers(input: PeerManagerInput, memory: PeerManagerMemory
 
   return {
     actions,
-    memory: { quarantines, streaks, swapTimesMs },
+    memory: { quarantines, streaks, streakSinceMs, swapTimesMs },
     active: [...activeSet].sort(cmpStr),
     warm: [...warmNames].sort(cmpStr),
     costs,

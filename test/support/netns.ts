@@ -11,7 +11,8 @@
  * namespace). Parallel users with different prefixes never clash; the subnet
  * is hashed from the prefix and moved on while it overlaps a route of the
  * root namespace. createLab() first removes what a killed run with the same
- * prefix left behind, and destroys what it built when it fails half-way.
+ * prefix left behind (processes still running inside its namespaces are
+ * killed), and destroys what it built when it fails half-way.
  * Needs root and iproute2 (hack/netns-tools.sh installs it).
  */
 import { execFile, spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
@@ -93,6 +94,17 @@ export async function leftovers(prefix: string): Promise<{ namespaces: string[];
 /** Removes every namespace and interface of `prefix` (a killed run's leftovers, or a lab's own). */
 export async function cleanupPrefix(prefix: string): Promise<void> {
   const found = await leftovers(prefix);
+  // A namespace outlives its name while a process holds it: end what runs inside first (only this prefix's namespaces).
+  for (const ns of found.namespaces) {
+    const pids = (await ip(["netns", "pids", ns]).catch(() => "")).split(/\s+/).filter((x) => /^\d+$/.test(x));
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+  }
   for (const ns of found.namespaces) await ip(["netns", "del", ns]).catch(() => undefined);
   for (const link of found.links) await ip(["link", "del", link]).catch(() => undefined);
   // Deleting a namespace removes its veth pairs asynchronously: wait for them to go.

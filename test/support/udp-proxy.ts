@@ -4,7 +4,8 @@
  * target from one upstream socket per client address, and the target's
  * answers go back to that client, so a QUIC peer dialling the proxy's address
  * talks to the target through it. Each direction has its own added latency
- * (a fixed part plus a uniform random part: noisy RTT) and loss ratio, drawn
+ * (a fixed part plus a uniform random part: noisy RTT; each flow keeps its
+ * order, as behind a queue) and loss ratio, drawn
  * from a seeded PRNG whose seed is printed at start; settings change while it
  * runs; `cut` drops everything.
  *
@@ -16,6 +17,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
 import { randomInt } from "node:crypto";
 import { isIPv6 } from "node:net";
+import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -26,7 +28,7 @@ import { seeded } from "./random.js";
 export interface Impairment {
   /** Added delay (ms). */
   latencyMs: number;
-  /** Extra delay drawn uniformly from [0, jitterMs) per datagram. */
+  /** Extra delay drawn uniformly from [0, jitterMs) per datagram (never overtaking the datagram ahead). */
   jitterMs: number;
   /** Fraction of datagrams dropped, 0..1. */
   loss: number;
@@ -108,12 +110,15 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
   const stats: UdpProxyStats = { forwarded: { toTarget: 0, toClient: 0 }, dropped: { toTarget: 0, toClient: 0 }, clients: 0 };
   const type = isIPv6(o.listenHost) ? "udp6" : "udp4";
   const listener = dgram.createSocket(type);
-  const upstreams = new Map<string, dgram.Socket>();
+  const upstreams = new Map<string, { sock: dgram.Socket; out: { next: number } }>();
   const timers = new Set<NodeJS.Timeout>();
   let closed = false;
 
   // Decides one datagram's fate with the settings in force when it arrives.
-  const pass = (way: "toTarget" | "toClient", send: () => void): void => {
+  // A flow (client, direction) keeps its order: a datagram never leaves
+  // before the one ahead of it, so jitter varies the delay like a queue
+  // does, without reordering (which QUIC would read as loss).
+  const pass = (way: "toTarget" | "toClient", flow: { next: number }, send: () => void): void => {
     const imp = settings[way];
     if (settings.cut || (imp.loss > 0 && rand() < imp.loss)) {
       stats.dropped[way]++;
@@ -121,14 +126,17 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     }
     const delay = imp.latencyMs + (imp.jitterMs > 0 ? rand() * imp.jitterMs : 0);
     stats.forwarded[way]++;
-    if (delay <= 0) {
+    const now = performance.now();
+    const at = Math.max(now + delay, flow.next);
+    flow.next = at;
+    if (at <= now) {
       send();
       return;
     }
     const t = setTimeout(() => {
       timers.delete(t);
       if (!closed) send();
-    }, delay);
+    }, at - now);
     timers.add(t);
   };
 
@@ -137,15 +145,16 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     let up = upstreams.get(key);
     if (up === undefined) {
       const sock = dgram.createSocket(type);
-      sock.on("message", (answer) => pass("toClient", () => listener.send(answer, rinfo.port, rinfo.address)));
+      const back = { next: 0 };
+      sock.on("message", (answer) => pass("toClient", back, () => listener.send(answer, rinfo.port, rinfo.address)));
       sock.on("error", () => undefined);
       sock.bind(0, o.listenHost);
-      upstreams.set(key, sock);
+      up = { sock, out: { next: 0 } };
+      upstreams.set(key, up);
       stats.clients = upstreams.size;
-      up = sock;
     }
-    const target = up;
-    pass("toTarget", () => target.send(msg, o.targetPort, o.targetHost));
+    const target = up.sock;
+    pass("toTarget", up.out, () => target.send(msg, o.targetPort, o.targetHost));
   });
   listener.on("error", () => undefined);
   await new Promise<void>((resolve, reject) => {
@@ -167,7 +176,7 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
       closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
-      for (const s of upstreams.values()) s.close();
+      for (const u of upstreams.values()) u.sock.close();
       upstreams.clear();
       await new Promise<void>((r) => listener.close(() => r()));
     },

@@ -137,9 +137,11 @@ describe("mesh peer manager", () => {
         let memory = evaluatePeers({ self: selfOf(), bounds: DEFAULT_CLASS_BOUNDS.standard, candidates, links, now: NOW }).memory;
         const swaps: PeerAction[] = [];
         for (let i = 1; i <= 6; i++) {
-          const d = evaluatePeers({ self: selfOf(), bounds: DEFAULT_CLASS_BOUNDS.standard, candidates, links, now: NOW + i * 1000 }, memory);
+          const d = evaluatePeers({ self: selfOf(), bounds: DEFAULT_CLASS_BOUNDS.standard, candidates, links: links.map((l) => ({ ...l, lastHeardMs: NOW + i * 10_000 })), now: NOW + i * 10_000 }, memory);
           memory = d.memory;
           swaps.push(...d.actions.filter((a) => a.kind === "connect" && a.reason === "BetterCandidate"));
+          // The links here are fixed: stop at the first swap.
+          if (swaps.length > 0) break;
         }
         assert.equal(swaps.length, c.swaps, JSON.stringify(swaps));
         if (c.swaps === 1) assert.equal(swaps[0]?.kind === "connect" && swaps[0].replaces, "p003");
@@ -185,26 +187,33 @@ describe("mesh peer manager", () => {
       });
     }
 
-    it("a better candidate must win 3 evaluations in a row, and an incumbent younger than 2 minutes stays", () => {
+    it("a better candidate must win 3 evaluations in a row spanning 20 s, and an incumbent younger than 2 minutes stays", () => {
       const candidates = ["p000", "p001", "p002", "p003", "p004"].map((n) => candidate(n));
       const slow = { rttEwmaMs: 150 };
-      const base = (since: number): PeerManagerInput => ({
+      // Incumbent p003 entered the set at `since`; evaluation at `now`.
+      const base = (since: number, now: number): PeerManagerInput => ({
         self: selfOf(),
         bounds: DEFAULT_CLASS_BOUNDS.standard,
         candidates,
-        links: [...["p000", "p001", "p002"].map((n) => activeLink(n, NOW)), activeLink("p003", NOW, { ...slow, sinceMs: since }), activeLink("p004", NOW, { state: "warm" })],
-        now: NOW,
+        links: [...["p000", "p001", "p002"].map((n) => activeLink(n, now)), activeLink("p003", now, { ...slow, sinceMs: since }), activeLink("p004", now, { state: "warm" })],
+        now,
       });
-      let memory = evaluatePeers(base(NOW - 60_000)).memory;
-      memory = evaluatePeers(base(NOW - 60_000), memory).memory;
-      const young = evaluatePeers(base(NOW - 60_000), memory);
+      const t0 = NOW - 20_000;
+      let memory = evaluatePeers(base(t0 - 60_000, t0)).memory;
+      memory = evaluatePeers(base(t0 - 60_000, t0 + 10_000), memory).memory;
+      const young = evaluatePeers(base(t0 - 60_000, NOW), memory);
       assert.equal(young.memory.streaks["p004"], 3);
       assert.deepEqual(kinds(young.actions, "connect"), [], "the incumbent has not served 2 minutes");
-      let m2 = evaluatePeers(base(NOW - 5 * 60_000)).memory;
-      const second = evaluatePeers(base(NOW - 5 * 60_000), m2);
+      const since = NOW - 5 * 60_000;
+      let m2 = evaluatePeers(base(since, t0)).memory;
+      const second = evaluatePeers(base(since, t0 + 10_000), m2);
       assert.deepEqual(kinds(second.actions, "connect"), [], "two wins are not enough");
+      // A burst: the third win 1 s after the second (a link-down or snapshot evaluation) spans 11 s only.
+      const burst = evaluatePeers(base(since, t0 + 11_000), second.memory);
+      assert.equal(burst.memory.streaks["p004"], 3);
+      assert.deepEqual(kinds(burst.actions, "connect"), [], "three wins within 11 s are not enough");
       m2 = second.memory;
-      const third = evaluatePeers(base(NOW - 5 * 60_000), m2);
+      const third = evaluatePeers(base(since, NOW), m2);
       assert.deepEqual(third.actions.filter((a) => a.kind !== "probe"), [
         { kind: "disconnect", node: "p003", reason: "Replaced" },
         { kind: "connect", node: "p004", endpoints: ["p004.example:4433"], reason: "BetterCandidate", replaces: "p003" },
@@ -219,10 +228,10 @@ describe("mesh peer manager", () => {
           ...names(4).map((n) => activeLink(n, NOW, { rttEwmaMs: 200 })),
           ...names(8).slice(4).map((n) => activeLink(n, NOW, { state: "warm", rttEwmaMs: 5 })),
         ];
-        const input: PeerManagerInput = { self: selfOf(nodeClass), bounds, candidates, links, now: NOW };
-        let memory = evaluatePeers(input).memory;
-        memory = evaluatePeers(input, memory).memory;
-        const d = evaluatePeers(input, memory);
+        const input = (now: number): PeerManagerInput => ({ self: selfOf(nodeClass), bounds, candidates, links, now });
+        let memory = evaluatePeers(input(NOW - 20_000)).memory;
+        memory = evaluatePeers(input(NOW - 10_000), memory).memory;
+        const d = evaluatePeers(input(NOW), memory);
         assert.equal(d.actions.filter((a) => a.kind === "connect").length, want, nodeClass);
       }
     });
