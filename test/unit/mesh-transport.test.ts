@@ -31,6 +31,27 @@ describe("agent/mesh/transport", () => {
       ]);
     });
 
+    it("decodes the same frames whatever the split point, and a large frame fed byte by byte", () => {
+      const frames = [
+        { t: "req", id: 7, m: "echo", p: "é".repeat(50) },
+        { t: "ping", id: 8 },
+        { t: "res", id: 7, ok: true, p: [1, { b: null }] },
+      ] as const;
+      const bytes = Buffer.concat(frames.map((f) => encodeFrame(f)));
+      for (let i = 0; i <= bytes.length; i++) {
+        for (let j = i; j <= bytes.length; j += 5) {
+          const d = new FrameDecoder();
+          const out = [...d.push(bytes.subarray(0, i)), ...d.push(bytes.subarray(i, j)), ...d.push(bytes.subarray(j))];
+          assert.deepEqual(out, frames, `split at ${i}/${j}`);
+        }
+      }
+      const big = encodeFrame({ t: "msg", m: "bulk", p: "q".repeat(100_000) });
+      const d = new FrameDecoder();
+      const out = [];
+      for (let i = 0; i < big.length; i++) out.push(...d.push(big.subarray(i, i + 1)));
+      assert.deepEqual(out, [{ t: "msg", m: "bulk", p: "q".repeat(100_000) }]);
+    });
+
     it("refuses a declared length above the limit before buffering the body", () => {
       const head = Buffer.alloc(4);
       head.writeUInt32BE(10 * 1024 * 1024);

@@ -18,15 +18,18 @@
  * - sends each packet quiche produces with one `dgram.send` and a shared
  *   callback, no event, no promise.
  *
- * Everything else (handshake, certificate verification, closing, draining,
- * errors) stays on the stock code: a connection takes the fast path only while
- * it is established, verified and neither draining nor closed, and any
- * surprise falls back to the stock method. Applied once per process by
+ * Everything else (handshake, certificate verification, starting, stopping,
+ * closing, draining, errors) stays on the stock code: a connection takes the
+ * fast path only while it is running, verified and not closing, and any
+ * surprise falls back to the stock method. (Taking it while the connection
+ * was stopping made quiche's stock send loop spin: measured, see
+ * docs/decisions.md.) Applied once per process by
  * {@link installQuicFastPath}; a library version other than
  * {@link PATCHED_QUIC_VERSION} or a changed internal fails loudly at start.
  */
 import { createRequire } from "node:module";
 import type { RemoteInfo, Socket } from "node:dgram";
+import { running, status } from "@matrixai/async-init";
 import { QUICConnection, QUICConnectionId, QUICSocket, errors as quicErrors, events as quicEvents, native } from "@matrixai/quic";
 
 /** The only @matrixai/quic version this patch was written against and measured with. */
@@ -55,6 +58,8 @@ interface NativeConn {
 
 /** The library internals the patch reads (stable within {@link PATCHED_QUIC_VERSION}). */
 interface ConnInternals {
+  [running]: boolean;
+  [status]: string | null;
   conn: NativeConn;
   socket: QUICSocket;
   config: { maxSendUdpPayloadSize: number };
@@ -88,9 +93,12 @@ function libraryVersion(): string {
   return (require("@matrixai/quic/package.json") as { version: string }).version;
 }
 
-/** Whether a connection may use the fast path now (after a local close everything is stock). */
+/**
+ * Whether a connection may use the fast path now: running (not starting or
+ * stopping), verified, and not closing; everything else is stock.
+ */
 function fast(c: ConnInternals): boolean {
-  return (c.socket as unknown as SocketInternals)[FAST] !== undefined && c.secureEstablished && !c.conn.isDraining() && !c.conn.isClosed() && c.conn.localError() == null;
+  return (c.socket as unknown as SocketInternals)[FAST] !== undefined && c[running] && c[status] === null && c.secureEstablished && !c.conn.isDraining() && !c.conn.isClosed() && c.conn.localError() == null;
 }
 
 /** One send pass: every packet quiche has ready, straight to the UDP socket. */
@@ -179,6 +187,10 @@ export function installQuicFastPath(): void {
   const proto = QUICConnection.prototype as unknown as Record<string, unknown>;
   for (const name of ["send", "recv", "processStreams", "setConnTimeoutTimer"]) {
     if (typeof proto[name] !== "function") throw new Error(`@matrixai/quic ${version}: QUICConnection.${name} is missing; the fast path cannot be applied`);
+  }
+  // The status symbols must be the ones the library's own @matrixai/async-init defines.
+  if (!(running in QUICConnection.prototype) || !(status in QUICConnection.prototype)) {
+    throw new Error(`@matrixai/quic ${version}: QUICConnection does not use this @matrixai/async-init's status symbols; the fast path cannot be applied`);
   }
   stockSend = proto["send"] as StockSend;
   proto["send"] = patchedSend;
