@@ -5,6 +5,7 @@ import { encodeFrame, FrameDecoder, FrameError } from "../../agent/mesh/transpor
 import { PeerRefused, verifyPeerCertificate } from "../../agent/mesh/transport/peer-identity.js";
 import { PeerLinks, type PeerLinksOptions } from "../../agent/mesh/transport/peer-links.js";
 import { ProbeStats } from "../../agent/mesh/transport/probe-stats.js";
+import { assertPatchedVersion, PATCHED_QUIC_VERSION } from "../../agent/mesh/transport/quic-fast-path.js";
 import { clusterCa, nodeCreds, selfSignedNodeCreds, type NodeCreds } from "../support/mesh-certs.js";
 
 const CLUSTER = "c1";
@@ -28,6 +29,27 @@ describe("agent/mesh/transport", () => {
         { t: "req", id: 1, m: "echo", p: { a: [1, 2] } },
         { t: "msg", m: "hi", p: null },
       ]);
+    });
+
+    it("decodes the same frames whatever the split point, and a large frame fed byte by byte", () => {
+      const frames = [
+        { t: "req", id: 7, m: "echo", p: "é".repeat(50) },
+        { t: "ping", id: 8 },
+        { t: "res", id: 7, ok: true, p: [1, { b: null }] },
+      ] as const;
+      const bytes = Buffer.concat(frames.map((f) => encodeFrame(f)));
+      for (let i = 0; i <= bytes.length; i++) {
+        for (let j = i; j <= bytes.length; j += 5) {
+          const d = new FrameDecoder();
+          const out = [...d.push(bytes.subarray(0, i)), ...d.push(bytes.subarray(i, j)), ...d.push(bytes.subarray(j))];
+          assert.deepEqual(out, frames, `split at ${i}/${j}`);
+        }
+      }
+      const big = encodeFrame({ t: "msg", m: "bulk", p: "q".repeat(100_000) });
+      const d = new FrameDecoder();
+      const out = [];
+      for (let i = 0; i < big.length; i++) out.push(...d.push(big.subarray(i, i + 1)));
+      assert.deepEqual(out, [{ t: "msg", m: "bulk", p: "q".repeat(100_000) }]);
     });
 
     it("refuses a declared length above the limit before buffering the body", () => {
@@ -155,6 +177,35 @@ describe("agent/mesh/transport", () => {
       // A second connect reuses the link.
       await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
       assert.equal(a.links().length, 1);
+    });
+
+    it("carries large frames and many messages in order on the patched hot path, and only there", async function () {
+      this.timeout(60_000);
+      for (const fastPath of [true, false]) {
+        const got: number[] = [];
+        const a = await agent(nodeCreds(ca, CLUSTER, "a"), { fastPath });
+        const b = await agent(nodeCreds(ca, CLUSTER, "b"), { fastPath, onMessage: (_from, _m, p) => got.push((p as { i: number }).i) });
+        await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+        // 200 KiB frames span many datagrams and stream-window updates; 200 messages span many send passes.
+        const big = "z".repeat(200 * 1024);
+        const answers = await Promise.all([1, 2, 3].map(() => a.request("b", "echo", big)));
+        for (const r of answers) assert.equal((r as { payload: string }).payload, big);
+        for (let i = 0; i < 200; i++) a.send("b", "seq", { i, pad: "p".repeat(2000) });
+        await until(() => got.length === 200, 30_000);
+        assert.deepEqual(got, Array.from({ length: 200 }, (_, i) => i));
+        if (fastPath) {
+          assert.ok(a.fastPath !== undefined && b.fastPath !== undefined);
+          assert.ok(a.fastPath.datagramsOut > 200 && b.fastPath.datagramsIn > 200, `fast path carried ${JSON.stringify(a.fastPath)} / ${JSON.stringify(b.fastPath)}`);
+        } else {
+          assert.equal(a.fastPath, undefined);
+        }
+        await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+
+    it("applies the hot-path patch to its pinned library version only", () => {
+      assert.doesNotThrow(() => assertPatchedVersion(PATCHED_QUIC_VERSION));
+      assert.throws(() => assertPatchedVersion("2.0.10"), /@matrixai\/quic 2\.0\.10 is installed but .* patches 2\.0\.9 only/);
     });
 
     it("measures RTT, jitter and loss with probes and emits rtt samples", async () => {

@@ -80,22 +80,35 @@ export function toFrame(v: unknown): Frame {
  * Splits a byte stream into frames. Feed it chunks as they arrive; it returns
  * the complete frames and keeps the remainder. A declared length above the
  * limit throws before the body is buffered; after a throw the decoder is
- * unusable (the caller closes the stream).
+ * unusable (the caller closes the stream). Chunks of a frame still arriving
+ * are kept as a list and joined once the frame is complete, so a large frame
+ * costs one copy, not one per chunk; the chunks are not copied on arrival
+ * (the caller must not reuse a chunk's memory after pushing it).
  */
 export class FrameDecoder {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Uint8Array[] = [];
+  private size = 0;
+  /** Bytes needed before a frame can complete: the header, then header and body. */
+  private need = 4;
   constructor(private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS) {}
 
   /** Appends a chunk; returns the frames it completed, in order. */
   push(chunk: Uint8Array): Frame[] {
-    this.buf = this.buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buf, chunk]);
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    if (this.size < this.need) return [];
+    let buf = this.chunks.length === 1 ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.concat(this.chunks, this.size);
     const frames: Frame[] = [];
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32BE(0);
+    this.need = 4;
+    while (buf.length >= 4) {
+      const len = buf.readUInt32BE(0);
       if (len > this.limits.maxFrameBytes) throw new FrameError("TooLarge", `frame of ${len} bytes exceeds ${this.limits.maxFrameBytes}`);
-      if (this.buf.length < 4 + len) break;
-      const body = this.buf.subarray(4, 4 + len);
-      this.buf = this.buf.subarray(4 + len);
+      if (buf.length < 4 + len) {
+        this.need = 4 + len;
+        break;
+      }
+      const body = buf.subarray(4, 4 + len);
+      buf = buf.subarray(4 + len);
       let parsed: unknown;
       try {
         parsed = parseJsonWithLimits(body, { maxBytes: this.limits.maxFrameBytes, maxDepth: this.limits.maxDepth });
@@ -108,6 +121,8 @@ export class FrameDecoder {
       }
       frames.push(toFrame(parsed));
     }
+    this.chunks = buf.length === 0 ? [] : [buf];
+    this.size = buf.length;
     return frames;
   }
 }

@@ -22,6 +22,7 @@ import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame
 import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
 import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
+import { useFastReceive, type FastPathCounters } from "./quic-fast-path.js";
 
 /** A queued outbox this large is written at once rather than at the end of the microtask. */
 const FLUSH_BYTES = 256 * 1024;
@@ -80,6 +81,8 @@ export interface PeerLinksOptions {
   frameLimits?: FrameLimits;
   /** UDP socket buffers; default 4 MiB. */
   socketBufferBytes?: number;
+  /** The patched library hot path (quic-fast-path.ts); default true, false only to measure the stock library. */
+  fastPath?: boolean;
   now?: () => Date;
 }
 
@@ -186,6 +189,8 @@ export class PeerLinks {
     private readonly server: QUICServer,
     /** The UDP buffer sizes the kernel granted. */
     readonly socketBuffers: { recv: number; send: number },
+    /** Datagrams carried by the patched hot path (undefined when it is off). */
+    readonly fastPath: Readonly<FastPathCounters> | undefined,
   ) {
     this.ca = new X509Certificate(opts.caPem);
     this.limits = opts.frameLimits ?? DEFAULT_FRAME_LIMITS;
@@ -199,8 +204,10 @@ export class PeerLinks {
     const socket = new QUICSocket({ logger });
     await socket.start({ host: opts.host ?? "0.0.0.0", port: opts.port ?? 0 });
     let buffers: { recv: number; send: number };
+    let fastPath: FastPathCounters | undefined;
     try {
       buffers = tuneSocketBuffers(socket, opts.socketBufferBytes ?? MESH_SOCKET_BUFFER);
+      if (opts.fastPath !== false) fastPath = useFastReceive(socket);
     } catch (err) {
       await socket.stop({ force: true });
       throw err;
@@ -222,7 +229,7 @@ export class PeerLinks {
       },
     });
     await server.start();
-    self = new PeerLinks(opts, socket, server, buffers);
+    self = new PeerLinks(opts, socket, server, buffers, fastPath);
     server.addEventListener(quicEvents.EventQUICServerConnection.name, (evt) => {
       const conn = (evt as quicEvents.EventQUICServerConnection).detail;
       self?.accepted(conn);
