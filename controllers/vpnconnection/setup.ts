@@ -45,7 +45,10 @@ export const vpnConnectionKind: FabricKind = {
         watchSecondary(
           nodes,
           (n) => (n.metadata.name === undefined ? [] : listing(n.metadata.name)),
-          UpdateWhen((a, b) => !jsonEqual(a.spec, b.spec) || readyOf(a) !== readyOf(b) || !jsonEqual(a.status?.assignedRoles, b.status?.assignedRoles)),
+          // Eligibility reads membership (spec), Ready, the health from heartbeats and the roles.
+          UpdateWhen(
+            (a, b) => !jsonEqual(a.spec, b.spec) || readyOf(a) !== readyOf(b) || a.status?.health !== b.status?.health || !jsonEqual(a.status?.assignedRoles, b.status?.assignedRoles),
+          ),
         ),
         watchSecondary(roles, (r) => ofCluster(r.spec.cluster)),
         watchSecondary(clusters, (c) => (c.metadata.name === undefined ? [] : ofCluster(c.metadata.name)), IgnoreUpdates),
