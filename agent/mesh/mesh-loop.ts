@@ -110,6 +110,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   let authorised = new Set<string>();
   // Who may hold a link, with pins: the candidates and the nodes whose sets list this one.
   let grants = new Map<string, PeerGrant>();
+  // This node's maximum active links (its class's bound), once a snapshot gave it a mesh role.
+  let capacity: number | undefined;
   let view: StreamView = { self, cluster, peers: new Map(), relay: false, ports: new Set() };
   let running: Running | undefined;
   let reauthorisedSerial = -1;
@@ -168,7 +170,14 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       keyPem: identity.keyPem,
       certPem: identity.certPem,
       caPem: identity.caPem,
-      authorised: (node) => grants.get(node) ?? false,
+      authorised: (node) => {
+        const grant = grants.get(node);
+        if (grant === undefined) return false;
+        // A node that lists this one but is not among its candidates gets a link only while this node is under its maximum.
+        const held = running?.links.links() ?? [];
+        if (!authorised.has(node) && capacity !== undefined && !held.some((l) => l.node === node) && held.length >= capacity) return false;
+        return grant;
+      },
       host: o.host ?? "0.0.0.0",
       port: o.port,
       ...(o.probeIntervalMs !== undefined ? { probeIntervalMs: o.probeIntervalMs } : {}),
@@ -379,10 +388,16 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const candidates = snap.payload.meshPeers.map((p) => candidateOf(p, cluster));
     // Forget dial records of nodes that left the candidate set (their links were closed above).
     for (const node of [...records.keys()]) if (!authorised.has(node) && records.get(node)?.diallingSinceMs === undefined) records.delete(node);
-    const bounds = boundsOf(m);
+    const classBounds = boundsOf(m);
+    capacity = classBounds.max;
+    // Links opened by nodes whose sets list this one (meshInbound) are theirs to manage: the peer manager judges its own
+    // candidates' links, within what those inbound links leave of the class's bounds, so the total never exceeds the maximum
+    // (new inbound links are refused at the maximum, above).
+    const inboundOnly = links.links().filter((l) => !authorised.has(l.node)).length;
+    const max = Math.max(0, classBounds.max - inboundOnly);
+    const bounds = { ...classBounds, max, min: Math.min(max, Math.max(0, classBounds.min - inboundOnly)) };
     const t = now();
     const d = evaluatePeers(
-      // Links opened by nodes whose sets list this one (meshInbound) are theirs to manage: the peer manager judges its own candidates' links.
       { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links().filter((l) => authorised.has(l.node)), records, t), now: t },
       memory,
     );
