@@ -309,7 +309,7 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     // The relay's status counts what it spliced; A's lists both relays reaching B.
     const relay = agents.find((x) => x.name === used);
     assert.ok(relay);
-    await eventually(async () => ((await meshStatus(relay))?.streams?.relayedBytes ?? 0) >= 2 * data.length, 30_000, 500);
+    await eventually(async () => ((await meshStatus(relay))?.streams?.relayedBytes ?? 0) >= 2 * data.length, 90_000, 500);
     const st = await meshStatus(byShort("a"));
     assert.deepEqual(st?.relays?.filter((r) => r.reaches.includes(`${CLUSTER}.b`)).map((r) => r.relay), [`${CLUSTER}.r1`, `${CLUSTER}.r2`]);
   });
