@@ -19,6 +19,10 @@
  *   allows one open grant per connection. Grants, ends and fences are
  *   audited with the change; renewals are only counted (vpn_leases.renewals,
  *   copied into the grant row and the audit entry when it ends).
+ * - Renewals are group-committed: concurrent renew() calls of one store are
+ *   written by one fenced UPDATE ... FROM unnest(...) per batch, each row
+ *   keeping its own holder, token and database-clock expiry condition; one
+ *   batch is in flight at a time and the next collects while it runs.
  */
 import type pg from "pg";
 import { markNodesDirty } from "../snapshot/contributors.js";
@@ -193,8 +197,30 @@ function endAudit(e: VpnEndedLease, cluster: string | undefined): AuditEntry {
   };
 }
 
+/** One renewal of a batch: `node` holds `connection` with `token`. */
+export interface VpnRenewRequest {
+  connection: string;
+  node: string;
+  token: number;
+}
+
+/** A renewed lease. */
+export interface VpnRenewed {
+  token: number;
+  ttlMs: number;
+  expiresAt: Date;
+}
+
+/** Most renewals written by one statement. */
+const MAX_RENEW_BATCH = 2000;
+
 /** See the module comment. */
 export class VpnStore {
+  private renewQueue: Array<{ request: VpnRenewRequest; resolve: (r: VpnRenewed | undefined) => void; reject: (err: unknown) => void }> = [];
+  private renewing = false;
+  /** Renewal batches written so far (one fenced transaction each). */
+  renewBatches = 0;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly authority: Fence,
@@ -353,21 +379,80 @@ export class VpnStore {
   /**
    * Extends the lease held by `node` with `token` if it has not expired by
    * the database clock and the node is still eligible; undefined otherwise.
-   * Fenced like a grant.
+   * Renewals are group-committed: a call joins the batch that the next
+   * flush writes (see renewMany), so concurrent renewals share one fenced
+   * transaction and one commit. Throws FencedError for the whole batch when
+   * this instance holds no current term.
    */
-  async renew(connection: string, node: string, token: number): Promise<{ token: number; ttlMs: number; expiresAt: Date } | undefined> {
+  renew(connection: string, node: string, token: number): Promise<VpnRenewed | undefined> {
+    return new Promise((resolve, reject) => {
+      this.renewQueue.push({ request: { connection, node, token }, resolve, reject });
+      if (!this.renewing) this.drainRenewals();
+    });
+  }
+
+  /**
+   * Renews many leases in one fenced transaction: the connections and the
+   * callers' eligibility facts are read in bulk, then one UPDATE extends
+   * every lease whose holder and token still match and whose expiry by the
+   * database clock has not passed (each row's own clock_timestamp()). The
+   * answer is per request, in order: a stale token fails only its own.
+   */
+  async renewMany(requests: readonly VpnRenewRequest[]): Promise<Array<VpnRenewed | undefined>> {
+    if (requests.length === 0) return [];
     return this.authority.runFenced(async (db) => {
-      const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
-      const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
-      if (conn === undefined) return undefined;
-      if (!vpnEligibility(conn, node, (await vpnNodeFacts(db, [node], conn.namespace)).get(node)).eligible) return undefined;
-      const r = await db.query<{ expires_at: Date }>(
-        `UPDATE vpn_leases SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => $4::double precision / 1000), renewals = renewals + 1
-          WHERE connection = $1 AND holder = $2 AND token = $3 AND expires_at > clock_timestamp() RETURNING expires_at`,
-        [connection, node, token, conn.leaseTtlMs],
+      const conns = new Map(
+        (await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = ANY($1::text[])`, [[...new Set(requests.map((r) => r.connection))]])).rows.map((r) => [r.connection, connOf(r)]),
       );
-      const row = r.rows[0];
-      return row === undefined ? undefined : { token, ttlMs: conn.leaseTtlMs, expiresAt: row.expires_at };
+      // Roles count for the connection's organization: one facts read per namespace.
+      const byNamespace = new Map<string, Set<string>>();
+      for (const r of requests) {
+        const c = conns.get(r.connection);
+        if (c !== undefined) byNamespace.set(c.namespace, (byNamespace.get(c.namespace) ?? new Set()).add(r.node));
+      }
+      const facts = new Map<string, Map<string, VpnNodeFacts>>();
+      for (const [ns, nodes] of byNamespace) facts.set(ns, await vpnNodeFacts(db, [...nodes], ns));
+      const key = (r: VpnRenewRequest): string => `${r.connection}\n${r.node}\n${r.token}`;
+      const wanted = new Map<string, VpnRenewRequest & { ttlMs: number }>();
+      for (const r of requests) {
+        const c = conns.get(r.connection);
+        if (c === undefined || !vpnEligibility(c, r.node, facts.get(c.namespace)?.get(r.node)).eligible) continue;
+        wanted.set(key(r), { ...r, ttlMs: c.leaseTtlMs });
+      }
+      const todo = [...wanted.values()].sort((a, b) => (a.connection < b.connection ? -1 : a.connection > b.connection ? 1 : 0));
+      const done = new Map<string, VpnRenewed>();
+      if (todo.length > 0) {
+        const up = await db.query<{ connection: string; holder: string; token: string; expires_at: Date; ttl_ms: number }>(
+          `UPDATE vpn_leases AS l SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => r.ttl_ms::double precision / 1000), renewals = l.renewals + 1
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) AS r(connection, holder, token, ttl_ms)
+            WHERE l.connection = r.connection AND l.holder = r.holder AND l.token = r.token AND l.expires_at > clock_timestamp()
+            RETURNING l.connection, l.holder, l.token, l.expires_at, r.ttl_ms`,
+          [todo.map((r) => r.connection), todo.map((r) => r.node), todo.map((r) => r.token), todo.map((r) => r.ttlMs)],
+        );
+        for (const x of up.rows) done.set(key({ connection: x.connection, node: x.holder, token: Number(x.token) }), { token: Number(x.token), ttlMs: x.ttl_ms, expiresAt: x.expires_at });
+      }
+      return requests.map((r) => done.get(key(r)));
+    });
+  }
+
+  /** Writes queued renewals, one batch at a time, until none is left. */
+  private drainRenewals(): void {
+    this.renewing = true;
+    // Let the renewals that arrive in the same turn join the first batch.
+    setImmediate(() => {
+      void (async () => {
+        while (this.renewQueue.length > 0) {
+          const batch = this.renewQueue.splice(0, MAX_RENEW_BATCH);
+          try {
+            this.renewBatches++;
+            const out = await this.renewMany(batch.map((b) => b.request));
+            batch.forEach((b, i) => b.resolve(out[i]));
+          } catch (err) {
+            for (const b of batch) b.reject(err);
+          }
+        }
+        this.renewing = false;
+      })();
     });
   }
 
