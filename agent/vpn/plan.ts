@@ -16,18 +16,7 @@
  *   preference always asks first, and nodes of equal preference spread out.
  */
 import { createHash } from "node:crypto";
-import { vpnDeadlineMarginMs } from "../../lib/agent-protocol.js";
 import type { VpnAssignment } from "./types.js";
-
-/** The deadline margin of a ttl: max(1 s, ttl/10) (the wire contract's). */
-export function leaseMarginMs(ttlMs: number): number {
-  return vpnDeadlineMarginMs(ttlMs);
-}
-
-/** The local deadline of a grant or renewal whose request was sent at `sentAt` (monotonic ms). */
-export function deadlineOf(sentAt: number, ttlMs: number): number {
-  return sentAt + ttlMs - leaseMarginMs(ttlMs);
-}
 
 /** When to renew after a successful acquire or renew. */
 export function renewIntervalMs(ttlMs: number): number {
