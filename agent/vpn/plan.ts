@@ -5,7 +5,8 @@
  *
  * Timing (all on the agent's monotonic clock):
  * - deadline = send time of the acquire/renew + ttl - margin,
- *   margin = max(1 s, ttl/10): the holder tears its data plane down at its
+ *   margin = max(1 s, ttl/10) (computed by the lease client,
+ *   lease-client.ts leaseDeadline, on the owner's clock): the holder tears its data plane down at its
  *   deadline, which is before the database can expire the lease (the
  *   server's clock starts later than the send), so the next grant never
  *   overlaps a tunnel that is still up;
