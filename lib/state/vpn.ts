@@ -214,10 +214,15 @@ export interface VpnRenewed {
 /** Most renewals written by one statement. */
 const MAX_RENEW_BATCH = 2000;
 
+/** Most grants decided in one transaction. */
+const MAX_ACQUIRE_BATCH = 200;
+
 /** See the module comment. */
 export class VpnStore {
   private renewQueue: Array<{ request: VpnRenewRequest; resolve: (r: VpnRenewed | undefined) => void; reject: (err: unknown) => void }> = [];
   private renewing = false;
+  private acquireQueue: Array<{ connection: string; node: string; resolve: (r: VpnAcquireOutcome) => void; reject: (err: unknown) => void }> = [];
+  private acquiring = false;
   /** Renewal batches written so far (one fenced transaction each). */
   renewBatches = 0;
 
@@ -336,44 +341,95 @@ export class VpnStore {
 
   /**
    * Grants the lease to `node` if it is eligible and the lease is free or
-   * expired by the database clock (see the module comment). Throws
-   * FencedError when this instance holds no current term.
+   * expired by the database clock (see the module comment). Grants are
+   * group-committed like renewals: the acquires that queue while a batch is
+   * written form the next, each under its own savepoint in one fenced
+   * transaction with one audit append (the chain lock once per batch).
+   * Throws FencedError when this instance holds no current term.
    */
-  async acquire(connection: string, node: string): Promise<VpnAcquireOutcome> {
-    return decide<VpnAcquireOutcome>(this.authority, this.actor, async (db) => {
-      const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
-      const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
-      if (conn === undefined) return { result: { kind: "ineligible", reason: "NotAllowed" } as const, audit: [] };
-      const facts = (await vpnNodeFacts(db, [node], conn.namespace)).get(node);
-      const el = vpnEligibility(conn, node, facts);
-      if (!el.eligible) return { result: { kind: "ineligible", reason: el.reason } as const, audit: [] };
-      // The previous holder, locked: its open grant is closed below when the lease is taken over.
-      const prev = (await db.query<{ holder: string | null; token: string; expires_at: Date | null; renewals: number }>("SELECT holder, token, expires_at, renewals FROM vpn_leases WHERE connection = $1 FOR UPDATE", [connection])).rows[0];
-      const up = await db.query<{ token: string; expires_at: Date; acquired_at: Date }>(
-        `INSERT INTO vpn_leases AS lease (connection, holder, token, acquired_at, renewed_at, expires_at, renewals)
-         VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3::double precision / 1000), 0)
-         ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
-           expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000), renewals = 0
-         WHERE lease.holder IS NULL OR lease.expires_at <= now()
-         RETURNING token, expires_at, acquired_at`,
-        [connection, node, conn.leaseTtlMs],
-      );
-      const got = up.rows[0];
-      if (got === undefined) {
-        const left = (await db.query<{ ms: number }>("SELECT GREATEST(0, extract(epoch FROM (expires_at - now())) * 1000)::int AS ms FROM vpn_leases WHERE connection = $1", [connection])).rows[0];
-        return { result: { kind: "busy", retryAfterMs: Math.max(50, left?.ms ?? conn.leaseTtlMs) } as const, audit: [] };
-      }
-      const token = Number(got.token);
-      const audit: AuditEntry[] = [];
-      if (prev?.holder != null) {
-        const ended: VpnEndedLease = { connection, holder: prev.holder, token: Number(prev.token), reason: "expired", renewals: prev.renewals };
-        await db.query("UPDATE vpn_grants SET ended_at = $2, end_reason = 'expired', renewals = $3 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, prev.renewals]);
-        audit.push(endAudit(ended, conn.cluster));
-      }
-      await db.query("INSERT INTO vpn_grants (connection, token, holder, granted_at) VALUES ($1, $2, $3, $4)", [connection, token, node, got.acquired_at]);
-      audit.push({ action: "vpn.lease.granted", objectKind: "VPNConnection", objectName: connection, cluster: conn.cluster, details: { holder: node, token } });
-      return { result: { kind: "granted", token, ttlMs: conn.leaseTtlMs, expiresAt: got.expires_at, grantedAt: got.acquired_at } as const, audit };
+  acquire(connection: string, node: string): Promise<VpnAcquireOutcome> {
+    return new Promise((resolve, reject) => {
+      this.acquireQueue.push({ connection, node, resolve, reject });
+      if (!this.acquiring) this.drainAcquires();
     });
+  }
+
+  /** Writes queued acquires, one batch at a time, until none is left. */
+  private drainAcquires(): void {
+    this.acquiring = true;
+    setImmediate(() => {
+      void (async () => {
+        while (this.acquireQueue.length > 0) {
+          const batch = this.acquireQueue.splice(0, MAX_ACQUIRE_BATCH);
+          const outcomes = new Array<{ ok: true; value: VpnAcquireOutcome } | { ok: false; err: unknown }>(batch.length);
+          try {
+            await decide(this.authority, this.actor, async (db) => {
+              const audit: AuditEntry[] = [];
+              // Lease rows are locked in connection order, as the renewal batches lock theirs.
+              const order = [...batch.keys()].sort((x, y) => (batch[x]!.connection < batch[y]!.connection ? -1 : batch[x]!.connection > batch[y]!.connection ? 1 : x - y));
+              for (const i of order) {
+                const b = batch[i]!;
+                await db.query("SAVEPOINT vpn_acquire");
+                try {
+                  const one = await this.acquireIn(db, b.connection, b.node);
+                  await db.query("RELEASE SAVEPOINT vpn_acquire");
+                  audit.push(...one.audit);
+                  outcomes[i] = { ok: true, value: one.result };
+                } catch (err) {
+                  await db.query("ROLLBACK TO SAVEPOINT vpn_acquire");
+                  outcomes[i] = { ok: false, err };
+                }
+              }
+              return { result: undefined, audit };
+            });
+            batch.forEach((b, i) => {
+              const o = outcomes[i]!;
+              if (o.ok) b.resolve(o.value);
+              else b.reject(o.err);
+            });
+          } catch (err) {
+            for (const b of batch) b.reject(err);
+          }
+        }
+        this.acquiring = false;
+      })();
+    });
+  }
+
+  /** One acquire in `db`'s transaction: the outcome and its audit rows. */
+  private async acquireIn(db: pg.PoolClient, connection: string, node: string): Promise<{ result: VpnAcquireOutcome; audit: AuditEntry[] }> {
+    const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
+    const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
+    if (conn === undefined) return { result: { kind: "ineligible", reason: "NotAllowed" } as const, audit: [] };
+    const facts = (await vpnNodeFacts(db, [node], conn.namespace)).get(node);
+    const el = vpnEligibility(conn, node, facts);
+    if (!el.eligible) return { result: { kind: "ineligible", reason: el.reason } as const, audit: [] };
+    // The previous holder, locked: its open grant is closed below when the lease is taken over.
+    const prev = (await db.query<{ holder: string | null; token: string; expires_at: Date | null; renewals: number }>("SELECT holder, token, expires_at, renewals FROM vpn_leases WHERE connection = $1 FOR UPDATE", [connection])).rows[0];
+    const up = await db.query<{ token: string; expires_at: Date; acquired_at: Date }>(
+      `INSERT INTO vpn_leases AS lease (connection, holder, token, acquired_at, renewed_at, expires_at, renewals)
+       VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3::double precision / 1000), 0)
+       ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
+         expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000), renewals = 0
+       WHERE lease.holder IS NULL OR lease.expires_at <= now()
+       RETURNING token, expires_at, acquired_at`,
+      [connection, node, conn.leaseTtlMs],
+    );
+    const got = up.rows[0];
+    if (got === undefined) {
+      const left = (await db.query<{ ms: number }>("SELECT GREATEST(0, extract(epoch FROM (expires_at - now())) * 1000)::int AS ms FROM vpn_leases WHERE connection = $1", [connection])).rows[0];
+      return { result: { kind: "busy", retryAfterMs: Math.max(50, left?.ms ?? conn.leaseTtlMs) } as const, audit: [] };
+    }
+    const token = Number(got.token);
+    const audit: AuditEntry[] = [];
+    if (prev?.holder != null) {
+      const ended: VpnEndedLease = { connection, holder: prev.holder, token: Number(prev.token), reason: "expired", renewals: prev.renewals };
+      await db.query("UPDATE vpn_grants SET ended_at = $2, end_reason = 'expired', renewals = $3 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, prev.renewals]);
+      audit.push(endAudit(ended, conn.cluster));
+    }
+    await db.query("INSERT INTO vpn_grants (connection, token, holder, granted_at) VALUES ($1, $2, $3, $4)", [connection, token, node, got.acquired_at]);
+    audit.push({ action: "vpn.lease.granted", objectKind: "VPNConnection", objectName: connection, cluster: conn.cluster, details: { holder: node, token } });
+    return { result: { kind: "granted", token, ttlMs: conn.leaseTtlMs, expiresAt: got.expires_at, grantedAt: got.acquired_at } as const, audit };
   }
 
   /**

@@ -2,13 +2,15 @@
  * Group-committed VPN lease renewals (lib/state/vpn.ts) against real
  * PostgreSQL under a real PgAuthority term: renewals queued together are
  * written by one fenced statement, yet each succeeds or fails on its own
- * holder, token, database-clock expiry and eligibility; a deposed store
+ * holder, token, database-clock expiry and eligibility; grants queued
+ * together are decided one by one in one transaction; a deposed store
  * renews nothing.
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { PgAuthority } from "../../controllers/runtime/authority.js";
 import { openDatabase, type Database } from "../../lib/db/database.js";
+import { verifyChain } from "../../lib/audit/chain.js";
 import { logger } from "../../lib/log.js";
 import { VpnStore } from "../../lib/state/vpn.js";
 import { tempStateDir } from "../support/controlplane.js";
@@ -95,6 +97,24 @@ describe("VPN lease renewals in one batch succeed or fail individually", functio
     assert.equal(again.kind, "granted");
     if (again.kind === "granted") assert.equal(again.token, tokens[3]! + 1);
     await db.pool.query("UPDATE node_health SET health = 'Healthy' WHERE node = $1", [node(4)]);
+  });
+
+  it("grants queued together: one of two contenders for a connection, each outcome on its own, every grant audited once", async () => {
+    await db.pool.query(
+      `INSERT INTO vpn_connections (connection, namespace, name, cluster, mode, allowed_nodes, lease_ttl_ms, enabled, eligible_nodes)
+       VALUES ('org/d-0', 'org', 'd-0', $1, 'Connector', ARRAY[$1 || '.n-0', $1 || '.n-1'], 60000, true, '{}'),
+              ('org/d-1', 'org', 'd-1', $1, 'Connector', ARRAY[$1 || '.n-2'], 60000, true, '{}')`,
+      [CLUSTER],
+    );
+    const out = await Promise.all([store.acquire("org/d-0", node(0)), store.acquire("org/d-1", node(5)), store.acquire("org/d-0", node(1)), store.acquire("org/none", node(0)), store.acquire("org/d-1", node(2))]);
+    const kinds = out.map((o) => o.kind);
+    assert.deepEqual([kinds[0], kinds[2]].sort(), ["busy", "granted"], "exactly one contender for d-0 is granted");
+    assert.deepEqual([kinds[1], kinds[3], kinds[4]], ["ineligible", "ineligible", "granted"]);
+    const grants = await db.pool.query<{ connection: string; n: string }>("SELECT connection, count(*) AS n FROM vpn_grants WHERE connection LIKE 'org/d-%' AND ended_at IS NULL GROUP BY connection ORDER BY connection");
+    assert.deepEqual(grants.rows.map((r) => [r.connection, Number(r.n)]), [["org/d-0", 1], ["org/d-1", 1]]);
+    const audited = await db.pool.query<{ object_name: string; n: string }>("SELECT object_name, count(*) AS n FROM audit_events WHERE action = 'vpn.lease.granted' AND object_name LIKE 'org/d-%' GROUP BY object_name ORDER BY object_name");
+    assert.deepEqual(audited.rows.map((r) => [r.object_name, Number(r.n)]), [["org/d-0", 1], ["org/d-1", 1]]);
+    assert.equal((await verifyChain(db.pool)).ok, true);
   });
 
   it("a deposed store renews nothing: the whole batch fails with FencedError and no row moves", async () => {
