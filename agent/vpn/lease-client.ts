@@ -1,7 +1,11 @@
 /**
  * The agent's side of a VPN connection lease (lib/agent-protocol.ts,
  * docs/vpn.md): acquire, renew and release over the agent API, and the
- * credential fetch, each carrying (connection, token).
+ * credential fetch, each carrying (connection, token). The one lease client
+ * of the agent: the VPN owner (owner.ts) and the chaos test's clients use it.
+ * Answers are checked before use (a malformed grant or renewal is
+ * "unavailable", never a token or ttl acted on; a busy answer's delay and
+ * reason are clamped; a credential must be text for the held token).
  *
  * The holder's deadline comes from its own monotonic clock: the time the
  * acquire or renew was SENT + ttlMs - margin (margin = max(1 s, ttl/10)).
@@ -15,10 +19,8 @@
 import { performance } from "node:perf_hooks";
 import {
   vpnDeadlineMarginMs,
-  type VpnAcquireResponse,
   type VpnCredentialResponse,
   type VpnReleaseResponse,
-  type VpnRenewResponse,
 } from "../../lib/agent-protocol.js";
 import { AgentApiRequestError, type ApiResponse, type JsonRequestOptions } from "../http/client.js";
 
@@ -26,6 +28,9 @@ import { AgentApiRequestError, type ApiResponse, type JsonRequestOptions } from 
 export interface LeaseTransport {
   request<T>(method: string, path: string, body?: unknown, headers?: Record<string, string>, o?: JsonRequestOptions): Promise<ApiResponse<T>>;
 }
+
+/** A transport, or where to get the current one per call (the membership's, which follows certificate renewals). */
+export type LeaseTransportSource = LeaseTransport | (() => Promise<LeaseTransport>);
 
 /** A lease this node holds, as far as its own clock knows. */
 export interface HeldLease {
@@ -43,7 +48,7 @@ export type AcquireResult =
   | { kind: "granted"; lease: HeldLease }
   | { kind: "busy"; retryAfterMs: number; reason: string }
   /** 403 NotEligible (or another 4xx): this node may not own the connection now. */
-  | { kind: "refused"; code: string; message: string }
+  | { kind: "refused"; status: number; code: string; message: string }
   /** 503 (not the leader), a timeout or a network error: try again later. */
   | { kind: "unavailable"; message: string; retryAfterMs: number };
 
@@ -82,29 +87,52 @@ function unavailable(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Longest busy delay honoured, and longest busy reason kept. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+const MAX_REASON_CHARS = 200;
+
+function count(v: unknown, what: string): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new Error(`agent api answered a ${what} that is not a non-negative integer`);
+  return v;
+}
+
+function objectAnswer(v: unknown): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("agent api answered something that is not a JSON object");
+  return v as Record<string, unknown>;
+}
+
 /** See the module comment. */
 export class VpnLeaseClient {
   private readonly now: () => number;
   private readonly timeoutMs: number;
 
   constructor(
-    private readonly api: LeaseTransport,
+    private readonly transport: LeaseTransportSource,
     o: LeaseClientOptions = {},
   ) {
     this.now = o.now ?? (() => performance.now());
     this.timeoutMs = o.timeoutMs ?? 5_000;
   }
 
+  private async post(path: string, body: unknown, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+    const t = typeof this.transport === "function" ? await this.transport() : this.transport;
+    return objectAnswer((await t.request<unknown>("POST", path, body, {}, { decode: "json", timeoutMs, what })).body);
+  }
+
   /** Asks for the lease of `connection`. */
   async acquire(connection: string): Promise<AcquireResult> {
     const sentAt = this.now();
     try {
-      const r = await this.api.request<VpnAcquireResponse>("POST", "/v1/vpn/lease/acquire", { connection }, {}, { decode: "json", timeoutMs: this.timeoutMs, what: "vpn lease acquire" });
-      const b = r.body;
-      if (b.granted) return { kind: "granted", lease: { connection, token: b.token, ttlMs: b.ttlMs, sentAt, deadline: leaseDeadline(sentAt, b.ttlMs) } };
-      return { kind: "busy", retryAfterMs: b.retryAfterMs, reason: b.reason };
+      const b = await this.post("/v1/vpn/lease/acquire", { connection }, this.timeoutMs, "vpn lease acquire");
+      if (b.granted === true) {
+        const token = count(b.token, "token");
+        const ttlMs = count(b.ttlMs, "ttlMs");
+        return { kind: "granted", lease: { connection, token, ttlMs, sentAt, deadline: leaseDeadline(sentAt, ttlMs) } };
+      }
+      const retryAfterMs = Math.min(count(b.retryAfterMs ?? 0, "retryAfterMs"), MAX_RETRY_AFTER_MS);
+      return { kind: "busy", retryAfterMs, reason: typeof b.reason === "string" ? b.reason.slice(0, MAX_REASON_CHARS) : "held by another node" };
     } catch (err) {
-      if (err instanceof AgentApiRequestError && err.status >= 400 && err.status < 500) return { kind: "refused", code: err.code, message: err.message };
+      if (err instanceof AgentApiRequestError && err.status >= 400 && err.status < 500) return { kind: "refused", status: err.status, code: err.code, message: err.message };
       const retry = err instanceof AgentApiRequestError && err.retryAfterSeconds !== undefined ? err.retryAfterSeconds * 1000 : 1000;
       return { kind: "unavailable", message: unavailable(err), retryAfterMs: retry };
     }
@@ -116,29 +144,32 @@ export class VpnLeaseClient {
     if (!leaseLive(lease, sentAt)) return { kind: "lost", message: "the local deadline passed before the renewal was sent" };
     const timeoutMs = Math.max(1, Math.min(this.timeoutMs, lease.deadline - sentAt));
     try {
-      const r = await this.api.request<VpnRenewResponse>("POST", "/v1/vpn/lease/renew", { connection: lease.connection, token: lease.token }, {}, { decode: "json", timeoutMs, what: "vpn lease renew" });
-      if (r.body.token !== lease.token) return { kind: "lost", message: `renewal answered token ${r.body.token}, held ${lease.token}` };
-      return { kind: "renewed", lease: { ...lease, ttlMs: r.body.ttlMs, sentAt, deadline: leaseDeadline(sentAt, r.body.ttlMs) } };
+      const b = await this.post("/v1/vpn/lease/renew", { connection: lease.connection, token: lease.token }, timeoutMs, "vpn lease renew");
+      const token = count(b.token, "token");
+      const ttlMs = count(b.ttlMs, "ttlMs");
+      if (token !== lease.token) return { kind: "lost", message: `renewal answered token ${token}, held ${lease.token}` };
+      return { kind: "renewed", lease: { ...lease, ttlMs, sentAt, deadline: leaseDeadline(sentAt, ttlMs) } };
     } catch (err) {
-      if (err instanceof AgentApiRequestError && err.status === 409) return { kind: "lost", message: err.message };
+      if (err instanceof AgentApiRequestError && err.status === 409) return { kind: "lost", message: `${err.code}: ${err.message}` };
       return { kind: "unavailable", message: unavailable(err) };
     }
   }
 
   /** Gives the lease up; true when the control plane ended it. Errors are swallowed (the lease then expires). */
-  async release(lease: HeldLease): Promise<boolean> {
+  async release(lease: Pick<HeldLease, "connection" | "token">): Promise<boolean> {
     try {
-      const r = await this.api.request<VpnReleaseResponse>("POST", "/v1/vpn/lease/release", { connection: lease.connection, token: lease.token }, {}, { decode: "json", timeoutMs: this.timeoutMs, what: "vpn lease release" });
-      return r.body.released === true;
+      const b: Partial<VpnReleaseResponse> = await this.post("/v1/vpn/lease/release", { connection: lease.connection, token: lease.token }, this.timeoutMs, "vpn lease release");
+      return b.released === true;
     } catch {
       return false;
     }
   }
 
   /** Fetches the credential with the held token (throws AgentApiRequestError 403 NotHolder otherwise). */
-  async credential(lease: HeldLease): Promise<string> {
-    const r = await this.api.request<VpnCredentialResponse>("POST", "/v1/vpn/credential", { connection: lease.connection, token: lease.token }, {}, { decode: "json", timeoutMs: this.timeoutMs, what: "vpn credential" });
-    if (r.body.token !== lease.token || typeof r.body.credential !== "string") throw new Error("credential answer does not match the held lease");
-    return r.body.credential;
+  async credential(lease: Pick<HeldLease, "connection" | "token">): Promise<string> {
+    const b: Partial<Record<keyof VpnCredentialResponse, unknown>> = await this.post("/v1/vpn/credential", { connection: lease.connection, token: lease.token }, this.timeoutMs, "vpn credential");
+    if (typeof b.credential !== "string") throw new Error("agent api answered a credential that is not a string");
+    if (b.token !== lease.token) throw new Error("agent api answered the credential of another token");
+    return b.credential;
   }
 }

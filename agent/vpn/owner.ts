@@ -10,7 +10,8 @@
  *   and retried slowly; a failed call (control plane away, NotLeader) is
  *   `unknown` and retried.
  * - Hold: on a grant the local deadline is armed at once (monotonic send
- *   time + ttl - margin, plan.ts), renewals run every ttl/3, then the
+ *   time + ttl - margin, computed by the lease client lease-client.ts on
+ *   this owner's clock), renewals run every ttl/3, then the
  *   credential is fetched with the token and the data plane brought up
  *   carrying (connection, token).
  * - The deadline is a timer of its own: when it fires with no successful
@@ -25,9 +26,9 @@
 import { performance } from "node:perf_hooks";
 import type { Logger } from "../../lib/log.js";
 import { AgentApiRequestError } from "../http/client.js";
-import type { VpnLeaseApi } from "./api.js";
 import { parseCredential } from "./credential.js";
-import { blockedRetryMs, contendBlocker, contendDelayMs, dataPlaneChanged, deadlineOf, renewIntervalMs, renewRetryMs } from "./plan.js";
+import type { HeldLease, VpnLeaseClient } from "./lease-client.js";
+import { blockedRetryMs, contendBlocker, contendDelayMs, dataPlaneChanged, renewIntervalMs, renewRetryMs } from "./plan.js";
 import type { VpnAssignment, VpnConnectionStatus, VpnOwnerState } from "./types.js";
 import type { Availability, TunnelRef, TunnelSpec } from "./wireguard.js";
 
@@ -58,7 +59,8 @@ export interface DataPlane {
 
 /** Shared by the owners of one membership. */
 export interface OwnerDeps {
-  api: VpnLeaseApi;
+  /** The lease client, on `clock`'s now (its deadlines are this clock's times). */
+  leases: VpnLeaseClient;
   dataPlane: DataPlane;
   clock: OwnerClock;
   log: Logger;
@@ -79,9 +81,9 @@ export class ConnectionOwner {
   private phase: Phase = "idle";
   /** Bumped whenever a hold ends or the owner stops: continuations of an older epoch do nothing. */
   private epoch = 0;
-  private token: number | undefined;
+  /** The lease held (token and local deadline), while holding. */
+  private lease: HeldLease | undefined;
   private ttlMs: number;
-  private deadline: number | undefined;
   private tunnel = false;
   private state: VpnOwnerState = "not_started";
   private reason: string | undefined;
@@ -107,6 +109,10 @@ export class ConnectionOwner {
     this.dpChain = after.then(() => d.dataPlane.clean(ifname)).catch((err: unknown) => d.log.warn("cleaning a leftover VPN interface failed", { ifname, err }));
   }
 
+  private get token(): number | undefined {
+    return this.lease?.token;
+  }
+
   get connection(): string {
     return this.assignment.connection;
   }
@@ -124,7 +130,7 @@ export class ConnectionOwner {
       state: this.state,
       ...(holding && this.token !== undefined ? { token: this.token } : {}),
       ...(this.reason !== undefined ? { reason: this.reason } : {}),
-      ...(holding && this.deadline !== undefined ? { deadlineInMs: Math.max(0, Math.round(this.deadline - this.d.clock.now())) } : {}),
+      ...(holding && this.lease !== undefined ? { deadlineInMs: Math.max(0, Math.round(this.lease.deadline - this.d.clock.now())) } : {}),
       tunnel: this.tunnel ? "up" : "down",
     };
   }
@@ -177,41 +183,34 @@ export class ConnectionOwner {
     this.phase = "acquiring";
     const epoch = this.epoch;
     const connection = this.assignment.connection;
-    const sentAt = this.d.clock.now();
-    let r;
-    try {
-      r = await this.d.api.acquire(connection);
-    } catch (err) {
-      if (epoch !== this.epoch) return;
+    const r = await this.d.leases.acquire(connection);
+    if (epoch !== this.epoch) {
+      // Stopped meanwhile: give back what was granted.
+      if (r.kind === "granted") await this.release(connection, r.lease.token);
+      return;
+    }
+    if (r.kind !== "granted") {
       this.phase = "idle";
-      if (err instanceof AgentApiRequestError && err.status === 403) {
-        this.set("blocked", message(err));
+      if (r.kind === "refused" && r.status === 403) {
+        this.set("blocked", `${r.code}: ${r.message}`);
         this.evaluate(blockedRetryMs(this.assignment.leaseTtlMs));
+      } else if (r.kind === "busy") {
+        this.set("lease_required", `held by another node: ${r.reason}`);
+        this.evaluate(r.retryAfterMs + this.contendAgainMs());
       } else {
-        this.set("unknown", `acquire failed: ${message(err)}`);
+        this.set("unknown", `acquire failed: ${r.kind === "refused" ? `${r.code}: ${r.message}` : r.message}`);
         this.evaluate(this.contendAgainMs() + renewIntervalMs(this.assignment.leaseTtlMs));
       }
       return;
     }
-    if (epoch !== this.epoch) {
-      // Stopped meanwhile: give back what was granted.
-      if (r.granted) await this.release(connection, r.token);
-      return;
-    }
-    if (!r.granted) {
-      this.phase = "idle";
-      this.set("lease_required", `held by another node: ${r.reason}`);
-      this.evaluate(r.retryAfterMs + this.contendAgainMs());
-      return;
-    }
+    const lease = r.lease;
     this.phase = "holding";
-    this.token = r.token;
-    this.ttlMs = r.ttlMs;
-    this.armDeadline(deadlineOf(sentAt, r.ttlMs));
-    this.scheduleRenew(renewIntervalMs(r.ttlMs));
-    this.d.log.info("VPN lease granted", { connection, token: r.token, ttlMs: r.ttlMs });
+    this.ttlMs = lease.ttlMs;
+    this.armDeadline(lease);
+    this.scheduleRenew(renewIntervalMs(lease.ttlMs));
+    this.d.log.info("VPN lease granted", { connection, token: lease.token, ttlMs: lease.ttlMs });
     this.set("assigned", "lease held; bringing the tunnel up");
-    await this.bringUp(epoch, r.token);
+    await this.bringUp(epoch, lease.token);
   }
 
   private async bringUp(epoch: number, token: number): Promise<void> {
@@ -219,7 +218,7 @@ export class ConnectionOwner {
     const abort = new AbortController();
     this.bringUpAbort = abort;
     try {
-      const text = await this.d.api.credential(connection, token);
+      const text = await this.d.leases.credential({ connection, token });
       if (epoch !== this.epoch) return;
       const credential = parseCredential(text);
       const routes = this.assignment.routes;
@@ -238,15 +237,15 @@ export class ConnectionOwner {
     this.set("assigned", undefined);
   }
 
-  private armDeadline(at: number): void {
-    this.deadline = at;
+  private armDeadline(lease: HeldLease): void {
+    this.lease = lease;
     if (this.deadlineTimer !== undefined) this.d.clock.clearTimer(this.deadlineTimer);
     const epoch = this.epoch;
     this.deadlineTimer = this.d.clock.setTimer(() => {
       if (epoch !== this.epoch) return;
       this.d.log.warn("VPN lease deadline passed without a renewal: tearing the tunnel down", { connection: this.assignment.connection, token: this.token });
       void this.endHold("deadline passed without a successful renewal; tunnel torn down", "lease_required");
-    }, Math.max(0, at - this.d.clock.now()));
+    }, Math.max(0, lease.deadline - this.d.clock.now()));
   }
 
   private scheduleRenew(ms: number): void {
@@ -256,31 +255,23 @@ export class ConnectionOwner {
 
   private async renew(): Promise<void> {
     this.renewTimer = undefined;
-    const token = this.token;
-    if (this.phase !== "holding" || token === undefined) return;
+    const lease = this.lease;
+    if (this.phase !== "holding" || lease === undefined) return;
     const epoch = this.epoch;
-    const sentAt = this.d.clock.now();
-    let r;
-    try {
-      r = await this.d.api.renew(this.assignment.connection, token);
-    } catch (err) {
-      if (epoch !== this.epoch) return;
-      if (err instanceof AgentApiRequestError && err.status === 409) {
-        await this.endHold(`lease lost: ${message(err)}; tunnel torn down`, "lease_required");
-        return;
-      }
-      this.set(this.state, `renew failed: ${message(err)}`);
+    const r = await this.d.leases.renew(lease);
+    if (epoch !== this.epoch) return;
+    if (r.kind === "lost") {
+      await this.endHold(`lease lost: ${r.message}; tunnel torn down`, "lease_required");
+      return;
+    }
+    if (r.kind === "unavailable") {
+      this.set(this.state, `renew failed: ${r.message}`);
       this.scheduleRenew(renewRetryMs(this.ttlMs));
       return;
     }
-    if (epoch !== this.epoch) return;
-    if (r.token !== token) {
-      await this.endHold(`renew answered token ${r.token} for ${token}; tunnel torn down`, "lease_required");
-      return;
-    }
-    this.ttlMs = r.ttlMs;
-    this.armDeadline(deadlineOf(sentAt, r.ttlMs));
-    this.scheduleRenew(renewIntervalMs(r.ttlMs));
+    this.ttlMs = r.lease.ttlMs;
+    this.armDeadline(r.lease);
+    this.scheduleRenew(renewIntervalMs(r.lease.ttlMs));
     if (this.reason?.startsWith("renew failed") === true) this.set(this.state, this.tunnel ? undefined : this.reason);
   }
 
@@ -291,8 +282,7 @@ export class ConnectionOwner {
     this.clearTimers();
     this.bringUpAbort?.abort();
     this.phase = "idle";
-    this.token = undefined;
-    this.deadline = undefined;
+    this.lease = undefined;
     const ref = { connection: this.assignment.connection, token: token ?? 0, ifname: this.ifname };
     await this.dp(() => this.d.dataPlane.down(ref, reason)).catch((err: unknown) => this.d.log.warn("VPN teardown failed", { ...ref, err }));
     this.tunnel = false;
@@ -320,7 +310,10 @@ export class ConnectionOwner {
       const h = this.d.clock.setTimer(r, RELEASE_TIMEOUT_MS);
       void h;
     });
-    await Promise.race([this.d.api.release(connection, token).catch((err: unknown) => this.d.log.info("VPN lease release failed (it expires by itself)", { connection, token, error: message(err) })), timeout]);
+    const released = this.d.leases.release({ connection, token }).then((ok) => {
+      if (!ok) this.d.log.info("VPN lease not released (it expires by itself)", { connection, token });
+    });
+    await Promise.race([released, timeout]);
   }
 
   /** A new assignment for the same connection. */

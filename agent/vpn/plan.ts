@@ -5,7 +5,8 @@
  *
  * Timing (all on the agent's monotonic clock):
  * - deadline = send time of the acquire/renew + ttl - margin,
- *   margin = max(1 s, ttl/10): the holder tears its data plane down at its
+ *   margin = max(1 s, ttl/10) (computed by the lease client,
+ *   lease-client.ts leaseDeadline, on the owner's clock): the holder tears its data plane down at its
  *   deadline, which is before the database can expire the lease (the
  *   server's clock starts later than the send), so the next grant never
  *   overlaps a tunnel that is still up;
@@ -16,18 +17,7 @@
  *   preference always asks first, and nodes of equal preference spread out.
  */
 import { createHash } from "node:crypto";
-import { vpnDeadlineMarginMs } from "../../lib/agent-protocol.js";
 import type { VpnAssignment } from "./types.js";
-
-/** The deadline margin of a ttl: max(1 s, ttl/10) (the wire contract's). */
-export function leaseMarginMs(ttlMs: number): number {
-  return vpnDeadlineMarginMs(ttlMs);
-}
-
-/** The local deadline of a grant or renewal whose request was sent at `sentAt` (monotonic ms). */
-export function deadlineOf(sentAt: number, ttlMs: number): number {
-  return sentAt + ttlMs - leaseMarginMs(ttlMs);
-}
 
 /** When to renew after a successful acquire or renew. */
 export function renewIntervalMs(ttlMs: number): number {

@@ -20,12 +20,11 @@
  */
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
-import { AgentApiRequestError } from "../http/client.js";
+import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { statusSender } from "../sync/status-sender.js";
-import { SyncTransport } from "../sync/transport.js";
-import { leaseApiOver, type VpnLeaseApi } from "./api.js";
+import { VpnLeaseClient, type LeaseTransport, type LeaseTransportSource } from "./lease-client.js";
 import { ConnectionOwner, systemClock, type DataPlane, type OwnerClock } from "./owner.js";
 import { interfaceName, planAssignments } from "./plan.js";
 import { assignmentsOf, VPN_STATUS_KIND, type VpnAssignment, type VpnStatusBody } from "./types.js";
@@ -46,7 +45,7 @@ export interface VpnOwnerOptions {
   interfacePrefix?: string;
   /** Replace the parts (tests). */
   dataPlane?: DataPlane;
-  api?: VpnLeaseApi;
+  transport?: LeaseTransportSource;
   send?: (r: StatusReport) => Promise<void>;
   clock?: OwnerClock;
 }
@@ -59,36 +58,36 @@ export interface VpnOwnerHandle {
   stop(): Promise<void>;
 }
 
-/** The agent API calls over a transport that follows the membership's certificate renewals. */
-function membershipApi(dir: string, initial: StoredIdentity | undefined): { api: VpnLeaseApi; close(): void } {
+/** The agent API client of the membership, replaced when its certificate was renewed. */
+function membershipTransport(dir: string, initial: StoredIdentity | undefined): { transport: () => Promise<LeaseTransport>; close(): void } {
   let identity = initial;
-  let transport: SyncTransport | undefined;
-  const current = async (): Promise<SyncTransport> => {
+  let client: AgentApiClient | undefined;
+  const current = async (): Promise<AgentApiClient> => {
     identity ??= await loadIdentity(dir);
-    transport ??= new SyncTransport(identity);
-    return transport;
+    client ??= new AgentApiClient(identity.info.server, { ca: identity.serverCaPem, cert: identity.certPem, key: identity.keyPem }, { maxSockets: 2 });
+    return client;
   };
-  const api = leaseApiOver(async () => {
-    const t = await current();
+  const transport = async (): Promise<LeaseTransport> => {
+    const c = await current();
     return {
-      postJson: async <T>(path: string, body: unknown): Promise<T> => {
+      request: async (method, path, body, headers, o) => {
         try {
-          return await t.postJson<T>(path, body);
+          return await c.request(method, path, body, headers, o);
         } catch (err) {
           if (err instanceof AgentApiRequestError && err.code === "CertificateSuperseded") {
             const fresh = await loadIdentity(dir);
             if (identity === undefined || fresh.info.serial !== identity.info.serial) {
               identity = fresh;
-              transport?.close();
-              transport = undefined;
+              client?.close();
+              client = undefined;
             }
           }
           throw err;
         }
       },
     };
-  });
-  return { api, close: () => transport?.close() };
+  };
+  return { transport, close: () => client?.close() };
 }
 
 /** See the module comment. */
@@ -96,8 +95,8 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
   const log = o.log.with({ cluster: sync.status.cluster, node: sync.status.node, component: "vpn" });
   const clock = o.clock ?? systemClock;
   const dataPlane = o.dataPlane ?? new WireGuardDataPlane({ log, ...(o.hook !== undefined ? { hook: o.hook } : {}) });
-  const own = o.api === undefined ? membershipApi(sync.dir, o.identity) : undefined;
-  const api = o.api ?? own!.api;
+  const own = o.transport === undefined ? membershipTransport(sync.dir, o.identity) : undefined;
+  const leases = new VpnLeaseClient(o.transport ?? own!.transport, { now: () => clock.now() });
   const sender = o.send === undefined ? statusSender(sync.dir, o.identity, VPN_STATUS_KIND) : undefined;
   const send = o.send ?? sender!.send;
   const prefix = o.interfacePrefix ?? DEFAULT_VPN_INTERFACE_PREFIX;
@@ -188,7 +187,7 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
     for (const a of plan.start) {
       assignments.set(a.connection, a);
       // Back in the snapshot while its previous owner still tears down: that teardown comes first.
-      const w = new ConnectionOwner(a, interfaceName(prefix, sync.status.cluster, sync.status.node, a.connection), { api, dataPlane, clock, log: log.with({ connection: a.connection }), onChange: changed }, stopping.get(a.connection));
+      const w = new ConnectionOwner(a, interfaceName(prefix, sync.status.cluster, sync.status.node, a.connection), { leases, dataPlane, clock, log: log.with({ connection: a.connection }), onChange: changed }, stopping.get(a.connection));
       owners.set(a.connection, w);
       w.start();
     }

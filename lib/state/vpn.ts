@@ -19,6 +19,10 @@
  *   allows one open grant per connection. Grants, ends and fences are
  *   audited with the change; renewals are only counted (vpn_leases.renewals,
  *   copied into the grant row and the audit entry when it ends).
+ * - Renewals are group-committed: concurrent renew() calls of one store are
+ *   written by one fenced UPDATE ... FROM unnest(...) per batch, each row
+ *   keeping its own holder, token and database-clock expiry condition; one
+ *   batch is in flight at a time and the next collects while it runs.
  */
 import type pg from "pg";
 import { markNodesDirty } from "../snapshot/contributors.js";
@@ -193,8 +197,35 @@ function endAudit(e: VpnEndedLease, cluster: string | undefined): AuditEntry {
   };
 }
 
+/** One renewal of a batch: `node` holds `connection` with `token`. */
+export interface VpnRenewRequest {
+  connection: string;
+  node: string;
+  token: number;
+}
+
+/** A renewed lease. */
+export interface VpnRenewed {
+  token: number;
+  ttlMs: number;
+  expiresAt: Date;
+}
+
+/** Most renewals written by one statement. */
+const MAX_RENEW_BATCH = 2000;
+
+/** Most grants decided in one transaction. */
+const MAX_ACQUIRE_BATCH = 200;
+
 /** See the module comment. */
 export class VpnStore {
+  private renewQueue: Array<{ request: VpnRenewRequest; resolve: (r: VpnRenewed | undefined) => void; reject: (err: unknown) => void }> = [];
+  private renewing = false;
+  private acquireQueue: Array<{ connection: string; node: string; resolve: (r: VpnAcquireOutcome) => void; reject: (err: unknown) => void }> = [];
+  private acquiring = false;
+  /** Renewal batches written so far (one fenced transaction each). */
+  renewBatches = 0;
+
   constructor(
     private readonly pool: pg.Pool,
     private readonly authority: Fence,
@@ -310,64 +341,174 @@ export class VpnStore {
 
   /**
    * Grants the lease to `node` if it is eligible and the lease is free or
-   * expired by the database clock (see the module comment). Throws
-   * FencedError when this instance holds no current term.
+   * expired by the database clock (see the module comment). Grants are
+   * group-committed like renewals: the acquires that queue while a batch is
+   * written form the next, each under its own savepoint in one fenced
+   * transaction with one audit append (the chain lock once per batch).
+   * Throws FencedError when this instance holds no current term.
    */
-  async acquire(connection: string, node: string): Promise<VpnAcquireOutcome> {
-    return decide<VpnAcquireOutcome>(this.authority, this.actor, async (db) => {
-      const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
-      const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
-      if (conn === undefined) return { result: { kind: "ineligible", reason: "NotAllowed" } as const, audit: [] };
-      const facts = (await vpnNodeFacts(db, [node], conn.namespace)).get(node);
-      const el = vpnEligibility(conn, node, facts);
-      if (!el.eligible) return { result: { kind: "ineligible", reason: el.reason } as const, audit: [] };
-      // The previous holder, locked: its open grant is closed below when the lease is taken over.
-      const prev = (await db.query<{ holder: string | null; token: string; expires_at: Date | null; renewals: number }>("SELECT holder, token, expires_at, renewals FROM vpn_leases WHERE connection = $1 FOR UPDATE", [connection])).rows[0];
-      const up = await db.query<{ token: string; expires_at: Date; acquired_at: Date }>(
-        `INSERT INTO vpn_leases AS lease (connection, holder, token, acquired_at, renewed_at, expires_at, renewals)
-         VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3::double precision / 1000), 0)
-         ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
-           expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000), renewals = 0
-         WHERE lease.holder IS NULL OR lease.expires_at <= now()
-         RETURNING token, expires_at, acquired_at`,
-        [connection, node, conn.leaseTtlMs],
-      );
-      const got = up.rows[0];
-      if (got === undefined) {
-        const left = (await db.query<{ ms: number }>("SELECT GREATEST(0, extract(epoch FROM (expires_at - now())) * 1000)::int AS ms FROM vpn_leases WHERE connection = $1", [connection])).rows[0];
-        return { result: { kind: "busy", retryAfterMs: Math.max(50, left?.ms ?? conn.leaseTtlMs) } as const, audit: [] };
-      }
-      const token = Number(got.token);
-      const audit: AuditEntry[] = [];
-      if (prev?.holder != null) {
-        const ended: VpnEndedLease = { connection, holder: prev.holder, token: Number(prev.token), reason: "expired", renewals: prev.renewals };
-        await db.query("UPDATE vpn_grants SET ended_at = $2, end_reason = 'expired', renewals = $3 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, prev.renewals]);
-        audit.push(endAudit(ended, conn.cluster));
-      }
-      await db.query("INSERT INTO vpn_grants (connection, token, holder, granted_at) VALUES ($1, $2, $3, $4)", [connection, token, node, got.acquired_at]);
-      audit.push({ action: "vpn.lease.granted", objectKind: "VPNConnection", objectName: connection, cluster: conn.cluster, details: { holder: node, token } });
-      return { result: { kind: "granted", token, ttlMs: conn.leaseTtlMs, expiresAt: got.expires_at, grantedAt: got.acquired_at } as const, audit };
+  acquire(connection: string, node: string): Promise<VpnAcquireOutcome> {
+    return new Promise((resolve, reject) => {
+      this.acquireQueue.push({ connection, node, resolve, reject });
+      if (!this.acquiring) this.drainAcquires();
     });
+  }
+
+  /** Writes queued acquires, one batch at a time, until none is left. */
+  private drainAcquires(): void {
+    this.acquiring = true;
+    setImmediate(() => {
+      void (async () => {
+        while (this.acquireQueue.length > 0) {
+          const batch = this.acquireQueue.splice(0, MAX_ACQUIRE_BATCH);
+          const outcomes = new Array<{ ok: true; value: VpnAcquireOutcome } | { ok: false; err: unknown }>(batch.length);
+          try {
+            await decide(this.authority, this.actor, async (db) => {
+              const audit: AuditEntry[] = [];
+              // Lease rows are locked in connection order, as the renewal batches lock theirs.
+              const order = [...batch.keys()].sort((x, y) => (batch[x]!.connection < batch[y]!.connection ? -1 : batch[x]!.connection > batch[y]!.connection ? 1 : x - y));
+              for (const i of order) {
+                const b = batch[i]!;
+                await db.query("SAVEPOINT vpn_acquire");
+                try {
+                  const one = await this.acquireIn(db, b.connection, b.node);
+                  await db.query("RELEASE SAVEPOINT vpn_acquire");
+                  audit.push(...one.audit);
+                  outcomes[i] = { ok: true, value: one.result };
+                } catch (err) {
+                  await db.query("ROLLBACK TO SAVEPOINT vpn_acquire");
+                  outcomes[i] = { ok: false, err };
+                }
+              }
+              return { result: undefined, audit };
+            });
+            batch.forEach((b, i) => {
+              const o = outcomes[i]!;
+              if (o.ok) b.resolve(o.value);
+              else b.reject(o.err);
+            });
+          } catch (err) {
+            for (const b of batch) b.reject(err);
+          }
+        }
+        this.acquiring = false;
+      })();
+    });
+  }
+
+  /** One acquire in `db`'s transaction: the outcome and its audit rows. */
+  private async acquireIn(db: pg.PoolClient, connection: string, node: string): Promise<{ result: VpnAcquireOutcome; audit: AuditEntry[] }> {
+    const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
+    const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
+    if (conn === undefined) return { result: { kind: "ineligible", reason: "NotAllowed" } as const, audit: [] };
+    const facts = (await vpnNodeFacts(db, [node], conn.namespace)).get(node);
+    const el = vpnEligibility(conn, node, facts);
+    if (!el.eligible) return { result: { kind: "ineligible", reason: el.reason } as const, audit: [] };
+    // The previous holder, locked: its open grant is closed below when the lease is taken over.
+    const prev = (await db.query<{ holder: string | null; token: string; expires_at: Date | null; renewals: number }>("SELECT holder, token, expires_at, renewals FROM vpn_leases WHERE connection = $1 FOR UPDATE", [connection])).rows[0];
+    const up = await db.query<{ token: string; expires_at: Date; acquired_at: Date }>(
+      `INSERT INTO vpn_leases AS lease (connection, holder, token, acquired_at, renewed_at, expires_at, renewals)
+       VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp(), clock_timestamp() + make_interval(secs => $3::double precision / 1000), 0)
+       ON CONFLICT (connection) DO UPDATE SET holder = EXCLUDED.holder, token = lease.token + 1, acquired_at = clock_timestamp(), renewed_at = clock_timestamp(),
+         expires_at = clock_timestamp() + make_interval(secs => $3::double precision / 1000), renewals = 0
+       WHERE lease.holder IS NULL OR lease.expires_at <= now()
+       RETURNING token, expires_at, acquired_at`,
+      [connection, node, conn.leaseTtlMs],
+    );
+    const got = up.rows[0];
+    if (got === undefined) {
+      const left = (await db.query<{ ms: number }>("SELECT GREATEST(0, extract(epoch FROM (expires_at - now())) * 1000)::int AS ms FROM vpn_leases WHERE connection = $1", [connection])).rows[0];
+      return { result: { kind: "busy", retryAfterMs: Math.max(50, left?.ms ?? conn.leaseTtlMs) } as const, audit: [] };
+    }
+    const token = Number(got.token);
+    const audit: AuditEntry[] = [];
+    if (prev?.holder != null) {
+      const ended: VpnEndedLease = { connection, holder: prev.holder, token: Number(prev.token), reason: "expired", renewals: prev.renewals };
+      await db.query("UPDATE vpn_grants SET ended_at = $2, end_reason = 'expired', renewals = $3 WHERE connection = $1 AND ended_at IS NULL", [connection, prev.expires_at, prev.renewals]);
+      audit.push(endAudit(ended, conn.cluster));
+    }
+    await db.query("INSERT INTO vpn_grants (connection, token, holder, granted_at) VALUES ($1, $2, $3, $4)", [connection, token, node, got.acquired_at]);
+    audit.push({ action: "vpn.lease.granted", objectKind: "VPNConnection", objectName: connection, cluster: conn.cluster, details: { holder: node, token } });
+    return { result: { kind: "granted", token, ttlMs: conn.leaseTtlMs, expiresAt: got.expires_at, grantedAt: got.acquired_at } as const, audit };
   }
 
   /**
    * Extends the lease held by `node` with `token` if it has not expired by
    * the database clock and the node is still eligible; undefined otherwise.
-   * Fenced like a grant.
+   * Renewals are group-committed: a call joins the batch that the next
+   * flush writes (see renewMany), so concurrent renewals share one fenced
+   * transaction and one commit. Throws FencedError for the whole batch when
+   * this instance holds no current term.
    */
-  async renew(connection: string, node: string, token: number): Promise<{ token: number; ttlMs: number; expiresAt: Date } | undefined> {
+  renew(connection: string, node: string, token: number): Promise<VpnRenewed | undefined> {
+    return new Promise((resolve, reject) => {
+      this.renewQueue.push({ request: { connection, node, token }, resolve, reject });
+      if (!this.renewing) this.drainRenewals();
+    });
+  }
+
+  /**
+   * Renews many leases in one fenced transaction: the connections and the
+   * callers' eligibility facts are read in bulk, then one UPDATE extends
+   * every lease whose holder and token still match and whose expiry by the
+   * database clock has not passed (each row's own clock_timestamp()). The
+   * answer is per request, in order: a stale token fails only its own.
+   */
+  async renewMany(requests: readonly VpnRenewRequest[]): Promise<Array<VpnRenewed | undefined>> {
+    if (requests.length === 0) return [];
     return this.authority.runFenced(async (db) => {
-      const cr = await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = $1`, [connection]);
-      const conn = cr.rows[0] === undefined ? undefined : connOf(cr.rows[0]);
-      if (conn === undefined) return undefined;
-      if (!vpnEligibility(conn, node, (await vpnNodeFacts(db, [node], conn.namespace)).get(node)).eligible) return undefined;
-      const r = await db.query<{ expires_at: Date }>(
-        `UPDATE vpn_leases SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => $4::double precision / 1000), renewals = renewals + 1
-          WHERE connection = $1 AND holder = $2 AND token = $3 AND expires_at > clock_timestamp() RETURNING expires_at`,
-        [connection, node, token, conn.leaseTtlMs],
+      const conns = new Map(
+        (await db.query<ConnRowDb>(`SELECT ${CONN_COLUMNS} FROM vpn_connections WHERE connection = ANY($1::text[])`, [[...new Set(requests.map((r) => r.connection))]])).rows.map((r) => [r.connection, connOf(r)]),
       );
-      const row = r.rows[0];
-      return row === undefined ? undefined : { token, ttlMs: conn.leaseTtlMs, expiresAt: row.expires_at };
+      // Roles count for the connection's organization: one facts read per namespace.
+      const byNamespace = new Map<string, Set<string>>();
+      for (const r of requests) {
+        const c = conns.get(r.connection);
+        if (c !== undefined) byNamespace.set(c.namespace, (byNamespace.get(c.namespace) ?? new Set()).add(r.node));
+      }
+      const facts = new Map<string, Map<string, VpnNodeFacts>>();
+      for (const [ns, nodes] of byNamespace) facts.set(ns, await vpnNodeFacts(db, [...nodes], ns));
+      const key = (r: VpnRenewRequest): string => `${r.connection}\n${r.node}\n${r.token}`;
+      const wanted = new Map<string, VpnRenewRequest & { ttlMs: number }>();
+      for (const r of requests) {
+        const c = conns.get(r.connection);
+        if (c === undefined || !vpnEligibility(c, r.node, facts.get(c.namespace)?.get(r.node)).eligible) continue;
+        wanted.set(key(r), { ...r, ttlMs: c.leaseTtlMs });
+      }
+      const todo = [...wanted.values()].sort((a, b) => (a.connection < b.connection ? -1 : a.connection > b.connection ? 1 : 0));
+      const done = new Map<string, VpnRenewed>();
+      if (todo.length > 0) {
+        const up = await db.query<{ connection: string; holder: string; token: string; expires_at: Date; ttl_ms: number }>(
+          `UPDATE vpn_leases AS l SET renewed_at = clock_timestamp(), expires_at = clock_timestamp() + make_interval(secs => r.ttl_ms::double precision / 1000), renewals = l.renewals + 1
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[]) AS r(connection, holder, token, ttl_ms)
+            WHERE l.connection = r.connection AND l.holder = r.holder AND l.token = r.token AND l.expires_at > clock_timestamp()
+            RETURNING l.connection, l.holder, l.token, l.expires_at, r.ttl_ms`,
+          [todo.map((r) => r.connection), todo.map((r) => r.node), todo.map((r) => r.token), todo.map((r) => r.ttlMs)],
+        );
+        for (const x of up.rows) done.set(key({ connection: x.connection, node: x.holder, token: Number(x.token) }), { token: Number(x.token), ttlMs: x.ttl_ms, expiresAt: x.expires_at });
+      }
+      return requests.map((r) => done.get(key(r)));
+    });
+  }
+
+  /** Writes queued renewals, one batch at a time, until none is left. */
+  private drainRenewals(): void {
+    this.renewing = true;
+    // Let the renewals that arrive in the same turn join the first batch.
+    setImmediate(() => {
+      void (async () => {
+        while (this.renewQueue.length > 0) {
+          const batch = this.renewQueue.splice(0, MAX_RENEW_BATCH);
+          try {
+            this.renewBatches++;
+            const out = await this.renewMany(batch.map((b) => b.request));
+            batch.forEach((b, i) => b.resolve(out[i]));
+          } catch (err) {
+            for (const b of batch) b.reject(err);
+          }
+        }
+        this.renewing = false;
+      })();
     });
   }
 

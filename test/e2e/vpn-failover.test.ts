@@ -28,7 +28,8 @@ const CONN = VpnRig.CONN;
 
 describe("e2e: VPN failover between real agents in network namespaces, real WireGuard to a remote site", function () {
   this.timeout(300_000);
-  const rig = new VpnRig("afw", TTL_MS);
+  // Parallel runs on one host need distinct prefixes (2-6 lowercase letters).
+  const rig = new VpnRig(process.env.VPN_E2E_PREFIX ?? "afw", TTL_MS);
   const failWith = (err: unknown): never => {
     throw new Error(`${(err as Error).message}\n${rig.diagnostics()}`);
   };

@@ -161,12 +161,20 @@ describe("VPN leases over the agent API: refusals, credentials, snapshots, hosti
     for (const r of wrong) assert.deepEqual([r.status, r.code], [403, "NotHolder"], r.message);
     assert.equal(await auditCount("vpn.credential.fetched"), 1);
     assert.equal(await auditCount("vpn.credential.refused"), 5);
-    // Renew with the right token works, with a stale one is LeaseLost; after release the credential is refused.
+    // Renewals sent together (group-committed by the store): the right token works; a stale token and
+    // another node's renewal are LeaseLost on their own; the lease counts one renewal. After release
+    // the credential is refused.
     const lc = new VpnLeaseClient(c("good-1"));
-    const stale = await post(c("good-1"), "/v1/vpn/lease/renew", { connection: conn, token: token + 7 });
-    assert.deepEqual([stale.status, stale.code], [409, "LeaseLost"]);
-    const renewed = await lc.renew({ connection: conn, token, ttlMs: 5000, sentAt: performance.now(), deadline: performance.now() + 3000 });
+    const renewalsBefore = (await p.cp.db.pool.query<{ renewals: number }>("SELECT renewals FROM vpn_leases WHERE connection = $1", [conn])).rows[0]!.renewals;
+    const [renewed, stale, notHolder] = await Promise.all([
+      lc.renew({ connection: conn, token, ttlMs: 5000, sentAt: performance.now(), deadline: performance.now() + 3000 }),
+      post(c("good-1"), "/v1/vpn/lease/renew", { connection: conn, token: token + 7 }),
+      post(c("good-2"), "/v1/vpn/lease/renew", { connection: conn, token }),
+    ]);
     assert.equal(renewed.kind, "renewed");
+    assert.deepEqual([stale.status, stale.code], [409, "LeaseLost"]);
+    assert.deepEqual([notHolder.status, notHolder.code], [409, "LeaseLost"]);
+    assert.equal((await p.cp.db.pool.query<{ renewals: number }>("SELECT renewals FROM vpn_leases WHERE connection = $1", [conn])).rows[0]!.renewals, renewalsBefore + 1);
     const other = await post(c("good-2"), "/v1/vpn/lease/release", { connection: conn, token });
     assert.deepEqual(other.body, { released: false });
     const rel = await post(c("good-1"), "/v1/vpn/lease/release", { connection: conn, token });

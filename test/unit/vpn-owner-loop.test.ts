@@ -13,7 +13,7 @@ import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { SignedSnapshot } from "../../lib/snapshot/format.js";
 import type { MembershipSync, SnapshotListener } from "../../agent/sync/snapshot-sync.js";
 import type { HeldSnapshot } from "../../agent/sync/status.js";
-import type { VpnLeaseApi } from "../../agent/vpn/api.js";
+import type { LeaseTransport } from "../../agent/vpn/lease-client.js";
 import type { DataPlane, OwnerClock } from "../../agent/vpn/owner.js";
 import { runVpnOwner } from "../../agent/vpn/vpn-loop.js";
 import { readVpnStatus } from "../../agent/vpn/vpn-status.js";
@@ -70,14 +70,17 @@ describe("vpn owner loop: one membership's owners driven by snapshots", () => {
       clean: async () => undefined,
     };
     let token = 0;
-    const api: VpnLeaseApi = {
-      acquire: async () => ({ granted: true, token: ++token, ttlMs: 3000 }),
-      renew: async (_c, t) => ({ token: t, ttlMs: 3000 }),
-      release: async (c, t) => void events.push(`release ${c} ${t}`),
-      credential: async () => CRED,
+    const transport: LeaseTransport = {
+      request: async <T>(_m: string, path: string, body?: unknown) => {
+        const b = body as { connection: string; token: number };
+        const call = path.split("/").pop();
+        if (call === "release") events.push(`release ${b.connection} ${b.token}`);
+        const answer = call === "acquire" ? { granted: true, token: ++token, ttlMs: 3000 } : call === "renew" ? { token: b.token, ttlMs: 3000 } : call === "release" ? { released: true } : { token: b.token, credential: CRED };
+        return { status: 200, body: answer as T };
+      },
     };
     const clock = new ManualClock();
-    const vpn = runVpnOwner(sync, { log: logger("vpn-loop-test"), dataPlane: dp, api, clock, send: async (r) => void reports.push(r), interfacePrefix: "afw" });
+    const vpn = runVpnOwner(sync, { log: logger("vpn-loop-test"), dataPlane: dp, transport, clock, send: async (r) => void reports.push(r), interfacePrefix: "afw" });
     const offer = async (assignments: unknown[]): Promise<void> => {
       listener?.({ payload: { vpn: { assignments } } } as unknown as SignedSnapshot, {} as HeldSnapshot);
       await flush();

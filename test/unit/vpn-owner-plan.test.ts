@@ -5,7 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { parseCredential } from "../../agent/vpn/credential.js";
-import { contendBlocker, contendDelayMs, deadlineOf, interfaceName, leaseMarginMs, planAssignments, renewIntervalMs, renewRetryMs } from "../../agent/vpn/plan.js";
+import { leaseDeadline } from "../../agent/vpn/lease-client.js";
+import { contendBlocker, contendDelayMs, interfaceName, planAssignments, renewIntervalMs, renewRetryMs } from "../../agent/vpn/plan.js";
+import { vpnDeadlineMarginMs } from "../../lib/agent-protocol.js";
 import { assignmentsOf, type VpnAssignment } from "../../agent/vpn/types.js";
 import { seeded } from "../support/random.js";
 
@@ -15,13 +17,13 @@ const CRED = `[Interface]\nPrivateKey = ${KEY}\nAddress = 10.99.0.2/32\n[Peer]\n
 
 describe("vpn owner plan: lease timing", () => {
   it("deadline = send time + ttl - max(1 s, ttl/10); renew every ttl/3", () => {
-    assert.equal(leaseMarginMs(3000), 1000);
-    assert.equal(leaseMarginMs(30_000), 3000);
-    assert.equal(deadlineOf(500, 3000), 2500);
-    assert.equal(deadlineOf(100, 30_000), 27_100);
+    assert.equal(vpnDeadlineMarginMs(3000), 1000);
+    assert.equal(vpnDeadlineMarginMs(30_000), 3000);
+    assert.equal(leaseDeadline(500, 3000), 2500);
+    assert.equal(leaseDeadline(100, 30_000), 27_100);
     assert.equal(renewIntervalMs(30_000), 10_000);
     // A renewal and one retry fit before the deadline, for any ttl the agent accepts (2 s .. 1 h).
-    for (const ttl of [2000, 3000, 10_000, 60_000, 3_600_000]) assert.ok(renewIntervalMs(ttl) + renewRetryMs(ttl) < deadlineOf(0, ttl), `ttl ${ttl}`);
+    for (const ttl of [2000, 3000, 10_000, 60_000, 3_600_000]) assert.ok(renewIntervalMs(ttl) + renewRetryMs(ttl) < leaseDeadline(0, ttl), `ttl ${ttl}`);
   });
 
   it("a lower preference always asks first, whatever the jitter (seeded)", () => {

@@ -1,12 +1,13 @@
 /**
  * The VPN owner of one connection (agent/vpn/owner.ts) on a fake monotonic
- * clock, with a scripted agent API and a recording data plane: contention
+ * clock, with the real lease client (agent/vpn/lease-client.ts) on that
+ * clock over a scripted agent API, and a recording data plane: contention
  * order, the local deadline (torn down at send time + ttl - margin even
  * while a renew hangs), LeaseLost, refusals, crashes, and stop.
  */
 import assert from "node:assert/strict";
 import { AgentApiRequestError } from "../../agent/http/client.js";
-import type { AcquireResult, VpnLeaseApi } from "../../agent/vpn/api.js";
+import { VpnLeaseClient, type LeaseTransport } from "../../agent/vpn/lease-client.js";
 import { ConnectionOwner, type DataPlane, type OwnerClock } from "../../agent/vpn/owner.js";
 import type { VpnAssignment } from "../../agent/vpn/types.js";
 import type { Availability, TunnelRef, TunnelSpec } from "../../agent/vpn/wireguard.js";
@@ -66,21 +67,24 @@ function deferred<T>(): Deferred<T> {
 const CRED = "[Interface]\nPrivateKey = OKXcyhb/PJjsT0C8aQSHPqnkCmLoSSKyyI5BPD6r8Xw=\nAddress = 10.99.0.2/32\n[Peer]\nPublicKey = QbHx3wCzI5TeceYzqDvx2ifCuBmKCT5TF3qfTiXUBmA=\nEndpoint = 10.88.0.2:51820\nAllowedIPs = 10.20.0.0/16\n";
 const A: VpnAssignment = { connection: "org-a/exit", mode: "Exit", preference: 0, routes: [{ destination: "10.20.0.0/16", action: "Route", metric: 10 }], leaseTtlMs: 3000, hasCredentialRef: true, enabled: true };
 
-/** A scripted API: each call is logged with its clock time; answers come from the handlers. */
+/** A scripted agent API under the real lease client: each call is logged with its clock time; answers (wire bodies) come from the handlers. */
 function fakeApi(clock: FakeClock, events: string[]) {
   const h = {
-    acquire: (): Promise<AcquireResult> => Promise.resolve({ granted: true, token: 5, ttlMs: 3000 }),
-    renew: (_c: string, token: number): Promise<{ token: number; ttlMs: number }> => Promise.resolve({ token, ttlMs: 3000 }),
-    release: (): Promise<void> => Promise.resolve(),
-    credential: (): Promise<string> => Promise.resolve(CRED),
+    acquire: (): Promise<unknown> => Promise.resolve({ granted: true, token: 5, ttlMs: 3000 }),
+    renew: (_c: string, token: number): Promise<unknown> => Promise.resolve({ token, ttlMs: 3000 }),
+    release: (): Promise<unknown> => Promise.resolve({ released: true }),
+    credential: (_c: string, token: number): Promise<unknown> => Promise.resolve({ token, credential: CRED }),
   };
-  const api: VpnLeaseApi = {
-    acquire: (c) => (events.push(`${clock.t} acquire ${c}`), h.acquire()),
-    renew: (c, t) => (events.push(`${clock.t} renew ${t}`), h.renew(c, t)),
-    release: (c, t) => (events.push(`${clock.t} release ${t}`), h.release()),
-    credential: (c, t) => (events.push(`${clock.t} credential ${t}`), h.credential()),
+  const transport: LeaseTransport = {
+    request: async <T>(_m: string, path: string, body?: unknown) => {
+      const b = body as { connection: string; token: number };
+      const call = path.split("/").pop();
+      events.push(`${clock.t} ${call} ${call === "acquire" ? b.connection : b.token}`);
+      const answer = call === "acquire" ? h.acquire() : call === "renew" ? h.renew(b.connection, b.token) : call === "release" ? h.release() : h.credential(b.connection, b.token);
+      return { status: 200, body: (await answer) as T };
+    },
   };
-  return { api, h };
+  return { leases: new VpnLeaseClient(transport, { now: () => clock.now() }), h };
 }
 
 class FakeDataPlane implements DataPlane {
@@ -110,9 +114,9 @@ class FakeDataPlane implements DataPlane {
 function setup(a: VpnAssignment = A) {
   const clock = new FakeClock();
   const events: string[] = [];
-  const { api, h } = fakeApi(clock, events);
+  const { leases, h } = fakeApi(clock, events);
   const dp = new FakeDataPlane(clock, events);
-  const owner = new ConnectionOwner(a, "afwtest0", { api, dataPlane: dp, clock, log: logger("vpn-owner-test"), onChange: () => undefined });
+  const owner = new ConnectionOwner(a, "afwtest0", { leases, dataPlane: dp, clock, log: logger("vpn-owner-test"), onChange: () => undefined });
   return { clock, events, h, dp, owner };
 }
 
@@ -217,7 +221,7 @@ describe("vpn owner: one connection on a fake clock", () => {
 
   it("gives the lease back (teardown, then release) when the credential is unusable", async () => {
     const { clock, events, h, owner } = setup();
-    h.credential = () => Promise.resolve("[Interface]\nPostUp = rm -rf /\n");
+    h.credential = (_c, token) => Promise.resolve({ token, credential: "[Interface]\nPostUp = rm -rf /\n" });
     owner.start();
     await clock.advance(1000);
     assert.ok(!events.some((e) => e.includes(" up ")), "no bring-up with a bad credential");
