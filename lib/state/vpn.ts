@@ -529,7 +529,8 @@ export class VpnStore {
     return decide(this.authority, this.actor, async (db) => {
       const due = await db.query<{ connection: string }>("SELECT connection FROM vpn_leases WHERE holder IS NOT NULL AND expires_at <= now() ORDER BY expires_at LIMIT $1", [limit]);
       const ended: VpnEndedLease[] = [];
-      for (const r of due.rows) {
+      // Rows are locked in connection order, as the batched renewals and acquires lock them: no deadlock between them.
+      for (const r of [...due.rows].sort((a, b) => (a.connection < b.connection ? -1 : a.connection > b.connection ? 1 : 0))) {
         const e = await this.endLease(db, r.connection, "expired", false, undefined, true);
         if (e !== undefined) ended.push(e);
       }
