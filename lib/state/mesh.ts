@@ -267,14 +267,15 @@ export async function recordCandidateSets(db: pg.ClientBase, cluster: string, se
     if (set.length === 0) drop.push(node);
     else {
       keep.push(node);
-      lists.push(JSON.stringify(set));
+      // FabricNode names never hold a space (DNS subdomain names): one text per set, split in SQL, is far cheaper than a jsonb[].
+      lists.push(set.join(" "));
     }
   }
   if (drop.length > 0) await db.query("DELETE FROM mesh_candidate_sets WHERE node = ANY($1)", [drop]);
   if (keep.length === 0) return;
   await db.query(
     `INSERT INTO mesh_candidate_sets (node, cluster, candidates)
-     SELECT m.node, $1, ARRAY(SELECT jsonb_array_elements_text(m.list)) FROM unnest($2::text[], $3::jsonb[]) AS m(node, list)
+     SELECT m.node, $1, string_to_array(m.list, ' ') FROM unnest($2::text[], $3::text[]) AS m(node, list)
      ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, candidates = EXCLUDED.candidates
      WHERE mesh_candidate_sets.cluster IS DISTINCT FROM EXCLUDED.cluster OR mesh_candidate_sets.candidates IS DISTINCT FROM EXCLUDED.candidates`,
     [cluster, keep, lists],
