@@ -31,6 +31,7 @@
  * directory.
  */
 import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
+import type { SnapshotMeshInbound, SnapshotMeshPeer } from "../../lib/snapshot/format.js";
 import { meshDirectoryOf, meshDirectoryVersion, recordCandidateSets } from "../../lib/state/mesh.js";
 import { inboundEntry, peerEntry, prepareDirectory, settingsFor, type MeshSets, type PreparedDirectory } from "./plan.js";
 import { MeshSetsCache } from "./sets-cache.js";
@@ -49,11 +50,36 @@ export interface MeshContributor extends SnapshotContributor {
   readonly cache: MeshDirectoryCacheStats;
 }
 
+/**
+ * A kept directory with the entries built from it so far. An entry is built
+ * once per directory, deep-frozen and shared by every payload listing that
+ * member: its canonical text is then written once, not once per lister
+ * (lib/snapshot/canonical-json.ts).
+ */
+interface Kept {
+  version: string;
+  prepared: PreparedDirectory;
+  sets: MeshSets;
+  peers: Map<string, SnapshotMeshPeer>;
+  inbound: Map<string, SnapshotMeshInbound>;
+}
+
+function deepFreeze<T extends object>(v: T): T {
+  for (const x of Object.values(v)) if (typeof x === "object" && x !== null) deepFreeze(x as object);
+  return Object.freeze(v);
+}
+
+function shared<T extends object>(entries: Map<string, T>, node: string, build: () => T): T {
+  let e = entries.get(node);
+  if (e === undefined) entries.set(node, (e = deepFreeze(build())));
+  return e;
+}
+
 /** Fills payload.meshPeers and payload.mesh; see the module comment. */
 export function createMeshContributor(setsCache = new MeshSetsCache()): MeshContributor {
-  const kept = new Map<string, { version: string; prepared: PreparedDirectory; sets: MeshSets }>();
+  const kept = new Map<string, Kept>();
   const stats: MeshDirectoryCacheStats = { hits: 0, reads: 0 };
-  const directoryFor = async (db: Parameters<SnapshotContributor["contribute"]>[0], cluster: string): Promise<{ prepared: PreparedDirectory; sets: MeshSets }> => {
+  const directoryFor = async (db: Parameters<SnapshotContributor["contribute"]>[0], cluster: string): Promise<Kept> => {
     const k = kept.get(cluster);
     if (k !== undefined && k.version === (await meshDirectoryVersion(db))) {
       stats.hits++;
@@ -65,7 +91,7 @@ export function createMeshContributor(setsCache = new MeshSetsCache()): MeshCont
     // Sets depend on what decides them, not on endpoint values or pins: an endpoint change or a renewal keeps them.
     const sets = setsCache.get(cluster, setsDigest(dir), () => prepared);
     // Keyed by the version this read saw, not by an earlier look.
-    const entry = { version: dir.version, prepared, sets };
+    const entry: Kept = { version: dir.version, prepared, sets, peers: new Map(), inbound: new Map() };
     kept.set(cluster, entry);
     stats.reads++;
     return entry;
@@ -77,7 +103,8 @@ export function createMeshContributor(setsCache = new MeshSetsCache()): MeshCont
       await contributor.contributeMany?.(db, ref.cluster, [ref], new Map([[ref.node, payload]]));
     },
     async contributeMany(db, cluster, refs, payloads) {
-      const { prepared: d, sets: all } = await directoryFor(db, cluster);
+      const k = await directoryFor(db, cluster);
+      const { prepared: d, sets: all } = k;
       const sets = new Map<string, string[]>();
       for (const ref of refs) {
         const p = payloads.get(ref.node);
@@ -87,14 +114,14 @@ export function createMeshContributor(setsCache = new MeshSetsCache()): MeshCont
         sets.set(ref.node, names);
         p.meshPeers = names.flatMap((n) => {
           const m = d.members.get(n);
-          return m === undefined ? [] : [peerEntry(cluster, m)];
+          return m === undefined ? [] : [shared(k.peers, n, () => peerEntry(cluster, m))];
         });
         const settings = active ? settingsFor(d, ref.node) : undefined;
         if (settings !== undefined) {
           p.mesh = settings;
           p.meshInbound = (all.inbound.get(ref.node) ?? []).flatMap((n) => {
             const m = d.members.get(n);
-            return m === undefined ? [] : [inboundEntry(m)];
+            return m === undefined ? [] : [shared(k.inbound, n, () => inboundEntry(m))];
           });
         } else {
           delete p.mesh;
