@@ -235,4 +235,35 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
       await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ('ra-entry-node', $1, 'm2', 'entry-node')", [gone]);
     }
   });
+  it("moves the directory version once per committing transaction that changes what the read returns, and not for a no-op write", async () => {
+    const node = m2[5] as string;
+    const v = async (): Promise<bigint> => BigInt(await meshDirectoryVersion(pool));
+    const start = await v();
+    await pool.query("UPDATE nodes SET membership = membership WHERE name = $1", [node]);
+    await pool.query("UPDATE node_identities SET public_key_fingerprint = public_key_fingerprint WHERE node = $1", [node]);
+    await pool.query("UPDATE clusters SET spec = spec WHERE name = 'm2'");
+    assert.equal(await v(), start, "rewriting the same values decides nothing");
+    const c = await pool.connect();
+    try {
+      await c.query("BEGIN");
+      await c.query("UPDATE mesh_node_facts SET zone = zone || '-moved' WHERE node = $1", [node]);
+      await c.query("UPDATE mesh_endpoints SET endpoints = ARRAY['10.2.7.7:4433'] WHERE node = $1", [node]);
+      assert.equal(await v(), start, "not visible before commit");
+      await c.query("COMMIT");
+    } finally {
+      c.release();
+    }
+    assert.equal(await v(), start + 1n, "two changes in one transaction: one bump");
+    await pool.query("UPDATE mesh_node_facts SET zone = replace(zone, '-moved', '') WHERE node = $1", [node]);
+    assert.equal(await v(), start + 2n);
+    const rolledBack = await pool.connect();
+    try {
+      await rolledBack.query("BEGIN");
+      await rolledBack.query("UPDATE nodes SET membership = 'Disabled' WHERE name = $1", [node]);
+      await rolledBack.query("ROLLBACK");
+    } finally {
+      rolledBack.release();
+    }
+    assert.equal(await v(), start + 2n, "a rolled-back change does not move it");
+  });
 });
