@@ -118,7 +118,7 @@ function pointerOf(stack: readonly Frame[]): string {
 export function canonicalize(value: unknown): string {
   const stack: Frame[] = [];
   try {
-    return walk(value, stack);
+    return walk(value, stack, true).text;
   } catch (err) {
     if (!(err instanceof Failure)) throw err;
     throw new CanonicalizeError(err.code, pointerOf(stack), err.reason);
@@ -134,12 +134,26 @@ function writeString(s: string): string {
 }
 
 /**
+ * The canonical text of frozen objects and arrays whose nested objects and
+ * arrays are all frozen too: nothing in them can change, so their text is
+ * written once and reused (a snapshot builder shares one frozen peer entry
+ * among the payloads of every node listing that peer).
+ */
+const frozenText = new WeakMap<object, string>();
+
+/**
  * Writes `root` depth-first: a scalar is written at once, an array or object
  * opens a frame; then the top frame yields its next member, or closes. The
- * output is built in one string, in order.
+ * output is built in one string, in order. With `memo`, a frozen object or
+ * array is written by a nested walk over the same stack (so error pointers
+ * stay whole; the nested walk does not memoise, so nesting stays one level)
+ * and its text kept when everything in it was frozen. `frozen` tells whether
+ * every object and array written was frozen.
  */
-function walk(root: unknown, stack: Frame[]): string {
+function walk(root: unknown, stack: Frame[], memo: boolean): { text: string; frozen: boolean } {
+  const base = stack.length;
   const ancestors = new Set<object>();
+  let frozen = true;
   let out = "";
   let value: unknown = root;
   for (;;) {
@@ -161,7 +175,18 @@ function walk(root: unknown, stack: Frame[]): string {
           out += "null";
           break;
         }
+        if (memo && Object.isFrozen(value)) {
+          let text = frozenText.get(value);
+          if (text === undefined) {
+            const inner = walk(value, stack, false);
+            text = inner.text;
+            if (inner.frozen) frozenText.set(value, text);
+          }
+          out += text;
+          break;
+        }
         if (ancestors.has(value)) throw new Failure("Circular", "circular reference");
+        if (!Object.isFrozen(value)) frozen = false;
         if (Array.isArray(value)) {
           out += "[";
           stack.push({ container: value, keys: undefined, next: 0, wrote: false });
@@ -184,8 +209,8 @@ function walk(root: unknown, stack: Frame[]): string {
 
     // The next value to write: the next member of the innermost open container.
     for (;;) {
-      const top = stack[stack.length - 1];
-      if (top === undefined) return out;
+      if (stack.length === base) return { text: out, frozen };
+      const top = stack[stack.length - 1] as Frame;
       const { keys } = top;
       if (keys === undefined) {
         const list = top.container as unknown[];

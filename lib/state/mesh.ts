@@ -191,57 +191,48 @@ interface MemberDb {
   fingerprint: string | null;
 }
 
-/** A directory as read from PostgreSQL, with the digest of exactly what was read. */
+/** A directory as read from PostgreSQL, with the directory version it was read at. */
 export interface StoredMeshDirectory extends MeshDirectory {
   /**
-   * sha256 (hex) of the cluster's spec and every member row as read, in name
-   * order: equal digests mean equal directories (see {@link meshDirectoryDigest}).
+   * The directory version (migrations/025_mesh_directory_version.sql) read
+   * in the same statement as the rows: while {@link meshDirectoryVersion}
+   * still returns it, no committed change altered what this read returned.
    */
-  digest: string;
+  version: string;
 }
 
-// The member rows of cluster $1 (mesh roles $2), and the digest of those rows
-// and of the cluster's spec. Every column a member row maps to is in `m`, so
-// the digest covers everything meshDirectoryOf returns.
-const MEMBERS_CTE = `
-  mr AS (
-    SELECT node, array_agg(DISTINCT role ORDER BY role) AS roles FROM node_roles
-     WHERE cluster = $1 AND role = ANY($2::text[]) GROUP BY node),
-  m AS MATERIALIZED (
-    SELECT n.name AS node, f.node_class, f.region, f.zone, mr.roles, e.endpoints, e.reachable, e.relay_capable, i.public_key_fingerprint AS fingerprint
-      FROM mr
-      JOIN nodes n ON n.name = mr.node AND n.cluster = $1 AND n.membership = 'Active'
-      LEFT JOIN mesh_node_facts f ON f.node = n.name
-      LEFT JOIN mesh_endpoints e ON e.node = n.name AND e.cluster = $1
-      LEFT JOIN node_identities i ON i.node = n.name AND i.status = 'active'),
-  d AS (
-    SELECT (SELECT spec FROM clusters WHERE name = $1) AS spec,
-           encode(sha256(convert_to(coalesce((SELECT spec::text FROM clusters WHERE name = $1), '') || E'\\n'
-             || coalesce((SELECT string_agg(m::text, E'\\n' ORDER BY m.node) FROM m), ''), 'UTF8')), 'hex') AS digest)`;
-
 /**
- * The digest of a cluster's directory as it is now (one statement, no rows
- * returned): equal to the `digest` of a {@link meshDirectoryOf} read exactly
- * when the directory is what that read returned. Lets a reader keep a
- * prepared directory across transactions without ever serving a stale one.
+ * The directory version as it is now: a counter bumped at commit by every
+ * transaction that changes a member's node row, roles, active identity,
+ * facts, endpoints (not load alone) or a cluster's spec. One row read; lets
+ * a reader keep a prepared directory across transactions without ever
+ * serving a stale one.
  */
-export async function meshDirectoryDigest(db: pg.ClientBase | pg.Pool, cluster: string): Promise<string> {
-  const r = await db.query<{ digest: string }>(`WITH ${MEMBERS_CTE} SELECT digest FROM d`, [cluster, MESH_ROLES]);
-  return r.rows[0]?.digest ?? "";
+export async function meshDirectoryVersion(db: pg.ClientBase | pg.Pool): Promise<string> {
+  const r = await db.query<{ version: string }>("SELECT version::text AS version FROM mesh_directory_version");
+  return r.rows[0]?.version ?? "";
 }
 
 /**
  * Reads a cluster's mesh directory in one statement (one snapshot of the
- * database), members sorted by name, with the digest of what was read.
+ * database), members sorted by name, with the directory version it was read at.
  */
 export async function meshDirectoryOf(db: pg.ClientBase | pg.Pool, cluster: string): Promise<StoredMeshDirectory> {
-  // Row 0 carries the spec and the digest, the others the members.
-  const r = await db.query<MemberDb & { part: number; spec: unknown; digest: string | null }>(
-    `WITH ${MEMBERS_CTE}
-     SELECT 0 AS part, d.spec, d.digest, NULL AS node, NULL AS node_class, NULL AS region, NULL AS zone, NULL::text[] AS roles,
-            NULL::text[] AS endpoints, NULL::boolean AS reachable, NULL::boolean AS relay_capable, NULL AS fingerprint FROM d
+  // Row 0 carries the spec and the version, the others the members.
+  const r = await db.query<MemberDb & { part: number; spec: unknown; version: string | null }>(
+    `WITH mr AS (
+       SELECT node, array_agg(DISTINCT role ORDER BY role) AS roles FROM node_roles
+        WHERE cluster = $1 AND role = ANY($2::text[]) GROUP BY node)
+     SELECT 0 AS part, (SELECT spec FROM clusters WHERE name = $1) AS spec, (SELECT version::text FROM mesh_directory_version) AS version,
+            NULL AS node, NULL AS node_class, NULL AS region, NULL AS zone, NULL::text[] AS roles,
+            NULL::text[] AS endpoints, NULL::boolean AS reachable, NULL::boolean AS relay_capable, NULL AS fingerprint
      UNION ALL
-     SELECT 1, NULL, NULL, m.node, m.node_class, m.region, m.zone, m.roles, m.endpoints, m.reachable, m.relay_capable, m.fingerprint FROM m
+     SELECT 1, NULL, NULL, n.name, f.node_class, f.region, f.zone, mr.roles, e.endpoints, e.reachable, e.relay_capable, i.public_key_fingerprint
+       FROM mr
+       JOIN nodes n ON n.name = mr.node AND n.cluster = $1 AND n.membership = 'Active'
+       LEFT JOIN mesh_node_facts f ON f.node = n.name
+       LEFT JOIN mesh_endpoints e ON e.node = n.name AND e.cluster = $1
+       LEFT JOIN node_identities i ON i.node = n.name AND i.status = 'active'
      ORDER BY part, node`,
     [cluster, MESH_ROLES],
   );
@@ -249,7 +240,7 @@ export async function meshDirectoryOf(db: pg.ClientBase | pg.Pool, cluster: stri
   return {
     cluster,
     policy: peerPolicyOf(head?.spec),
-    digest: head?.digest ?? "",
+    version: head?.version ?? "",
     members: r.rows.slice(1).map((x) => ({
       node: x.node,
       nodeClass: x.node_class ?? "standard",
@@ -276,14 +267,15 @@ export async function recordCandidateSets(db: pg.ClientBase, cluster: string, se
     if (set.length === 0) drop.push(node);
     else {
       keep.push(node);
-      lists.push(JSON.stringify(set));
+      // FabricNode names never hold a space (DNS subdomain names): one text per set, split in SQL, is far cheaper than a jsonb[].
+      lists.push(set.join(" "));
     }
   }
   if (drop.length > 0) await db.query("DELETE FROM mesh_candidate_sets WHERE node = ANY($1)", [drop]);
   if (keep.length === 0) return;
   await db.query(
     `INSERT INTO mesh_candidate_sets (node, cluster, candidates)
-     SELECT m.node, $1, ARRAY(SELECT jsonb_array_elements_text(m.list)) FROM unnest($2::text[], $3::jsonb[]) AS m(node, list)
+     SELECT m.node, $1, string_to_array(m.list, ' ') FROM unnest($2::text[], $3::text[]) AS m(node, list)
      ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, candidates = EXCLUDED.candidates
      WHERE mesh_candidate_sets.cluster IS DISTINCT FROM EXCLUDED.cluster OR mesh_candidate_sets.candidates IS DISTINCT FROM EXCLUDED.candidates`,
     [cluster, keep, lists],

@@ -180,7 +180,9 @@ export async function storedMeta(db: pg.ClientBase, nodes: readonly string[]): P
  * sliced by offset and length in SQL, instead of a bytea[] literal that is
  * hex-encoded here and parsed element by element by PostgreSQL (that alone
  * was ~40% of the statement); times go as epoch milliseconds, not as
- * timestamp text.
+ * timestamp text. The rows are read from the parameters once and the serials
+ * from their own unnest: a CTE read twice is materialised, and with ~5 KB
+ * snapshots that spilled every batch's bytes to a temporary file.
  */
 export async function writeSnapshots(db: pg.ClientBase, rows: readonly SnapshotWrite[], opts: { notify?: boolean } = {}): Promise<void> {
   if (rows.length === 0) return;
@@ -193,17 +195,15 @@ export async function writeSnapshots(db: pg.ClientBase, rows: readonly SnapshotW
     at += r.bytes.length;
   }
   await db.query(
-    `WITH u AS (
-       SELECT c, n, s, t, ph, h, substring($7::bytea FROM o + 1 FOR l) AS b,
-              timestamptz 'epoch' + i * interval '1 millisecond' AS i, timestamptz 'epoch' + e * interval '1 millisecond' AS e
-         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])
-           AS u(c, n, s, t, ph, h, o, l, i, e)
-     ), serials AS (
-       INSERT INTO node_snapshot_serials (node, serial) SELECT n, s FROM u
+    `WITH serials AS (
+       INSERT INTO node_snapshot_serials (node, serial) SELECT n, s FROM unnest($2::text[], $3::bigint[]) AS v(n, s)
        ON CONFLICT (node) DO UPDATE SET serial = greatest(node_snapshot_serials.serial, EXCLUDED.serial)
      )
      INSERT INTO node_snapshots (cluster, node, serial, term, payload_hash, hash, bytes, issued_at, expires_at, refresh_at)
-     SELECT c, n, s, t, ph, h, b, i, e, i + (e - i) / 2 FROM u
+     SELECT c, n, s, t, ph, h, substring($7::bytea FROM o + 1 FOR l), i, e, i + (e - i) / 2
+       FROM (SELECT c, n, s, t, ph, h, o, l, timestamptz 'epoch' + i * interval '1 millisecond' AS i, timestamptz 'epoch' + e * interval '1 millisecond' AS e
+               FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $8::int[], $9::int[], $10::bigint[], $11::bigint[])
+                 AS u(c, n, s, t, ph, h, o, l, i, e)) AS u
      ON CONFLICT (node) DO UPDATE SET cluster = EXCLUDED.cluster, serial = EXCLUDED.serial, term = EXCLUDED.term,
        payload_hash = EXCLUDED.payload_hash, hash = EXCLUDED.hash, bytes = EXCLUDED.bytes,
        issued_at = EXCLUDED.issued_at, expires_at = EXCLUDED.expires_at, refresh_at = EXCLUDED.refresh_at, change_seq = nextval('node_snapshots_change_seq')`,

@@ -18,7 +18,7 @@ import { createMeshContributor } from "../../controllers/mesh/snapshot.js";
 import { logger } from "../../lib/log.js";
 import type { SignedSnapshot, SnapshotPayload } from "../../lib/snapshot/format.js";
 import { clusterSerials } from "../../lib/state/snapshots.js";
-import { DEFAULT_PEER_POLICY, meshDirectoryDigest, meshDirectoryOf, writeMeshReports } from "../../lib/state/mesh.js";
+import { DEFAULT_PEER_POLICY, meshDirectoryOf, meshDirectoryVersion, writeMeshReports } from "../../lib/state/mesh.js";
 import { eventually, tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 
@@ -189,7 +189,7 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
     assert.deepEqual(await clusterSerials(pool, "m1"), after);
   });
 
-  it("reuses a kept directory only while its digest is current: a removed node never reaches a snapshot from the cache", async () => {
+  it("reuses a kept directory only while the directory version has not moved: a removed node never reaches a snapshot from the cache", async () => {
     const mesh = createMeshContributor();
     const build = async (nodes: string[]): Promise<Map<string, string[]>> => {
       const payloads = new Map(nodes.map((n) => [n, { roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] } as unknown as SnapshotPayload]));
@@ -203,10 +203,13 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
       }
       return new Map([...payloads].map(([n, p]) => [n, p.meshPeers.map((x) => x.node)]));
     };
-    // The digest of a read is the digest of the directory as it is now.
+    // A read carries the directory version it saw; a load-only report does not move it.
     const read = await meshDirectoryOf(pool, "m2");
-    assert.match(read.digest, /^[0-9a-f]{64}$/);
-    assert.equal(await meshDirectoryDigest(pool, "m2"), read.digest);
+    assert.match(read.version, /^[0-9]+$/);
+    assert.equal(await meshDirectoryVersion(pool), read.version);
+    const loadOnly = await writeMeshReports(pool, [{ node: m2[3] as string, cluster: "m2", endpoints: (read.members.find((m) => m.node === m2[3])?.endpoints ?? []), reachable: true, relayCapable: false, load: 0.9 }]);
+    assert.deepEqual(loadOnly.directoryChanged, []);
+    assert.equal(await meshDirectoryVersion(pool), read.version);
     // Two "batches" of one drain: the second reuses the prepared directory.
     const first = await build(m2.slice(0, 4));
     const second = await build(m2.slice(4));
@@ -216,7 +219,7 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
     // Revoke the grant of one node: the next batch must read again and list it nowhere.
     await pool.query("DELETE FROM node_roles WHERE node = $1", [gone]);
     try {
-      assert.notEqual(await meshDirectoryDigest(pool, "m2"), read.digest);
+      assert.ok(BigInt(await meshDirectoryVersion(pool)) > BigInt(read.version), "revoking a mesh role moves the directory version");
       const after = await build(m2.slice(0, 7));
       assert.deepEqual(mesh.cache, { hits: 1, reads: 2 });
       for (const [n, peers] of after) assert.ok(!peers.includes(gone) && peers.length === 6, `${n} lists ${peers.join(",")}`);
@@ -231,5 +234,36 @@ describe("mesh peer directory: candidate sets in signed snapshots", function () 
     } finally {
       await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ('ra-entry-node', $1, 'm2', 'entry-node')", [gone]);
     }
+  });
+  it("moves the directory version once per committing transaction that changes what the read returns, and not for a no-op write", async () => {
+    const node = m2[5] as string;
+    const v = async (): Promise<bigint> => BigInt(await meshDirectoryVersion(pool));
+    const start = await v();
+    await pool.query("UPDATE nodes SET membership = membership WHERE name = $1", [node]);
+    await pool.query("UPDATE node_identities SET public_key_fingerprint = public_key_fingerprint WHERE node = $1", [node]);
+    await pool.query("UPDATE clusters SET spec = spec WHERE name = 'm2'");
+    assert.equal(await v(), start, "rewriting the same values decides nothing");
+    const c = await pool.connect();
+    try {
+      await c.query("BEGIN");
+      await c.query("UPDATE mesh_node_facts SET zone = zone || '-moved' WHERE node = $1", [node]);
+      await c.query("UPDATE mesh_endpoints SET endpoints = ARRAY['10.2.7.7:4433'] WHERE node = $1", [node]);
+      assert.equal(await v(), start, "not visible before commit");
+      await c.query("COMMIT");
+    } finally {
+      c.release();
+    }
+    assert.equal(await v(), start + 1n, "two changes in one transaction: one bump");
+    await pool.query("UPDATE mesh_node_facts SET zone = replace(zone, '-moved', '') WHERE node = $1", [node]);
+    assert.equal(await v(), start + 2n);
+    const rolledBack = await pool.connect();
+    try {
+      await rolledBack.query("BEGIN");
+      await rolledBack.query("UPDATE nodes SET membership = 'Disabled' WHERE name = $1", [node]);
+      await rolledBack.query("ROLLBACK");
+    } finally {
+      rolledBack.release();
+    }
+    assert.equal(await v(), start + 2n, "a rolled-back change does not move it");
   });
 });

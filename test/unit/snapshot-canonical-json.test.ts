@@ -136,4 +136,31 @@ describe("canonical json (RFC 8785)", () => {
     const shared = { k: 1 };
     assert.equal(canonicalize({ a: shared, b: [shared, shared] }), '{"a":{"k":1},"b":[{"k":1},{"k":1}]}');
   });
+
+  describe("frozen values (written once, then reused)", () => {
+    it("writes a deep-frozen value as the same bytes as its unfrozen copy, every time", () => {
+      const entry = Object.freeze({ node: "c.n-1", endpoints: Object.freeze(["10.0.0.1:4433"]), pin: "sha256:ab" });
+      const plain = { node: "c.n-1", endpoints: ["10.0.0.1:4433"], pin: "sha256:ab" };
+      const want = canonicalize({ a: [plain, plain], b: plain });
+      assert.equal(canonicalize({ a: [entry, entry], b: entry }), want);
+      assert.equal(canonicalize({ a: [entry, entry], b: entry }), want);
+      assert.equal(canonicalize(entry), canonicalize(plain));
+    });
+
+    it("never reuses the text of a frozen object whose nested array can still change", () => {
+      const endpoints = ["10.0.0.1:4433"];
+      const entry = Object.freeze({ node: "c.n-1", endpoints });
+      assert.equal(canonicalize([entry]), '[{"endpoints":["10.0.0.1:4433"],"node":"c.n-1"}]');
+      endpoints.push("10.0.0.2:4433");
+      assert.equal(canonicalize([entry]), '[{"endpoints":["10.0.0.1:4433","10.0.0.2:4433"],"node":"c.n-1"}]');
+    });
+
+    it("reports an error inside a frozen value with its whole pointer, and a cycle through it", () => {
+      const bad = Object.freeze({ port: Number.NaN });
+      assert.throws(() => canonicalize({ peers: [{ ok: 1 }, bad] }), (err: unknown) => err instanceof CanonicalizeError && err.code === "NonFiniteNumber" && err.path === "/peers/1/port");
+      const outer: { inner?: object } = {};
+      outer.inner = Object.freeze({ back: outer });
+      assert.throws(() => canonicalize(outer), (err: unknown) => err instanceof CanonicalizeError && err.code === "Circular");
+    });
+  });
 });
