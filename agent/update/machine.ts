@@ -16,18 +16,12 @@
  * steps, start through the supervisor, health check), so tests can crash
  * the machine in every state with a real file system.
  */
+import type { SnapshotReleaseAssignment } from "../../lib/snapshot/format.js";
 import { slotName, WorkloadSlots } from "./slots.js";
 import { freshRecord, loadRecord, MAX_BLOCKED, saveRecord, type Migration, type UpdateRecord, type UpdateState, type UpdateTarget } from "./state.js";
 
 /** The assignment the snapshot names for this workload (its envelope still to verify). */
-export interface Assignment {
-  workload: string;
-  channel: string;
-  component: string;
-  version: string;
-  envelope: unknown;
-  artifact: { os: string; arch: string; length: number; sha256: string };
-}
+export type Assignment = SnapshotReleaseAssignment;
 
 /** What a verified manifest gives the machine. */
 export interface VerifiedRelease {

@@ -7,6 +7,7 @@
  * `current` link names (the slot layout is the truth about what can run).
  */
 import { readFile } from "node:fs/promises";
+import type { ReleaseMigration } from "../../lib/release/manifest.js";
 import { moveAside, writeFileAtomic } from "../state/atomic-file.js";
 
 export const STATE_FILE = "state.json";
@@ -32,14 +33,7 @@ export type UpdateState =
   | "fenced";
 
 /** A node-local migration declared by a verified manifest. */
-export interface Migration {
-  from: string;
-  to: string;
-  preflight: string;
-  backup: string;
-  rollback: string;
-  downgrade: boolean;
-}
+export type Migration = ReleaseMigration;
 
 /** The version an update moves to, from a verified manifest. */
 export interface UpdateTarget {

@@ -8,6 +8,7 @@
  * changed, in the same transaction.
  */
 import type pg from "pg";
+import type { SnapshotReleaseAssignment } from "../snapshot/format.js";
 import { canonicalJson } from "../canonical-json.js";
 import { markNodesDirty } from "../snapshot/contributors.js";
 import { decide, type AuditEntry, type Fence } from "./fenced.js";
@@ -22,14 +23,7 @@ export interface AssignmentRow {
 }
 
 /** An assignment as it goes into a node's snapshot (payload.releaseUpdates.assignments). */
-export interface SnapshotAssignment {
-  workload: string;
-  channel: string;
-  component: string;
-  version: string;
-  envelope: unknown;
-  artifact: { os: string; arch: string; length: number; sha256: string };
-}
+export type SnapshotAssignment = SnapshotReleaseAssignment;
 
 /** One workload of an agent's `updates` report. */
 export interface UpdateReportItem {
