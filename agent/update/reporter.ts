@@ -7,6 +7,7 @@
  */
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
+import { LatestReportSender } from "../sync/latest-report.js";
 import type { UpdateRecord } from "./state.js";
 
 /** Status kind of update reports. */
@@ -34,51 +35,8 @@ export function updatesBody(records: readonly UpdateRecord[]): { workloads: Reco
 }
 
 /** See the module comment. */
-export class UpdateReporter {
-  private version = 0;
-  private sentJson = "";
-  private latest: UpdateRecord[] | undefined;
-  private sending: Promise<void> | undefined;
-  private retry: NodeJS.Timeout | undefined;
-  private closed = false;
-
-  constructor(private readonly o: { send: (r: StatusReport) => Promise<void>; log: Logger; retryMs?: number }) {}
-
-  update(records: UpdateRecord[]): void {
-    this.latest = records;
-    void this.flush();
-  }
-
-  async flush(): Promise<void> {
-    while (this.sending !== undefined) await this.sending;
-    if (this.latest === undefined || this.closed) return;
-    const body = updatesBody(this.latest);
-    const json = JSON.stringify(body);
-    if (json === this.sentJson) return;
-    this.version = Math.max(Date.now(), this.version + 1);
-    const report: StatusReport = { version: this.version, body };
-    this.sending = (async () => {
-      try {
-        await this.o.send(report);
-        this.sentJson = json;
-      } catch (err) {
-        this.o.log.warn("update status report failed; will retry", { err });
-        if (this.retry === undefined && !this.closed) {
-          this.retry = setTimeout(() => {
-            this.retry = undefined;
-            void this.flush();
-          }, this.o.retryMs ?? 5000);
-          this.retry.unref();
-        }
-      } finally {
-        this.sending = undefined;
-      }
-    })();
-    await this.sending;
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.retry !== undefined) clearTimeout(this.retry);
+export class UpdateReporter extends LatestReportSender<UpdateRecord[]> {
+  constructor(o: { send: (r: StatusReport) => Promise<void>; log: Logger; retryMs?: number }) {
+    super({ ...o, what: "update status report", body: (records) => updatesBody(records) });
   }
 }

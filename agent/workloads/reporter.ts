@@ -14,6 +14,7 @@
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import type { WorkloadReportBody } from "../../lib/workloads/protocol.js";
+import { LatestReportSender } from "../sync/latest-report.js";
 import type { WorkloadStatus } from "./types.js";
 
 /** Options of WorkloadReporter. */
@@ -25,58 +26,16 @@ export interface WorkloadReporterOptions {
   now?: () => number;
 }
 
+/** The report body of the supervisor's status. */
+export function workloadsBody(status: readonly WorkloadStatus[]): WorkloadReportBody {
+  return {
+    workloads: status.map((w) => ({ name: w.name, observedGeneration: w.observedGeneration, state: w.state, ready: w.ready, reason: w.reason, message: w.message, restartCount: w.restartCount })),
+  };
+}
+
 /** See the module comment. */
-export class WorkloadReporter {
-  private version = 0;
-  private latest: WorkloadStatus[] | undefined;
-  private sentJson = "";
-  private sending: Promise<void> | undefined;
-  private retry: NodeJS.Timeout | undefined;
-  private closed = false;
-
-  constructor(private readonly o: WorkloadReporterOptions) {}
-
-  /** Hands over the current status; sends it when it differs from the last one delivered. */
-  update(status: WorkloadStatus[]): void {
-    this.latest = status;
-    void this.flush();
-  }
-
-  /** Sends the latest status if it has not been delivered; resolves when done (never rejects). */
-  async flush(): Promise<void> {
-    while (this.sending !== undefined) await this.sending;
-    const s = this.latest;
-    if (s === undefined || this.closed) return;
-    const body: WorkloadReportBody = {
-      workloads: s.map((w) => ({ name: w.name, observedGeneration: w.observedGeneration, state: w.state, ready: w.ready, reason: w.reason, message: w.message, restartCount: w.restartCount })),
-    };
-    const json = JSON.stringify(body);
-    if (json === this.sentJson) return;
-    this.version = Math.max((this.o.now ?? Date.now)(), this.version + 1);
-    const report: StatusReport = { version: this.version, body: body as unknown as Record<string, unknown> };
-    this.sending = (async () => {
-      try {
-        await this.o.send(report);
-        this.sentJson = json;
-      } catch (err) {
-        this.o.log.warn("workload status report failed; will retry", { err, version: report.version });
-        if (this.retry === undefined && !this.closed) {
-          this.retry = setTimeout(() => {
-            this.retry = undefined;
-            void this.flush();
-          }, this.o.retryMs ?? 5000);
-          this.retry.unref();
-        }
-      } finally {
-        this.sending = undefined;
-      }
-    })();
-    await this.sending;
-  }
-
-  /** Stops retrying. */
-  close(): void {
-    this.closed = true;
-    if (this.retry !== undefined) clearTimeout(this.retry);
+export class WorkloadReporter extends LatestReportSender<WorkloadStatus[]> {
+  constructor(o: WorkloadReporterOptions) {
+    super({ ...o, what: "workload status report", body: (s) => workloadsBody(s) as unknown as Record<string, unknown> });
   }
 }

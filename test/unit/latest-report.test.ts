@@ -1,0 +1,53 @@
+/**
+ * The agent's level-triggered report sender (agent/sync/latest-report.ts),
+ * under the workload and update reporters: one send per changed body,
+ * versions that only grow, a failed send retried with the newest state, and
+ * nothing after close.
+ */
+import assert from "node:assert/strict";
+import type { StatusReport } from "../../lib/agent-protocol.js";
+import { logger } from "../../lib/log.js";
+import { LatestReportSender } from "../../agent/sync/latest-report.js";
+
+const log = logger("latest-report-test");
+
+describe("LatestReportSender", () => {
+  it("sends only changed bodies, each with a growing version, even when the clock stands still", async () => {
+    const sent: StatusReport[] = [];
+    const r = new LatestReportSender<number>({ send: async (x) => void sent.push(x), log, what: "test report", body: (n) => ({ n }), now: () => 1000 });
+    r.update(1);
+    await r.flush();
+    r.update(1);
+    await r.flush();
+    r.update(2);
+    await r.flush();
+    assert.deepEqual(sent.map((x) => x.body), [{ n: 1 }, { n: 2 }]);
+    assert.deepEqual(sent.map((x) => x.version), [1000, 1001]);
+  });
+
+  it("retries a failed send with the newest state, and stops after close", async () => {
+    const sent: StatusReport[] = [];
+    let fail = true;
+    const r = new LatestReportSender<number>({
+      send: async (x) => {
+        if (fail) throw new Error("control plane away");
+        sent.push(x);
+      },
+      log,
+      what: "test report",
+      body: (n) => ({ n }),
+      retryMs: 20,
+    });
+    r.update(1);
+    await r.flush();
+    assert.equal(sent.length, 0);
+    r.update(2);
+    fail = false;
+    for (let i = 0; i < 100 && sent.length === 0; i++) await new Promise((res) => setTimeout(res, 10));
+    assert.deepEqual(sent.map((x) => x.body), [{ n: 2 }], "the retry carries the newest state, the failed one is never queued");
+    r.close();
+    r.update(3);
+    await r.flush();
+    assert.equal(sent.length, 1, "nothing is sent after close");
+  });
+});
