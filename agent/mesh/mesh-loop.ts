@@ -432,7 +432,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       ...(running.control !== undefined ? { controlSocket: running.control.path } : {}),
       snapshotSerial: snap.header.serial,
       nodeClass: m.nodeClass,
-      bounds,
+      // The class's bounds (the peer manager worked within what inbound-only links left of them).
+      bounds: classBounds,
       candidates: [...authorised].sort(),
       active: decision.active,
       warm: decision.warm,

@@ -49,7 +49,7 @@ export interface DataPlaneOptions {
   log: Logger;
   /** Hook command run after each bring-up and teardown. */
   hook?: string;
-  /** Runs every `wireguard-go`, `wg` and `ip` inside this network namespace (`ip netns exec`). */
+  /** Runs every `wireguard-go`, `wg` and `ip` inside this network namespace (`nsenter --net`: unlike `ip netns exec`, it remounts nothing, so it also works in a chroot). */
   netns?: string;
   /** PATH searched for the tools (default $PATH plus the sbin directories). */
   path?: string;
@@ -148,7 +148,8 @@ export class WireGuardDataPlane {
 
   private argv(cmd: string, args: string[]): [string, string[]] {
     if (this.o.netns === undefined) return [cmd, args];
-    return [this.need().ip, ["netns", "exec", this.o.netns, cmd, ...args]];
+    this.need();
+    return [findOnPath("nsenter", this.path) ?? "nsenter", [`--net=/var/run/netns/${this.o.netns}`, cmd, ...args]];
   }
 
   /** Runs a tool; rejects with its stderr. */

@@ -21,10 +21,21 @@ import { promisify } from "node:util";
 
 const execFileP = promisify(execFile);
 
-/** Runs `ip ARGS` in the root namespace; throws with its stderr on failure. */
+/**
+ * The command and arguments that run `command args` inside namespace `netns`.
+ * nsenter enters only the network namespace; `ip netns exec` and `ip -n`
+ * also remount / and /sys, which fails where / is not a mount point (a
+ * chroot, as on a fresh machine: "mount --make-rslave / failed").
+ */
+export function inNetns(netns: string, command: string, args: readonly string[]): [string, string[]] {
+  return ["nsenter", [`--net=/var/run/netns/${netns}`, command, ...args]];
+}
+
+/** Runs `ip ARGS` (`-n NETNS ...` inside that namespace, through nsenter); throws with its stderr on failure. */
 export async function ip(args: string[]): Promise<string> {
+  const [command, argv] = args[0] === "-n" && args[1] !== undefined ? inNetns(args[1], "ip", args.slice(2)) : ["ip", args];
   try {
-    const r = await execFileP("ip", args, { encoding: "utf8" });
+    const r = await execFileP(command, argv, { encoding: "utf8" });
     return r.stdout;
   } catch (err) {
     const e = err as { code?: string | number; stderr?: string };
@@ -49,7 +60,7 @@ export interface NetnsHost {
   cut(): Promise<void>;
   /** Reconnects it. */
   restore(): Promise<void>;
-  /** Spawns a process inside the namespace (`ip netns exec`, which execs: the child's pid is the command's). */
+  /** Spawns a process inside the namespace (`nsenter --net`, which execs: the child's pid is the command's). */
   spawn(command: string, args: string[], opts?: SpawnOptions): ChildProcess;
   /** Runs a command inside the namespace to completion. */
   exec(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
@@ -186,10 +197,10 @@ export async function createLab(prefix: string): Promise<NetnsLab> {
         innerVeth,
         cut: async () => void (await ip(["link", "set", hostVeth, "down"])),
         restore: async () => void (await ip(["link", "set", hostVeth, "up"])),
-        spawn: (command, args, opts = {}) => spawn("ip", ["netns", "exec", netns, command, ...args], opts),
+        spawn: (command, args, opts = {}) => spawn(...inNetns(netns, command, args), opts),
         exec: (command, args) =>
           new Promise((resolve) => {
-            execFile("ip", ["netns", "exec", netns, command, ...args], { encoding: "utf8" }, (err, stdout, stderr) => {
+            execFile(...inNetns(netns, command, args), { encoding: "utf8" }, (err, stdout, stderr) => {
               const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1;
               resolve({ code, stdout, stderr });
             });

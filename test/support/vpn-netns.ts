@@ -19,7 +19,7 @@ import { runControlPlane, type ControlPlane } from "../../controlplane/controlpl
 import { logger } from "../../lib/log.js";
 import { agentEnv, kubectl, repoRoot, tempStateDir } from "./controlplane.js";
 import { createToken } from "./enrollment.js";
-import { createLab, type NetnsHost, type NetnsLab as Lab } from "./netns.js";
+import { createLab, inNetns, type NetnsHost, type NetnsLab as Lab } from "./netns.js";
 import { apply, credentialSecret, ensureNamespace, VPN_CAPABILITIES, vpnConnection, waitHealthy } from "./vpn-fleet.js";
 
 const AGENT_BIN = join(repoRoot, "bin", "fabric-agent");
@@ -31,7 +31,7 @@ export function ip(...args: string[]): string {
 
 /** Runs a command inside a namespace. */
 export function inNs(ns: string, cmd: string, args: string[], input?: string): string {
-  return execFileSync("ip", ["netns", "exec", ns, cmd, ...args], { encoding: "utf8", input: input ?? "", stdio: ["pipe", "pipe", "pipe"] });
+  return execFileSync(...inNetns(ns, cmd, args), { encoding: "utf8", input: input ?? "", stdio: ["pipe", "pipe", "pipe"] });
 }
 
 /** A WireGuard key pair from `wg`. */
@@ -71,7 +71,7 @@ export class NetnsLab {
 
   /** Starts a long-running process inside a namespace (killed by cleanup). */
   spawnIn(ns: string, cmd: string, args: string[]): ChildProcess {
-    const c = spawn("ip", ["netns", "exec", ns, cmd, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(...inNetns(ns, cmd, args), { stdio: ["ignore", "pipe", "pipe"] });
     this.children.push(c);
     return c;
   }
@@ -157,7 +157,7 @@ export class NetnsLab {
 export function udpProbe(ns: string, host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   const script = `const s=require("node:dgram").createSocket("udp4");const t=setTimeout(()=>{process.stdout.write("timeout");process.exit(0)},${timeoutMs});s.on("message",()=>{process.stdout.write("echo");process.exit(0)});s.on("error",(e)=>{process.stdout.write("error "+e.code);process.exit(0)});s.send("probe",${port},${JSON.stringify(host)});`;
   return new Promise((resolve) => {
-    const c = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", script], { stdio: ["ignore", "pipe", "ignore"] });
+    const c = spawn(...inNetns(ns, process.execPath, ["-e", script]), { stdio: ["ignore", "pipe", "ignore"] });
     let out = "";
     c.stdout.on("data", (d: Buffer) => (out += d.toString("utf8")));
     c.on("close", () => resolve(out === "echo"));
