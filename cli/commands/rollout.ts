@@ -7,7 +7,7 @@
  */
 import type { ReleaseChannelSpec, ReleaseChannelStatus } from "../../lib/api/types.generated.js";
 import { flagDuration } from "../duration.js";
-import { describeError } from "../errors.js";
+import { refreshUntilSignal } from "../watch.js";
 import type { KubeClient } from "../kube/client.js";
 import type { Io } from "../main.js";
 import { structured, type OutputFormat } from "../output.js";
@@ -78,25 +78,6 @@ export async function rolloutStatus(client: KubeClient, o: RolloutStatusOptions,
     await once();
     return 0;
   }
-  const stop = new AbortController();
-  const onSignal = (): void => stop.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    while (!stop.signal.aborted) {
-      try {
-        await once();
-      } catch (err) {
-        io.err(`fabricctl: ${describeError(err)}\n`);
-      }
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, intervalMs);
-        stop.signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
-    }
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  await refreshUntilSignal(once, intervalMs, io);
   return 0;
 }

@@ -1,6 +1,7 @@
 /** `fabricctl status [--watch]`: collects, summarizes and prints the overview. */
 import { flagDuration } from "../duration.js";
-import { UsageError, describeError } from "../errors.js";
+import { UsageError } from "../errors.js";
+import { refreshUntilSignal } from "../watch.js";
 import type { DatabaseFlags } from "../database.js";
 import type { KubeClient } from "../kube/client.js";
 import type { Io } from "../main.js";
@@ -62,26 +63,6 @@ export async function runStatus(client: KubeClient, o: StatusCommandOptions, io:
     await once();
     return 0;
   }
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    while (!stop.signal.aborted) {
-      try {
-        await once();
-      } catch (err) {
-        // A watch outlives a server restart: report and keep refreshing.
-        io.err(`fabricctl: ${describeError(err)}\n`);
-      }
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, intervalMs);
-        stop.signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
-    }
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  await refreshUntilSignal(once, intervalMs, io);
   return 0;
 }
