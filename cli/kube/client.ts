@@ -27,6 +27,39 @@ export interface ObjectList<T> {
   items: T[];
 }
 
+/**
+ * Reads an answer to its end: resolves with the parsed JSON of a 2xx (undefined
+ * when empty or not JSON), rejects with ApiError (the metav1.Status when the
+ * body is one, and `message` of it) otherwise.
+ */
+function settle<T>(
+  res: http.IncomingMessage,
+  what: string,
+  resolve: (v: T) => void,
+  reject: (e: Error) => void,
+  message: (status: number, body: ApiStatus | undefined, text: string) => string,
+): void {
+  const chunks: Buffer[] = [];
+  res.on("data", (c: Buffer) => chunks.push(c));
+  res.on("error", (cause) => reject(new Error(`reading the answer of ${what}`, { cause })));
+  res.on("end", () => {
+    const text = Buffer.concat(chunks).toString("utf8");
+    const status = res.statusCode ?? 0;
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (status >= 200 && status < 300) {
+      resolve(parsed as T);
+      return;
+    }
+    const body = typeof parsed === "object" && parsed !== null && (parsed as { kind?: unknown }).kind === "Status" ? (parsed as ApiStatus) : undefined;
+    reject(new ApiError(status, body, message(status, body, text)));
+  });
+}
+
 /** The kube API as fabricctl uses it. */
 export class KubeClient {
   readonly server: string;
@@ -62,27 +95,8 @@ export class KubeClient {
     return new Promise<T>((resolve, reject) => {
       const req = mod.request(
         { protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, method, path: fullPath, headers, agent: this.agent },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("error", (cause) => reject(new Error(`reading the answer of ${method} ${path}`, { cause })));
-          res.on("end", () => {
-            const text = Buffer.concat(chunks).toString("utf8");
-            const status = res.statusCode ?? 0;
-            let parsed: unknown;
-            try {
-              parsed = text === "" ? undefined : JSON.parse(text);
-            } catch {
-              parsed = undefined;
-            }
-            if (status >= 200 && status < 300) {
-              resolve(parsed as T);
-              return;
-            }
-            const body = typeof parsed === "object" && parsed !== null && (parsed as { kind?: unknown }).kind === "Status" ? (parsed as ApiStatus) : undefined;
-            reject(new ApiError(status, body, `${method} ${path}: HTTP ${status}${text !== "" && body === undefined ? ` ${text.slice(0, 200)}` : ""}`));
-          });
-        },
+        (res) =>
+          settle(res, `${method} ${path}`, resolve, reject, (status, body, text) => `${method} ${path}: HTTP ${status}${text !== "" && body === undefined ? ` ${text.slice(0, 200)}` : ""}`),
       );
       req.on("error", (cause) => reject(new Error(`cannot reach the API server ${this.server}`, { cause })));
       req.end(payload);
@@ -100,26 +114,9 @@ export class KubeClient {
     const mod = this.url.protocol === "https:" ? https : http;
     const fullPath = `${this.url.pathname.replace(/\/$/, "")}${path}`;
     return new Promise<T>((resolve, reject) => {
-      const req = mod.request({ protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, method: "PUT", path: fullPath, headers, agent: this.agent }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", (cause) => reject(new Error(`reading the answer of PUT ${path}`, { cause })));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          const status = res.statusCode ?? 0;
-          let parsed: unknown;
-          try {
-            parsed = text === "" ? undefined : JSON.parse(text);
-          } catch {
-            parsed = undefined;
-          }
-          if (status >= 200 && status < 300) resolve(parsed as T);
-          else {
-            const st = typeof parsed === "object" && parsed !== null && (parsed as { kind?: unknown }).kind === "Status" ? (parsed as ApiStatus) : undefined;
-            reject(new ApiError(status, st, `PUT ${path}: HTTP ${status}${st?.message ? `: ${st.message}` : ""}`));
-          }
-        });
-      });
+      const req = mod.request({ protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, method: "PUT", path: fullPath, headers, agent: this.agent }, (res) =>
+        settle(res, `PUT ${path}`, resolve, reject, (status, st) => `PUT ${path}: HTTP ${status}${st?.message ? `: ${st.message}` : ""}`),
+      );
       req.on("error", (cause) => reject(new Error(`cannot reach the API server ${this.server}`, { cause })));
       let sent = 0;
       body.on("data", (c: Buffer) => {
