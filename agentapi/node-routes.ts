@@ -5,6 +5,8 @@
  * are refused on every request, and again before a held poll answers), and
  * a node only ever reads its own snapshot.
  */
+import { UPDATE_CACHE_STATUS_KIND } from "../lib/agent-protocol.js";
+import { validateUpdateCacheReport, type UpdateCacheReport } from "../lib/state/update-cache.js";
 import { Router } from "@koa/router";
 import type Koa from "koa";
 import type pg from "pg";
@@ -131,6 +133,13 @@ function refuseOtherNode(ctx: Koa.Context, node: string, message: string): void 
   if (asked !== undefined && asked !== node) throw new AgentApiError(403, "Forbidden", message);
 }
 
+/** A cache's endpoint report (lib/state/update-cache.ts), or 400. */
+function updateCacheBody(body: unknown): UpdateCacheReport {
+  const v = validateUpdateCacheReport(body);
+  if (typeof v === "string") throw bad(`update-cache report: ${v}`);
+  return v;
+}
+
 /** Builds the router. */
 export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit?: number) => Promise<unknown>): Router {
   const router = new Router();
@@ -213,7 +222,7 @@ export function nodeRouter(d: NodeRoutesDeps, readJson: (ctx: Koa.Context, limit
     if (typeof version !== "number" || !Number.isSafeInteger(version) || version < 0) throw bad("version must be a non-negative integer");
     if (typeof body !== "object" || body === null || Array.isArray(body)) throw bad("body must be an object");
     // Kinds the control plane reads have a schema; others are stored as sent (bounded by the body limits).
-    const checked = kind === MESH_STATUS_KIND ? validateMeshStatusBody(body, n) : body;
+    const checked = kind === MESH_STATUS_KIND ? validateMeshStatusBody(body, n) : kind === UPDATE_CACHE_STATUS_KIND ? updateCacheBody(body) : body;
     const stored = await writeStatusReport(d.pool, { node: n.node, cluster: n.cluster, kind, version, body: checked });
     ctx.status = 202;
     ctx.body = { stored };

@@ -339,7 +339,7 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   const sync = nodeRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, feed, heartbeats, heartbeatIntervalSeconds: o.heartbeatIntervalSeconds }, (ctx, limit) => readJson(ctx, limit));
   app.use(sync.routes());
   app.use(sync.allowedMethods());
-  const artifacts = artifactRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, store: new ArtifactStore(o.pool, o.stateDir) });
+  const artifacts = artifactRouter({ pool: o.pool, auth: { clusters, nodes, cache: authCache }, store: new ArtifactStore(o.pool, o.stateDir), log: o.log.with({ part: "artifacts" }) });
   app.use(artifacts.routes());
   app.use(artifacts.allowedMethods());
   const vpn = vpnRouter(

@@ -44,6 +44,7 @@ import http from "node:http";
 import { runMembership } from "../agent/sync/runner.js";
 import { superviseWorkloads, type SupervisedWorkloads } from "../agent/workloads/wire.js";
 import { superviseUpdates, type SupervisedUpdates } from "../agent/update/wire.js";
+import { runUpdateCache, type UpdateCacheFlags } from "../agent/update/cache-wire.js";
 import type { MembershipSync } from "../agent/sync/snapshot-sync.js";
 import { formatStatus, metricsText, readStatus } from "../agent/sync/status.js";
 import { DEFAULT_MESH_PORT, runMeshLoop, type MeshLoop } from "../agent/mesh/mesh-loop.js";
@@ -82,6 +83,12 @@ mesh options (run, join; the mesh starts only when the node's snapshot gives it 
                           otherwise none, and the node is reported not directly reachable
   --mesh-evaluate-interval DUR  period of the peer manager's evaluation (default 10s)
 
+update-cache options (run, join; the cache serves only when the node's snapshot gives it the update-cache role):
+  --update-cache-port N   HTTPS port of the artifact cache (default 8450; 0 = ephemeral)
+  --update-cache-bind ADDR  address to bind (default 0.0.0.0)
+  --update-cache-advertise IP:PORT  endpoint reported to the control plane (port 0 = the bound port;
+                          default the host's first non-internal IPv4 and the bound port)
+
 vpn options (run, join; the VPN owner contends only for connections the snapshot assigns to this node):
   --vpn-hook PATH         run after each tunnel bring-up and teardown with FABRIC_VPN_CONNECTION,
                           FABRIC_VPN_TOKEN, FABRIC_VPN_EVENT=up|down and FABRIC_VPN_INTERFACE
@@ -106,6 +113,7 @@ interface RunOptions {
   capabilities: string[];
   mesh?: MeshFlags;
   vpn?: VpnFlags;
+  updateCache?: UpdateCacheFlags;
 }
 
 /** The VPN flags of run and join. */
@@ -134,6 +142,7 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   const updates: SupervisedUpdates[] = [];
   // One VPN owner per membership, fed by the same verified snapshots (agent/vpn/vpn-loop.ts).
   const vpns: VpnOwnerHandle[] = [];
+  const caches: Array<{ stop: () => Promise<void> }> = [];
   const meshFlags = ro.mesh ?? { port: DEFAULT_MESH_PORT, advertise: [] };
   let metrics: http.Server | undefined;
   if (ro.metricsPort !== undefined) {
@@ -175,6 +184,9 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
               const port = meshes.length === 0 ? meshFlags.port : 0;
               mesh = runMeshLoop(s, { log, identity: id, port, advertise: meshFlags.advertise, ...(meshFlags.host !== undefined ? { host: meshFlags.host } : {}), ...(meshFlags.evaluateIntervalMs !== undefined ? { evaluateIntervalMs: meshFlags.evaluateIntervalMs } : {}) });
               meshes.push(mesh);
+              // Several memberships cannot share one fixed port either.
+              const cacheFlags = ro.updateCache ?? { port: 8450 };
+              caches.push(runUpdateCache(s, { log, identity: id, ...cacheFlags, port: caches.length === 0 ? cacheFlags.port : 0 }));
               vpns.push(runVpnOwner(s, { log, identity: id, ...(ro.vpn?.hook !== undefined ? { hook: ro.vpn.hook } : {}), ...(ro.vpn?.interfacePrefix !== undefined ? { interfacePrefix: ro.vpn.interfacePrefix } : {}) }));
             },
           }),
@@ -186,6 +198,7 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
     for (const u of updates) u.stop();
     await Promise.all(workloads.map((w) => w.stop()));
     await Promise.all(meshes.map((m) => m.stop()));
+    await Promise.all(caches.map((c) => c.stop()));
     // Tunnels go down before their leases are released: the next holder never overlaps.
     await Promise.all(vpns.map((v) => v.stop()));
     metrics?.close();
@@ -323,6 +336,9 @@ async function main(): Promise<number> {
       "mesh-advertise": { type: "string" },
       "mesh-evaluate-interval": { type: "string" },
       "vpn-hook": { type: "string" },
+      "update-cache-port": { type: "string" },
+      "update-cache-bind": { type: "string" },
+      "update-cache-advertise": { type: "string" },
       "vpn-interface-prefix": { type: "string" },
       "log-format": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -349,6 +365,19 @@ async function main(): Promise<number> {
       advertise: list(values["mesh-advertise"]),
       ...(values["mesh-bind"] !== undefined ? { host: values["mesh-bind"] } : {}),
       ...(values["mesh-evaluate-interval"] !== undefined ? { evaluateIntervalMs: parseDuration(values["mesh-evaluate-interval"]) } : {}),
+    };
+  } catch (err) {
+    process.stderr.write(`fabric-agent: ${(err as Error).message}\n`);
+    return 2;
+  }
+  let cacheFlags: UpdateCacheFlags;
+  try {
+    const adv = values["update-cache-advertise"];
+    if (adv !== undefined && !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(adv)) throw new Error(`--update-cache-advertise ${JSON.stringify(adv)} is not IP:PORT (IPv6 in brackets)`);
+    cacheFlags = {
+      port: values["update-cache-port"] === undefined ? 8450 : parsePort(values["update-cache-port"]),
+      ...(values["update-cache-bind"] !== undefined ? { host: values["update-cache-bind"] } : {}),
+      ...(adv !== undefined ? { advertise: adv } : {}),
     };
   } catch (err) {
     process.stderr.write(`fabric-agent: ${(err as Error).message}\n`);
@@ -404,7 +433,7 @@ async function main(): Promise<number> {
       }
       if (values.once) return 0;
       // Keep reporting what the host joined with (heartbeats publish capabilities).
-      await run(stateDir, stop.signal, { capabilities: list(values.capabilities), mesh: meshFlags, vpn: vpnFlags });
+      await run(stateDir, stop.signal, { capabilities: list(values.capabilities), mesh: meshFlags, vpn: vpnFlags, updateCache: cacheFlags });
       return 0;
     }
     case "run":
@@ -415,6 +444,7 @@ async function main(): Promise<number> {
         capabilities: list(values.capabilities),
         mesh: meshFlags,
         vpn: vpnFlags,
+        updateCache: cacheFlags,
       });
       return 0;
     case "vpn":

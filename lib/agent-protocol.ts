@@ -222,3 +222,10 @@ export interface MeshStatusBody {
   active: string[];
   peers: MeshStatusPeer[];
 }
+
+/**
+ * Status kind an update-cache node reports its HTTPS endpoint as (POST
+ * /v1/status/update-cache, body { endpoint: "ip:port" }, validated by the
+ * agent API; docs/releases.md "Update caches").
+ */
+export const UPDATE_CACHE_STATUS_KIND = "update-cache";

@@ -16,6 +16,13 @@
  * Transport failures (cut connection, timeout, 5xx) are thrown as they come
  * and keep the partial for the next attempt; refusals by the server
  * (403 not assigned, 404) are AgentApiRequestError.
+ *
+ * With `caches` (update-cache nodes, cache-client.ts), each is tried first,
+ * in order; any failure of a cache (refused, unreachable, cut, a body that
+ * breaks the length cap or the hash) moves on to the next source, resuming
+ * the same `.partial` (a refused body has deleted it). The control plane is
+ * the last source; when its resume of a partial a cache filled ends in a
+ * hash mismatch, it is asked once more from zero.
  */
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat, truncate } from "node:fs/promises";
@@ -30,6 +37,10 @@ export interface FetchOptions {
   signal?: AbortSignal;
   /** Idle timeout of the download (default 30 s). */
   timeoutMs?: number;
+  /** Sources to try before `client` (update caches), in order. */
+  caches?: readonly ArtifactClient[];
+  /** A cache failed (the next source is tried). */
+  onCacheFailure?: (index: number, err: unknown) => void;
 }
 
 /** The client calls fetchArtifact needs (AgentApiClient has them). */
@@ -40,6 +51,26 @@ const SHA256 = /^[a-f0-9]{64}$/;
 /** See the module comment. Resolves with the path of the verified artifact. */
 export async function fetchArtifact(client: ArtifactClient, artifact: ExpectedArtifact, dir: string, o: FetchOptions = {}): Promise<string> {
   if (!SHA256.test(artifact.sha256)) throw new ReleaseError("HashMismatch", "artifact sha256 is not 64 lowercase hex digits");
+  const caches = o.caches ?? [];
+  for (const [i, cache] of caches.entries()) {
+    try {
+      return await fetchFrom(cache, artifact, dir, o);
+    } catch (err) {
+      if (o.signal?.aborted === true) throw err;
+      o.onCacheFailure?.(i, err);
+    }
+  }
+  try {
+    return await fetchFrom(client, artifact, dir, o);
+  } catch (err) {
+    // A partial a cache filled with wrong bytes fails only at the end: start over once, from the control plane alone.
+    if (caches.length > 0 && err instanceof ReleaseError && err.code === "HashMismatch") return fetchFrom(client, artifact, dir, o);
+    throw err;
+  }
+}
+
+/** One source's attempt (the module comment without caches). */
+async function fetchFrom(client: ArtifactClient, artifact: ExpectedArtifact, dir: string, o: FetchOptions): Promise<string> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const final = join(dir, artifact.sha256);
   const partial = `${final}.partial`;
@@ -61,7 +92,7 @@ export async function fetchArtifact(client: ArtifactClient, artifact: ExpectedAr
     } catch (err) {
       if (!(err instanceof ReleaseError)) throw err;
       await rm(partial, { force: true });
-      return fetchArtifact(client, artifact, dir, o);
+      return fetchFrom(client, artifact, dir, o);
     }
   }
   o.onProgress?.(offset, artifact.length);

@@ -10,7 +10,9 @@
  *   stable is not a rollback attack), and the artifact for this host's OS
  *   and architecture must be the one the assignment names;
  * - download: fetchArtifact (GET /v1/artifacts/<sha256>, Range resume,
- *   length cap) into `<membership dir>/updates/downloads/`;
+ *   length cap) into `<membership dir>/updates/downloads/`, from the
+ *   update caches the snapshot lists first (cache-client.ts), then from the
+ *   control plane;
  * - verify: the file is hashed again against the signed length and sha256;
  * - migrate: the new executable run with the manifest's preflight, backup,
  *   run or rollback argument, FABRIC_DATA_DIR and FABRIC_BACKUP_DIR set;
@@ -31,10 +33,11 @@ import { arch as hostArch, platform } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "../../lib/log.js";
 import { ReleaseError, verifyArtifactStream, verifyEnvelope } from "../../lib/release/index.js";
-import type { SnapshotPayload, SnapshotReleaseAssignment, SnapshotReleaseTrust, SnapshotWorkload } from "../../lib/snapshot/format.js";
+import type { SnapshotPayload, SnapshotReleaseAssignment, SnapshotReleaseTrust, SnapshotUpdateCacheEndpoint, SnapshotWorkload } from "../../lib/snapshot/format.js";
 import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { loadIdentity } from "../enroll/identity-store.js";
 import type { WorkloadSupervisor } from "../workloads/supervisor.js";
+import { UpdateCacheClient } from "./cache-client.js";
 import { fetchArtifact } from "./fetch.js";
 import { UpdateMachine, UpdateRefused, type Assignment, type StepOutcome, type StepRunner, type VerifiedRelease } from "./machine.js";
 import { EXECUTABLE, slotName } from "./slots.js";
@@ -74,6 +77,8 @@ export class UpdateManager {
   private readonly entries = new Map<string, Entry>();
   private stopped = false;
   private readonly host: { os: string; arch: string };
+  /** The update caches of the snapshot in force. */
+  private caches: SnapshotUpdateCacheEndpoint[] = [];
 
   constructor(private readonly o: UpdateManagerOptions) {
     this.host = o.host ?? { os: platform(), arch: ARCH[hostArch()] ?? hostArch() };
@@ -112,6 +117,7 @@ export class UpdateManager {
   /** A verified snapshot arrived: (re)drive every channel-bound workload. Resolves once machines are loaded. */
   async apply(p: SnapshotPayload): Promise<void> {
     const byWorkload = new Map((p.releaseUpdates?.assignments ?? []).map((a) => [a.workload, a] as const));
+    this.caches = p.releaseUpdates?.caches ?? [];
     for (const w of p.workloads) {
       if (w.releaseChannel === undefined) continue;
       let e = this.entries.get(w.name);
@@ -194,12 +200,18 @@ export class UpdateManager {
       },
       download: async (t: UpdateTarget): Promise<string> => {
         const client = await (this.o.client ?? (() => this.defaultClient()))();
+        const caches = await this.cacheClients();
         try {
-          return await fetchArtifact(client, { sha256: t.sha256, length: t.length }, downloads);
+          return await fetchArtifact(client, { sha256: t.sha256, length: t.length }, downloads, {
+            caches,
+            onCacheFailure: (i, err) => this.o.log.info("update cache failed; next source", { workload: name, cache: caches[i]?.cache.node, err }),
+          });
         } catch (err) {
           if (err instanceof ReleaseError) throw new UpdateRefused(err.message, err.code);
           if (err instanceof AgentApiRequestError) this.o.log.info("artifact not served yet", { workload: name, status: err.status });
           throw err;
+        } finally {
+          for (const c of caches) c.close();
         }
       },
       verifyFile: async (path: string, t: UpdateTarget): Promise<void> => {
@@ -234,6 +246,12 @@ export class UpdateManager {
         return false;
       },
     };
+  }
+
+  private async cacheClients(): Promise<UpdateCacheClient[]> {
+    if (this.caches.length === 0) return [];
+    const id = await loadIdentity(this.o.dir);
+    return this.caches.map((c) => new UpdateCacheClient(c, { cluster: id.info.cluster, caPem: id.caPem, certPem: id.certPem, keyPem: id.keyPem }));
   }
 
   private async defaultClient(): Promise<Pick<AgentApiClient, "stream">> {

@@ -222,6 +222,23 @@ export interface SnapshotReleaseAssignment {
 export interface SnapshotReleaseUpdates {
   trust: SnapshotReleaseTrust;
   assignments: SnapshotReleaseAssignment[];
+  /** The cluster's update-cache nodes to try before the control plane (absent when none; docs/releases.md "Update caches"). */
+  caches?: SnapshotUpdateCacheEndpoint[];
+}
+
+/** An update-cache node as fetching nodes see it. */
+export interface SnapshotUpdateCacheEndpoint {
+  /** FabricNode name of the cache. */
+  node: string;
+  /** host:port (IPv6 as [addr]:port) of its HTTPS endpoint, as it reported it. */
+  endpoint: string;
+  /** sha256:<hex> of the SPKI of the cache's current certificate (checked beside the chain to the cluster CA). */
+  certificateFingerprint: string;
+}
+
+/** What an update-cache node may mirror: the artifacts of verified releases assigned in its cluster (bounded). */
+export interface SnapshotUpdateCache {
+  artifacts: { sha256: string; length: number }[];
 }
 
 /** Everything a node needs, and nothing more. Lists are sorted by name by the builder. */
@@ -240,6 +257,8 @@ export interface SnapshotPayload {
   updates: SnapshotUpdate[];
   /** Release channel assignments (a v1 addition older agents ignore; docs/releases.md "Agent updates"). */
   releaseUpdates?: SnapshotReleaseUpdates;
+  /** Present only for nodes with the update-cache role (a v1 addition older agents ignore). */
+  updateCache?: SnapshotUpdateCache;
 }
 
 /** The envelope agents receive and checkpoint. */

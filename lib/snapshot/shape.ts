@@ -214,6 +214,19 @@ function assertReleaseUpdates(v: unknown, path: string): void {
   });
   uint(t, "threshold", `${path}/trust`);
   list(o, "assignments", path, assertReleaseAssignment);
+  if (o.caches !== undefined)
+    list(o, "caches", path, (c, cp) => {
+      str(c, "node", cp);
+      str(c, "endpoint", cp);
+      str(c, "certificateFingerprint", cp);
+    });
+}
+
+function assertUpdateCache(v: unknown, path: string): void {
+  list(obj(v, path), "artifacts", path, (a, ap) => {
+    uint(a, "length", ap);
+    if (typeof a.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(a.sha256)) fail(`${ap}/sha256`, "expected 64 lower-case hex digits");
+  });
 }
 
 /** Throws ErrMalformed unless `p` has every v1 payload member with the right types (extra members allowed). */
@@ -247,6 +260,7 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
   }
   list(o, "updates", path, assertUpdate);
   if (o.releaseUpdates !== undefined) assertReleaseUpdates(o.releaseUpdates, `${path}/releaseUpdates`);
+  if (o.updateCache !== undefined) assertUpdateCache(o.updateCache, `${path}/updateCache`);
 }
 
 /**
