@@ -11,10 +11,19 @@
  *    (mTLS, each node its own certificate), the downloads run by the agent's
  *    fetch code in a child process; aggregate MiB/s, and the CPU and peak
  *    RSS of this process, which runs the control plane.
+ * 4. The same through one update-cache node (agent/update/cache.ts in its
+ *    own process, update-cache-child.ts): it mirrors the artifact once from
+ *    the control plane, then the 20 downloads go to it (pinned mTLS) with
+ *    the control plane as fallback; aggregate MiB/s, control-plane CPU and
+ *    the cache process's CPU (from /proc), fallbacks counted.
+ *
+ * Each line carries the load average, the machine being shared.
  *
  *   npx tsx test/bench/artifacts.bench.ts [MiB] [downloaders]
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { loadavg } from "node:os";
 import { createHash, randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import https from "node:https";
@@ -26,12 +35,16 @@ import { ArtifactStore } from "../../lib/state/artifacts.js";
 import { generateSigningKey, signRelease, spkiBase64 } from "../../lib/release/index.js";
 import { eventually, kubectl, repoRoot, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken, startEnrollmentPlane } from "../support/enrollment.js";
+import { publicKeyFingerprint } from "../../lib/crypto/x509.js";
 import type { DownloadJob } from "./artifact-downloader-child.js";
+import { cpuSeconds } from "./proc-stats.js";
+import type { CacheJob } from "./update-cache-child.js";
 
 const MIB = 1024 * 1024;
 const SIZE = Number(process.argv[2] ?? 100) * MIB;
 const DOWNLOADERS = Number(process.argv[3] ?? 20);
 const rate = (bytes: number, ms: number) => `${(bytes / MIB / (ms / 1000)).toFixed(0)} MiB/s`;
+const load = () => `load ${loadavg().map((x) => x.toFixed(1)).join(" ")}`;
 
 const data = randomBytes(SIZE);
 const sha256 = createHash("sha256").update(data).digest("hex");
@@ -101,29 +114,76 @@ try {
   r = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "Release", metadata: { name: "bench-1.0.0" }, spec: { cluster: "bench", component: "bench", version: "1.0.0", envelope } }) });
   if (r.code !== 0) throw new Error(r.stderr);
   await eventually(async () => (await pool.query("SELECT 1 FROM releases WHERE name = 'bench-1.0.0' AND verified")).rowCount === 1, 60_000);
-  const token = await createToken(p.kubeconfig, "bench-join", { cluster: "bench", maxUses: DOWNLOADERS, autoApprove: true });
+  const token = await createToken(p.kubeconfig, "bench-join", { cluster: "bench", maxUses: DOWNLOADERS + 1, autoApprove: true });
   const ids: StoredIdentity[] = [];
   for (let i = 0; i < DOWNLOADERS; i++) {
     ids.push(await joinCluster({ server: p.server, token, caHash: p.caHash, stateDir: join(work, `agent-${i}`), nodeName: `d${i}`, cluster: "bench", pollIntervalMs: 200, timeoutMs: 60_000 }));
     await pool.query("INSERT INTO node_release_assignments (node_id, release_name, sha256) VALUES ($1, 'bench-1.0.0', $2)", [ids[i]!.info.node, sha256]);
   }
   const job: DownloadJob = { server: p.server, serverCaPem: ids[0]!.serverCaPem, nodes: ids.map((i) => ({ certPem: i.certPem, keyPem: i.keyPem })), artifact: { sha256, length: SIZE }, dir: join(work, "downloads") };
-  let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
-  const cpu0 = process.cpuUsage();
-  t = performance.now();
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = execFile("npx", ["tsx", join(repoRoot, "test/bench/artifact-downloader-child.ts")], { maxBuffer: 1 << 20, timeout: 600_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${String(err)}\n${stderr}`)) : resolve(stdout)));
-    child.stdin?.end(JSON.stringify(job));
-  });
-  const wall = performance.now() - t;
-  const cpu = process.cpuUsage(cpu0);
-  clearInterval(sampler);
-  const res = JSON.parse(out.trim().split("\n").pop()!) as { wallMs: number; perNodeMs: number[] };
-  const sorted = [...res.perNodeMs].sort((a, b) => a - b);
+
+  /** Runs the downloader child once; returns its timings and this process's (the control plane's) CPU seconds. */
+  const distribute = async (j: DownloadJob, cachePid?: number) => {
+    let peakRss = process.memoryUsage().rss;
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 100);
+    const cpu0 = process.cpuUsage();
+    const cache0 = cachePid === undefined ? 0 : cpuSeconds(cachePid);
+    const t0 = performance.now();
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = execFile("npx", ["tsx", join(repoRoot, "test/bench/artifact-downloader-child.ts")], { maxBuffer: 1 << 20, timeout: 600_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${String(err)}\n${stderr}`)) : resolve(stdout)));
+      child.stdin?.end(JSON.stringify(j));
+    });
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
+    clearInterval(sampler);
+    const res = JSON.parse(out.trim().split("\n").pop()!) as { wallMs: number; perNodeMs: number[]; fallbacks: number };
+    const sorted = [...res.perNodeMs].sort((a, b) => a - b);
+    return {
+      res,
+      median: sorted[Math.floor(sorted.length / 2)]!,
+      slowest: sorted[sorted.length - 1]!,
+      cpCpu: (cpu.user + cpu.system) / 1e6,
+      cacheCpu: cachePid === undefined ? 0 : cpuSeconds(cachePid) - cache0,
+      wall,
+      peakRss,
+    };
+  };
+
+  const direct = await distribute(job);
   console.log(
-    `distribution: ${SIZE / MIB} MiB to ${DOWNLOADERS} nodes at once over mTLS: ${rate(SIZE * DOWNLOADERS, res.wallMs)} aggregate (downloads ${res.wallMs.toFixed(0)} ms; per node median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(0)} ms, slowest ${sorted[sorted.length - 1]!.toFixed(0)} ms); control plane CPU ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s over ${(wall / 1000).toFixed(1)} s (incl. child start), peak RSS ${(peakRss / MIB).toFixed(0)} MiB`,
+    `distribution: ${SIZE / MIB} MiB to ${DOWNLOADERS} nodes at once over mTLS: ${rate(SIZE * DOWNLOADERS, direct.res.wallMs)} aggregate (downloads ${direct.res.wallMs.toFixed(0)} ms; per node median ${direct.median.toFixed(0)} ms, slowest ${direct.slowest.toFixed(0)} ms); control plane CPU ${direct.cpCpu.toFixed(1)} s over ${(direct.wall / 1000).toFixed(1)} s (incl. child start), peak RSS ${(direct.peakRss / MIB).toFixed(0)} MiB; ${load()}`,
   );
+
+  // 4. through one update-cache node
+  const cacheId = await joinCluster({ server: p.server, token, caHash: p.caHash, stateDir: join(work, "cache"), nodeName: "cache", cluster: "bench", pollIntervalMs: 200, timeoutMs: 60_000 });
+  await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ('bench-cache', $1, 'bench', 'update-cache')", [cacheId.info.node]);
+  const cacheJob: CacheJob = { server: p.server, serverCaPem: cacheId.serverCaPem, cluster: "bench", node: cacheId.info.node, caPem: cacheId.caPem, certPem: cacheId.certPem, keyPem: cacheId.keyPem, artifact: { sha256, length: SIZE }, dir: join(work, "cache") };
+  const cacheChild = spawn(process.execPath, ["--import", `file://${join(repoRoot, "node_modules/tsx/dist/loader.mjs")}`, join(repoRoot, "test/bench/update-cache-child.ts")], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, FABRIC_LOG_LEVEL: "warn" } });
+  try {
+    const cpuMirror0 = process.cpuUsage();
+    t = performance.now();
+    cacheChild.stdin.end(JSON.stringify(cacheJob));
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = "";
+      cacheChild.stdout.on("data", (c: Buffer) => {
+        buf += c.toString("utf8");
+        const line = buf.split("\n").find((l) => l.startsWith("{"));
+        if (line !== undefined) resolve((JSON.parse(line) as { port: number }).port);
+      });
+      cacheChild.once("exit", (code) => reject(new Error(`cache child exited with ${code}`)));
+    });
+    const mirrorMs = performance.now() - t;
+    const mirrorCpu = process.cpuUsage(cpuMirror0);
+    const cached = await distribute(
+      { ...job, dir: join(work, "downloads-cache"), cache: { node: cacheId.info.node, endpoint: `127.0.0.1:${port}`, certificateFingerprint: publicKeyFingerprint(new X509Certificate(cacheId.certPem).publicKey), cluster: "bench", caPem: cacheId.caPem } },
+      cacheChild.pid,
+    );
+    console.log(
+      `distribution through one update-cache node: mirror ${SIZE / MIB} MiB in ${mirrorMs.toFixed(0)} ms (control plane CPU ${((mirrorCpu.user + mirrorCpu.system) / 1e6).toFixed(1)} s); then ${SIZE / MIB} MiB to ${DOWNLOADERS} nodes: ${rate(SIZE * DOWNLOADERS, cached.res.wallMs)} aggregate (per node median ${cached.median.toFixed(0)} ms, slowest ${cached.slowest.toFixed(0)} ms), ${cached.res.fallbacks} fallbacks to the control plane; control plane CPU ${cached.cpCpu.toFixed(1)} s, cache CPU ${cached.cacheCpu.toFixed(1)} s over ${(cached.wall / 1000).toFixed(1)} s; ${load()}`,
+    );
+  } finally {
+    cacheChild.kill("SIGTERM");
+  }
 } finally {
   await p.stop();
   rmSync(work, { recursive: true, force: true });
