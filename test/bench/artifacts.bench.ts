@@ -155,8 +155,10 @@ try {
   );
 
   // 4. through one update-cache node
-  const cacheId = await joinCluster({ server: p.server, token, caHash: p.caHash, stateDir: join(work, "cache"), nodeName: "cache", cluster: "bench", pollIntervalMs: 200, timeoutMs: 60_000 });
-  await pool.query("INSERT INTO node_roles (assignment, node, cluster, role) VALUES ('bench-cache', $1, 'bench', 'update-cache')", [cacheId.info.node]);
+  const cacheId = await joinCluster({ server: p.server, token, caHash: p.caHash, stateDir: join(work, "cache"), nodeName: "cache", cluster: "bench", capabilities: ["can_run_update_cache"], pollIntervalMs: 200, timeoutMs: 60_000 });
+  r = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "RoleAssignment", metadata: { name: "bench-cache" }, spec: { cluster: "bench", role: "update-cache", nodeNames: [cacheId.info.node] } }) });
+  if (r.code !== 0) throw new Error(r.stderr);
+  await eventually(async () => (await pool.query("SELECT 1 FROM node_roles WHERE node = $1 AND role = 'update-cache'", [cacheId.info.node])).rowCount === 1, 60_000);
   const cacheJob: CacheJob = { server: p.server, serverCaPem: cacheId.serverCaPem, cluster: "bench", node: cacheId.info.node, caPem: cacheId.caPem, certPem: cacheId.certPem, keyPem: cacheId.keyPem, artifact: { sha256, length: SIZE }, dir: join(work, "cache") };
   const cacheChild = spawn(process.execPath, ["--import", `file://${join(repoRoot, "node_modules/tsx/dist/loader.mjs")}`, join(repoRoot, "test/bench/update-cache-child.ts")], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, FABRIC_LOG_LEVEL: "warn" } });
   try {
@@ -171,6 +173,7 @@ try {
         if (line !== undefined) resolve((JSON.parse(line) as { port: number }).port);
       });
       cacheChild.once("exit", (code) => reject(new Error(`cache child exited with ${code}`)));
+      setTimeout(() => reject(new Error("the cache did not mirror the artifact within 300 s")), 300_000).unref();
     });
     const mirrorMs = performance.now() - t;
     const mirrorCpu = process.cpuUsage(cpuMirror0);
