@@ -36,3 +36,26 @@ BEGIN
 END $$;
 CREATE TRIGGER update_cache_artifacts_dirty AFTER INSERT OR DELETE ON node_release_assignments
   FOR EACH ROW EXECUTE FUNCTION update_cache_artifacts_dirty();
+
+-- A node gained or lost the update-cache role, or a cache's active
+-- certificate (its pin) changed: rebuild the snapshots of the nodes of its
+-- cluster that have release assignments.
+CREATE FUNCTION update_cache_fetchers_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+BEGIN
+  IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+  IF TG_TABLE_NAME = 'node_roles' THEN
+    IF r.role <> 'update-cache' THEN RETURN NULL; END IF;
+  ELSIF NOT EXISTS (SELECT 1 FROM node_roles x WHERE x.node = r.node AND x.cluster = r.cluster AND x.role = 'update-cache') THEN
+    RETURN NULL;
+  END IF;
+  INSERT INTO snapshot_dirty (cluster, node)
+  SELECT DISTINCT a.cluster, a.node FROM rollout_assignments a WHERE a.cluster = r.cluster
+  ON CONFLICT (cluster, node) DO NOTHING;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER update_cache_role_dirty AFTER INSERT OR DELETE ON node_roles
+  FOR EACH ROW EXECUTE FUNCTION update_cache_fetchers_dirty();
+CREATE TRIGGER update_cache_identity_dirty AFTER INSERT OR UPDATE OF status ON node_identities
+  FOR EACH ROW EXECUTE FUNCTION update_cache_fetchers_dirty();
