@@ -205,9 +205,9 @@ async function run(stateDir: string, signal: AbortSignal, ro: RunOptions = { cap
   }
 }
 
-function parsePort(v: string): number {
+function parsePort(v: string, flag = "--mesh-port"): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n > 65535) throw new Error(`--mesh-port ${JSON.stringify(v)} is not a port (0..65535)`);
+  if (!/^\d+$/.test(v) || n > 65535) throw new Error(`${flag} ${JSON.stringify(v)} is not a port (0..65535)`);
   return n;
 }
 
@@ -375,7 +375,7 @@ async function main(): Promise<number> {
     const adv = values["update-cache-advertise"];
     if (adv !== undefined && !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(adv)) throw new Error(`--update-cache-advertise ${JSON.stringify(adv)} is not IP:PORT (IPv6 in brackets)`);
     cacheFlags = {
-      port: values["update-cache-port"] === undefined ? 8450 : parsePort(values["update-cache-port"]),
+      port: values["update-cache-port"] === undefined ? 8450 : parsePort(values["update-cache-port"], "--update-cache-port"),
       ...(values["update-cache-bind"] !== undefined ? { host: values["update-cache-bind"] } : {}),
       ...(adv !== undefined ? { advertise: adv } : {}),
     };

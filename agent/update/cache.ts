@@ -196,7 +196,10 @@ export class UpdateCache {
       })
       .catch((err: unknown) => {
         this.o.log.warn("update cache endpoint report failed; will retry", { err });
-        if (!this.stopped) setTimeout(() => this.server !== undefined && this.reported === undefined && this.report(), RETRY_MS).unref();
+        if (this.stopped) return;
+        setTimeout(() => {
+          if (this.server !== undefined && this.reported === undefined) this.report();
+        }, RETRY_MS).unref();
       });
   }
 
