@@ -16,7 +16,10 @@
  *   one: the fetcher refuses it and falls back to the control plane;
  * - hostile requests to the cache (malformed paths, %00, several ranges, a
  *   huge Range header, other methods) get 4xx and it keeps serving;
- *   a malformed `update-cache` status report gets 400.
+ *   a malformed `update-cache` status report gets 400;
+ * - once no release is assigned, the cache prunes the file and refuses it
+ *   (404), and the agent API refuses it to the cache node (403); with the
+ *   role withdrawn the cache stops listening and removes its directory.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -332,6 +335,34 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
       cp2.close();
       writeFileSync(cacheFile(rel.sha256), original);
     }
+  });
+
+  it("prunes what is no longer assigned and refuses it; closes when the role is withdrawn", async () => {
+    assert.ok(rel !== undefined && cp !== undefined);
+    const kc = cp.kubeconfig;
+    const n2 = await loadIdentity(membership("n2"));
+    const r = await kubectl(kc, ["delete", "releasechannel", "svc"]);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(() => !existsSync(cacheFile(rel!.sha256)), 60_000, 300);
+    assert.deepEqual((payloadOf("cache")?.updateCache as { artifacts: unknown[] } | undefined)?.artifacts, []);
+    assert.equal((await rawCache(n2, `/v1/artifacts/${rel.sha256}`)).status, 404);
+    const c = cpClient(await loadIdentity(membership("cache")));
+    try {
+      await assert.rejects(fetchArtifact(c, { sha256: rel.sha256, length: rel.length }, join(work, "dl-cache-gone")), (e: unknown) => e instanceof AgentApiRequestError && e.status === 403);
+    } finally {
+      c.close();
+    }
+    const d = await kubectl(kc, ["delete", "roleassignment", "cache"]);
+    assert.equal(d.code, 0, d.stderr);
+    await eventually(async () => {
+      try {
+        await rawCache(n2, `/v1/artifacts/${rel!.sha256}`);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 60_000, 300);
+    await eventually(() => !existsSync(join(membership("cache"), "update-cache")), 10_000, 200);
   });
 
   /** Uploads an artifact through the API server with the admin credential; resolves with the status. */
