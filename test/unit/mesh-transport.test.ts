@@ -249,6 +249,27 @@ describe("agent/mesh/transport", () => {
       assert.ok(b.fastPath!.stockScans > stockBefore, `stock scans ${JSON.stringify(b.fastPath)}`);
     });
 
+    it("fails a writer blocked on flow control when the peer stops reading, on the patched hot path", async function () {
+      this.timeout(60_000);
+      let peerStream: ReturnType<PeerLinks["openStream"]> | undefined;
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { onStream: (_from, stream) => (peerStream = stream) });
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      const w = a.openStream("b").writable.getWriter();
+      await w.write(Buffer.alloc(16));
+      await until(() => peerStream !== undefined, 20_000);
+      // The peer never reads, so 4 MiB cannot fit its 1 MiB stream window: the write blocks.
+      const blocked = w.write(Buffer.alloc(4 * 1024 * 1024));
+      blocked.catch(() => undefined);
+      // STOP_SENDING: only the stream scan can wake the blocked writer to learn of it.
+      await peerStream!.readable.cancel(new Error("not reading"));
+      let timer: NodeJS.Timeout | undefined;
+      const stillBlocked = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("the writer is still blocked 20 s after STOP_SENDING"), 20_000)));
+      await assert.rejects(Promise.race([blocked, stillBlocked]), (err: unknown) => err instanceof Error);
+      clearTimeout(timer);
+      assert.ok(a.fastPath!.streamScans > 0, `stream scans ${JSON.stringify(a.fastPath)}`);
+    });
+
     it("applies the hot-path patch to its pinned library version only", () => {
       assert.doesNotThrow(() => assertPatchedVersion(PATCHED_QUIC_VERSION));
       assert.throws(() => assertPatchedVersion("2.0.10"), /@matrixai\/quic 2\.0\.10 is installed but .* patches 2\.0\.9 only/);
