@@ -209,9 +209,33 @@ export interface TlsCreds {
   caPem: string;
 }
 
+/** Credentials kept with a built TLS context (an agent has one set; renewals and tests add a few). */
+const CONTEXTS_KEPT = 4;
+
+/** TLS contexts and parsed CAs by credentials, oldest first. */
+const contexts = new Map<string, { context: tls.SecureContext; ca: X509Certificate }>();
+
+/**
+ * One secure context per set of credentials rather than one per stream:
+ * building it (parsing the key, certificate and CA) was a third of the CPU
+ * of a relayed stream open (profiled, docs/benchmarks.md). Renewed
+ * credentials get a new context; the oldest beyond {@link CONTEXTS_KEPT} is
+ * dropped.
+ */
+function contextOf(creds: TlsCreds): { context: tls.SecureContext; ca: X509Certificate } {
+  const key = `${creds.keyPem}\n${creds.certPem}\n${creds.caPem}`;
+  let entry = contexts.get(key);
+  if (entry === undefined) {
+    entry = { context: tls.createSecureContext({ key: creds.keyPem, cert: creds.certPem, ca: creds.caPem, minVersion: "TLSv1.3" }), ca: new X509Certificate(creds.caPem) };
+    contexts.set(key, entry);
+    if (contexts.size > CONTEXTS_KEPT) contexts.delete(contexts.keys().next().value as string);
+  }
+  return entry;
+}
+
 function verifyTlsPeer(sock: tls.TLSSocket, creds: TlsCreds, expected: string, authorised: (n: string) => boolean): PeerIdentity {
   const cert = sock.getPeerX509Certificate();
-  return verifyPeerCertificate(cert?.raw, new X509Certificate(creds.caPem), creds.cluster, authorised, new Date(), expected);
+  return verifyPeerCertificate(cert?.raw, contextOf(creds).ca, creds.cluster, authorised, new Date(), expected);
 }
 
 /** TLS client inside a relayed stream: the server must prove it is `target` (cluster CA chain, node name). */
@@ -219,9 +243,7 @@ export function tlsToTarget(d: Duplex, creds: TlsCreds, target: string, authoris
   return new Promise((resolve, reject) => {
     const sock = tls.connect({
       socket: d,
-      key: creds.keyPem,
-      cert: creds.certPem,
-      ca: creds.caPem,
+      secureContext: contextOf(creds).context,
       servername: nodeServerName(creds.cluster, target),
       ALPNProtocols: [RELAYED_ALPN],
       minVersion: "TLSv1.3",
@@ -256,9 +278,7 @@ export function tlsFromSource(d: Duplex, creds: TlsCreds, source: string, author
   return new Promise((resolve, reject) => {
     const sock = new tls.TLSSocket(d, {
       isServer: true,
-      key: creds.keyPem,
-      cert: creds.certPem,
-      ca: creds.caPem,
+      secureContext: contextOf(creds).context,
       requestCert: true,
       rejectUnauthorized: false,
       ALPNProtocols: [RELAYED_ALPN],

@@ -3,7 +3,9 @@
  * certificates, the agent's stream service. A TCP forward from A to a sink on
  * B (counts bytes, answers the count when the sender half-closes), direct
  * (A and B linked) and through one relay R (A and B linked only to R: two
- * QUIC hops and the end-to-end TLS); then ping RTT both ways. Measures, never
+ * QUIC hops and the end-to-end TLS); then ping RTT both ways. CPU (this
+ * process runs every node, so it is the sum over the path) per MiB, per ping
+ * and per stream open sits beside each wall-clock figure. Measures, never
  * asserts. Run: npx tsx test/bench/mesh-relay.bench.ts [MiB]
  */
 import net from "node:net";
@@ -97,6 +99,12 @@ async function upload(port: number, bytes: number): Promise<number> {
   return performance.now() - t0;
 }
 
+/** CPU milliseconds (user + system) of this process, which runs all three nodes, the source and the sink, since `from`. */
+const cpuMs = (from: NodeJS.CpuUsage): number => {
+  const d = process.cpuUsage(from);
+  return (d.user + d.system) / 1000;
+};
+
 const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] ?? NaN;
 
 async function main(): Promise<void> {
@@ -123,18 +131,26 @@ async function main(): Promise<void> {
     }
     const fwd = await a.streams.forward({ host: "127.0.0.1", port: 0 }, "b", sk.port);
     await upload(fwd.listen.port, 1024 * 1024); // warm-up
+    let c = process.cpuUsage();
     const ms = await upload(fwd.listen.port, bytes);
+    const uploadCpuMs = cpuMs(c);
     const rtts: number[] = [];
+    c = process.cpuUsage();
     for (let i = 0; i < 50; i++) rtts.push((await a.streams.ping("b")).rttMs);
+    const pingCpuMs = cpuMs(c);
     const opens: number[] = [];
+    c = process.cpuUsage();
     for (let i = 0; i < 50; i++) {
       const t = performance.now();
       const o = await a.streams.open("b", { kind: "ping" });
       opens.push(performance.now() - t);
       o.stream.destroy();
     }
-    console.log(`${mode.padEnd(8)} stream open + ping header answered: p50 ${pct(opens, 50).toFixed(2)} ms p99 ${pct(opens, 99).toFixed(2)} ms`);
-    console.log(`${mode.padEnd(8)} ${MIB} MiB upload: ${(MIB / (ms / 1000)).toFixed(2)} MiB/s (${ms.toFixed(0)} ms); ping p50 ${pct(rtts, 50).toFixed(2)} ms p99 ${pct(rtts, 99).toFixed(2)} ms`);
+    const openCpuMs = cpuMs(c);
+    console.log(`${mode.padEnd(8)} stream open + ping header answered: p50 ${pct(opens, 50).toFixed(2)} ms p99 ${pct(opens, 99).toFixed(2)} ms; CPU ${(openCpuMs / 50).toFixed(2)} ms per open`);
+    console.log(
+      `${mode.padEnd(8)} ${MIB} MiB upload: ${(MIB / (ms / 1000)).toFixed(2)} MiB/s (${ms.toFixed(0)} ms), CPU ${(uploadCpuMs / MIB).toFixed(1)} ms/MiB; ping p50 ${pct(rtts, 50).toFixed(2)} ms p99 ${pct(rtts, 99).toFixed(2)} ms, CPU ${(pingCpuMs / 50).toFixed(2)} ms per ping`,
+    );
     await fwd.close();
     for (const n of [a, b, r]) {
       clearInterval(n.timer);

@@ -2,7 +2,8 @@
  * The far end of test/bench/quic-transport.bench.ts, in its own process: a
  * mesh PeerLinks endpoint on the stock library and one on the patched hot
  * path (QUIC), and a node:tls server with mutual TLS, both
- * speaking the same frames and answering `echo` and `bulkDone`. Reads its
+ * speaking the same frames and answering `echo`, `bulkDone` and
+ * `datagramsOut` (what its patched endpoint sent). Reads its
  * credentials as one JSON line on stdin and prints its ports as one JSON line.
  */
 import { createServer } from "node:tls";
@@ -25,8 +26,10 @@ const [line] = (await once(rl, "line")) as [string];
 const input = JSON.parse(line) as Input;
 
 let bulkBytes = 0;
+let fast: PeerLinks | undefined;
 const answer = (method: string, payload: unknown): unknown => {
   if (method === "echo") return payload;
+  if (method === "datagramsOut") return fast?.fastPath?.datagramsOut ?? 0;
   if (method === "bulkDone") {
     const n = bulkBytes;
     bulkBytes = 0;
@@ -48,7 +51,7 @@ const start = (fastPath: boolean): Promise<PeerLinks> =>
     onMessage: (_from, _method, payload) => onBulk(payload),
   });
 const stock = await start(false);
-const fast = await start(true);
+fast = await start(true);
 
 const tls = createServer({ key: input.keyPem, cert: input.certPem, ca: input.caPem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, (sock) => {
   sock.setNoDelay(true);
@@ -72,7 +75,7 @@ rl.on("close", () => {
     process.stderr.write("quic-transport peer: links.stop did not finish within 3 s\n");
     process.exit(0);
   }, 3000);
-  void Promise.all([stock.stop(), fast.stop()]).finally(() => {
+  void Promise.all([stock.stop(), fast?.stop()]).finally(() => {
     clearTimeout(hung);
     process.exit(0);
   });

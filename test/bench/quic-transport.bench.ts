@@ -16,7 +16,8 @@
  * `bulkDone` request (ordered after them on the stream) returns the count.
  * CPU per side (this process: process.cpuUsage; the peer: /proc, 10 ms
  * ticks) is given per request and per MiB: a figure that other load on the
- * machine moves much less than wall-clock time.
+ * machine moves much less than wall-clock time. On the patched hot path the
+ * datagrams each side sent are counted per request and per MiB.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -90,27 +91,42 @@ async function latencies(rpc: Rpc, inFlight: number, total: number): Promise<{ l
   return { lat, seconds };
 }
 
-async function measure(name: string, rpc: Rpc, send: Send): Promise<Record<string, string>> {
+/** Datagrams sent by each side on the patched hot path (a: this process, b: the peer). */
+type Datagrams = { a: number; b: number };
+type CountDatagrams = () => Promise<Datagrams>;
+
+async function measure(name: string, rpc: Rpc, send: Send, datagrams?: CountDatagrams): Promise<Record<string, string>> {
+  const sent: Record<string, Datagrams> = {};
+  const counted = async <T>(phase: string, run: () => Promise<T>): Promise<T> => {
+    const before = await datagrams?.();
+    const out = await run();
+    const after = await datagrams?.();
+    if (before !== undefined && after !== undefined) sent[phase] = { a: after.a - before.a, b: after.b - before.b };
+    return out;
+  };
   progress(`${name}: serial`);
   await latencies(rpc, 1, 200); // warm-up
   let c = cpu();
-  const serial = await latencies(rpc, 1, SERIAL);
+  const serial = await counted("serial", () => latencies(rpc, 1, SERIAL));
   const serialCpu = cpuSince(c);
   progress(`${name}: ${CONCURRENT} in flight`);
   c = cpu();
-  const conc = await latencies(rpc, CONCURRENT, CONCURRENT_TOTAL);
+  const conc = await counted("conc", () => latencies(rpc, CONCURRENT, CONCURRENT_TOTAL));
   const concCpu = cpuSince(c);
   progress(`${name}: bulk`);
   const chunk = "y".repeat(48 * 1024);
   const n = Math.ceil((BULK_MIB * 1024 * 1024) / chunk.length);
   c = cpu();
   const t1 = performance.now();
-  for (let i = 0; i < n; i++) send("bulk", chunk);
-  const got = (await rpc("bulkDone", null)) as number;
+  const got = await counted("bulk", async () => {
+    for (let i = 0; i < n; i++) send("bulk", chunk);
+    return (await rpc("bulkDone", null)) as number;
+  });
   const mib = got / 1024 / 1024;
   const mibs = mib / ((performance.now() - t1) / 1000);
   const bulkCpu = cpuSince(c);
   const us = (s: number, count: number): string => ((s * 1e6) / count).toFixed(0);
+  const per = (d: Datagrams | undefined, count: number, digits: number): string => (d === undefined ? "-" : `${(d.a / count).toFixed(digits)}/${(d.b / count).toFixed(digits)}`);
   return {
     transport: name,
     "1: p50/p99 ms": `${pct(serial.lat, 50).toFixed(2)}/${pct(serial.lat, 99).toFixed(2)}`,
@@ -122,6 +138,9 @@ async function measure(name: string, rpc: Rpc, send: Send): Promise<Record<strin
     "bulk MiB/s": mibs.toFixed(1),
     "CPU ms/MiB a/b": `${((bulkCpu.self * 1000) / mib).toFixed(1)}/${((bulkCpu.peer * 1000) / mib).toFixed(1)}`,
     "bulk ok": String(got === n * chunk.length),
+    "dgrams/req a/b (1)": per(sent["serial"], SERIAL, 2),
+    [`dgrams/req a/b (${CONCURRENT})`]: per(sent["conc"], CONCURRENT_TOTAL, 2),
+    "dgrams/MiB a/b": per(sent["bulk"], mib, 0),
   };
 }
 
@@ -132,7 +151,10 @@ async function quic(fastPath: boolean, port: number): Promise<{ row: Record<stri
   await links.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port }] });
   const handshakeMs = performance.now() - th;
   const label = fastPath ? "QUIC patched hot path" : "QUIC stock 2.0.9";
-  const row = await measure(label, (m, p) => links.request("b", m, p), (m, p) => void links.send("b", m, p));
+  const datagrams: CountDatagrams | undefined = fastPath
+    ? async () => ({ a: links.fastPath?.datagramsOut ?? 0, b: (await links.request("b", "datagramsOut", null)) as number })
+    : undefined;
+  const row = await measure(label, (m, p) => links.request("b", m, p), (m, p) => void links.send("b", m, p), datagrams);
   await links.stop();
   return { row, handshakeMs };
 }

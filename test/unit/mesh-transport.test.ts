@@ -203,6 +203,73 @@ describe("agent/mesh/transport", () => {
       }
     });
 
+    it("hands the streams a peer opens, in order and out of order, to the handler on the patched hot path", async function () {
+      this.timeout(60_000);
+      const seen = new Map<number, string>();
+      const failures: unknown[] = [];
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), {
+        onStream: (_from, stream) => {
+          void (async () => {
+            const chunks: Buffer[] = [];
+            for await (const chunk of stream.readable) chunks.push(Buffer.from(chunk));
+            seen.set(stream.streamId, Buffer.concat(chunks).toString());
+          })().catch((e: unknown) => failures.push(e));
+        },
+      });
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      const send = async (streams: ReturnType<PeerLinks["openStream"]>[], body: (id: number) => string): Promise<void> => {
+        for (const s of streams) {
+          const w = s.writable.getWriter();
+          await w.write(Buffer.from(body(s.streamId)));
+          await w.close();
+        }
+      };
+      // In order: each new stream is the next id the peer expects.
+      const inOrder = Array.from({ length: 3 }, () => a.openStream("b"));
+      await send(inOrder, (id) => `in order ${id}`);
+      await until(() => seen.size === 3, 20_000);
+      const stockBefore = b.fastPath!.stockScans;
+      // Out of order: the last opened (an id beyond the look-ahead) carries bytes
+      // while the streams before it carry none, then the others in reverse.
+      const outOfOrder = Array.from({ length: 6 }, () => a.openStream("b"));
+      const last = outOfOrder[outOfOrder.length - 1]!;
+      await send([last], (id) => `out of order ${id}`);
+      await until(() => seen.has(last.streamId), 20_000);
+      await send(outOfOrder.slice(0, -1).reverse(), (id) => `out of order ${id}`);
+      // Bytes of a 200 KiB frame on the control stream still arrive in full beside them.
+      const big = "q".repeat(200 * 1024);
+      assert.equal(((await a.request("b", "echo", big)) as { payload: string }).payload, big);
+      await until(() => seen.size === 9, 20_000);
+      assert.deepEqual(failures, []);
+      for (const s of inOrder) assert.equal(seen.get(s.streamId), `in order ${s.streamId}`);
+      for (const s of outOfOrder) assert.equal(seen.get(s.streamId), `out of order ${s.streamId}`);
+      // Known streams were found without the library's iterators; new ones went through them.
+      assert.ok(b.fastPath!.streamScans > 0, `stream scans ${JSON.stringify(b.fastPath)}`);
+      assert.ok(b.fastPath!.stockScans > stockBefore, `stock scans ${JSON.stringify(b.fastPath)}`);
+    });
+
+    it("fails a writer blocked on flow control when the peer stops reading, on the patched hot path", async function () {
+      this.timeout(60_000);
+      let peerStream: ReturnType<PeerLinks["openStream"]> | undefined;
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { onStream: (_from, stream) => (peerStream = stream) });
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      const w = a.openStream("b").writable.getWriter();
+      await w.write(Buffer.alloc(16));
+      await until(() => peerStream !== undefined, 20_000);
+      // The peer never reads, so 4 MiB cannot fit its 1 MiB stream window: the write blocks.
+      const blocked = w.write(Buffer.alloc(4 * 1024 * 1024));
+      blocked.catch(() => undefined);
+      // STOP_SENDING: only the stream scan can wake the blocked writer to learn of it.
+      await peerStream!.readable.cancel(new Error("not reading"));
+      let timer: NodeJS.Timeout | undefined;
+      const stillBlocked = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("the writer is still blocked 20 s after STOP_SENDING"), 20_000)));
+      await assert.rejects(Promise.race([blocked, stillBlocked]), (err: unknown) => err instanceof Error);
+      clearTimeout(timer);
+      assert.ok(a.fastPath!.streamScans > 0, `stream scans ${JSON.stringify(a.fastPath)}`);
+    });
+
     it("applies the hot-path patch to its pinned library version only", () => {
       assert.doesNotThrow(() => assertPatchedVersion(PATCHED_QUIC_VERSION));
       assert.throws(() => assertPatchedVersion("2.0.10"), /@matrixai\/quic 2\.0\.10 is installed but .* patches 2\.0\.9 only/);

@@ -17,6 +17,9 @@ export const MESH_ALPN = "fabric-mesh/1";
 /** UDP payload size sent and accepted. */
 export const MESH_UDP_PAYLOAD = 1350;
 
+/** Largest read from one stream at a time (the library allocates one buffer of this size per stream). */
+export const MESH_READ_CHUNK = 64 * 1024;
+
 /** Default UDP socket buffer size (Linux caps it at net.core.rmem_max/wmem_max). */
 export const MESH_SOCKET_BUFFER = 4 * 1024 * 1024;
 
@@ -32,6 +35,9 @@ export function meshQuicConfig(maxIdleTimeoutMs: number): Partial<QUICConfig> {
     // The control stream plus data streams (TCP forwards, relayed streams, agent/mesh/forward.ts).
     initialMaxStreamsBidi: 128,
     initialMaxStreamsUni: 0,
+    // One stream read takes what the datagrams of an event-loop turn carried
+    // (up to ~32 datagrams per poll); the library's 4 KiB default splits it.
+    readableChunkSize: MESH_READ_CHUNK,
   };
 }
 
