@@ -20,6 +20,9 @@
  *   probe, or running without one) within the deadline (manifest
  *   healthCheck.timeoutSeconds, default 60 s).
  *
+ * Migration steps and the health command run as step children
+ * (step-child.ts): a leftover of a killed agent is reaped before the next.
+ *
  * A channel-bound workload runs only from a slot: until its first release is
  * installed (or while fenced) it is withheld from the supervisor. Nothing is
  * fetched that the verified snapshot does not name. States are reported as
