@@ -261,14 +261,15 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
       throw new Error(`${label}: ${String(err)}\nstate.json: ${JSON.stringify(record(n, w))}\nrunning: ${running(n, w).join(",")}\nagent log: ${agents.get(n)?.stderr.slice(-3000)}`);
     }
   }
-  /** Pids of update step children (not workload processes) of a slot whose name starts with `slotPrefix`, running `step`. */
+  /** Pids of update step children (not workload processes) of a slot whose name starts with `slotPrefix`, running `step` (w "": any workload of n; step "": any step). */
   function stepChildren(n: string, w: string, slotPrefix: string, step: string): number[] {
     const out: number[] = [];
     for (const e of readdirSync("/proc")) {
       if (!/^\d+$/.test(e)) continue;
       try {
         const argv = readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0");
-        if (argv.includes(step) && argv.some((a) => a.startsWith(`${wdir(n, w)}/releases/${slotPrefix}`))) out.push(Number(e));
+        const under = w === "" ? `${membership(n)}/updates/` : `${wdir(n, w)}/releases/${slotPrefix}`;
+        if ((step === "" || argv.includes(step)) && !argv.includes(marker) && argv.some((a) => a.startsWith(under))) out.push(Number(e));
       } catch {
         // gone
       }
@@ -308,6 +309,14 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
   after(async () => {
     for (const n of agents.keys()) await stop(n, "SIGKILL");
     killAllWith(marker);
+    // Step children (migration steps, health commands) a killed agent left, also when a test failed.
+    for (const pid of [...agents.keys()].flatMap((n) => stepChildren(n, "", "", ""))) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+    }
     await proxy?.close();
     if (cp !== undefined) {
       cp.child.kill("SIGTERM");
