@@ -12,7 +12,9 @@
  * body without a length too (411); a refused or cut upload leaves nothing.
  * Storing an artifact that is already there answers 200 and changes nothing;
  * a new one answers 201. Errors are metav1.Status bodies like the rest of
- * the API.
+ * the API. The index and the audit row record the uploader as the identity
+ * the API server authenticated the request as (`ctx.state.user`; today the
+ * one admin credential, ADMIN_USER in server.ts).
  */
 import type Koa from "koa";
 import type { Logger } from "../lib/log.js";
@@ -21,8 +23,6 @@ import { StatusError } from "./errors.js";
 
 export const ARTIFACT_PATH_PREFIX = "/artifacts/v1/";
 
-/** Who stored an artifact, as recorded in the index (the API server knows one credential). */
-const UPLOADER = "admin";
 
 function refusal(err: ArtifactRefused): StatusError {
   switch (err.code) {
@@ -57,7 +57,9 @@ export async function handleArtifactRequest(ctx: Koa.Context, store: ArtifactSto
         throw new StatusError(413, "RequestEntityTooLarge", `artifact of ${length} bytes is larger than the store's limit of ${store.maxLength}`);
       }
       try {
-        const out = await store.put(name, length, ctx.req, UPLOADER);
+        const uploader: unknown = ctx.state.user;
+        if (typeof uploader !== "string" || uploader === "") throw new StatusError(401, "Unauthorized", "Unauthorized");
+        const out = await store.put(name, length, ctx.req, uploader);
         if (out.stored) log.info("artifact stored", { sha256: name, length });
         ctx.status = out.stored ? 201 : 200;
         ctx.body = { sha256: name, length: out.length, stored: out.stored, alreadyPresent: out.alreadyPresent };

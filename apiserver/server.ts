@@ -141,6 +141,14 @@ function tokenMatches(header: string, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/**
+ * The identity of the one credential the API server knows (the admin bearer
+ * token, named so in the kubeconfig it writes). Set on `ctx.state.user` for
+ * every authenticated request, recorded by what keeps who did something
+ * (the version store's uploader).
+ */
+export const ADMIN_USER = "fabric-admin";
+
 const publicPaths = new Set(["/healthz", "/readyz", "/livez", "/version"]);
 
 /** Builds the Koa app. */
@@ -196,6 +204,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(async (ctx, next) => {
     if (publicPaths.has(ctx.path)) return next();
     if (!tokenMatches(ctx.get("authorization"), deps.adminToken)) throw new StatusError(401, "Unauthorized", "Unauthorized");
+    ctx.state.user = ADMIN_USER;
     return next();
   });
 

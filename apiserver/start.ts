@@ -18,7 +18,7 @@ import { OpenApiDocs } from "./discovery.js";
 import { kubeTime, type KubeObject } from "./object.js";
 import { loadCrds, Registry } from "./registry.js";
 import { ResourceHandler } from "./rest/handler.js";
-import { apiMetrics, createApp } from "./server.js";
+import { ADMIN_USER, apiMetrics, createApp } from "./server.js";
 import { ArtifactStore } from "../lib/state/artifacts.js";
 import { Store } from "./store.js";
 import { WatchHub } from "./watch-hub.js";
@@ -105,8 +105,8 @@ export function kubeconfigYaml(server: string, caPem: string, token: string): st
     apiVersion: "v1",
     kind: "Config",
     clusters: [{ name: "fabric", cluster: { server, "certificate-authority-data": Buffer.from(caPem).toString("base64") } }],
-    users: [{ name: "fabric-admin", user: { token } }],
-    contexts: [{ name: "fabric", context: { cluster: "fabric", user: "fabric-admin" } }],
+    users: [{ name: ADMIN_USER, user: { token } }],
+    contexts: [{ name: "fabric", context: { cluster: "fabric", user: ADMIN_USER } }],
     "current-context": "fabric",
     preferences: {},
   });

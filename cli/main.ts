@@ -187,7 +187,7 @@ export function buildProgram(io: Io, result: { code: number }): Command {
     .command("status")
     .description("a ReleaseChannel's rollout: phase, versions, a progress bar per ring, halts, agent update states")
     .argument("<channel>", "ReleaseChannel name")
-    .option("-w, --watch", "refresh until interrupted")
+    .option("-w, --watch", "refresh until the rollout settles (Complete, Idle, Pinned: exit 0; Halted: exit 1) or Ctrl-C (exit 130)")
     .option("--interval <duration>", "refresh interval of --watch", "2s");
   kubeOptions(rolloutStatusCmd);
   outputOption(rolloutStatusCmd).action(async (channel: string, o: KubeFlags & { watch?: boolean; interval: string; output: string }) => {

@@ -64,6 +64,13 @@ export interface StepRunner {
   healthy(deadlineMs: number, t: UpdateTarget): Promise<boolean>;
 }
 
+/**
+ * A pause point for crash tests: `<state>` right after the state is persisted
+ * (its side effect not run yet), `after:<state>` right before the next state
+ * is written (the side effect done). See UPDATE_TEST_HOLD_ENV in manager.ts.
+ */
+export type HoldPoint = `${UpdateState}` | `after:${UpdateState}`;
+
 /** Where the machine rests (until the next assignment). */
 export const RESTING: ReadonlySet<UpdateState> = new Set(["idle", "running", "rolled_back", "failed", "fenced"]);
 const DEFAULT_HEALTH_MS = 60_000;
@@ -94,6 +101,8 @@ export class UpdateMachine {
     private readonly ident: { workload: string; channel: string; component: string },
     private readonly runner: StepRunner,
     private readonly clock: () => Date = () => new Date(),
+    /** Awaited at every hold point (crash tests only; production passes none). */
+    private readonly hold?: (point: HoldPoint) => Promise<void>,
   ) {
     this.slots = new WorkloadSlots(dir);
   }
@@ -125,9 +134,11 @@ export class UpdateMachine {
   }
 
   private async enter(state: UpdateState, patch: Partial<UpdateRecord> = {}): Promise<void> {
+    if (this.hold !== undefined && this.rec.state !== state) await this.hold(`after:${this.rec.state}`);
     this.rec = { ...this.rec, ...patch, state, since: this.clock().toISOString() };
     if (!("reason" in patch) && !RESTING.has(state)) delete this.rec.reason;
     await saveRecord(this.dir, this.rec);
+    if (this.hold !== undefined) await this.hold(state);
   }
 
   /**

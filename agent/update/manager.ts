@@ -22,12 +22,14 @@
  *   probe, or running without one) within the deadline (manifest
  *   healthCheck.timeoutSeconds, default 60 s).
  *
+ * Migration steps and the health command run as step children
+ * (step-child.ts): a leftover of a killed agent is reaped before the next.
+ *
  * A channel-bound workload runs only from a slot: until its first release is
  * installed (or while fenced) it is withheld from the supervisor. Nothing is
  * fetched that the verified snapshot does not name. States are reported as
  * status kind `updates` (UpdateReporter).
  */
-import { spawn } from "node:child_process";
 import { createReadStream, readFileSync, readlinkSync } from "node:fs";
 import { arch as hostArch, platform } from "node:os";
 import { join } from "node:path";
@@ -39,8 +41,9 @@ import { loadIdentity } from "../enroll/identity-store.js";
 import type { WorkloadSupervisor } from "../workloads/supervisor.js";
 import { UpdateCacheClient } from "./cache-client.js";
 import { fetchArtifact } from "./fetch.js";
-import { UpdateMachine, UpdateRefused, type Assignment, type StepOutcome, type StepRunner, type VerifiedRelease } from "./machine.js";
+import { UpdateMachine, UpdateRefused, type Assignment, type HoldPoint, type StepOutcome, type StepRunner, type VerifiedRelease } from "./machine.js";
 import { EXECUTABLE, slotName } from "./slots.js";
+import { runStepChild } from "./step-child.js";
 import { STATE_FILE, type Migration, type UpdateRecord, type UpdateTarget } from "./state.js";
 
 const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm" };
@@ -59,7 +62,16 @@ export interface UpdateManagerOptions {
   /** The fetch client (default: the membership's mTLS identity, re-read per download). */
   client?: () => Promise<Pick<AgentApiClient, "stream">>;
   host?: { os: string; arch: string };
+  /**
+   * Crash tests only: a hold point (`<state>` or `after:<state>`, machine.ts)
+   * at which every machine of this agent logs "update test hold reached"
+   * and stops for good, waiting to be killed. Unset in production.
+   */
+  testHold?: string;
 }
+
+/** The environment variable wire.ts reads `testHold` from. */
+export const UPDATE_TEST_HOLD_ENV = "FABRIC_UPDATE_TEST_HOLD";
 
 interface Entry {
   machine: UpdateMachine;
@@ -123,7 +135,13 @@ export class UpdateManager {
       let e = this.entries.get(w.name);
       const a = byWorkload.get(w.name);
       if (e === undefined) {
-        const machine = new UpdateMachine(join(this.o.dir, "updates", w.name), { workload: w.name, channel: w.releaseChannel, component: a?.component ?? "" }, this.runner(w.name));
+        const machine = new UpdateMachine(
+          join(this.o.dir, "updates", w.name),
+          { workload: w.name, channel: w.releaseChannel, component: a?.component ?? "" },
+          this.runner(w.name),
+          undefined,
+          this.o.testHold === undefined ? undefined : this.holdAt(w.name, this.o.testHold),
+        );
         await machine.load();
         e = { machine, exe: undefined, again: false };
         // What runs until the machine says otherwise: what `current` names (consistent with the persisted state).
@@ -146,6 +164,14 @@ export class UpdateManager {
   stop(): void {
     this.stopped = true;
     for (const e of this.entries.values()) if (e.timer !== undefined) clearTimeout(e.timer);
+  }
+
+  private holdAt(workload: string, at: string): (point: HoldPoint) => Promise<void> {
+    return (point) => {
+      if (point !== at) return Promise.resolve();
+      this.o.log.warn("update test hold reached", { workload, point });
+      return new Promise<void>(() => undefined);
+    };
   }
 
   private kick(name: string): void {
@@ -240,7 +266,7 @@ export class UpdateManager {
           const e = entry();
           if (s?.pid !== undefined && e.startedPid === undefined) e.startedPid = s.pid;
           ready ||= s?.ready === true && s.pid !== undefined && s.pid === e.startedPid;
-          if (ready && (t.healthCommand === undefined || (await runHealthCommand(t.healthCommand, e.machine.slots.slotDir(t.slot), e.machine.slots.dataDir, until - Date.now())))) return true;
+          if (ready && (t.healthCommand === undefined || (await runHealthCommand(t.healthCommand, e.machine.slots.dir, e.machine.slots.slotDir(t.slot), e.machine.slots.dataDir, until - Date.now())))) return true;
           await new Promise((r) => setTimeout(r, 200));
         }
         return false;
@@ -265,37 +291,18 @@ function toAssignment(a: SnapshotReleaseAssignment): Assignment {
 }
 
 /** Runs the manifest's health command in the slot directory; true on exit 0 within `timeoutMs`. */
-function runHealthCommand(command: readonly string[], cwd: string, dataDir: string, timeoutMs: number): Promise<boolean> {
+async function runHealthCommand(command: readonly string[], workloadDir: string, cwd: string, dataDir: string, timeoutMs: number): Promise<boolean> {
   const [cmd, ...args] = command;
-  if (cmd === undefined || timeoutMs <= 0) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd, stdio: "ignore", env: { ...process.env, FABRIC_DATA_DIR: dataDir } });
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve(code === 0);
-    });
-  });
+  if (cmd === undefined || timeoutMs <= 0) return false;
+  const r = await runStepChild(workloadDir, cmd, args, { cwd, env: { ...process.env, FABRIC_DATA_DIR: dataDir }, timeoutMs });
+  return "code" in r && r.code === 0;
 }
 
-/** Runs `<exe> <argument of the step>`; exit 0 is success. */
-function runMigrationStep(step: "preflight" | "backup" | "run" | "restore", exe: string, dataDir: string, m: Migration): Promise<StepOutcome> {
+/** Runs `<exe> <argument of the step> <from> <to>`; exit 0 is success; a spawn error is thrown (retried). */
+async function runMigrationStep(step: "preflight" | "backup" | "run" | "restore", exe: string, dataDir: string, m: Migration): Promise<StepOutcome> {
   const arg = step === "restore" ? m.rollback : step === "run" ? "migrate" : m[step];
-  const backupDir = join(dataDir, "..", "backup");
-  return new Promise((resolve, reject) => {
-    const child = spawn(exe, [arg, m.from, m.to], { stdio: "ignore", env: { ...process.env, FABRIC_DATA_DIR: dataDir, FABRIC_BACKUP_DIR: backupDir } });
-    const timer = setTimeout(() => child.kill("SIGKILL"), MIGRATION_TIMEOUT_MS);
-    child.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      resolve(code === 0 ? { ok: true } : { ok: false, message: `${step} ${code !== null ? `exited with ${code}` : `killed by ${signal}`}` });
-    });
-  });
+  const workloadDir = join(dataDir, "..");
+  const r = await runStepChild(workloadDir, exe, [arg, m.from, m.to], { env: { ...process.env, FABRIC_DATA_DIR: dataDir, FABRIC_BACKUP_DIR: join(workloadDir, "backup") }, timeoutMs: MIGRATION_TIMEOUT_MS });
+  if ("error" in r) throw r.error;
+  return r.code === 0 ? { ok: true } : { ok: false, message: `${step} ${r.code !== null ? `exited with ${r.code}` : `killed by ${String(r.signal)}`}` };
 }

@@ -18,7 +18,7 @@ import type { StoredIdentity } from "../enroll/identity-store.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { statusSender } from "../sync/status-sender.js";
 import type { WorkloadSupervisor } from "../workloads/supervisor.js";
-import { UpdateManager } from "./manager.js";
+import { UPDATE_TEST_HOLD_ENV, UpdateManager } from "./manager.js";
 import { UPDATES_STATUS_KIND, UpdateReporter } from "./reporter.js";
 
 export interface SuperviseUpdatesOptions {
@@ -43,7 +43,7 @@ export function superviseUpdates(sync: MembershipSync, o: SuperviseUpdatesOption
   const send = o.send ?? sender?.send;
   if (send === undefined) throw new Error("update status: no sender");
   const reporter = new UpdateReporter({ send, log });
-  const manager = new UpdateManager({ dir: sync.dir, supervisor: o.supervisor, reapply: o.reapply, onReport: (r) => reporter.update(r), log });
+  const manager = new UpdateManager({ dir: sync.dir, supervisor: o.supervisor, reapply: o.reapply, onReport: (r) => reporter.update(r), log, testHold: process.env[UPDATE_TEST_HOLD_ENV] || undefined });
   let stopped = false;
   sync.subscribe((snapshot) => {
     if (stopped) return;

@@ -4,6 +4,12 @@
  * candidate, pin), a progress bar per ring (nodes updated on the ring's
  * target out of its nodes, failures), the halted version and why, the
  * agents' update states, and the latest promotions.
+ *
+ * `--watch` prints it again every interval until the rollout settles, like
+ * `kubectl rollout status`: the controller has seen the latest spec and the
+ * phase is Complete, Idle or Pinned (exit 0) or Halted (exit 1); Paused and
+ * Progressing keep it watching. Ctrl-C (SIGINT) or SIGTERM before that ends
+ * it with exit 130.
  */
 import type { ReleaseChannelSpec, ReleaseChannelStatus } from "../../lib/api/types.generated.js";
 import { flagDuration } from "../duration.js";
@@ -65,19 +71,37 @@ export function renderRollout(c: ChannelObject): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Prints the rollout once, or every interval with --watch until SIGINT/SIGTERM. */
+/** Exit code once a watched rollout settled, undefined while it moves (or the controller has not seen the latest spec). */
+export function settledExit(c: { metadata: { generation?: number }; status?: { phase?: string; observedGeneration?: number } }): number | undefined {
+  const s = c.status;
+  if (s === undefined || s.observedGeneration === undefined || (c.metadata.generation !== undefined && s.observedGeneration < c.metadata.generation)) return undefined;
+  switch (s.phase) {
+    case "Complete":
+    case "Idle":
+    case "Pinned":
+      return 0;
+    case "Halted":
+      return 1;
+    default:
+      return undefined;
+  }
+}
+
+/** Prints the rollout once, or every interval with --watch until it settles or SIGINT/SIGTERM. */
 export async function rolloutStatus(client: KubeClient, o: RolloutStatusOptions, io: Io): Promise<number> {
   const intervalMs = flagDuration("--interval", o.interval);
-  const once = async (): Promise<void> => {
+  let exit: number | undefined;
+  const once = async (): Promise<boolean> => {
     const c = await client.get<ChannelObject>("ReleaseChannel", o.channel);
     if (o.format === "json") io.out(o.watch ? `${JSON.stringify(c.status ?? {})}\n` : await structured(c.status ?? {}, "json"));
     else if (o.format === "yaml") io.out((o.watch ? "---\n" : "") + (await structured(c.status ?? {}, "yaml")));
     else io.out((o.watch && process.stdout.isTTY ? "\x1b[H\x1b[2J" : o.watch ? `--- ${new Date().toISOString()}\n` : "") + renderRollout(c));
+    exit = settledExit(c);
+    return exit !== undefined;
   };
   if (!o.watch) {
     await once();
     return 0;
   }
-  await refreshUntilSignal(once, intervalMs, io);
-  return 0;
+  return (await refreshUntilSignal(once, intervalMs, io)) === "settled" ? (exit ?? 0) : 130;
 }

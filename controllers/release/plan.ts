@@ -97,8 +97,11 @@ export interface ReleasePlan {
   requeueAfterMs: number | undefined;
 }
 
-/** Retry period while an artifact is missing (the push may come any time). */
-export const ARTIFACT_RECHECK_MS = 3_000;
+/**
+ * Recheck period while an artifact is missing: only the safety net, a push
+ * wakes the controller at once (artifact-listener.ts).
+ */
+export const ARTIFACT_RECHECK_MS = 60_000;
 /** Longest wait before a verified release is checked again (its expiry may be years away; timers hold 24.8 days). */
 export const MAX_RECHECK_MS = 6 * 3_600_000;
 

@@ -1,13 +1,15 @@
 /**
  * Registers the Release kind: its controller, which also re-verifies a
- * cluster's releases when the FabricCluster (its release trust) changes,
- * and the orphan sweep of release rows.
+ * cluster's releases when the FabricCluster (its release trust) changes
+ * and a release's artifact is pushed (artifact-listener.ts), and the orphan
+ * sweep of release rows.
  */
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject } from "../objects.js";
 import { runOrphanSweeps } from "../orphans.js";
 import { Controller, watchSecondary } from "../runtime/index.js";
+import { listenForArtifacts, releasesWaitingFor } from "./artifact-listener.js";
 import { ReleaseReconciler, type ReleaseObject } from "./reconciler.js";
 
 export const releaseKind: FabricKind = {
@@ -34,6 +36,11 @@ export const releaseKind: FabricKind = {
       log: d.log.with({ controller: "release" }),
     });
     mgr.add(controller);
+    mgr.addRunnable("release artifact listener", (signal) =>
+      listenForArtifacts(d.pool, (sha256) => {
+        for (const name of releasesWaitingFor(informer.list(), sha256)) controller.enqueue({ name });
+      }, d.log, signal),
+    );
     mgr.addRunnable("release orphan sweep", (signal) =>
       runOrphanSweeps({ controller, informer, rowNames: () => releases.names(), intervalMs: d.settings.sweepIntervalMs, log: d.log }, signal),
     );

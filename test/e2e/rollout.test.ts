@@ -13,7 +13,10 @@
  *   nodes roll back by themselves and are assigned stable (2.0.0) again
  *   without operator action; the later rings never receive it: no snapshot
  *   names it, no download of it exists, and the agent API refuses its
- *   artifact to them (403).
+ *   artifact to them (403);
+ * - `fabricctl rollout status --watch` prints a frame per refresh while the
+ *   rings progress and exits by itself when the rollout settles (0 when
+ *   Complete, 1 when Halted), or with 130 on Ctrl-C (SIGINT).
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
@@ -99,6 +102,24 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
       return undefined;
     }
   };
+  /** `fabricctl rollout status svc --watch`: its output so far and its exit code. */
+  function watchRollout(name: string): { out: () => string; err: () => string; code: Promise<number | null>; child: ChildProcess } {
+    assert.ok(cp !== undefined);
+    let out = "";
+    let err = "";
+    const child = spawn(fabricctlBin, ["rollout", "status", name, "--watch", "--interval", "300ms", "--kubeconfig", cp.kubeconfig], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+    const code = new Promise<number | null>((r) => child.once("exit", (c) => r(c)));
+    return { out: () => out, err: () => err, code, child };
+  }
+  /** Frames of a --watch output (not a TTY: each starts with `--- <time>`): the phase and the nodes updated over all rings. */
+  function frames(out: string): Array<{ phase: string; updated: number }> {
+    return out
+      .split(/^--- .*$/m)
+      .filter((f) => f.includes("phase:"))
+      .map((f) => ({ phase: /phase: +(\w+)/.exec(f)?.[1] ?? "", updated: [...f.matchAll(/\] +(\d+)\/\d+ /g)].reduce((n, m) => n + Number(m[1]), 0) }));
+  }
   async function channel(): Promise<Record<string, unknown>> {
     return (await get("releasechannel", "svc"))?.status ?? {};
   }
@@ -197,6 +218,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
 
     // 2. 2.0.0; SIGKILL an agent of ring b in the middle of its update, restart it.
     await setChannel({ current: "2.0.0" });
+    const watch2 = watchRollout("svc");
     const during = await eventually(() => {
       const s = updateState("n3");
       return s !== undefined && s.target?.version === "2.0.0" && ["starting", "health_checking", "staging", "verifying", "downloading"].includes(s.state) ? s : undefined;
@@ -222,9 +244,17 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
       return NODES.every((n) => v[n] === "2.0.0");
     }, 30_000, 300);
     assert.equal(updateState("n3")?.state, "running");
+    // The watch followed the rings and ended by itself once Complete (the previous Complete, of 1.0.0, did not end it).
+    assert.equal(await watch2.code, 0, watch2.out());
+    const f2 = frames(watch2.out());
+    assert.ok(f2.length >= 2, watch2.out());
+    assert.ok((f2[0]?.updated ?? 6) < 6, `the first frame shows the rollout in progress:\n${watch2.out()}`);
+    assert.deepEqual(f2.at(-1), { phase: "Complete", updated: 6 });
+    for (let i = 1; i < f2.length; i++) assert.ok((f2[i]?.updated ?? 0) >= (f2[i - 1]?.updated ?? 0), `progress never goes back:\n${watch2.out()}`);
 
     // 3. 3.0.0 fails its health command: halts in ring a, ring a back on 2.0.0 by itself, rings b and c never get it.
     await setChannel({ current: "3.0.0" });
+    const watch3 = watchRollout("svc");
     const halted = await eventually(async () => {
       const s = await channel();
       return s.phase === "Halted" ? s : undefined;
@@ -232,6 +262,13 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     assert.deepEqual((halted.halted as { version: string; ring: string }).version, "3.0.0");
     assert.equal((halted.halted as { ring: string }).ring, "a");
     assert.equal(halted.stable, "2.0.0");
+    assert.equal(await watch3.code, 1, `a halted rollout ends the watch with 1:\n${watch3.out()}`);
+    assert.equal(frames(watch3.out()).at(-1)?.phase, "Halted");
+    // A watch that never settles (its channel does not exist: each refresh fails and is reported) ends on Ctrl-C with 130.
+    const watch4 = watchRollout("no-such-channel");
+    await eventually(() => (watch4.err().match(/fabricctl: /g) ?? []).length >= 2, 60_000, 100);
+    watch4.child.kill("SIGINT");
+    assert.equal(await watch4.code, 130, watch4.err());
     for (const n of ["n1", "n2"]) {
       await eventually(() => updateState(n)?.state === "running" && updateState(n)?.current?.version === "2.0.0", 60_000, 300);
     }

@@ -3,7 +3,7 @@
  * progress bar per ring, failures marked, the halt and pin shown.
  */
 import assert from "node:assert/strict";
-import { progressBar, renderRollout } from "../../cli/commands/rollout.js";
+import { progressBar, renderRollout, settledExit } from "../../cli/commands/rollout.js";
 
 describe("fabricctl rollout status rendering", () => {
   it("draws bars: updated, failed, remaining, bounded by the total", () => {
@@ -40,5 +40,22 @@ describe("fabricctl rollout status rendering", () => {
     assert.match(text, /rest +\[\.{24}\] +0\/10 +3\.0\.0 +Blocked/);
     assert.match(text, /agents: +running 12/);
     assert.match(text, /promoted: +2\.0\.0 -> stable/);
+  });
+
+  it("--watch settles on Complete, Idle, Pinned (0) and Halted (1), only once the controller saw the latest spec", () => {
+    const at = (phase: string, observedGeneration: number | undefined, generation = 2) => ({
+      metadata: { name: "web", generation },
+      spec: { cluster: "east", component: "web" },
+      status: { phase, ...(observedGeneration !== undefined ? { observedGeneration } : {}) },
+    });
+    assert.equal(settledExit(at("Complete", 2)), 0);
+    assert.equal(settledExit(at("Idle", 2)), 0);
+    assert.equal(settledExit(at("Pinned", 3)), 0);
+    assert.equal(settledExit(at("Halted", 2)), 1);
+    assert.equal(settledExit(at("Progressing", 2)), undefined);
+    assert.equal(settledExit(at("Paused", 2)), undefined);
+    assert.equal(settledExit(at("Complete", 1)), undefined, "a Complete of the previous spec is not the end");
+    assert.equal(settledExit(at("Complete", undefined)), undefined);
+    assert.equal(settledExit({ metadata: {} }), undefined);
   });
 });
