@@ -1,0 +1,129 @@
+/**
+ * Test support: real `bin/fabric-agent` processes for end-to-end tests.
+ *
+ * Each e2e file used to carry its own spawn, output capture and kill-in-after
+ * code; `AgentProcesses` is that code once. A test starts agents through one
+ * `AgentProcesses`, waits on what they print (`waitFor`), stops them with a
+ * signal and awaits their exit, and its `after` hook ends every agent it
+ * started with one `stopAll()`.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { join } from "node:path";
+import { agentEnv, repoRoot } from "./controlplane.js";
+
+/** The agent executable the e2e tests run. */
+export const agentBin = join(repoRoot, "bin", "fabric-agent");
+
+/** What an agent process must print for `waitFor` to return. */
+export type OutputMatch = string | RegExp | ((output: string) => boolean);
+
+/** How to start one agent. */
+export interface AgentStartOptions {
+  /** Appended to the arguments as `--state-dir DIR` when given. */
+  stateDir?: string;
+  /** Extra environment over `agentEnv()` (which sets FABRIC_LOG_LEVEL=info). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** One running (or exited) agent process and what it printed so far. */
+export interface AgentProcess {
+  readonly child: ChildProcess;
+  /** The process id (set once spawned). */
+  readonly pid: number | undefined;
+  /** Everything written to stdout and stderr, interleaved in arrival order. */
+  output(): string;
+  /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
+  readonly exited: Promise<number | null>;
+  /** True until the process has exited. */
+  running(): boolean;
+  /**
+   * Resolves once the output contains `match` (a substring, a pattern, or a
+   * predicate over the whole output). Rejects, with the output, when the
+   * process ends without it or `timeoutMs` passes.
+   */
+  waitFor(match: OutputMatch, timeoutMs?: number): Promise<void>;
+  /** Sends `signal` (SIGTERM by default) unless the process has exited, and awaits its exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function matches(output: string, match: OutputMatch): boolean {
+  if (typeof match === "string") return output.includes(match);
+  if (match instanceof RegExp) return match.test(output);
+  return match(output);
+}
+
+function describeMatch(match: OutputMatch): string {
+  return typeof match === "function" ? "the awaited output" : JSON.stringify(String(match));
+}
+
+/** Starts agent processes and ends all of them in one call. */
+export class AgentProcesses {
+  private readonly started: AgentProcess[] = [];
+
+  /** Spawns `bin/fabric-agent` with `args`, capturing its output. */
+  start(args: string[], opts: AgentStartOptions = {}): AgentProcess {
+    const argv = opts.stateDir === undefined ? args : [...args, "--state-dir", opts.stateDir];
+    const child = spawn(agentBin, argv, { stdio: ["ignore", "pipe", "pipe"], env: agentEnv(opts.env) });
+    let out = "";
+    let closed = false;
+    const listeners = new Set<() => void>();
+    const notify = (): void => {
+      for (const l of [...listeners]) l();
+    };
+    const onData = (b: Buffer): void => {
+      out += b.toString();
+      notify();
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    // "exit" settles `exited` (a grandchild holding the pipes must not delay
+    // it); "close" (the output is complete) is what `waitFor` gives up on.
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    child.once("close", () => {
+      closed = true;
+      notify();
+    });
+    const proc: AgentProcess = {
+      child,
+      get pid() {
+        return child.pid;
+      },
+      output: () => out,
+      exited,
+      running: () => child.exitCode === null && child.signalCode === null,
+      waitFor(match, timeoutMs = 30_000) {
+        return new Promise<void>((resolve, reject) => {
+          const done = (err?: Error): void => {
+            listeners.delete(check);
+            clearTimeout(timer);
+            if (err === undefined) resolve();
+            else reject(err);
+          };
+          const check = (): void => {
+            if (matches(out, match)) done();
+            else if (closed) done(new Error(`fabric-agent ${args[0] ?? ""} exited (code ${String(child.exitCode)}, signal ${String(child.signalCode)}) without printing ${describeMatch(match)}; it printed:\n${out}`));
+          };
+          const timer = setTimeout(() => done(new Error(`fabric-agent ${args[0] ?? ""} did not print ${describeMatch(match)} within ${timeoutMs} ms; it printed:\n${out}`)), timeoutMs);
+          listeners.add(check);
+          check();
+        });
+      },
+      async stop(signal = "SIGTERM") {
+        if (proc.running()) child.kill(signal);
+        await exited;
+      },
+    };
+    this.started.push(proc);
+    return proc;
+  }
+
+  /** Every process started so far, in start order. */
+  all(): readonly AgentProcess[] {
+    return this.started;
+  }
+
+  /** Ends every started process still running with `signal` (SIGKILL by default) and awaits all exits. */
+  async stopAll(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    await Promise.all(this.started.map((p) => p.stop(signal)));
+  }
+}
