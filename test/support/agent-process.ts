@@ -32,7 +32,11 @@ export interface AgentProcess {
   readonly pid: number | undefined;
   /** Everything written to stdout and stderr, interleaved in arrival order. */
   output(): string;
-  /** Resolves with the exit code (null when ended by a signal) once the process has exited. */
+  /** What was written to stdout alone. */
+  stdout(): string;
+  /** What was written to stderr alone. */
+  stderr(): string;
+  /** Resolves with the exit code (null when ended by a signal) once the process has exited and its output is read. */
   readonly exited: Promise<number | null>;
   /** True until the process has exited. */
   running(): boolean;
@@ -65,30 +69,49 @@ export class AgentProcesses {
     const argv = opts.stateDir === undefined ? args : [...args, "--state-dir", opts.stateDir];
     const child = spawn(agentBin, argv, { stdio: ["ignore", "pipe", "pipe"], env: agentEnv(opts.env) });
     let out = "";
+    let stdout = "";
+    let stderr = "";
     let closed = false;
     const listeners = new Set<() => void>();
     const notify = (): void => {
       for (const l of [...listeners]) l();
     };
-    const onData = (b: Buffer): void => {
+    child.stdout?.on("data", (b: Buffer) => {
+      stdout += b.toString();
       out += b.toString();
       notify();
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    // "exit" settles `exited` (a grandchild holding the pipes must not delay
-    // it); "close" (the output is complete) is what `waitFor` gives up on.
-    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-    child.once("close", () => {
-      closed = true;
+    });
+    child.stderr?.on("data", (b: Buffer) => {
+      stderr += b.toString();
+      out += b.toString();
       notify();
     });
+    const outputClosed = new Promise<void>((resolve) =>
+      child.once("close", () => {
+        closed = true;
+        notify();
+        resolve();
+      }),
+    );
+    // `exited` waits for the output to be complete too, but not for long: a
+    // grandchild that inherited the pipes must not hold it up.
+    const exited = new Promise<number | null>((resolve) =>
+      child.once("exit", (code) => {
+        const grace = setTimeout(() => resolve(code), 2_000);
+        void outputClosed.then(() => {
+          clearTimeout(grace);
+          resolve(code);
+        });
+      }),
+    );
     const proc: AgentProcess = {
       child,
       get pid() {
         return child.pid;
       },
       output: () => out,
+      stdout: () => stdout,
+      stderr: () => stderr,
       exited,
       running: () => child.exitCode === null && child.signalCode === null,
       waitFor(match, timeoutMs = 30_000) {
