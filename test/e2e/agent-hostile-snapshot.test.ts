@@ -19,23 +19,19 @@ import { join } from "node:path";
 import pg from "pg";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import { trustedKeysOf } from "../../agent/sync/snapshot-sync.js";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
 import { kekFileOf, loadKek, open } from "../../lib/crypto/kek.js";
 import { signedSnapshotWithNesting } from "../../lib/snapshot/fixtures.js";
 import { signAndEncodeSnapshot, type SignedSnapshot } from "../../lib/snapshot/format.js";
 import { verifySnapshot } from "../../lib/snapshot/verify.js";
 import { clusterKeyAad } from "../../lib/state/clusters.js";
-import { AgentProcesses, agentBin } from "../support/agent-process.js";
+import { AgentProcesses, agentBin, agentStatusOf } from "../support/agent-process.js";
 import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-function status(stateDir: string): AgentStatus | undefined {
-  const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-  return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-}
+const status = agentStatusOf;
 
 describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", function () {
   this.timeout(300_000);

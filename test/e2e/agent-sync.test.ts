@@ -13,18 +13,13 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
-import { AgentProcesses, agentBin } from "../support/agent-process.js";
+import { AgentProcesses, agentBin, agentStatusOf } from "../support/agent-process.js";
 import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-function status(stateDir: string): AgentStatus | undefined {
-  const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-  const all = JSON.parse(out) as Array<{ status: AgentStatus | null }>;
-  return all[0]?.status ?? undefined;
-}
+const status = agentStatusOf;
 
 describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-up", function () {
   this.timeout(240_000);

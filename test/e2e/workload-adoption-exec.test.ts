@@ -7,12 +7,10 @@
  * duplicate that would crash-loop on the port the first one holds.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
-import { AgentProcesses, agentBin } from "../support/agent-process.js";
+import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
 import { eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
@@ -26,10 +24,7 @@ describe("e2e: adoption of a workload that re-executes itself", function () {
   const marker = `wl-exec-${randomBytes(6).toString("hex")}`;
 
   const startAgent = (args: string[]) => agents.start(args, { stateDir: dir });
-  function agentStatus(): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", dir], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const agentStatus = () => agentStatusOf(dir);
   const cmdlineOf = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0$/, "").split("\0");
 
   before(async () => {

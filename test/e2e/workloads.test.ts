@@ -12,12 +12,10 @@
  * the process.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
-import { AgentProcesses, agentBin } from "../support/agent-process.js";
+import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
 import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
@@ -39,10 +37,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
   let agentPort = 0;
 
   const startAgent = (stateDir: string, args: string[]) => agents.start(args, { stateDir });
-  function agentStatus(stateDir: string): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const agentStatus = agentStatusOf;
   async function get(kind: string, name: string): Promise<Obj | undefined> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["get", kind, name, "-o", "json"]);

@@ -7,12 +7,19 @@
  * signal and awaits their exit, and its `after` hook ends every agent it
  * started with one `stopAll()`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
+import type { AgentStatus } from "../../agent/sync/status.js";
 import { agentEnv, repoRoot } from "./controlplane.js";
 
 /** The agent executable the e2e tests run. */
 export const agentBin = join(repoRoot, "bin", "fabric-agent");
+
+/** The status of the first membership in an agent state directory (`fabric-agent status --json`), undefined before there is one. */
+export function agentStatusOf(stateDir: string): AgentStatus | undefined {
+  const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
+  return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
+}
 
 /** What an agent process must print for `waitFor` to return. */
 export type OutputMatch = string | RegExp | ((output: string) => boolean);
