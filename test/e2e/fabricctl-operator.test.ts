@@ -11,27 +11,12 @@
  * example cluster (its capabilities printed, so the host can join).
  */
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { AgentProcesses, type AgentProcess } from "../support/agent-process.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, startTestControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, fabricctl, kubectl, repoRoot, spawnControlPlane, startTestControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function fabricctl(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 
 describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, token create)", function () {

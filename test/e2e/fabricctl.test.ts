@@ -7,30 +7,14 @@
  * denial is audited.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { embeddedDatabaseUrl } from "../../lib/db/embedded-postgres.js";
 import { createPool } from "../../lib/db/pool.js";
 import { AgentProcesses, type AgentProcess } from "../support/agent-process.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function fabricctl(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** The fabric-agent arguments of the join command fabricctl printed. */
 function printedJoinArgs(stdout: string): string[] {

@@ -144,22 +144,27 @@ function kubectlCacheDir(bin: string): string {
   return join(tmpdir(), `kubectl-cache-${process.pid}-${id}`);
 }
 
-/** Runs the given kubectl binary against a kubeconfig; never throws on a non-zero exit. */
-export function kubectlWith(bin: string, kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+/** Runs a command to its exit (60 s at most by default); never throws on a non-zero exit (code 1 when it could not run or was killed). */
+export function runCommand(bin: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
   return new Promise((resolvePromise) => {
-    const child = execFile(
-      bin,
-      ["--kubeconfig", kubeconfig, "--cache-dir", kubectlCacheDir(bin), ...args],
-      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
-        resolvePromise({ code, stdout, stderr });
-      },
-    );
+    const child = execFile(bin, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
+      resolvePromise({ code, stdout, stderr });
+    });
     if (opts.input !== undefined) {
       child.stdin?.end(opts.input);
     }
   });
+}
+
+/** Runs the given kubectl binary against a kubeconfig; never throws on a non-zero exit. */
+export function kubectlWith(bin: string, kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+  return runCommand(bin, ["--kubeconfig", kubeconfig, "--cache-dir", kubectlCacheDir(bin), ...args], opts);
+}
+
+/** Runs this tree's bin/fabricctl; never throws on a non-zero exit. */
+export function fabricctl(args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+  return runCommand(join(repoRoot, "bin", "fabricctl"), args, opts);
 }
 
 /** Runs the real kubectl ({@link kubectlBin}) against a kubeconfig; never throws on a non-zero exit. */
