@@ -56,10 +56,7 @@ describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", f
     await agents.stopAll();
     fake?.close();
     killAllWith(marker);
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });

@@ -27,8 +27,7 @@ describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", functio
   });
   after(async () => {
     await agents.stopAll("SIGTERM");
-    cp?.child.kill("SIGTERM");
-    await cp?.exited;
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });

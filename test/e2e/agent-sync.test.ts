@@ -37,10 +37,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
   });
   after(async () => {
     await agents.stopAll();
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -120,8 +117,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
     assert.ok(newest > good);
 
     // 4. Control plane stopped, agent killed and restarted: it boots from its checkpoint and says so.
-    cp.child.kill("SIGTERM");
-    await cp.exited;
+    await cp.stop();
     cp = undefined;
     const offline = startAgent(["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"]);
     const s3 = await eventually(() => {

@@ -75,10 +75,7 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
 
   after(async () => {
     await agents.stopAll();
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });

@@ -44,8 +44,7 @@ describe("e2e: fabricctl token create, join approve, join deny", function () {
   after(async () => {
     await agents.stopAll("SIGTERM");
     await pool?.end();
-    cp?.child.kill("SIGTERM");
-    await cp?.exited;
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     for (const d of agentDirs) rmSync(d, { recursive: true, force: true });
   });

@@ -32,10 +32,7 @@ describe("e2e: node-health flags of fabric-controlplane", function () {
 
   after(async () => {
     await agents.stopAll();
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });

@@ -60,10 +60,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
   after(async () => {
     await agents.stopAll();
     killAllWith(marker);
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     for (const d of [cpDir, dirA, dirB]) rmSync(d, { recursive: true, force: true });
   });
 
@@ -154,8 +151,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
     }, 60_000, 300);
 
     // 5. Control plane stopped, agent restarted: the workload keeps running and is adopted, not duplicated.
-    cp.child.kill("SIGTERM");
-    await cp.exited;
+    await cp.stop();
     cp = undefined;
     await a.stop();
     assert.deepEqual(processesWith(marker), [third], "stopping the agent leaves its workloads running");

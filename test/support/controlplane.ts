@@ -179,6 +179,8 @@ export interface ChildControlPlane {
   output: () => string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) unless it has exited, and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready line. */
@@ -206,7 +208,11 @@ export async function spawnControlPlane(stateDir: string, extraArgs: string[] = 
       reject(new Error(`control plane exited with ${String(code)} before ready:\n${out}`));
     });
   });
-  return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited };
+  const stop = (signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited, stop };
 }
 
 /** Environment for spawned agents and CLIs: their info lines (which tests read) are never silenced by the test run's log level. */
