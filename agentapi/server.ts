@@ -269,14 +269,15 @@ function readJson(ctx: Koa.Context, limit = MAX_ENROLL_BODY_BYTES): Promise<unkn
         reject(err.code === "TooLarge" ? new AgentApiError(413, "TooLarge", `body larger than ${limit} bytes`) : new AgentApiError(400, "InvalidRequest", BODY_REFUSALS[err.code]));
       }
     };
-    const onError = (err: Error): void => {
+    // A client that hangs up mid-body: its doing, not a server error (nobody reads the answer).
+    const onError = (): void => {
       cleanup();
-      reject(err);
+      reject(new AgentApiError(400, "InvalidRequest", "request body cut off"));
     };
     const onClose = (): void => {
       if (req.complete) return;
       cleanup();
-      reject(new Error("request aborted"));
+      reject(new AgentApiError(400, "InvalidRequest", "request body cut off"));
     };
     req.on("data", onData);
     req.on("end", onEnd);
@@ -307,6 +308,11 @@ export async function startAgentApi(o: AgentApiOptions): Promise<AgentApi> {
   app.on("error", (err: NodeJS.ErrnoException) => {
     // An agent that goes away mid-download (cut connection, refused length) is normal.
     if (err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET" || err.code === "EPIPE") return;
+    // Node's HTTP parser refusing what a client sent (it answers 400 itself).
+    if (err.code?.startsWith("HPE_") === true) {
+      o.log.info("agent api refused a malformed request", { code: err.code, err });
+      return;
+    }
     o.log.warn("agent api stream error", { err });
   });
   const metrics = o.metrics === undefined ? undefined : agentApiMetrics(o.metrics);

@@ -58,14 +58,12 @@ function describeError(err: unknown): unknown {
 
 function write(level: LogLevel, component: string, base: LogFields, msg: string, fields?: LogFields): void {
   if (order[level] < threshold()) return;
-  const line: Record<string, unknown> = { ts: new Date().toISOString(), level, component, msg, ...base };
+  const described: LogFields = { ...base };
   if (fields) {
-    for (const [k, v] of Object.entries(fields)) line[k] = v instanceof Error ? describeError(v) : v;
+    for (const [k, v] of Object.entries(fields)) described[k] = v instanceof Error ? describeError(v) : v;
   }
-  const text =
-    logFormat() === "text"
-      ? `${line.ts} ${level.toUpperCase()} [${component}] ${msg} ${JSON.stringify({ ...base, ...fields })}`
-      : JSON.stringify(line);
+  const ts = new Date().toISOString();
+  const text = logFormat() === "text" ? `${ts} ${level.toUpperCase()} [${component}] ${msg} ${JSON.stringify(described)}` : JSON.stringify({ ts, level, component, msg, ...described });
   (level === "error" || level === "warn" ? process.stderr : process.stdout).write(text + "\n");
 }
 

@@ -4,8 +4,8 @@
  * with a version that only grows (also across agent restarts: max(now in ms,
  * last + 1)), so a stale report never overwrites a newer one. A failed send is
  * retried with the latest state on the next update or after retryMs; reports
- * are never queued (only the newest state matters). The workload and update
- * reporters are this with their own bodies.
+ * are never queued (only the newest state matters). The workload, update and
+ * VPN reporters are this with their own bodies.
  */
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
@@ -16,6 +16,12 @@ export interface LatestReportOptions<T> {
   log: Logger;
   /** The report body of a state. */
   body: (state: T) => Record<string, unknown>;
+  /**
+   * What counts as a change (default: the body's JSON). A body with a field
+   * that moves on its own (a countdown) leaves that field out here, so that
+   * it rides along with real changes without making reports of its own.
+   */
+  changeKey?: (state: T) => string;
   /** What the log calls it ("workload status report failed; will retry"). */
   what: string;
   /** Retry period after a failed send (default 5 s). */
@@ -46,7 +52,7 @@ export class LatestReportSender<T> {
     const s = this.latest;
     if (s === undefined || this.closed) return;
     const body = this.o.body(s);
-    const json = JSON.stringify(body);
+    const json = this.o.changeKey === undefined ? JSON.stringify(body) : this.o.changeKey(s);
     if (json === this.sentJson) return;
     this.version = Math.max((this.o.now ?? Date.now)(), this.version + 1);
     const report: StatusReport = { version: this.version, body };

@@ -11,10 +11,10 @@
  *   (owner.ts) does the rest. With the control plane away the owners keep
  *   their timers (a holder tears down at its deadline) and keep trying to
  *   contend, which succeeds only once it is reachable again.
- * - Status: every change writes vpn-status.json and sends the report kind
- *   `vpn` through the membership's status sender; the file is also
- *   rewritten every 5 s (remaining deadline) and a failed send is retried
- *   then.
+ * - Status: every change writes vpn-status.json and hands the report kind
+ *   `vpn` to a LatestReportSender (agent/sync/latest-report.ts) over the
+ *   membership's status sender; the file is also rewritten every 5 s
+ *   (remaining deadline) and a failed send is retried within 5 s.
  * - Calls to the agent API go over the membership's mTLS transport and
  *   follow certificate renewals like the status sender does.
  */
@@ -22,6 +22,7 @@ import type { StatusReport } from "../../lib/agent-protocol.js";
 import type { Logger } from "../../lib/log.js";
 import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { loadIdentity, type StoredIdentity } from "../enroll/identity-store.js";
+import { LatestReportSender } from "../sync/latest-report.js";
 import type { MembershipSync } from "../sync/snapshot-sync.js";
 import { statusSender } from "../sync/status-sender.js";
 import { VpnLeaseClient, type LeaseTransport, type LeaseTransportSource } from "./lease-client.js";
@@ -106,8 +107,15 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
   const assignments = new Map<string, VpnAssignment>();
   let invalid: VpnStatusFile["invalid"] = [];
   let stopped = false;
-  let reportVersion = 0;
-  let reportedJson = "";
+  const reporter = new LatestReportSender<VpnStatusBody>({
+    send,
+    log,
+    what: "vpn status report",
+    body: (b) => b as unknown as Record<string, unknown>,
+    // The remaining deadline changes every time: it alone does not make a report.
+    changeKey: (b) => JSON.stringify(b.connections.map(({ deadlineInMs: _, ...c }) => c)),
+    retryMs: REFRESH_MS,
+  });
   let reporting: Promise<void> | undefined;
   let again = false;
 
@@ -134,16 +142,8 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
     } catch (err) {
       log.warn("writing vpn status failed", { err });
     }
-    // The remaining deadline changes every time: it alone does not make a report.
-    const json = JSON.stringify(b.connections.map(({ deadlineInMs: _, ...c }) => c));
-    if (json === reportedJson) return;
-    reportVersion = Math.max(Date.now(), reportVersion + 1);
-    try {
-      await send({ version: reportVersion, body: b as unknown as Record<string, unknown> });
-      reportedJson = json;
-    } catch (err) {
-      log.info("vpn status report failed; sent again within 5 s", { error: (err as Error).message });
-    }
+    reporter.update(b);
+    await reporter.flush();
   };
 
   const changed = (): void => {
@@ -203,6 +203,7 @@ export function runVpnOwner(sync: MembershipSync, o: VpnOwnerOptions): VpnOwnerH
       await reporting;
       // The last state (all down) goes to the file; the send may not hold shutdown for long with the control plane away.
       await Promise.race([report(), new Promise((r) => setTimeout(r, 2000).unref())]);
+      reporter.close();
       own?.close();
       sender?.close();
     },

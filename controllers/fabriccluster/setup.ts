@@ -7,8 +7,7 @@ import { meshReportsOf } from "../../lib/state/mesh.js";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, jsonEqual, UpdateWhen, watchSecondary } from "../runtime/index.js";
+import { Controller, jsonEqual, UpdateWhen, watchSecondary, runOrphanSweeps } from "../runtime/index.js";
 import { registerCoverageGauges } from "./metrics.js";
 import { FabricClusterReconciler } from "./reconciler.js";
 

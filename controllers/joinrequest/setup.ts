@@ -6,8 +6,7 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricNodeObject as FabricNode, JoinRequestObject as JoinRequest } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller } from "../runtime/index.js";
+import { Controller, runOrphanSweeps } from "../runtime/index.js";
 import { JoinRequestReconciler } from "./reconciler.js";
 
 /** See the module comment. */

@@ -6,8 +6,7 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { JoinRequestObject as JoinRequest, JoinTokenObject as JoinToken } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, IgnoreUpdates, watchSecondary } from "../runtime/index.js";
+import { Controller, IgnoreUpdates, watchSecondary, runOrphanSweeps } from "../runtime/index.js";
 import { JoinTokenReconciler } from "./reconciler.js";
 
 /** See the module comment. */

@@ -7,8 +7,7 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, NodeGroupObject as NodeGroup } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, GenerationChanged, IgnoreUpdates, UpdateWhen, intentChanged, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, GenerationChanged, IgnoreUpdates, UpdateWhen, intentChanged, watchSecondary, runOrphanSweeps, type ObjectKey } from "../runtime/index.js";
 import { NodeGroupReconciler } from "./reconciler.js";
 import { GroupTree } from "./tree.js";
 

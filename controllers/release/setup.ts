@@ -7,9 +7,13 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject } from "../objects.js";
+<<<<<<< HEAD
 import { runOrphanSweeps } from "../orphans.js";
 import { Controller, watchSecondary } from "../runtime/index.js";
 import { listenForArtifacts, releasesWaitingFor } from "./artifact-listener.js";
+=======
+import { Controller, watchSecondary, runOrphanSweeps } from "../runtime/index.js";
+>>>>>>> tidy
 import { ReleaseReconciler, type ReleaseObject } from "./reconciler.js";
 
 export const releaseKind: FabricKind = {
@@ -24,12 +28,7 @@ export const releaseKind: FabricKind = {
       informer,
       reconciler: new ReleaseReconciler({ informer, clusters, releases, pool: d.pool, api: d.api }),
       watches: [
-        watchSecondary(clusters, (c) =>
-          informer
-            .list()
-            .filter((r) => r.spec.cluster === c.metadata.name)
-            .map((r) => ({ name: r.metadata.name ?? "" })),
-        ),
+        watchSecondary(clusters, (c) => informer.keysWhere((r) => r.spec.cluster === c.metadata.name)),
       ],
       workers: 1,
       registry: d.registry,

@@ -14,12 +14,9 @@ import { PgListener } from "../../lib/db/listener.js";
 import type { Logger } from "../../lib/log.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject, FabricNodeObject, ServiceWorkloadObject } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, UpdateWhen, jsonEqual, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, UpdateWhen, conditionStatusOf, jsonEqual, watchSecondary, runOrphanSweeps, type ObjectKey } from "../runtime/index.js";
 import { ReleaseChannelReconciler, type ReleaseChannelObject, type ReleaseObject } from "./reconciler.js";
 import { releaseUpdatesContributor } from "./snapshot.js";
-
-const readyOf = (n: FabricNodeObject): string | undefined => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 
 /** See the module comment. */
 export const releaseChannelKind: FabricKind = {
@@ -30,8 +27,7 @@ export const releaseChannelKind: FabricKind = {
     const nodes = mgr.informerFor<FabricNodeObject>(RESOURCES.FabricNode, "FabricNode");
     const clusters = mgr.informerFor<FabricClusterObject>(RESOURCES.FabricCluster, "FabricCluster");
     const workloadObjects = mgr.informerFor<ServiceWorkloadObject>(RESOURCES.ServiceWorkload, "ServiceWorkload");
-    const channels = (keep: (c: ReleaseChannelObject) => boolean): ObjectKey[] =>
-      informer.list().flatMap((c) => (keep(c) && c.metadata.name !== undefined ? [{ name: c.metadata.name }] : []));
+    const channels = (keep: (c: ReleaseChannelObject) => boolean): ObjectKey[] => informer.keysWhere(keep);
     const ofCluster = (cluster: string | undefined): ObjectKey[] => channels((c) => c.spec.cluster === cluster);
     const wakeNode = mgr.wake("FabricNode");
     const controller = new Controller<ReleaseChannelObject>({
@@ -45,7 +41,7 @@ export const releaseChannelKind: FabricKind = {
         watchSecondary(
           nodes,
           (n) => ofCluster(n.spec.cluster),
-          UpdateWhen((a, b) => readyOf(a) !== readyOf(b) || a.spec.group !== b.spec.group || !jsonEqual(a.metadata.labels, b.metadata.labels)),
+          UpdateWhen((a, b) => conditionStatusOf(a, "Ready") !== conditionStatusOf(b, "Ready") || a.spec.group !== b.spec.group || !jsonEqual(a.metadata.labels, b.metadata.labels)),
         ),
         watchSecondary(clusters, (c) => ofCluster(c.metadata.name), UpdateWhen((a, b) => !jsonEqual(a.spec.releaseTrust, b.spec.releaseTrust) || !jsonEqual(a.status, b.status))),
       ],

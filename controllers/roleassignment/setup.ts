@@ -13,12 +13,9 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, RoleAssignmentObject, ServiceWorkloadObject } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, IgnoreUpdates, UpdateWhen, jsonEqual, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, IgnoreUpdates, UpdateWhen, conditionStatusOf, jsonEqual, watchSecondary, runOrphanSweeps, type ObjectKey } from "../runtime/index.js";
 import { RoleAssignmentReconciler } from "./reconciler.js";
 import { rolesContributor } from "./snapshot.js";
-
-const readyOf = (n: FabricNode): string | undefined => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 
 /** See the module comment. */
 export const roleAssignmentKind: FabricKind = {
@@ -28,8 +25,7 @@ export const roleAssignmentKind: FabricKind = {
     const nodes = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
     const clusters = mgr.informerFor<FabricCluster>(RESOURCES.FabricCluster, "FabricCluster");
     const workloads = mgr.informerFor<ServiceWorkloadObject>(RESOURCES.ServiceWorkload, "ServiceWorkload");
-    const ofCluster = (cluster: string): ObjectKey[] =>
-      informer.list().flatMap((r) => (r.spec.cluster === cluster && r.metadata.name !== undefined ? [{ name: r.metadata.name }] : []));
+    const ofCluster = (cluster: string): ObjectKey[] => informer.keysWhere((r) => r.spec.cluster === cluster);
     const wakeNode = mgr.wake("FabricNode");
     const wakeCluster = mgr.wake("FabricCluster");
     const wakeWorkload = mgr.wake("ServiceWorkload");
@@ -58,7 +54,7 @@ export const roleAssignmentKind: FabricKind = {
         watchSecondary(
           nodes,
           (n) => ofCluster(n.spec.cluster),
-          UpdateWhen((a, b) => !jsonEqual(a.spec, b.spec) || !jsonEqual(a.metadata.labels, b.metadata.labels) || !jsonEqual(a.status?.capabilities, b.status?.capabilities) || readyOf(a) !== readyOf(b)),
+          UpdateWhen((a, b) => !jsonEqual(a.spec, b.spec) || !jsonEqual(a.metadata.labels, b.metadata.labels) || !jsonEqual(a.status?.capabilities, b.status?.capabilities) || conditionStatusOf(a, "Ready") !== conditionStatusOf(b, "Ready")),
         ),
         watchSecondary(clusters, (c) => (c.metadata.name === undefined ? [] : ofCluster(c.metadata.name)), IgnoreUpdates),
       ],

@@ -61,6 +61,11 @@ export function getCondition(conditions: readonly Condition[] | undefined, t: st
   return conditions?.find((x) => x.type === t);
 }
 
+/** The status of an object's condition of type t ("True", "False", "Unknown"), or undefined when it has none. */
+export function conditionStatusOf(obj: { status?: { conditions?: ReadonlyArray<{ type: string; status: string }> } }, t: string): string | undefined {
+  return obj.status?.conditions?.find((x) => x.type === t)?.status;
+}
+
 /** True when the condition of type t is present with status True. */
 export function isTrue(conditions: readonly Condition[] | undefined, t: string): boolean {
   return getCondition(conditions, t)?.status === "True";

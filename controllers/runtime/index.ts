@@ -45,7 +45,8 @@ export {
 export { type KindModule } from "./kind-module.js";
 export { Manager, type ManagerOptions, type Runnable } from "./manager.js";
 export { RuntimeMetrics, runtimeMetrics } from "./metrics.js";
-export { cacheKey, deepFreeze, keyOf, mutableCopy, parseQueueKey, queueKey, type ObjectKey } from "./object.js";
+export { cacheKey, deepFreeze, keyOf, mutableCopy, parseCacheKey, parseQueueKey, queueKey, type ObjectKey } from "./object.js";
+export { runOrphanSweeps, type OrphanSweepOptions } from "./orphans.js";
 export {
   clientNodeSource,
   customResourceSource,

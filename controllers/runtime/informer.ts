@@ -157,6 +157,20 @@ export class Informer<T extends KubernetesObject> {
     return namespace === undefined ? all : all.filter((o) => o.metadata?.namespace === namespace);
   }
 
+  /**
+   * The ObjectKeys of the cached objects `keep` accepts: what a secondary
+   * watch maps an event to when "which of my objects care" is a filter over
+   * the cache.
+   */
+  keysWhere(keep: (obj: T) => boolean): ObjectKey[] {
+    const out: ObjectKey[] = [];
+    for (const obj of this.store.values()) {
+      const key = keep(obj) ? keyOf(obj) : undefined;
+      if (key !== undefined) out.push(key);
+    }
+    return out;
+  }
+
   /** Cache keys ("namespace/name" or "name"). */
   keys(): string[] {
     return [...this.store.keys()];

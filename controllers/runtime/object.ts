@@ -15,6 +15,12 @@ export function cacheKey(key: ObjectKey): string {
   return key.namespace ? `${key.namespace}/${key.name}` : key.name;
 }
 
+/** The ObjectKey a cache key ("namespace/name" or "name") stands for. */
+export function parseCacheKey(key: string): ObjectKey {
+  const i = key.indexOf("/");
+  return i < 0 ? { name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
 /** The ObjectKey of an object, or undefined when it has no metadata.name. */
 export function keyOf(obj: KubernetesObject): ObjectKey | undefined {
   const name = obj.metadata?.name;

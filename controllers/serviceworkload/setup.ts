@@ -11,13 +11,10 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, ServiceWorkloadObject } from "../objects.js";
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, IgnoreUpdates, UpdateWhen, jsonEqual, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, IgnoreUpdates, UpdateWhen, conditionStatusOf, jsonEqual, watchSecondary, runOrphanSweeps } from "../runtime/index.js";
 import { ServiceWorkloadReconciler } from "./reconciler.js";
 import { listenForReports } from "./report-listener.js";
 import { workloadsContributor } from "./snapshot.js";
-
-const nodeReadyStatus = (n: FabricNode): string | undefined => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
 
 /** See the module comment. */
 export const serviceWorkloadKind: FabricKind = {
@@ -26,8 +23,7 @@ export const serviceWorkloadKind: FabricKind = {
     const informer = mgr.informerFor<ServiceWorkloadObject>(RESOURCES.ServiceWorkload, "ServiceWorkload");
     const nodes = mgr.informerFor<FabricNode>(RESOURCES.FabricNode, "FabricNode");
     const clusters = mgr.informerFor<FabricCluster>(RESOURCES.FabricCluster, "FabricCluster");
-    const names = (keep: (w: ServiceWorkloadObject) => boolean): ObjectKey[] =>
-      informer.list().flatMap((w) => (keep(w) && w.metadata.name !== undefined ? [{ name: w.metadata.name }] : []));
+    const names = (keep: (w: ServiceWorkloadObject) => boolean) => informer.keysWhere(keep);
     const wakeNode = mgr.wake("FabricNode");
     const controller = new Controller<ServiceWorkloadObject>({
       name: "serviceworkload",
@@ -54,7 +50,7 @@ export const serviceWorkloadKind: FabricKind = {
         watchSecondary(
           nodes,
           (n) => names((w) => w.spec.cluster === n.spec.cluster),
-          UpdateWhen((a, b) => nodeReadyStatus(a) !== nodeReadyStatus(b)),
+          UpdateWhen((a, b) => conditionStatusOf(a, "Ready") !== conditionStatusOf(b, "Ready")),
         ),
       ],
       workers: 4,

@@ -10,18 +10,13 @@ import { RESOURCES } from "../../lib/api/types.generated.js";
 import { VpnStore } from "../../lib/state/vpn.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNode, RoleAssignmentObject, VPNConnectionObject } from "../objects.js";
-import { Controller, IgnoreUpdates, UpdateWhen, jsonEqual, watchSecondary, type ObjectKey } from "../runtime/index.js";
+import { Controller, IgnoreUpdates, UpdateWhen, conditionStatusOf, jsonEqual, parseCacheKey, runOrphanSweeps, watchSecondary, type ObjectKey } from "../runtime/index.js";
 import { VpnLeaseWatch } from "./lease-watch.js";
 import { VpnConnectionReconciler } from "./reconciler.js";
 import { vpnContributor } from "./snapshot.js";
 
-const readyOf = (n: FabricNode): string | undefined => n.status?.conditions?.find((c) => c.type === "Ready")?.status;
-
-/** The key of a connection named `<namespace>/<name>`. */
-export function vpnKeyOf(connection: string): ObjectKey {
-  const i = connection.indexOf("/");
-  return { namespace: connection.slice(0, i), name: connection.slice(i + 1) };
-}
+/** The key of a connection named `<namespace>/<name>` (its cache key). */
+export const vpnKeyOf: (connection: string) => ObjectKey = parseCacheKey;
 
 /** See the module comment. */
 export const vpnConnectionKind: FabricKind = {
@@ -32,10 +27,8 @@ export const vpnConnectionKind: FabricKind = {
     const clusters = mgr.informerFor<FabricCluster>(RESOURCES.FabricCluster, "FabricCluster");
     const roles = mgr.informerFor<RoleAssignmentObject>(RESOURCES.RoleAssignment, "RoleAssignment");
     const store = new VpnStore(d.pool, d.fence, d.identity);
-    const listing = (node: string): ObjectKey[] =>
-      informer.list().flatMap((c) => (c.spec.allowedNodes.includes(node) && c.metadata.name !== undefined ? [{ namespace: c.metadata.namespace, name: c.metadata.name }] : []));
-    const ofCluster = (cluster: string): ObjectKey[] =>
-      informer.list().flatMap((c) => (c.spec.cluster === cluster && c.metadata.name !== undefined ? [{ namespace: c.metadata.namespace, name: c.metadata.name }] : []));
+    const listing = (node: string): ObjectKey[] => informer.keysWhere((c) => c.spec.allowedNodes.includes(node));
+    const ofCluster = (cluster: string): ObjectKey[] => informer.keysWhere((c) => c.spec.cluster === cluster);
     const controller = new Controller<VPNConnectionObject>({
       name: "vpnconnection",
       kind: "VPNConnection",
@@ -47,7 +40,7 @@ export const vpnConnectionKind: FabricKind = {
           (n) => (n.metadata.name === undefined ? [] : listing(n.metadata.name)),
           // Eligibility reads membership (spec), Ready, the health from heartbeats and the roles.
           UpdateWhen(
-            (a, b) => !jsonEqual(a.spec, b.spec) || readyOf(a) !== readyOf(b) || a.status?.health !== b.status?.health || !jsonEqual(a.status?.assignedRoles, b.status?.assignedRoles),
+            (a, b) => !jsonEqual(a.spec, b.spec) || conditionStatusOf(a, "Ready") !== conditionStatusOf(b, "Ready") || a.status?.health !== b.status?.health || !jsonEqual(a.status?.assignedRoles, b.status?.assignedRoles),
           ),
         ),
         watchSecondary(roles, (r) => ofCluster(r.spec.cluster)),
@@ -60,34 +53,9 @@ export const vpnConnectionKind: FabricKind = {
     mgr.add(controller);
     const watch = new VpnLeaseWatch({ store, isLeader: () => mgr.isLeader(), wake: (c) => controller.enqueue(vpnKeyOf(c)), log: d.log.with({ component: "vpn-lease-watch" }) });
     mgr.addRunnable("vpn lease watch", (signal) => watch.run(signal));
-    mgr.addRunnable("vpnconnection orphan sweep", (signal) => orphanSweep(signal));
-    const suspects = new Set<string>();
-    async function orphanSweep(signal: AbortSignal): Promise<void> {
-      while (!signal.aborted) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(done, d.settings.sweepIntervalMs ?? 60_000);
-          function done(): void {
-            clearTimeout(t);
-            signal.removeEventListener("abort", done);
-            resolve();
-          }
-          signal.addEventListener("abort", done, { once: true });
-        });
-        if (signal.aborted || !mgr.isLeader() || !controller.isRunning() || !informer.hasSynced()) {
-          suspects.clear();
-          continue;
-        }
-        try {
-          // A row is an orphan when two sweeps in a row found no object for it.
-          const missing = (await store.connectionKeys()).filter((c) => informer.get(vpnKeyOf(c)) === undefined);
-          for (const c of missing) if (suspects.has(c)) controller.enqueue(vpnKeyOf(c));
-          suspects.clear();
-          for (const c of missing) suspects.add(c);
-        } catch (err) {
-          d.log.warn("vpnconnection orphan sweep failed", { error: (err as Error).message });
-        }
-      }
-    }
+    mgr.addRunnable("vpnconnection orphan sweep", (signal) =>
+      runOrphanSweeps({ controller, informer, rowNames: () => store.connectionKeys(), intervalMs: d.settings.sweepIntervalMs, log: d.log }, signal),
+    );
     return { snapshotContributors: [vpnContributor] };
   },
 };

@@ -66,7 +66,8 @@ function fieldNotes(node: SchemaNode): string {
 
 class Emitter {
   private readonly decls: string[] = [];
-  private readonly emitted = new Set<string>();
+  /** What each emitted name stands for (the schema's shape, extra fields and fixed types), to tell a reuse from a collision. */
+  private readonly emitted = new Map<string, string>();
   private readonly commonShapes = new Map<string, string>();
 
   constructor(private readonly catalog: SchemaCatalog) {
@@ -90,14 +91,12 @@ class Emitter {
       const short = name.slice(name.lastIndexOf(".") + 1);
       const def = this.catalog.definitions[name];
       if (def === undefined) throw new Error(`unknown definition ${name}`);
-      this.emitInterface(short, def);
-      return short;
+      return this.emitInterface(short, def);
     }
     const common = this.commonShapes.get(JSON.stringify(shape(node)));
     if (common !== undefined) {
       const def = this.catalog.common[common];
-      if (def !== undefined) this.emitInterface(common, def);
-      return common;
+      return def !== undefined ? this.emitInterface(common, def) : common;
     }
     if (node["x-kubernetes-int-or-string"] === true) return "number | string";
     if (Array.isArray(node.enum)) return node.enum.map((v) => JSON.stringify(v)).join(" | ");
@@ -115,10 +114,7 @@ class Emitter {
       }
       case "object":
       case undefined:
-        if (isObject(node.properties)) {
-          this.emitInterface(hint, node);
-          return hint;
-        }
+        if (isObject(node.properties)) return this.emitInterface(hint, node);
         if (isObject(node.additionalProperties)) return `Record<string, ${this.typeOf(node.additionalProperties, `${hint}Value`)}>`;
         return "Record<string, unknown>";
       default:
@@ -126,10 +122,20 @@ class Emitter {
     }
   }
 
-  /** Emits `export interface <name>` for an object schema, once. */
-  emitInterface(name: string, node: SchemaNode, extra: string[] = [], fixed: Record<string, string> = {}): void {
-    if (this.emitted.has(name)) return;
-    this.emitted.add(name);
+  /**
+   * Emits `export interface <name>` for an object schema, once, and returns
+   * the name it got. Two different schemas can ask for one name (a field
+   * `update` and the items of a field `updates` both ask for `…Update`):
+   * the first keeps it, the next gets the first free `<name>2`, `<name>3`, …
+   * in the schemas' own order, so the result is deterministic.
+   */
+  emitInterface(name: string, node: SchemaNode, extra: string[] = [], fixed: Record<string, string> = {}): string {
+    const what = JSON.stringify([shape(node), extra, fixed]);
+    let chosen = name;
+    for (let n = 2; this.emitted.has(chosen) && this.emitted.get(chosen) !== what; n++) chosen = `${name}${n}`;
+    if (this.emitted.has(chosen)) return chosen;
+    this.emitted.set(chosen, what);
+    name = chosen;
     const props = isObject(node.properties) ? node.properties : {};
     const required = new Set(Array.isArray(node.required) ? node.required.filter((r): r is string => typeof r === "string") : []);
     const fields: string[] = [...extra];
@@ -141,6 +147,13 @@ class Emitter {
     }
     const description = typeof node.description === "string" ? node.description : "";
     this.decls.push(`${doc([description], "")}export interface ${name} {\n${fields.join("\n")}\n}\n`);
+    return name;
+  }
+
+  /** emitInterface for a name other code refers to as written: a clash is a generator error, never a renamed type. */
+  emitNamed(name: string, node: SchemaNode, extra: string[] = [], fixed: Record<string, string> = {}): void {
+    const got = this.emitInterface(name, node, extra, fixed);
+    if (got !== name) throw new Error(`generate: the type name ${name} is already taken by another schema's type (rename the field that produced it)`);
   }
 }
 
@@ -150,23 +163,23 @@ export function generateTypes(catalog: SchemaCatalog): Map<string, string> {
   const objectMeta = catalog.definitions[OBJECT_META];
   const listMeta = catalog.definitions[LIST_META];
   if (objectMeta === undefined || listMeta === undefined) throw new Error("meta definitions are missing from schemas/core");
-  emitter.emitInterface("ObjectMeta", objectMeta);
-  emitter.emitInterface("ListMeta", listMeta);
+  emitter.emitNamed("ObjectMeta", objectMeta);
+  emitter.emitNamed("ListMeta", listMeta);
   const condition = catalog.common.Condition;
   if (condition === undefined) throw new Error("schemas/common.yaml defines no Condition");
-  emitter.emitInterface("Condition", condition);
+  emitter.emitNamed("Condition", condition);
 
   const fabric = catalog.resources.filter((r) => r.fabric);
   const apiVersion = `${FABRIC_GROUP}/${FABRIC_VERSION}`;
   for (const res of fabric) {
     if (res.spec === undefined || res.status === undefined) continue;
-    emitter.emitInterface(`${res.kind}Spec`, res.spec);
-    emitter.emitInterface(`${res.kind}Status`, res.status);
+    emitter.emitNamed(`${res.kind}Spec`, res.spec);
+    emitter.emitNamed(`${res.kind}Status`, res.status);
     const typeMeta = (kind: string) => [
       `${doc(["APIVersion of the object, always " + apiVersion + "."], "  ")}  apiVersion: ${JSON.stringify(apiVersion)};`,
       `${doc(["Kind of the object."], "  ")}  kind: ${JSON.stringify(kind)};`,
     ];
-    emitter.emitInterface(
+    emitter.emitNamed(
       res.kind,
       {
         description: res.description,
@@ -180,7 +193,7 @@ export function generateTypes(catalog: SchemaCatalog): Map<string, string> {
       typeMeta(res.kind),
       { metadata: "ObjectMeta", spec: `${res.kind}Spec`, status: `${res.kind}Status` },
     );
-    emitter.emitInterface(
+    emitter.emitNamed(
       res.listKind,
       {
         description: `${res.listKind} is a list of ${res.kind}.`,

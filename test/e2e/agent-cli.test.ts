@@ -10,26 +10,11 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { AgentProcesses, agentBin } from "../support/agent-process.js";
 import { agentEnv, repoRoot, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 const agent = (args: string[], env: NodeJS.ProcessEnv = {}) => spawnSync(agentBin, args, { encoding: "utf8", env: agentEnv(env), timeout: 60_000 });
-/** Runs the agent without blocking this process (the in-process control plane must keep answering). */
-function agentAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(agentBin, args, { env: agentEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("close", (status) => {
-      clearTimeout(timer);
-      resolvePromise({ status, stdout, stderr });
-    });
-  });
-}
 const lines = (out: string): string[] => out.split("\n").filter((l) => l.trim() !== "");
 const isJson = (l: string): boolean => {
   try {
@@ -76,11 +61,13 @@ describe("e2e: fabric-agent command line and log format", function () {
 
   describe("one log format per process", () => {
     let p: EnrollmentPlane;
+    const agents = new AgentProcesses();
     before(async () => {
       p = await startEnrollmentPlane();
       await applyCluster(p.kubeconfig, "logs", "TokenAutoApprove");
     });
     after(async () => {
+      await agents.stopAll();
       await p?.stop();
     });
 
@@ -88,9 +75,10 @@ describe("e2e: fabric-agent command line and log format", function () {
       const token = await createToken(p.kubeconfig, `logs-${node}`, { cluster: "logs", autoApprove: true });
       const dir = tempStateDir("fabric-agent-logs-");
       dirs.push(dir);
-      const r = await agentAsync(["join", "--server", p.server, "--token", token, "--ca-hash", p.caHash, "--node-name", node, "--cluster", "logs", "--poll-interval", "200ms", "--once", "--state-dir", dir, ...extra], env);
-      assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
-      return [...lines(r.stdout), ...lines(r.stderr)];
+      // Not spawnSync: the in-process control plane must keep answering.
+      const r = agents.start(["join", "--server", p.server, "--token", token, "--ca-hash", p.caHash, "--node-name", node, "--cluster", "logs", "--poll-interval", "200ms", "--once", "--state-dir", dir, ...extra], { env });
+      assert.equal(await r.exited, 0, r.output());
+      return [...lines(r.stdout()), ...lines(r.stderr())];
     };
 
     it("a join logs only JSON lines by default, join progress included", async () => {

@@ -9,7 +9,7 @@
  * running; nothing overflows and nothing is counted as a transport failure.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createPrivateKey, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
@@ -19,48 +19,30 @@ import { join } from "node:path";
 import pg from "pg";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import { trustedKeysOf } from "../../agent/sync/snapshot-sync.js";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
 import { kekFileOf, loadKek, open } from "../../lib/crypto/kek.js";
 import { signedSnapshotWithNesting } from "../../lib/snapshot/fixtures.js";
 import { signAndEncodeSnapshot, type SignedSnapshot } from "../../lib/snapshot/format.js";
 import { verifySnapshot } from "../../lib/snapshot/verify.js";
 import { clusterKeyAad } from "../../lib/state/clusters.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
+import { AgentProcesses, agentBin, agentStatusOf } from "../support/agent-process.js";
+import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
-
-function status(stateDir: string): AgentStatus | undefined {
-  const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-  return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-}
+const status = agentStatusOf;
 
 describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", function () {
   this.timeout(300_000);
   let cp: ChildControlPlane | undefined;
-  const agents: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-");
   const marker = `hostile-e2e-${randomBytes(6).toString("hex")}`;
   let fake: https.Server | undefined;
 
-  function startAgent(args: string[]): { child: ChildProcess; out: () => string } {
-    let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", agentDir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    agents.push(child);
-    return { child, out: () => out };
-  }
-  async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
+  const startAgent = (args: string[]) => agents.start(args, { stateDir: agentDir });
   async function apply(obj: Record<string, unknown>): Promise<void> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
@@ -71,13 +53,10 @@ describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", f
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(await freePort()), "--leader-elect", "false"]);
   });
   after(async () => {
-    for (const a of agents) await stop(a, "SIGKILL");
+    await agents.stopAll();
     fake?.close();
     killAllWith(marker);
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -112,7 +91,7 @@ describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", f
       const st = status(agentDir);
       return st?.snapshot !== undefined && st.snapshot.serial >= genuine.header.serial ? st.snapshot.serial : undefined;
     }, 30_000, 300);
-    await stop(first.child);
+    await first.stop();
     assert.deepEqual(processesWith(marker), [pid], "stopping the agent leaves its workload running");
 
     // 2. The cluster's snapshot key, from the control plane's database, opened with its KEK.
@@ -156,14 +135,14 @@ describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", f
     try {
       const st = await eventually(() => {
         const s = status(agentDir);
-        return s !== undefined && s.pid === hijacked.child.pid && (s.rejections.Malformed ?? 0) >= 2 ? s : undefined;
+        return s !== undefined && s.pid === hijacked.pid && (s.rejections.Malformed ?? 0) >= 2 ? s : undefined;
       }, 60_000, 300);
       assert.equal(st.lastRejection?.code, "Malformed");
       assert.match(st.lastRejection?.message ?? "", /nested deeper than 64 levels/);
       assert.equal(st.snapshot?.serial, good, "the last good snapshot stays in force");
       assert.equal(st.accepted, 0);
       assert.doesNotMatch(JSON.stringify(st), /call stack|RangeError/);
-      assert.doesNotMatch(hijacked.out(), /call stack|RangeError|snapshot poll failed/);
+      assert.doesNotMatch(hijacked.output(), /call stack|RangeError|snapshot poll failed/);
       const metrics = await new Promise<string>((resolve, reject) => {
         http
           .get(`http://127.0.0.1:${metricsPort}/metrics`, (res) => {
@@ -177,17 +156,17 @@ describe("e2e: fabric-agent offered a validly signed, deeply nested snapshot", f
       assert.match(metrics, new RegExp(`fabric_agent_snapshot_serial\\{cluster="hs",node="hs.h1"\\} ${good}\\n`));
       assert.match(execFileSync(agentBin, ["status", "--state-dir", agentDir], { encoding: "utf8" }), /last rejection:\s+Malformed: malformed snapshot: nested deeper than 64 levels/);
       // The workload: the same process, adopted, still running after several sync and supervisor rounds.
-      await eventually(() => hijacked.out().includes('"msg":"workload process adopted"'), 30_000, 200);
+      await hijacked.waitFor('"msg":"workload process adopted"', 30_000);
       for (let i = 0; i < 5; i++) {
         await new Promise((r) => setTimeout(r, 500));
         assert.deepEqual(processesWith(marker), [pid]);
       }
-      assert.ok(!hijacked.out().includes('"msg":"stopping workload process"'), "nothing was stopped");
+      assert.ok(!hijacked.output().includes('"msg":"stopping workload process"'), "nothing was stopped");
       const record = join(dir, "workloads", "steady", "process.json");
       assert.ok(existsSync(record));
       assert.equal((JSON.parse(readFileSync(record, "utf8")) as { process?: { pid: number } }).process?.pid, pid);
     } finally {
-      await stop(hijacked.child);
+      await hijacked.stop();
       writeFileSync(identityFile, original);
     }
   });

@@ -6,19 +6,19 @@
  * refused after revocation.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
+import { AgentProcesses } from "../support/agent-process.js";
+import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 
 describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", function () {
   this.timeout(180_000);
   let cp: ChildControlPlane;
-  let agent: ChildProcess | undefined;
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-");
 
@@ -26,9 +26,8 @@ describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", functio
     cp = await spawnControlPlane(cpDir, ["--agent-port", "0", "--node-cert-lifetime", "20s", "--leader-elect", "false"]);
   });
   after(async () => {
-    agent?.kill("SIGTERM");
-    cp?.child.kill("SIGTERM");
-    await cp?.exited;
+    await agents.stopAll("SIGTERM");
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -40,15 +39,9 @@ describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", functio
     await applyCluster(cp.kubeconfig, "edge");
     const token = await createToken(cp.kubeconfig, "edge-join", { cluster: "edge", allowedRoles: ["relay-node"] });
 
-    let out = "";
-    agent = spawn(join(repoRoot, "bin", "fabric-agent"), ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--state-dir", agentDir, "--node-name", "edge-1", "--cluster", "edge", "--roles", "relay-node", "--capabilities", "can_route_mesh", "--poll-interval", "300ms"], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: agentEnv(),
-    });
-    agent.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    agent.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    await eventually(() => out.includes("waiting for approval"), 30_000);
-    await eventually(() => out.includes(": Pending"), 30_000);
+    const agent = agents.start(["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", "edge-1", "--cluster", "edge", "--roles", "relay-node", "--capabilities", "can_route_mesh", "--poll-interval", "300ms"], { stateDir: agentDir });
+    await agent.waitFor("waiting for approval", 30_000);
+    await agent.waitFor(": Pending", 30_000);
 
     const jr = await eventually(async () => {
       const g = await kubectl(cp.kubeconfig, ["get", "joinrequests", "-o", "jsonpath={.items[0].metadata.name}"]);
@@ -58,7 +51,7 @@ describe("e2e: fabric-agent join, approve, authenticate, renew, revoke", functio
     await eventually(async () => (await kubectl(cp.kubeconfig, ["get", "joinrequest", jr, "-o", "jsonpath={.status.unsupportedRoles}"])).stdout.includes("relay-node"));
     const ap = await kubectl(cp.kubeconfig, ["patch", "joinrequest", jr, "--type", "merge", "-p", '{"spec":{"decision":"Approved","decisionReason":"e2e"}}']);
     assert.equal(ap.code, 0, ap.stderr);
-    await eventually(() => out.includes("joined cluster edge"), 30_000);
+    await agent.waitFor("joined cluster edge", 30_000);
 
     const dir = join(agentDir, "clusters", "edge");
     assert.equal(statSync(join(dir, "node.pem")).mode & 0o777, 0o600);

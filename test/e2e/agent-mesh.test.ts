@@ -13,17 +13,16 @@
  * trust window.
  */
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile } from "node:child_process";
 import { rmSync } from "node:fs";
-import { join as joinPath } from "node:path";
 import { promisify } from "node:util";
 import { join } from "../../agent/enroll/join.js";
 import type { MeshStatus } from "../../agent/mesh/mesh-status.js";
-import { agentEnv, eventually, kubectl, repoRoot, tempStateDir } from "../support/controlplane.js";
+import { AgentProcesses, agentBin, type AgentProcess } from "../support/agent-process.js";
+import { agentEnv, eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 
 const exec = promisify(execFile);
-const agentBin = joinPath(repoRoot, "bin", "fabric-agent");
 const A = "mesh-e2e";
 const B = "mesh-other";
 const BOUNDS = { min: 1, max: 3 };
@@ -31,8 +30,7 @@ const BOUNDS = { min: 1, max: 3 };
 interface Agent {
   name: string;
   dir: string;
-  child: ChildProcess;
-  out: () => string;
+  proc: AgentProcess;
 }
 
 async function meshStatus(dir: string): Promise<MeshStatus | undefined> {
@@ -44,6 +42,7 @@ async function meshStatus(dir: string): Promise<MeshStatus | undefined> {
 describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot)", function () {
   this.timeout(240_000);
   let p: EnrollmentPlane;
+  const processes = new AgentProcesses();
   const agents: Agent[] = [];
   const apply = async (obj: Record<string, unknown>): Promise<void> => {
     const r = await kubectl(p.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
@@ -71,27 +70,14 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
     for (const [cluster, node] of nodes) {
       const dir = tempStateDir("fabric-agent-mesh-");
       await join({ server: p.server, token: tokens.get(cluster) ?? "", caHash: p.caHash, stateDir: dir, nodeName: node, cluster, capabilities: ["can_accept_client_ingress"], pollIntervalMs: 200, timeoutMs: 60_000 });
-      let out = "";
-      const child = spawn(
-        agentBin,
-        ["run", "--state-dir", dir, "--capabilities", "can_accept_client_ingress", "--heartbeat-interval", "1s", "--backoff-cap", "1s", "--mesh-port", "0", "--mesh-evaluate-interval", "1s"],
-        { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() },
-      );
-      child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-      child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-      agents.push({ name: `${cluster}.${node}`, dir, child, out: () => out });
+      const proc = processes.start(["run", "--capabilities", "can_accept_client_ingress", "--heartbeat-interval", "1s", "--backoff-cap", "1s", "--mesh-port", "0", "--mesh-evaluate-interval", "1s"], { stateDir: dir });
+      agents.push({ name: `${cluster}.${node}`, dir, proc });
     }
     await grant(A, ["n-0", "n-1", "n-2", "n-3"].map((n) => `${A}.${n}`));
     await grant(B, [`${B}.o-0`]);
   });
   after(async () => {
-    for (const a of agents) {
-      if (a.child.exitCode === null && a.child.signalCode === null) {
-        const exited = new Promise((r) => a.child.once("exit", r));
-        a.child.kill("SIGTERM");
-        await exited;
-      }
-    }
+    await processes.stopAll("SIGTERM");
     await p?.stop();
     for (const a of agents) rmSync(a.dir, { recursive: true, force: true });
   });
@@ -107,7 +93,7 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
       });
       return ok ? new Map(all) : undefined;
     }, 60_000, 500).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\n${members.map((a) => `--- ${a.name}\n${a.out().slice(-3000)}`).join("\n")}`);
+      throw new Error(`${(err as Error).message}\n${members.map((a) => `--- ${a.name}\n${a.proc.output().slice(-3000)}`).join("\n")}`);
     });
     const convergedMs = Date.now() - started;
     for (const [name, s] of settled) {
@@ -212,9 +198,7 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
     }, 30_000, 500);
     const v = byName(victim);
     const killedAt = Date.now();
-    const exited = new Promise((r) => v.child.once("exit", r));
-    v.child.kill("SIGKILL");
-    await exited;
+    await v.proc.stop("SIGKILL");
     await eventually(async () => {
       const all = await Promise.all(linked.map((a) => meshStatus(a.dir)));
       return all.every((s) => !upPeers(s).includes(victim));
@@ -223,6 +207,6 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
     console.log(`      ${victim} evicted by ${linked.map((a) => a.name).join(",")} ${evictedMs} ms after SIGKILL`);
     // Not before the trust window: 6.5 s after the last probe answer, which came at most 2.5 s (one probe period) before the kill.
     assert.ok(evictedMs >= 3500, `evicted after ${evictedMs} ms`);
-    assert.ok(linked.some((a) => new RegExp(`"mesh disconnecting".*"peer":"${victim.replace(/\./g, "\\.")}".*"reason":"Silent"|"mesh link down".*"peer":"${victim.replace(/\./g, "\\.")}"`).test(a.out())));
+    assert.ok(linked.some((a) => new RegExp(`"mesh disconnecting".*"peer":"${victim.replace(/\./g, "\\.")}".*"reason":"Silent"|"mesh link down".*"peer":"${victim.replace(/\./g, "\\.")}"`).test(a.proc.output())));
   });
 });

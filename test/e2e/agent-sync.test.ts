@@ -6,60 +6,38 @@
  * and catches up to the newest serial when the control plane returns.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { SyncTransport } from "../../agent/sync/transport.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
+import { AgentProcesses, agentBin, agentStatusOf } from "../support/agent-process.js";
+import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
-
-function status(stateDir: string): AgentStatus | undefined {
-  const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-  const all = JSON.parse(out) as Array<{ status: AgentStatus | null }>;
-  return all[0]?.status ?? undefined;
-}
+const status = agentStatusOf;
 
 describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-up", function () {
   this.timeout(240_000);
   let cp: ChildControlPlane | undefined;
-  const agents: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-");
   let port = 0;
 
-  function startAgent(args: string[]): { child: ChildProcess; out: () => string } {
-    let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", agentDir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    agents.push(child);
-    return { child, out: () => out };
-  }
-  async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    if (child.exitCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
+  const startAgent = (args: string[]) => agents.start(args, { stateDir: agentDir });
 
   before(async () => {
     port = await freePort();
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(port), "--leader-elect", "false"]);
   });
   after(async () => {
-    for (const a of agents) await stop(a, "SIGKILL");
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await agents.stopAll();
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -81,7 +59,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
     assert.equal(s1.snapshot?.source, "control-plane");
     const good = s1.snapshot?.serial ?? 0;
     assert.ok(good >= 1);
-    await stop(first.child);
+    await first.stop();
 
     // 2. A hijacked endpoint (it holds the pinned serving key) serves the real snapshot with its header edited.
     const dir = join(agentDir, "clusters", "e2e");
@@ -106,7 +84,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
     const hijacked = startAgent(["run", "--metrics-port", String(metricsPort), "--backoff-cap", "1s"]);
     const s2 = await eventually(() => {
       const st = status(agentDir);
-      return st?.lastRejection?.code === "BadSignature" && st.pid === hijacked.child.pid ? st : undefined;
+      return st?.lastRejection?.code === "BadSignature" && st.pid === hijacked.pid ? st : undefined;
     }, 30_000, 300);
     assert.equal(s2.snapshot?.serial, good, "the last good snapshot stays in force");
     assert.equal(s2.bootedFromCheckpoint, true);
@@ -120,7 +98,7 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
     assert.match(metrics, /fabric_agent_snapshot_rejections_total\{cluster="e2e",node="e2e.h1",code="BadSignature"\} [1-9]/);
     const human = execFileSync(agentBin, ["status", "--state-dir", agentDir], { encoding: "utf8" });
     assert.match(human, /last rejection:\s+BadSignature/);
-    await stop(hijacked.child);
+    await hijacked.stop();
     fake.close();
     writeFileSync(identityFile, original);
 
@@ -139,28 +117,27 @@ describe("e2e: fabric-agent snapshot sync, tampering, checkpoint boot and catch-
     assert.ok(newest > good);
 
     // 4. Control plane stopped, agent killed and restarted: it boots from its checkpoint and says so.
-    cp.child.kill("SIGTERM");
-    await cp.exited;
+    await cp.stop();
     cp = undefined;
     const offline = startAgent(["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"]);
     const s3 = await eventually(() => {
       const st = status(agentDir);
-      return st !== undefined && st.pid === offline.child.pid && st.lastError !== undefined ? st : undefined;
+      return st !== undefined && st.pid === offline.pid && st.lastError !== undefined ? st : undefined;
     }, 30_000, 300);
     assert.equal(s3.bootedFromCheckpoint, true);
     assert.equal(s3.snapshot?.source, "checkpoint");
     assert.equal(s3.snapshot?.serial, good);
-    await eventually(() => offline.out().includes("booted from checkpoint"), 10_000);
+    await offline.waitFor("booted from checkpoint", 10_000);
     assert.match(execFileSync(agentBin, ["status", "--state-dir", agentDir], { encoding: "utf8" }), /booted from checkpoint: yes/);
 
     // 5. The control plane returns on the same address: the agent catches up without operator action.
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(port), "--leader-elect", "false"]);
     const s4 = await eventually(() => {
       const st = status(agentDir);
-      return st !== undefined && st.pid === offline.child.pid && (st.snapshot?.serial ?? 0) >= newest ? st : undefined;
+      return st !== undefined && st.pid === offline.pid && (st.snapshot?.serial ?? 0) >= newest ? st : undefined;
     }, 90_000, 500);
     assert.equal(s4.snapshot?.source, "control-plane");
     assert.equal(s4.snapshot?.serial, newest);
-    await stop(offline.child);
+    await offline.stop();
   });
 });

@@ -49,8 +49,7 @@ describe("fabric-controlplane: negative numbers as flag values", function () {
       const cp = await spawnControlPlane(dir, ["--agent-port", "-1", "--controllers", "false"]);
       const ready = cp.output().split("\n").find((l) => l.includes('"control plane ready"')) ?? "";
       assert.doesNotMatch(ready, /"agentApi"/, ready);
-      cp.child.kill("SIGTERM");
-      assert.equal(await cp.exited, 0);
+      assert.equal(await cp.stop(), 0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

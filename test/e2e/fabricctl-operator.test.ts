@@ -11,35 +11,20 @@
  * example cluster (its capabilities printed, so the host can join).
  */
 import assert from "node:assert/strict";
-import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, startTestControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { AgentProcesses, type AgentProcess } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, repoRoot, spawnControlPlane, startTestControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function fabricctl(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 
 describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, token create)", function () {
   this.timeout(240_000);
   let cp: ChildControlPlane;
   const cpDir = tempStateDir();
   const dirs: string[] = [];
-  const children: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   let server = "";
   let caHash = "";
   let pendingRequest = "";
@@ -53,22 +38,7 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     return d;
   }
 
-  function spawnAgent(args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-    const child = spawn(agentBin, args, { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-    children.push(child);
-    let out = "";
-    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    return { child, output: () => out, exited };
-  }
-
-  async function kill(child: ChildProcess): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
-  }
+  const spawnAgent = (args: string[], stateDir: string): AgentProcess => agents.start(args, { stateDir });
 
   before(async () => {
     cp = await spawnControlPlane(cpDir, ["--node-grace-period", "3s"]);
@@ -78,16 +48,12 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     await applyCluster(cp.kubeconfig, "ops", "TokenAutoApprove");
     const auto = await createToken(cp.kubeconfig, "ops-auto", { cluster: "ops", autoApprove: true, maxUses: 5 });
     // Three hosts join (auto-approved) and heartbeat every 500 ms.
-    const running: Record<string, ChildProcess> = {};
+    const running: Record<string, AgentProcess> = {};
     for (const node of ["h1", "h2", "h3"]) {
       const dir = agentDir();
-      const joined = spawnSync(agentBin, ["join", "--once", "--server", server, "--token", auto, "--ca-hash", caHash, "--node-name", node, "--cluster", "ops", "--poll-interval", "300ms", "--state-dir", dir], {
-        encoding: "utf8",
-        env: agentEnv(),
-        timeout: 60_000,
-      });
-      assert.equal(joined.status, 0, joined.stdout + joined.stderr);
-      running[node] = spawnAgent(["run", "--heartbeat-interval", "500ms", "--state-dir", dir]).child;
+      const joined = spawnAgent(["join", "--once", "--server", server, "--token", auto, "--ca-hash", caHash, "--node-name", node, "--cluster", "ops", "--poll-interval", "300ms"], dir);
+      assert.equal(await joined.exited, 0, joined.output());
+      running[node] = spawnAgent(["run", "--heartbeat-interval", "500ms"], dir);
     }
     for (const node of ["h1", "h2", "h3"]) {
       await eventually(async () => (await jsonpath(["fabricnode", `ops.${node}`], '{.status.conditions[?(@.type=="Ready")].status}')) === "True", 60_000, 250);
@@ -97,22 +63,19 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     // h3 stops: after the 3 s grace period its node is Ready=Unknown.
     const h3 = running.h3;
     assert.ok(h3 !== undefined);
-    await kill(h3);
+    await h3.stop("SIGKILL");
     await eventually(async () => (await jsonpath(["fabricnode", "ops.h3"], '{.status.conditions[?(@.type=="Ready")].status}')) === "Unknown", 60_000, 250);
     // A fourth host asks to join with a token that needs an operator: its request stays pending.
     const manual = await createToken(cp.kubeconfig, "ops-manual", { cluster: "ops", autoApprove: false });
-    const h4 = spawnAgent(["join", "--once", "--server", server, "--token", manual, "--ca-hash", caHash, "--node-name", "h4", "--cluster", "ops", "--poll-interval", "300ms", "--state-dir", agentDir()]);
+    const h4 = spawnAgent(["join", "--once", "--server", server, "--token", manual, "--ca-hash", caHash, "--node-name", "h4", "--cluster", "ops", "--poll-interval", "300ms"], agentDir());
     pendingRequest = await eventually(async () => (await jsonpath(["joinrequests", "-l", "accessfabric.io/jointoken=ops-manual"], "{.items[*].metadata.name}")).trim() || undefined, 30_000);
-    await eventually(() => h4.output().includes(": Pending"), 30_000);
-    await kill(h4.child);
+    await h4.waitFor(": Pending", 30_000);
+    await h4.stop("SIGKILL");
   });
 
   after(async () => {
-    await Promise.all(children.map(kill));
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await agents.stopAll();
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
@@ -313,11 +276,11 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
     assert.match(created.stdout, /required by cluster demo and role entry-node/);
 
     // Without the printed capabilities the host is refused (what the old command did).
-    const bare = spawnAgent([...printed.slice(0, -2), "--state-dir", agentDir(), "--node-name", "edge-0", "--once"]);
+    const bare = spawnAgent([...printed.slice(0, -2), "--node-name", "edge-0", "--once"], agentDir());
     assert.equal(await bare.exited, 1, bare.output());
     assert.match(bare.output(), /CapabilityMissing/);
     // The printed command enrolls; the operator approves; the host joins.
-    const agent = spawnAgent([...printed, "--state-dir", agentDir(), "--node-name", "edge-1", "--poll-interval", "300ms", "--once"]);
+    const agent = spawnAgent([...printed, "--node-name", "edge-1", "--poll-interval", "300ms", "--once"], agentDir());
     const request = await eventually(async () => (await jsonpath(["joinrequests", "-l", "accessfabric.io/jointoken=demo-edge"], "{.items[*].metadata.name}")).trim() || undefined, 30_000);
     const ap = await fabricctl(["join", "approve", request, ...kc()]);
     assert.equal(ap.code, 0, ap.stderr);

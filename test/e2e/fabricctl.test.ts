@@ -7,45 +7,14 @@
  * denial is audited.
  */
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type pg from "pg";
 import { embeddedDatabaseUrl } from "../../lib/db/embedded-postgres.js";
 import { createPool } from "../../lib/db/pool.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
+import { AgentProcesses, type AgentProcess } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function fabricctl(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** A running fabric-agent process with its combined output. */
-interface AgentProcess {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function startAgent(args: string[]): AgentProcess {
-  const child = spawn(join(repoRoot, "bin", "fabric-agent"), args, { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-  let out = "";
-  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-  child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-  return { child, output: () => out, exited };
-}
 
 /** The fabric-agent arguments of the join command fabricctl printed. */
 function printedJoinArgs(stdout: string): string[] {
@@ -58,7 +27,7 @@ describe("e2e: fabricctl token create, join approve, join deny", function () {
   this.timeout(180_000);
   let cp: ChildControlPlane;
   let pool: pg.Pool | undefined;
-  const agents: AgentProcess[] = [];
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const agentDirs: string[] = [];
   let server = "";
@@ -73,11 +42,9 @@ describe("e2e: fabricctl token create, join approve, join deny", function () {
     await applyCluster(cp.kubeconfig, "ops");
   });
   after(async () => {
-    for (const a of agents) a.child.kill("SIGTERM");
-    await Promise.all(agents.map((a) => a.exited));
+    await agents.stopAll("SIGTERM");
     await pool?.end();
-    cp?.child.kill("SIGTERM");
-    await cp?.exited;
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     for (const d of agentDirs) rmSync(d, { recursive: true, force: true });
   });
@@ -88,9 +55,8 @@ describe("e2e: fabricctl token create, join approve, join deny", function () {
   async function agentFromPrinted(printed: string[], nodeName: string, tokenName: string, known: string[]): Promise<{ agent: AgentProcess; joinRequest: string }> {
     const dir = tempStateDir("fabric-agent-");
     agentDirs.push(dir);
-    const agent = startAgent([...printed, "--state-dir", dir, "--node-name", nodeName, "--poll-interval", "300ms", "--once"]);
-    agents.push(agent);
-    await eventually(() => agent.output().includes(": Pending"), 30_000);
+    const agent = agents.start([...printed, "--node-name", nodeName, "--poll-interval", "300ms", "--once"], { stateDir: dir });
+    await agent.waitFor(": Pending", 30_000);
     const joinRequest = await eventually(async () => {
       const names = (await jsonpath(["joinrequests", "-l", `accessfabric.io/jointoken=${tokenName}`], "{.items[*].metadata.name}")).split(" ").filter((n) => n !== "" && !known.includes(n));
       return names.length === 1 ? names[0] : undefined;
@@ -150,8 +116,7 @@ describe("e2e: fabricctl token create, join approve, join deny", function () {
     await eventually(async () => (await jsonpath(["jointoken", "ops-hosts"], "{.status.uses}/{.status.conditions[0].reason}")) === "2/Exhausted");
     const dir3 = tempStateDir("fabric-agent-");
     agentDirs.push(dir3);
-    const three = startAgent([...printed, "--state-dir", dir3, "--node-name", "ops-3", "--once"]);
-    agents.push(three);
+    const three = agents.start([...printed, "--node-name", "ops-3", "--once"], { stateDir: dir3 });
     assert.equal(await three.exited, 1, three.output());
     assert.match(three.output(), /join refused: TokenExhausted/);
 

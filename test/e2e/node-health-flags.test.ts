@@ -10,13 +10,12 @@
  * start with the flag's name.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
+import { AgentProcesses, type AgentProcess } from "../support/agent-process.js";
 import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
-
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 
 interface Condition {
   type: string;
@@ -27,22 +26,13 @@ interface Condition {
 describe("e2e: node-health flags of fabric-controlplane", function () {
   this.timeout(180_000);
   let cp: ChildControlPlane | undefined;
-  const agents: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-");
 
   after(async () => {
-    for (const a of agents) {
-      if (a.exitCode === null && a.signalCode === null) {
-        const exited = new Promise((r) => a.once("exit", r));
-        a.kill("SIGKILL");
-        await exited;
-      }
-    }
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await agents.stopAll();
+    await cp?.stop();
     rmSync(cpDir, { recursive: true, force: true });
     rmSync(agentDir, { recursive: true, force: true });
   });
@@ -69,18 +59,10 @@ describe("e2e: node-health flags of fabric-controlplane", function () {
     const [, server = "", caHash = ""] = ready;
     await applyCluster(cp.kubeconfig, "hf", "TokenAutoApprove");
     const token = await createToken(cp.kubeconfig, "hf-join", { cluster: "hf", autoApprove: true });
-    const joined = spawnSync(agentBin, ["join", "--once", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", "h1", "--cluster", "hf", "--poll-interval", "300ms", "--state-dir", agentDir], {
-      encoding: "utf8",
-      env: agentEnv(),
-      timeout: 60_000,
-    });
-    assert.equal(joined.status, 0, joined.stdout + joined.stderr);
+    const joined = agents.start(["join", "--once", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", "h1", "--cluster", "hf", "--poll-interval", "300ms"], { stateDir: agentDir });
+    assert.equal(await joined.exited, 0, joined.output());
 
-    const run = (): ChildProcess => {
-      const child = spawn(agentBin, ["run", "--heartbeat-interval", "500ms", "--state-dir", agentDir], { stdio: "ignore", env: agentEnv() });
-      agents.push(child);
-      return child;
-    };
+    const run = (): AgentProcess => agents.start(["run", "--heartbeat-interval", "500ms"], { stateDir: agentDir });
     // Ready and the health published from heartbeats (absent until the first one arrives).
     const nodeOf = async (): Promise<{ ready?: Condition; health?: string } | undefined> => {
       const r = await kubectl(cp?.kubeconfig ?? "", ["get", "fabricnode", "hf.h1", "-o", "json"]);
@@ -103,9 +85,7 @@ describe("e2e: node-health flags of fabric-controlplane", function () {
       const n = await nodeOf();
       return n?.ready?.status === "True" && n.health === "Healthy";
     }, 30_000, 200);
-    const exited = new Promise((r) => agent.once("exit", r));
-    agent.kill("SIGKILL");
-    await exited;
+    await agent.stop("SIGKILL");
     // Well under the 40 s default: only the 3 s flag can make this pass.
     const silent = await eventually(async () => {
       const c = await readyOf();

@@ -8,22 +8,20 @@
  * node healthy.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
-import { agentEnv, eventually, kubectl, repoRoot, tempStateDir } from "../support/controlplane.js";
+import { AgentProcesses } from "../support/agent-process.js";
+import { eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
-
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 
 describe("e2e: the status columns kubectl shows", function () {
   this.timeout(180_000);
   let cp: ControlPlane | undefined;
-  let agent: ChildProcess | undefined;
+  const agents = new AgentProcesses();
   const stateDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-cols-");
   const marker = `cols-e2e-${randomBytes(6).toString("hex")}`;
@@ -59,7 +57,7 @@ describe("e2e: the status columns kubectl shows", function () {
     });
   });
   after(async () => {
-    if (agent !== undefined && agent.exitCode === null && agent.signalCode === null) agent.kill("SIGKILL");
+    await agents.stopAll();
     killAllWith(marker);
     await cp?.stop();
     rmSync(stateDir, { recursive: true, force: true });
@@ -82,10 +80,9 @@ describe("e2e: the status columns kubectl shows", function () {
     assert.ok(Date.parse(expires) > Date.now() + 25 * 60_000, expires);
 
     // A real agent joins into the group and heartbeats.
-    agent = spawn(
-      agentBin,
-      ["join", "--server", cp.agentApi.url, "--token", token, "--ca-hash", cp.agentApi.caHash, "--node-name", "n1", "--cluster", "cols", "--capabilities", "can_run_rdp_worker", "--poll-interval", "300ms", "--heartbeat-interval", "500ms", "--state-dir", agentDir],
-      { stdio: ["ignore", "ignore", "ignore"], env: agentEnv() },
+    const agent = agents.start(
+      ["join", "--server", cp.agentApi.url, "--token", token, "--ca-hash", cp.agentApi.caHash, "--node-name", "n1", "--cluster", "cols", "--capabilities", "can_run_rdp_worker", "--poll-interval", "300ms", "--heartbeat-interval", "500ms"],
+      { stateDir: agentDir },
     );
     await eventually(async () => {
       const c = await columns("fabriccluster", "cols");
@@ -103,7 +100,7 @@ describe("e2e: the status columns kubectl shows", function () {
     await eventually(async () => (await columns("serviceworkload", "cols-wl"))["READY"] === "True", 60_000, 300);
 
     // The agent dies (its workload keeps running): the node goes Ready=Unknown, the workload is no longer READY.
-    agent.kill("SIGKILL");
+    await agent.stop("SIGKILL");
     assert.equal(processesWith(marker).length, 1);
     await eventually(async () => {
       const r = await kubectl(kubeconfig, ["get", "fabricnode", "cols.n1", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);

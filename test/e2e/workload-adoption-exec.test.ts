@@ -7,50 +7,31 @@
  * duplicate that would crash-loop on the port the first one holds.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
-import { agentEnv, eventually, kubectl, repoRoot, tempStateDir } from "../support/controlplane.js";
+import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
+import { eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
-
 describe("e2e: adoption of a workload that re-executes itself", function () {
   this.timeout(180_000);
   let plane: EnrollmentPlane | undefined;
-  const agents: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   const dir = tempStateDir("fabric-agent-exec-");
   const marker = `wl-exec-${randomBytes(6).toString("hex")}`;
 
-  function startAgent(args: string[]): { child: ChildProcess; out: () => string } {
-    let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", dir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    agents.push(child);
-    return { child, out: () => out };
-  }
-  async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
-  function agentStatus(): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", dir], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const startAgent = (args: string[]) => agents.start(args, { stateDir: dir });
+  const agentStatus = () => agentStatusOf(dir);
   const cmdlineOf = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0$/, "").split("\0");
 
   before(async () => {
     plane = await startEnrollmentPlane();
   });
   after(async () => {
-    for (const a of agents) await stop(a, "SIGKILL");
+    await agents.stopAll();
     killAllWith(marker);
     await plane?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -96,19 +77,19 @@ describe("e2e: adoption of a workload that re-executes itself", function () {
     const recorded = (JSON.parse(readFileSync(recordPath, "utf8")) as { process?: { pid: number; cmdline: string } }).process;
     assert.equal(recorded?.pid, pid);
     assert.ok(recorded?.cmdline.startsWith("/bin/sh"), `recorded before the exec: ${String(recorded?.cmdline)}`);
-    await eventually(() => agentStatus() !== undefined && a.out().includes('"msg":"workload process started"'), 10_000);
+    await eventually(() => agentStatus() !== undefined && a.output().includes('"msg":"workload process started"'), 10_000);
 
     // Agent restarted: the exec'd server is adopted, nothing new starts.
-    await stop(a.child);
+    await a.stop();
     assert.deepEqual(processesWith(marker), [pid], "stopping the agent leaves its workload running");
     a = startAgent(["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"]);
-    await eventually(() => a.out().includes('"msg":"workload supervisor has its first desired set"'), 30_000);
-    assert.match(a.out(), new RegExp(`"msg":"workload process adopted".*"workload":"shim","pid":${String(pid)}[,}]`));
+    await a.waitFor('"msg":"workload supervisor has its first desired set"', 30_000);
+    assert.match(a.output(), new RegExp(`"msg":"workload process adopted".*"workload":"shim","pid":${String(pid)}[,}]`));
     for (let i = 0; i < 6; i++) {
       await new Promise((r) => setTimeout(r, 500));
       assert.deepEqual(processesWith(marker), [pid]);
     }
-    assert.ok(!a.out().includes('"msg":"workload process started"'), `nothing was started by the restarted agent:\n${a.out()}`);
-    await stop(a.child);
+    assert.ok(!a.output().includes('"msg":"workload process started"'), `nothing was started by the restarted agent:\n${a.output()}`);
+    await a.stop();
   });
 });

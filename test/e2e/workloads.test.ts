@@ -12,17 +12,14 @@
  * the process.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
-import { eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane, agentEnv } from "../support/controlplane.js";
+import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
+import { eventually, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
-
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 
 interface Obj {
   metadata: { name: string; generation?: number };
@@ -32,31 +29,15 @@ interface Obj {
 describe("e2e: fabric-agent supervises the service workloads of its roles", function () {
   this.timeout(300_000);
   let cp: ChildControlPlane | undefined;
-  const agents: ChildProcess[] = [];
+  const agents = new AgentProcesses();
   const cpDir = tempStateDir();
   const dirA = tempStateDir("fabric-agent-a-");
   const dirB = tempStateDir("fabric-agent-b-");
   const marker = `wl-e2e-${randomBytes(6).toString("hex")}`;
   let agentPort = 0;
 
-  function startAgent(stateDir: string, args: string[]): { child: ChildProcess; out: () => string } {
-    let out = "";
-    const child = spawn(agentBin, [...args, "--state-dir", stateDir], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() });
-    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-    child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
-    agents.push(child);
-    return { child, out: () => out };
-  }
-  async function stop(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
-  function agentStatus(stateDir: string): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", stateDir], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const startAgent = (stateDir: string, args: string[]) => agents.start(args, { stateDir });
+  const agentStatus = agentStatusOf;
   async function get(kind: string, name: string): Promise<Obj | undefined> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["get", kind, name, "-o", "json"]);
@@ -77,12 +58,9 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
   });
   after(async () => {
-    for (const a of agents) await stop(a, "SIGKILL");
+    await agents.stopAll();
     killAllWith(marker);
-    if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
-    }
+    await cp?.stop();
     for (const d of [cpDir, dirA, dirB]) rmSync(d, { recursive: true, force: true });
   });
 
@@ -165,26 +143,25 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
       const pids = processesWith(marker);
       return pids.length === 1 && pids[0] !== second && pids[0] !== first ? pids[0] : undefined;
     }, 30_000, 100);
-    assert.match(a.out(), /"msg":"workload process exited".*"workload":"web".*"signal":"SIGKILL".*"backoffMs":1000[,}]/);
-    assert.match(a.out(), /"msg":"workload process exited".*"workload":"web".*"signal":"SIGKILL".*"backoffMs":2000[,}]/);
+    assert.match(a.output(), /"msg":"workload process exited".*"workload":"web".*"signal":"SIGKILL".*"backoffMs":1000[,}]/);
+    assert.match(a.output(), /"msg":"workload process exited".*"workload":"web".*"signal":"SIGKILL".*"backoffMs":2000[,}]/);
     await eventually(async () => {
       const w = (await get("fabricnode", "wl.a"))?.status?.workloads as Array<{ name: string; state: string; restartCount?: number }> | undefined;
       return w?.find((x) => x.name === "web" && x.restartCount === 2 && x.state === "Running") !== undefined;
     }, 60_000, 300);
 
     // 5. Control plane stopped, agent restarted: the workload keeps running and is adopted, not duplicated.
-    cp.child.kill("SIGTERM");
-    await cp.exited;
+    await cp.stop();
     cp = undefined;
-    await stop(a.child);
+    await a.stop();
     assert.deepEqual(processesWith(marker), [third], "stopping the agent leaves its workloads running");
     a = startAgent(dirA, ["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"]);
-    await eventually(() => a.out().includes('"msg":"workload supervisor has its first desired set"'), 30_000);
-    assert.match(a.out(), new RegExp(`"msg":"workload process adopted".*"workload":"web","pid":${third}[,}]`));
-    assert.match(a.out(), /"msg":"workload supervisor has its first desired set".*"source":"checkpoint"/);
+    await a.waitFor('"msg":"workload supervisor has its first desired set"', 30_000);
+    assert.match(a.output(), new RegExp(`"msg":"workload process adopted".*"workload":"web","pid":${third}[,}]`));
+    assert.match(a.output(), /"msg":"workload supervisor has its first desired set".*"source":"checkpoint"/);
     const offline = await eventually(() => {
       const st = agentStatus(dirA);
-      return st !== undefined && st.pid === a.child.pid && st.lastError !== undefined ? st : undefined;
+      return st !== undefined && st.pid === a.pid && st.lastError !== undefined ? st : undefined;
     }, 30_000, 300);
     assert.equal(offline.snapshot?.source, "checkpoint");
     // Several supervisor ticks (1 s) later: still the one adopted process.
@@ -192,7 +169,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
       await new Promise((r) => setTimeout(r, 500));
       assert.deepEqual(processesWith(marker), [third]);
     }
-    assert.ok(!a.out().includes('"msg":"workload process started"'), "nothing was started by the restarted agent");
+    assert.ok(!a.output().includes('"msg":"workload process started"'), "nothing was started by the restarted agent");
 
     // 6. The control plane returns; removing the RoleAssignment stops the process on node a.
     cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
@@ -204,7 +181,7 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
     const del = await kubectl(cp.kubeconfig, ["delete", "roleassignment", "rdp"]);
     assert.equal(del.code, 0, del.stderr);
     await eventually(() => processesWith(marker).length === 0, 60_000, 100);
-    await eventually(() => /"msg":"stopping workload process".*"workload":"web"/.test(a.out()), 10_000);
+    await a.waitFor(/"msg":"stopping workload process".*"workload":"web"/, 10_000);
     // The record is removed right after the process is reaped: poll for it.
     await eventually(() => recordOf(dirA, "web") === undefined, 10_000, 100);
     const after = await eventually(async () => {
@@ -216,8 +193,8 @@ describe("e2e: fabric-agent supervises the service workloads of its roles", func
       const w = (await get("fabricnode", "wl.a"))?.status?.workloads as unknown[] | undefined;
       return w === undefined || w.length === 0;
     }, 60_000, 300);
-    assert.ok(!b.out().includes('"msg":"workload process started"'), "node b never started anything");
-    await stop(a.child);
-    await stop(b.child);
+    assert.ok(!b.output().includes('"msg":"workload process started"'), "node b never started anything");
+    await a.stop();
+    await b.stop();
   });
 });

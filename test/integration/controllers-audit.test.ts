@@ -5,23 +5,13 @@
  * deposed leader's decision writes are refused by the term check.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { PgAuthority, FencedError } from "../../controllers/runtime/index.js";
 import { appendAudit, verifyChain } from "../../lib/audit/chain.js";
 import { withTransaction } from "../../lib/db/pool.js";
 import { ClusterStore, NodeGroupStore } from "../../lib/state/index.js";
-import { eventually, kubectl, repoRoot, startTestControlPlane, type TestControlPlane } from "../support/controlplane.js";
+import { eventually, fabricctl, kubectl, repoRoot, startTestControlPlane, type TestControlPlane } from "../support/controlplane.js";
 import { auditCount, metricSum, startTestControllers, testKek, type TestControllers } from "../support/controllers.js";
-
-function fabricctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe("controllers: audit chain and authority fence", function () {
   this.timeout(120_000);

@@ -12,8 +12,8 @@
  */
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
-import { CustomObjectsApi } from "@kubernetes/client-node";
-import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
+import type { CustomObjectsApi } from "@kubernetes/client-node";
+import type { ControlPlane } from "../../controlplane/controlplane.js";
 import type { StoredIdentity } from "../../agent/enroll/identity-store.js";
 import { join } from "../../agent/enroll/join.js";
 import { AgentApiRequestError } from "../../agent/http/client.js";
@@ -22,17 +22,15 @@ import { SyncTransport } from "../../agent/sync/transport.js";
 import type { MembershipSync } from "../../agent/sync/snapshot-sync.js";
 import type { FabricNodeStatus } from "../../lib/api/types.generated.js";
 import { RESOURCES } from "../../lib/api/types.generated.js";
-import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
-import { logger } from "../../lib/log.js";
 import { eventually, tempStateDir } from "../support/controlplane.js";
-import { applyCluster, createToken } from "../support/enrollment.js";
+import { applyCluster, createToken, startEnrollmentPlane, type EnrollmentPlane } from "../support/enrollment.js";
 
 const GRACE_MS = 2000;
 
 describe("node health: heartbeats into FabricNode status", function () {
   this.timeout(180_000);
+  let plane: EnrollmentPlane | undefined;
   let cp: ControlPlane | undefined;
-  const stateDir = tempStateDir();
   const agentDir = tempStateDir("fabric-agent-");
   let api: CustomObjectsApi;
   let id: StoredIdentity;
@@ -57,27 +55,15 @@ describe("node health: heartbeats into FabricNode status", function () {
   }
 
   before(async () => {
-    cp = await runControlPlane({
-      stateDir,
-      host: "127.0.0.1",
-      port: 0,
-      metricsPort: 0,
-      fsync: false,
-      log: logger("test-controlplane"),
-      controllers: { identity: "test-health", sweepIntervalMs: 1000, nodeHealth: { gracePeriodMs: GRACE_MS, heartbeatPublishIntervalMs: 3_600_000, scanIntervalMs: 200 } },
-      agentPort: 0,
-      agentApi: { rateLimit: { burst: 100_000, perSecond: 100_000 } },
-    });
-    const agentApi = cp.agentApi;
-    assert.ok(agentApi !== undefined);
-    api = loadKubeConfig(cp.api.kubeconfigPath).makeApiClient(CustomObjectsApi);
-    await applyCluster(cp.api.kubeconfigPath, "hb", "TokenAutoApprove");
-    const token = await createToken(cp.api.kubeconfigPath, "hb-join", { cluster: "hb", autoApprove: true });
-    id = await join({ server: agentApi.url, token, caHash: agentApi.caHash, stateDir: agentDir, nodeName: "h1", cluster: "hb", capabilities: ["can_route_mesh"], pollIntervalMs: 200, timeoutMs: 60_000 });
+    plane = await startEnrollmentPlane({ nodeHealth: { gracePeriodMs: GRACE_MS, heartbeatPublishIntervalMs: 3_600_000, scanIntervalMs: 200 } });
+    cp = plane.cp;
+    api = plane.api;
+    await applyCluster(plane.kubeconfig, "hb", "TokenAutoApprove");
+    const token = await createToken(plane.kubeconfig, "hb-join", { cluster: "hb", autoApprove: true });
+    id = await join({ server: plane.server, token, caHash: plane.caHash, stateDir: agentDir, nodeName: "h1", cluster: "hb", capabilities: ["can_route_mesh"], pollIntervalMs: 200, timeoutMs: 60_000 });
   });
   after(async () => {
-    await cp?.stop();
-    rmSync(stateDir, { recursive: true, force: true });
+    await plane?.stop();
     rmSync(agentDir, { recursive: true, force: true });
   });
 

@@ -144,22 +144,27 @@ function kubectlCacheDir(bin: string): string {
   return join(tmpdir(), `kubectl-cache-${process.pid}-${id}`);
 }
 
-/** Runs the given kubectl binary against a kubeconfig; never throws on a non-zero exit. */
-export function kubectlWith(bin: string, kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+/** Runs a command to its exit (60 s at most by default); never throws on a non-zero exit (code 1 when it could not run or was killed). */
+export function runCommand(bin: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
   return new Promise((resolvePromise) => {
-    const child = execFile(
-      bin,
-      ["--kubeconfig", kubeconfig, "--cache-dir", kubectlCacheDir(bin), ...args],
-      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 1) : 0;
-        resolvePromise({ code, stdout, stderr });
-      },
-    );
+    const child = execFile(bin, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 1) : 0;
+      resolvePromise({ code, stdout, stderr });
+    });
     if (opts.input !== undefined) {
       child.stdin?.end(opts.input);
     }
   });
+}
+
+/** Runs the given kubectl binary against a kubeconfig; never throws on a non-zero exit. */
+export function kubectlWith(bin: string, kubeconfig: string, args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+  return runCommand(bin, ["--kubeconfig", kubeconfig, "--cache-dir", kubectlCacheDir(bin), ...args], opts);
+}
+
+/** Runs this tree's bin/fabricctl; never throws on a non-zero exit. */
+export function fabricctl(args: string[], opts: KubectlOptions = {}): Promise<KubectlResult> {
+  return runCommand(join(repoRoot, "bin", "fabricctl"), args, opts);
 }
 
 /** Runs the real kubectl ({@link kubectlBin}) against a kubeconfig; never throws on a non-zero exit. */
@@ -174,6 +179,8 @@ export interface ChildControlPlane {
   output: () => string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** Sends `signal` (SIGTERM by default) unless it has exited, and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /** Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready line. */
@@ -201,7 +208,11 @@ export async function spawnControlPlane(stateDir: string, extraArgs: string[] = 
       reject(new Error(`control plane exited with ${String(code)} before ready:\n${out}`));
     });
   });
-  return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited };
+  const stop = (signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  return { child, kubeconfig: join(stateDir, "kubeconfig"), output: () => out, exited, stop };
 }
 
 /** Environment for spawned agents and CLIs: their info lines (which tests read) are never silenced by the test run's log level. */

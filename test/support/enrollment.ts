@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { CustomObjectsApi } from "@kubernetes/client-node";
-import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
+import { runControlPlane, type ControlPlane, type ControlPlaneControllers } from "../../controlplane/controlplane.js";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { generateNodeKey } from "../../agent/enroll/identity-store.js";
 import { fetchPinnedCa } from "../../agent/enroll/join.js";
@@ -27,11 +27,11 @@ export interface EnrollmentPlane {
   stop(): Promise<void>;
 }
 
-/** Starts one (certificate lifetime and retention adjustable). */
+/** Starts one (certificate lifetime, retention and node-health settings adjustable). */
 export async function startEnrollmentPlane(
-  opts: { nodeCertLifetimeMs?: number; joinRequestRetentionMs?: number; expiredTokenRetentionMs?: number; renewGraceMs?: number } = {},
+  opts: { nodeCertLifetimeMs?: number; joinRequestRetentionMs?: number; expiredTokenRetentionMs?: number; renewGraceMs?: number; nodeHealth?: ControlPlaneControllers["nodeHealth"] } = {},
 ): Promise<EnrollmentPlane> {
-  const { renewGraceMs, ...enrollment } = opts;
+  const { renewGraceMs, nodeHealth, ...enrollment } = opts;
   const stateDir = tempStateDir();
   const cp = await runControlPlane({
     stateDir,
@@ -40,7 +40,7 @@ export async function startEnrollmentPlane(
     metricsPort: 0,
     fsync: false,
     log: logger("test-controlplane"),
-    controllers: { identity: "test-enroll", sweepIntervalMs: 1000, enrollment },
+    controllers: { identity: "test-enroll", sweepIntervalMs: 1000, enrollment, ...(nodeHealth !== undefined ? { nodeHealth } : {}) },
     agentPort: 0,
     agentApi: { rateLimit: { burst: 100_000, perSecond: 100_000 }, ...(renewGraceMs !== undefined ? { renewGraceMs } : {}) },
   });

@@ -1,8 +1,8 @@
 /**
  * The agent's level-triggered report sender (agent/sync/latest-report.ts),
- * under the workload and update reporters: one send per changed body,
- * versions that only grow, a failed send retried with the newest state, and
- * nothing after close.
+ * under the workload, update and VPN reporters: one send per changed body
+ * (or changeKey), versions that only grow, a failed send retried with the
+ * newest state, and nothing after close.
  */
 import assert from "node:assert/strict";
 import type { StatusReport } from "../../lib/agent-protocol.js";
@@ -23,6 +23,19 @@ describe("LatestReportSender", () => {
     await r.flush();
     assert.deepEqual(sent.map((x) => x.body), [{ n: 1 }, { n: 2 }]);
     assert.deepEqual(sent.map((x) => x.version), [1000, 1001]);
+  });
+
+  it("with a changeKey, a field left out of it rides along with the next real change but makes no report of its own", async () => {
+    const sent: StatusReport[] = [];
+    type State = { up: boolean; countdown: number };
+    const r = new LatestReportSender<State>({ send: async (x) => void sent.push(x), log, what: "test report", body: (s) => ({ ...s }), changeKey: (s) => JSON.stringify(s.up) });
+    r.update({ up: false, countdown: 9 });
+    await r.flush();
+    r.update({ up: false, countdown: 8 });
+    await r.flush();
+    r.update({ up: true, countdown: 7 });
+    await r.flush();
+    assert.deepEqual(sent.map((x) => x.body), [{ up: false, countdown: 9 }, { up: true, countdown: 7 }]);
   });
 
   it("retries a failed send with the newest state, and stops after close", async () => {

@@ -6,19 +6,12 @@
  * and a rotation that the verifier accepts only from the old threshold.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { verifyTrustRotation, type TrustSet } from "../../lib/release/index.js";
-import { repoRoot } from "../support/controlplane.js";
-
-function fabricctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(join(repoRoot, "bin", "fabricctl"), args, { timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
+import { fabricctl } from "../support/controlplane.js";
 
 describe("fabricctl release (offline)", function () {
   this.timeout(120_000);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  conditionStatusOf,
   getCondition,
   isFalse,
   isTrue,
@@ -20,6 +21,15 @@ function ready(status: Condition["status"], reason = "Reconciled", message = "",
 }
 
 describe("runtime conditions", () => {
+  it("conditionStatusOf reads one condition's status from an object, undefined when it has none", () => {
+    const node = { status: { conditions: [{ type: "Scheduled", status: "False" }, { type: "Ready", status: "Unknown" }] } };
+    assert.equal(conditionStatusOf(node, "Ready"), "Unknown");
+    assert.equal(conditionStatusOf(node, "Scheduled"), "False");
+    assert.equal(conditionStatusOf(node, "Missing"), undefined);
+    assert.equal(conditionStatusOf({}, "Ready"), undefined);
+    assert.equal(conditionStatusOf({ status: {} }, "Ready"), undefined);
+  });
+
   describe("setCondition", () => {
     it("adds a new condition with lastTransitionTime now, at second precision", () => {
       const out = setCondition(undefined, ready("True"), t0);

@@ -135,6 +135,16 @@ describe("runtime Informer", () => {
     t.ac.abort();
   });
 
+  it("keysWhere gives the keys of the cached objects a filter accepts, with the namespace of namespaced ones", async () => {
+    const t = setup();
+    t.source.set(obj("a", "1", 1), obj("b", "1", 2, "ns"), obj("c", "1", 3));
+    await t.start();
+    const keys = t.informer.keysWhere((o) => (o.spec?.value ?? 0) >= 2);
+    assert.deepEqual(keys.sort((x, y) => x.name.localeCompare(y.name)), [{ namespace: "ns", name: "b" }, { name: "c" }]);
+    assert.deepEqual(t.informer.keysWhere(() => false), []);
+    t.ac.abort();
+  });
+
   it("hands out frozen objects that callers cannot mutate", async () => {
     const t = setup();
     t.source.set(obj("a", "1", 1));

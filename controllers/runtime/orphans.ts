@@ -12,14 +12,17 @@
  * one look could delete such a row under its agent.
  */
 import type { KubernetesObject } from "@kubernetes/client-node";
-import type { Logger } from "../lib/log.js";
-import { sleep, realClock, type Controller, type Informer } from "./runtime/index.js";
+import type { Logger } from "../../lib/log.js";
+import { realClock, sleep } from "./clock.js";
+import type { Controller } from "./controller.js";
+import type { Informer } from "./informer.js";
+import { parseCacheKey } from "./object.js";
 
 /** Options of runOrphanSweeps. */
 export interface OrphanSweepOptions<T extends KubernetesObject> {
   controller: Controller<T>;
   informer: Informer<T>;
-  /** Names of the rows this controller projects (cluster-scoped kinds). */
+  /** The rows this controller projects, by their objects' cache keys: "name", or "namespace/name" for a namespaced kind. */
   rowNames: () => Promise<string[]>;
   /** Sweep again this often while running (default 60 s). */
   intervalMs?: number;
@@ -38,16 +41,16 @@ export interface OrphanSweepOptions<T extends KubernetesObject> {
 export async function sweepOnce<T extends KubernetesObject>(o: OrphanSweepOptions<T>, suspects: Set<string>): Promise<number> {
   let n = 0;
   const missing = new Set<string>();
-  for (const name of await o.rowNames()) {
-    if (o.informer.get({ name }) !== undefined) continue;
-    missing.add(name);
-    if (suspects.has(name)) {
-      o.controller.enqueue({ name });
+  for (const key of await o.rowNames()) {
+    if (o.informer.getByKey(key) !== undefined) continue;
+    missing.add(key);
+    if (suspects.has(key)) {
+      o.controller.enqueue(parseCacheKey(key));
       n++;
     }
   }
   suspects.clear();
-  for (const name of missing) suspects.add(name);
+  for (const key of missing) suspects.add(key);
   if (n > 0) o.log.info("orphaned rows queued for cleanup", { controller: o.controller.name, rows: n });
   return n;
 }
