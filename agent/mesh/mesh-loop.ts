@@ -119,6 +119,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   const records = new Map<string, PeerRecord>();
   let decision: { active: string[]; warm: string[] } = { active: [], warm: [] };
   let evaluations = 0;
+  /** Hysteresis swaps applied by this process (a peer replaced by a cheaper candidate). */
+  let swaps = 0;
   let lastEvaluationAt: string | undefined;
   let lastReason: string | undefined;
   let stopped = false;
@@ -344,6 +346,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     warm: [],
     peers: [],
     evaluations,
+    swaps,
     updatedAt: new Date().toISOString(),
   });
 
@@ -409,6 +412,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       switch (a.kind) {
         case "connect":
           log.info("mesh connecting", { peer: a.node, reason: a.reason, ...(a.replaces !== undefined ? { replaces: a.replaces } : {}) });
+          if (a.reason === "BetterCandidate") swaps += 1;
           dial(links, a.node, a.endpoints);
           break;
         case "disconnect":

@@ -54,6 +54,8 @@ export interface MeshStatus {
   warm: string[];
   peers: MeshPeerStatus[];
   evaluations: number;
+  /** Hysteresis swaps this process applied (a peer replaced by a cheaper candidate); absent in files of older agents. */
+  swaps?: number;
   lastEvaluationAt?: string;
   counters?: { protocolErrors: number; refused: number; requestsServed: number };
   /** Relay advertisements held (live ones): which relay reaches which nodes. */
