@@ -150,6 +150,21 @@ describe("e2e: the mesh with real agents in network namespaces", function () {
     await proxies.impairAll(null);
   });
 
+  it("warm candidates are measured by short-lived probes", async () => {
+    // Every node with warm candidates (outside its active set) holds measurements of some.
+    const all = await waitAll(m, m.agents, (_a, s) => (s?.warm ?? []).length === 0 || (s?.warmProbes ?? []).length > 0, 120_000, "warm probes measured");
+    let measured = 0;
+    for (const [a, s] of all) {
+      for (const w of s?.warmProbes ?? []) {
+        assert.ok(Number.isFinite(w.rttMs) && w.rttMs > 0 && w.loss >= 0 && w.loss <= 1, `${a.name}: ${JSON.stringify(w)}`);
+        assert.ok(s?.candidates.includes(w.peer), `${a.name} probed a non-candidate ${w.peer}`);
+        measured++;
+      }
+    }
+    console.log(`      warm measurements held: ${[...all].map(([a, s]) => `${a.spec.short}=${(s?.warmProbes ?? []).map((w) => `${short(w.peer)}:${w.rttMs.toFixed(1)}`).join(",") || "-"}`).join(" ")}`);
+    assert.ok(measured > 0, "some warm candidate measured");
+  });
+
   it("a peer behind 80 ms of injected latency, and one behind 10 % loss, are replaced by better candidates", async () => {
     const all = await statuses(m.agents);
     // The two standard nodes with the most links, each linked to someone.
@@ -185,8 +200,10 @@ describe("e2e: the mesh with real agents in network namespaces", function () {
       },
       240_000,
       2000,
-    ).catch((err: unknown) => {
+    ).catch(async (err: unknown) => {
+      const diag = await statuses([...slowObs, ...lossyObs]);
       const rows = [...slowObs.map((o) => `${o.spec.short}/${slow.spec.short}: ${replaced(o, slow)}`), ...lossyObs.map((o) => `${o.spec.short}/${lossy.spec.short}: ${replaced(o, lossy)}`)];
+      for (const [o, s] of diag) rows.push(`${o.spec.short}: costs ${JSON.stringify(s?.costs)} peers ${JSON.stringify((s?.peers ?? []).map((p) => [short(p.peer), p.rttMs, p.jitterMs, p.loss]))} warm ${JSON.stringify(s?.warmProbes)}`);
       throw new Error(`not replaced (${(err as Error).message}); highest RTT seen to ${slow.spec.short} ${seen.rtt.toFixed(1)} ms, loss seen to ${lossy.spec.short} ${seen.loss.toFixed(3)}:\n${rows.join("\n")}`);
     });
     const ms = Date.now() - injectedAt;
@@ -195,6 +212,7 @@ describe("e2e: the mesh with real agents in network namespaces", function () {
     console.log(`      ${slow.spec.short} (+80 ms) replaced by ${slowObs.map((a) => a.spec.short).join(",")}; ${lossy.spec.short} (10 % loss, its proxy dropped ${lossySt?.dropped.toTarget}/${lossySt?.dropped.toClient} of ${(lossySt?.forwarded.toTarget ?? 0) + (lossySt?.dropped.toTarget ?? 0)}/${(lossySt?.forwarded.toClient ?? 0) + (lossySt?.dropped.toClient ?? 0)}) replaced by ${lossyObs.map((a) => a.spec.short).join(",")}; all within ${ms} ms`);
     console.log(`      highest RTT EWMA seen to ${slow.spec.short}: ${seen.rtt.toFixed(1)} ms; highest loss estimate seen to ${lossy.spec.short}: ${(seen.loss * 100).toFixed(1)} %`);
     for (const o of [...slowObs, ...lossyObs]) console.log(`      ${o.spec.short}: ${meshActions(o.out().slice(logStart.get(o) ?? 0)).map((x) => `${x.msg.replace("mesh ", "")} ${short(x.peer)} ${x.reason}${x.replaces ? ` (replaces ${short(x.replaces)})` : ""}`).join("; ")}`);
+    for (const [o, st2] of await statuses(slowObs)) console.log(`      ${o.spec.short} warm measurements: ${(st2?.warmProbes ?? []).map((w) => `${short(w.peer)} ${w.rttMs.toFixed(1)} ms`).join(", ") || "none"}`);
     assert.ok(seen.loss >= 0.05, `the loss estimate reached ${seen.loss}`);
     await proxies.impair(slow, null);
     await proxies.impair(lossy, null);
