@@ -412,6 +412,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const bounds = { ...classBounds, max, min: Math.min(max, Math.max(0, classBounds.min - inboundOnly)) };
     const t = now();
     pruneWarmResults(warmResults, t);
+    for (const node of warmResults.keys()) if (!authorised.has(node)) warmResults.delete(node);
     const observed = observationsOf(held.filter((l) => authorised.has(l.node)), records, t);
     const linked = new Set([...observed.map((l) => l.node), ...links.links().map((l) => l.node)]);
     observed.push(...warmObservations(warmResults, linked, t));
