@@ -54,6 +54,8 @@ import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
+/** A new inbound link counts (peer manager, status) once this old, unless announced as a warm probe. */
+const WARM_SETTLE_MS = 2_000;
 /** Default evaluation period. */
 export const DEFAULT_MESH_EVALUATE_MS = 10_000;
 export { MESH_PING_METHOD } from "./forward.js";
@@ -127,7 +129,10 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   const warmInFlight = new Set<string>();
   const warmInbound = new Set<string>();
   let lastWarmStartMs: number | undefined;
-  const transient = (node: string): boolean => warmInFlight.has(node) || warmInbound.has(node);
+  // A new inbound link may be a warm probe whose announcement is one message behind: it counts once it is older than
+  // WARM_SETTLE_MS without one (an evaluation in that gap would count a probe as a peer, and drop one at the maximum).
+  const transient = (l: LinkInfo): boolean =>
+    warmInFlight.has(l.node) || warmInbound.has(l.node) || (l.direction === "inbound" && now() - l.since.getTime() < WARM_SETTLE_MS);
   let lastEvaluationAt: string | undefined;
   let lastReason: string | undefined;
   let stopped = false;
@@ -406,7 +411,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     // Links opened by nodes whose sets list this one (meshInbound) are theirs to manage: the peer manager judges its own
     // candidates' links, within what those inbound links leave of the class's bounds, so the total never exceeds the maximum
     // (new inbound links are refused at the maximum, above).
-    const held = links.links().filter((l) => !transient(l.node));
+    const held = links.links().filter((l) => !transient(l));
     const inboundOnly = held.filter((l) => !authorised.has(l.node)).length;
     const max = Math.max(0, classBounds.max - inboundOnly);
     const bounds = { ...classBounds, max, min: Math.min(max, Math.max(0, classBounds.min - inboundOnly)) };
@@ -473,7 +478,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       candidates: [...authorised].sort(),
       active: decision.active,
       warm: decision.warm,
-      peers: peerRows(current.filter((l) => !transient(l.node))),
+      peers: peerRows(current.filter((l) => !transient(l))),
       warmProbes: [...warmResults.values()].map((r) => ({ peer: r.node, rttMs: Math.round(r.rttMs * 1000) / 1000, loss: r.loss, at: new Date(r.measuredAtMs).toISOString() })),
       costs: Object.fromEntries(Object.entries(d.costs).map(([n, c]) => [n, Math.round(c.total * 1000) / 1000])),
       evaluations,
