@@ -14,8 +14,8 @@
  * - Level-triggered: one reconcile at a time, woken by a new snapshot, a
  *   link going down, or the evaluation period (10 s). Each reconcile reads
  *   the snapshot in force and the transport's link table, runs
- *   evaluatePeers and applies its actions (connect, disconnect; `probe` of
- *   warm candidates is not wired yet), then writes mesh-status.json and
+ *   evaluatePeers and applies its actions (connect, disconnect; `probe`:
+ *   bounded warm probes, warm-probe.ts), then writes mesh-status.json and
  *   hands the link table to the status reporter (kind `mesh`).
  * - Mesh on only when the snapshot has a `mesh` part (the node holds a mesh
  *   role): PeerLinks is started on the UDP port then, and stopped (every
@@ -47,12 +47,15 @@ import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
 import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
 import { ADVERT_INTERVAL_MS, RelayTable } from "./relay-table.js";
+import { measureWarm, planWarmProbes, pruneWarmResults, WARM_PROBE_METHOD, warmObservations, type WarmResult } from "./warm-probe.js";
 import type { RoutingLink } from "./routing.js";
 import { peerGrantsOf, type PeerGrant } from "./transport/peer-identity.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
+/** A new inbound link counts (peer manager, status) once this old, unless announced as a warm probe. */
+const WARM_SETTLE_MS = 2_000;
 /** Default evaluation period. */
 export const DEFAULT_MESH_EVALUATE_MS = 10_000;
 export { MESH_PING_METHOD } from "./forward.js";
@@ -119,6 +122,17 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   const records = new Map<string, PeerRecord>();
   let decision: { active: string[]; warm: string[] } = { active: [], warm: [] };
   let evaluations = 0;
+  /** Hysteresis swaps applied by this process (a peer replaced by a cheaper candidate). */
+  let swaps = 0;
+  // Warm probes: results, the ones in flight from here, and links peers opened as warm probes (neither counted nor reported).
+  const warmResults = new Map<string, WarmResult>();
+  const warmInFlight = new Set<string>();
+  const warmInbound = new Set<string>();
+  let lastWarmStartMs: number | undefined;
+  // A new inbound link may be a warm probe whose announcement is one message behind: it counts once it is older than
+  // WARM_SETTLE_MS without one (an evaluation in that gap would count a probe as a peer, and drop one at the maximum).
+  const transient = (l: LinkInfo): boolean =>
+    warmInFlight.has(l.node) || warmInbound.has(l.node) || (l.direction === "inbound" && now() - l.since.getTime() < WARM_SETTLE_MS);
   let lastEvaluationAt: string | undefined;
   let lastReason: string | undefined;
   let stopped = false;
@@ -185,7 +199,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
         if (method === MESH_PING_METHOD) return { node: self, at: new Date().toISOString() };
         throw new Error(`unknown method ${method}`);
       },
-      onMessage: (from, method, payload) => streams.onMessage(from, method, payload),
+      onMessage: (from, method, payload) => (method === WARM_PROBE_METHOD ? void warmInbound.add(from) : streams.onMessage(from, method, payload)),
       onStream: (from, stream) => streams.accept(from, stream),
     });
     started = links;
@@ -203,6 +217,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       if (!isBusy(r, r.lastHeardMs)) r.idleLoss = e.loss;
     });
     links.on("down", (e) => {
+      warmInbound.delete(e.node);
       log.info("mesh link down", { peer: e.node, reason: e.reason });
       streams.linkDown(e.node);
       streams.advertise();
@@ -230,6 +245,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     records.clear();
     memory = emptyPeerMemory();
     decision = { active: [], warm: [] };
+    warmResults.clear();
+    warmInbound.clear();
     reauthorisedSerial = -1;
     if (r === undefined) return;
     clearInterval(r.advertTimer);
@@ -344,6 +361,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     warm: [],
     peers: [],
     evaluations,
+    swaps,
     updatedAt: new Date().toISOString(),
   });
 
@@ -393,25 +411,36 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     // Links opened by nodes whose sets list this one (meshInbound) are theirs to manage: the peer manager judges its own
     // candidates' links, within what those inbound links leave of the class's bounds, so the total never exceeds the maximum
     // (new inbound links are refused at the maximum, above).
-    const inboundOnly = links.links().filter((l) => !authorised.has(l.node)).length;
+    const held = links.links().filter((l) => !transient(l));
+    const inboundOnly = held.filter((l) => !authorised.has(l.node)).length;
     const max = Math.max(0, classBounds.max - inboundOnly);
     const bounds = { ...classBounds, max, min: Math.min(max, Math.max(0, classBounds.min - inboundOnly)) };
     const t = now();
-    const d = evaluatePeers(
-      { self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observationsOf(links.links().filter((l) => authorised.has(l.node)), records, t), now: t },
-      memory,
-    );
+    pruneWarmResults(warmResults, t);
+    for (const node of warmResults.keys()) if (!authorised.has(node)) warmResults.delete(node);
+    const observed = observationsOf(held.filter((l) => authorised.has(l.node)), records, t);
+    const linked = new Set([...observed.map((l) => l.node), ...links.links().map((l) => l.node)]);
+    observed.push(...warmObservations(warmResults, linked, t));
+    const d = evaluatePeers({ self: selfOf(self, cluster, m, running.endpoints.length > 0), bounds, candidates, links: observed, now: t }, memory);
     memory = d.memory;
     decision = { active: d.active, warm: d.warm };
     evaluations += 1;
     lastEvaluationAt = new Date().toISOString();
+    const wanted: string[] = [];
     for (const a of d.actions) {
       switch (a.kind) {
         case "connect":
           log.info("mesh connecting", { peer: a.node, reason: a.reason, ...(a.replaces !== undefined ? { replaces: a.replaces } : {}) });
-          dial(links, a.node, a.endpoints);
+          if (a.reason === "BetterCandidate") swaps += 1;
+          // A warm probe's link closes when it ends: the next evaluation dials.
+          if (!warmInFlight.has(a.node)) dial(links, a.node, a.endpoints);
           break;
         case "disconnect":
+          // A warm result no longer wanted: forgotten (there is no link).
+          if (a.reason === "NoLongerWarm") {
+            warmResults.delete(a.node);
+            break;
+          }
           log.info("mesh disconnecting", { peer: a.node, reason: a.reason });
           await links.close(a.node);
           break;
@@ -419,9 +448,21 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
           log.info("mesh peer quarantined", { peer: a.node, until: new Date(a.untilMs).toISOString() });
           break;
         case "probe":
-          // Warm probing needs a probe without a long-lived link, which the transport does not offer yet.
+          wanted.push(a.node);
           break;
       }
+    }
+    for (const node of planWarmProbes({ wanted, linked, inFlight: warmInFlight, results: warmResults, lastStartMs: lastWarmStartMs, now: t })) {
+      const eps = (candidates.find((c) => c.node === node)?.endpoints ?? []).map(parseEndpoint).filter((e) => e !== undefined);
+      warmInFlight.add(node);
+      lastWarmStartMs = t;
+      measureWarm(links, { node, endpoints: eps }, MESH_PING_METHOD, now).then(
+        (r) => {
+          warmResults.set(node, r);
+          log.info("mesh warm probe", { peer: node, rttMs: Math.round(r.rttMs * 1000) / 1000, loss: r.loss });
+        },
+        (err: unknown) => log.info("mesh warm probe failed", { peer: node, err }),
+      ).finally(() => warmInFlight.delete(node));
     }
     const current = links.links();
     await writeStatus({
@@ -437,7 +478,9 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       candidates: [...authorised].sort(),
       active: decision.active,
       warm: decision.warm,
-      peers: peerRows(current),
+      peers: peerRows(current.filter((l) => !transient(l))),
+      warmProbes: [...warmResults.values()].map((r) => ({ peer: r.node, rttMs: Math.round(r.rttMs * 1000) / 1000, loss: r.loss, at: new Date(r.measuredAtMs).toISOString() })),
+      costs: Object.fromEntries(Object.entries(d.costs).map(([n, c]) => [n, Math.round(c.total * 1000) / 1000])),
       evaluations,
       ...(lastEvaluationAt !== undefined ? { lastEvaluationAt } : {}),
       counters: { ...links.stats },

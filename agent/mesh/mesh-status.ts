@@ -54,6 +54,12 @@ export interface MeshStatus {
   warm: string[];
   peers: MeshPeerStatus[];
   evaluations: number;
+  /** Hysteresis swaps this process applied (a peer replaced by a cheaper candidate); absent in files of older agents. */
+  swaps?: number;
+  /** Warm candidates measured by short-lived probes (their links are not in `peers`). */
+  warmProbes?: Array<{ peer: string; rttMs: number; loss: number; at: string }>;
+  /** The peer manager's cost of every candidate at the last evaluation (lower is better). */
+  costs?: Record<string, number>;
   lastEvaluationAt?: string;
   counters?: { protocolErrors: number; refused: number; requestsServed: number };
   /** Relay advertisements held (live ones): which relay reaches which nodes. */

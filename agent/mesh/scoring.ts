@@ -76,10 +76,16 @@ export function latencyTerm(effectiveRttMs: number): number {
   return Math.min(1, Math.log(1 + rtt / 10) / Math.log(51));
 }
 
-/** The RTT a link is scored on: EWMA plus twice the jitter, or `unmeasuredRttMs` (default 100 ms). */
+/**
+ * The RTT a link is scored on: EWMA plus twice the jitter, or `unmeasuredRttMs` (default 100 ms).
+ * A warm probe's figure only raises a candidate above `unmeasuredRttMs`, never lowers it below: it is a
+ * few samples from one moment, set against live links whose EWMA follows this host's load (on a busy
+ * host a calm moment's sample would beat every live link and swap peers on noise).
+ */
 export function effectiveRttMs(link: LinkObservation | undefined, unmeasuredRttMs: number = SCORING.unmeasuredRttMs): number {
   if (link?.rttEwmaMs === undefined) return unmeasuredRttMs;
-  return link.rttEwmaMs + 2 * (link.jitterMs ?? 0);
+  const rtt = link.rttEwmaMs + 2 * (link.jitterMs ?? 0);
+  return link.state === "warm" ? Math.max(rtt, unmeasuredRttMs) : rtt;
 }
 
 /**

@@ -3,7 +3,8 @@
  * namespaces, a bridge and veth pairs (root and iproute2 needed), a UDP echo
  * server inside a namespace reached from the root namespace through the
  * bridge, a host cut and restored, a killed run's leftovers removed, and the
- * proxy's latency, loss (seeded), cut and live changes.
+ * proxy's latency, loss (seeded), cut, live changes and per-client
+ * impairments (several listeners in one child).
  */
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
@@ -14,7 +15,7 @@ const PREFIX = "afnh";
 const ECHO = `const s=require("node:dgram").createSocket("udp4");s.on("message",(m,r)=>s.send(m,r.port,r.address));s.bind(7000,process.argv[1],()=>console.log("ready"));`;
 
 /** Sends `n` datagrams and returns the round trips (ms) of those answered within `waitMs`. */
-async function probe(host: string, port: number, n: number, waitMs = 1500): Promise<number[]> {
+async function probe(host: string, port: number, n: number, waitMs = 1500, from?: string): Promise<number[]> {
   const sock = dgram.createSocket("udp4");
   const sent = new Map<number, number>();
   const rtts: number[] = [];
@@ -23,7 +24,7 @@ async function probe(host: string, port: number, n: number, waitMs = 1500): Prom
     const t = sent.get(i);
     if (t !== undefined) rtts.push(performance.now() - t);
   });
-  await new Promise<void>((r) => sock.bind(0, r));
+  await new Promise<void>((r) => sock.bind(0, from, r));
   for (let i = 0; i < n; i++) {
     const b = Buffer.alloc(4);
     b.writeUInt32BE(i);
@@ -118,5 +119,34 @@ describe("test harness: network namespaces and the UDP proxy", function () {
     const first = await run(7);
     assert.ok(first >= 20 && first <= 65, `10 % of 400 dropped: ${first}`);
     assert.equal(await run(7), first);
+  });
+
+  it("impairs only the flows of a client address it is told, both ways, until told to stop; refuses a bad address", async () => {
+    const echo = dgram.createSocket("udp4");
+    echo.on("message", (m, r) => echo.send(m, r.port, r.address));
+    await new Promise<void>((r) => echo.bind(0, "127.0.0.1", r));
+    const proxy = await startUdpProxy({ listenHost: "127.0.0.1", listenPort: 0, targetHost: "127.0.0.1", targetPort: echo.address().port, seed: 3, announce: () => undefined });
+    try {
+      // 127.0.0.2 is a loopback address of its own: a second client host.
+      await proxy.set({ clients: { "127.0.0.2": { toClient: { latencyMs: 60 } } } });
+      const slow = await probe("127.0.0.1", proxy.port, 10, 500, "127.0.0.2");
+      const fast = await probe("127.0.0.1", proxy.port, 10, 500, "127.0.0.1");
+      assert.equal(slow.length, 10);
+      assert.equal(fast.length, 10);
+      assert.ok(Math.min(...slow) >= 59, `slow client: ${slow.map((x) => x.toFixed(1)).join(",")}`);
+      assert.ok(Math.max(...fast) < 40, `other client untouched: ${fast.map((x) => x.toFixed(1)).join(",")}`);
+      await proxy.set({ clients: { "127.0.0.2": { toTarget: { loss: 1 } } } });
+      assert.equal((await probe("127.0.0.1", proxy.port, 5, 300, "127.0.0.2")).length, 0);
+      assert.equal((await probe("127.0.0.1", proxy.port, 5, 300, "127.0.0.1")).length, 5);
+      await proxy.set({ clients: { "127.0.0.2": null } });
+      const back = await probe("127.0.0.1", proxy.port, 5, 300, "127.0.0.2");
+      assert.equal(back.length, 5);
+      assert.ok(Math.max(...back) < 40);
+      await assert.rejects(proxy.set({ clients: { "not-an-ip": { toTarget: { loss: 0.1 } } } }), /not an IP address/);
+      await assert.rejects(proxy.set({ clients: { "127.0.0.3": { toTarget: { latencyMs: -1 } } } }), /latencyMs must be/);
+    } finally {
+      await proxy.close();
+      echo.close();
+    }
   });
 });

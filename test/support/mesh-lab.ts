@@ -18,8 +18,11 @@ import { readMeshStatus, type MeshStatus } from "../../agent/mesh/mesh-status.js
 import { agentEnv, eventually, kubectl, repoRoot, tempStateDir, type KubectlResult } from "./controlplane.js";
 import { createToken } from "./enrollment.js";
 import { createLab, type NetnsHost, type NetnsLab } from "./netns.js";
+import { spawnUdpProxies, type Impairment, type UdpProxy, type UdpProxyStats } from "./udp-proxy.js";
 
 export const MESH_PORT = 4433;
+/** Port of the proxy in front of the i-th proxied agent: PROXY_PORT_BASE + i. */
+export const PROXY_PORT_BASE = 5000;
 const agentBin = joinPath(repoRoot, "bin", "fabric-agent");
 const cpBin = joinPath(repoRoot, "bin", "fabric-controlplane");
 const CAPABILITIES = "can_accept_client_ingress,can_route_mesh,can_accept_node_ingress";
@@ -80,8 +83,36 @@ export interface MeshLab {
   /** The agent's mesh-status.json, when written by its running process (undefined otherwise). */
   status(a: LabAgent): Promise<MeshStatus | undefined>;
   byShort(short: string): LabAgent;
+  /**
+   * Puts a UDP proxy in front of each of `agents` (one child process in a
+   * namespace `px`; listener i on PROXY_PORT_BASE + i) and makes each agent
+   * advertise its proxy's endpoint: every link then crosses exactly one
+   * proxy, the one in front of the node that was dialled. Call before
+   * starting them.
+   */
+  proxyAll(agents: readonly LabAgent[]): Promise<LabProxies>;
   /** Stops everything, removes the namespaces and the state directories. */
   destroy(): Promise<void>;
+}
+
+/** The proxies in front of every agent (MeshLab.proxyAll). */
+export interface LabProxies {
+  host: NetnsHost;
+  /** The proxy in front of an agent. */
+  of(a: LabAgent): UdpProxy;
+  /**
+   * Impairs every datagram to and from `a` (each direction), whichever side
+   * dialled: `a`'s own proxy impairs all its flows, every other proxy the
+   * flows whose client is `a`'s address. `null` lifts it.
+   */
+  impair(a: LabAgent, imp: Partial<Impairment> | null): Promise<void>;
+  /** Impairs every flow of every proxy (each direction); `null` lifts it. */
+  impairAll(imp: Partial<Impairment> | null): Promise<void>;
+  /** Counters of every proxy, by agent name. */
+  stats(): Promise<Map<string, UdpProxyStats>>;
+  /** Seed lines printed by the proxies. */
+  output(): string;
+  close(): Promise<void>;
 }
 
 /** Peers a status shows as up. */
@@ -145,6 +176,7 @@ export async function startMeshLab(o: { prefix: string; cluster: string; peerPol
     throw err;
   }
   const agents: LabAgent[] = [];
+  const closers: Array<() => Promise<void>> = [];
   const outputs = new Map<LabAgent, { all: string; since: string }>();
   let token: string | undefined;
   const kc = (args: string[], input?: string): Promise<KubectlResult> => kubectl(cp.kubeconfig, args, input === undefined ? {} : { input });
@@ -239,7 +271,46 @@ export async function startMeshLab(o: { prefix: string; cluster: string; peerPol
       assert.ok(a, short);
       return a;
     },
+    async proxyAll(targets) {
+      const host = await lab.addHost("px");
+      let out = "";
+      const list = await spawnUdpProxies(
+        host,
+        targets.map((a, i) => ({ listenPort: PROXY_PORT_BASE + i, targetHost: a.host.address, targetPort: MESH_PORT })),
+        (t) => (out += t),
+      );
+      const byAgent = new Map(targets.map((a, i) => [a, list[i] as UdpProxy] as const));
+      targets.forEach((a, i) => (a.spec.advertise = `${host.address}:${PROXY_PORT_BASE + i}`));
+      const none: Impairment = { latencyMs: 0, jitterMs: 0, loss: 0 };
+      const full = (imp: Partial<Impairment> | null): Impairment => ({ ...none, ...(imp ?? {}) });
+      const proxies: LabProxies = {
+        host,
+        of(a) {
+          const p = byAgent.get(a);
+          assert.ok(p, `no proxy in front of ${a.name}`);
+          return p;
+        },
+        async impair(a, imp) {
+          await Promise.all(
+            [...byAgent].map(([b, p]) =>
+              b === a ? p.set({ toTarget: full(imp), toClient: full(imp) }) : p.set({ clients: { [a.host.address]: imp === null ? null : { toTarget: full(imp), toClient: full(imp) } } }),
+            ),
+          );
+        },
+        async impairAll(imp) {
+          await Promise.all([...byAgent.values()].map((p) => p.set({ toTarget: full(imp), toClient: full(imp) })));
+        },
+        async stats() {
+          return new Map(await Promise.all([...byAgent].map(async ([a, p]) => [a.name, await p.stats()] as const)));
+        },
+        output: () => out,
+        close: () => list[0]?.close() ?? Promise.resolve(),
+      };
+      closers.push(() => proxies.close());
+      return proxies;
+    },
     async destroy() {
+      for (const c of closers.splice(0)) await c().catch(() => undefined);
       await Promise.all(agents.map((a) => stopChild(a.child, "SIGTERM")));
       await stopChild(cp.child, "SIGTERM");
       await lab.destroy();

@@ -7,16 +7,19 @@
  * (a fixed part plus a uniform random part: noisy RTT; each flow keeps its
  * order, as behind a queue) and loss ratio, drawn
  * from a seeded PRNG whose seed is printed at start; settings change while it
- * runs; `cut` drops everything.
+ * runs; `cut` drops everything. A client address may have its own
+ * impairments (`clients`), so a proxy in front of a node can slow only the
+ * flows of one other node, whichever side dialled.
  *
  * In process: startUdpProxy(). Inside a network namespace (servers stay in
  * namespaces the test made): spawnUdpProxy(host, ...) runs this file as a
- * child process there, driven by JSON lines on its stdin.
+ * child process there, driven by JSON lines on its stdin; spawnUdpProxies(host,
+ * [...]) runs several listeners in one such child.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import dgram from "node:dgram";
 import { randomInt } from "node:crypto";
-import { isIPv6 } from "node:net";
+import { isIP, isIPv6 } from "node:net";
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -40,6 +43,8 @@ export interface UdpProxySettings {
   toClient: Impairment;
   /** Drop every datagram both ways. */
   cut: boolean;
+  /** Per client IP address: impairments replacing `toTarget`/`toClient` for its flows. */
+  clients: Record<string, { toTarget: Impairment; toClient: Impairment }>;
 }
 
 /** A change: any subset. */
@@ -47,6 +52,8 @@ export interface UdpProxyChange {
   toTarget?: Partial<Impairment>;
   toClient?: Partial<Impairment>;
   cut?: boolean;
+  /** Per client IP address: a change of its impairments (from no impairment), or null to drop its own settings. */
+  clients?: Record<string, { toTarget?: Partial<Impairment>; toClient?: Partial<Impairment> } | null>;
 }
 
 /** Counters per direction. */
@@ -95,10 +102,23 @@ export function applyChange(s: UdpProxySettings, change: UdpProxyChange): UdpPro
     toTarget: { ...s.toTarget, ...change.toTarget },
     toClient: { ...s.toClient, ...change.toClient },
     cut: change.cut ?? s.cut,
+    clients: { ...s.clients },
   };
   checkImpairment(next.toTarget, "toTarget");
   checkImpairment(next.toClient, "toClient");
   if (typeof next.cut !== "boolean") throw new Error("cut must be a boolean");
+  for (const [ip, c] of Object.entries(change.clients ?? {})) {
+    if (isIP(ip) === 0) throw new Error(`clients: ${ip} is not an IP address`);
+    if (c === null) {
+      delete next.clients[ip];
+      continue;
+    }
+    const was = next.clients[ip] ?? { toTarget: NONE, toClient: NONE };
+    const mine = { toTarget: { ...was.toTarget, ...c.toTarget }, toClient: { ...was.toClient, ...c.toClient } };
+    checkImpairment(mine.toTarget, `clients[${ip}].toTarget`);
+    checkImpairment(mine.toClient, `clients[${ip}].toClient`);
+    next.clients[ip] = mine;
+  }
   return next;
 }
 
@@ -106,7 +126,7 @@ export function applyChange(s: UdpProxySettings, change: UdpProxyChange): UdpPro
 export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
   const seed = o.seed ?? randomInt(1, 2 ** 31);
   const rand = seeded(seed);
-  let settings = applyChange({ toTarget: { ...NONE }, toClient: { ...NONE }, cut: false }, o.settings ?? {});
+  let settings = applyChange({ toTarget: { ...NONE }, toClient: { ...NONE }, cut: false, clients: {} }, o.settings ?? {});
   const stats: UdpProxyStats = { forwarded: { toTarget: 0, toClient: 0 }, dropped: { toTarget: 0, toClient: 0 }, clients: 0 };
   const type = isIPv6(o.listenHost) ? "udp6" : "udp4";
   const listener = dgram.createSocket(type);
@@ -118,8 +138,8 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
   // A flow (client, direction) keeps its order: a datagram never leaves
   // before the one ahead of it, so jitter varies the delay like a queue
   // does, without reordering (which QUIC would read as loss).
-  const pass = (way: "toTarget" | "toClient", flow: { next: number }, send: () => void): void => {
-    const imp = settings[way];
+  const pass = (way: "toTarget" | "toClient", client: string, flow: { next: number }, send: () => void): void => {
+    const imp = (settings.clients[client] ?? settings)[way];
     if (settings.cut || (imp.loss > 0 && rand() < imp.loss)) {
       stats.dropped[way]++;
       return;
@@ -146,7 +166,7 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     if (up === undefined) {
       const sock = dgram.createSocket(type);
       const back = { next: 0 };
-      sock.on("message", (answer) => pass("toClient", back, () => listener.send(answer, rinfo.port, rinfo.address)));
+      sock.on("message", (answer) => pass("toClient", rinfo.address, back, () => listener.send(answer, rinfo.port, rinfo.address)));
       sock.on("error", () => undefined);
       sock.bind(0, o.listenHost);
       up = { sock, out: { next: 0 } };
@@ -154,7 +174,7 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
       stats.clients = upstreams.size;
     }
     const target = up.sock;
-    pass("toTarget", up.out, () => target.send(msg, o.targetPort, o.targetHost));
+    pass("toTarget", rinfo.address, up.out, () => target.send(msg, o.targetPort, o.targetHost));
   });
   listener.on("error", () => undefined);
   await new Promise<void>((resolve, reject) => {
@@ -188,17 +208,24 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
  * line, goes to `onOutput`). Listens on the host's address.
  */
 export async function spawnUdpProxy(host: NetnsHost, o: Omit<UdpProxyOptions, "listenHost" | "announce"> & { onOutput?: (text: string) => void }): Promise<UdpProxy & { child: ChildProcess }> {
+  const [one] = await spawnUdpProxies(host, [o], o.onOutput);
+  return one!;
+}
+
+/** Runs several proxies (listeners on the host's address) in one child process in a namespace. */
+export async function spawnUdpProxies(host: NetnsHost, list: ReadonlyArray<Omit<UdpProxyOptions, "listenHost" | "announce">>, onOutput?: (text: string) => void): Promise<Array<UdpProxy & { child: ChildProcess }>> {
   const self = fileURLToPath(import.meta.url);
   const repoRoot = join(self, "..", "..", "..");
-  const args = ["--import", "tsx", self, JSON.stringify({ listenHost: host.address, listenPort: o.listenPort, targetHost: o.targetHost, targetPort: o.targetPort, seed: o.seed, settings: o.settings })];
-  const child = host.spawn(process.execPath, args, { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
-  child.stderr?.on("data", (b: Buffer) => o.onOutput?.(b.toString()));
+  const opts = list.map((o) => ({ listenHost: host.address, listenPort: o.listenPort, targetHost: o.targetHost, targetPort: o.targetPort, seed: o.seed, settings: o.settings }));
+  const child = host.spawn(process.execPath, ["--import", "tsx", self, JSON.stringify(opts)], { cwd: repoRoot, stdio: ["pipe", "pipe", "pipe"] });
+  child.stderr?.on("data", (b: Buffer) => onOutput?.(b.toString()));
   const lines = createInterface({ input: child.stdout! });
   const waiting: Array<(line: string) => void> = [];
   let exited = false;
   const failAll = (why: string): void => {
     for (const w of waiting.splice(0)) w(JSON.stringify({ error: why }));
   };
+  const gone = new Promise((r) => child.once("exit", r));
   child.once("exit", (code, signal) => {
     exited = true;
     failAll(`udp proxy exited (${String(code ?? signal)})`);
@@ -218,34 +245,36 @@ export async function spawnUdpProxy(host: NetnsHost, o: Omit<UdpProxyOptions, "l
     child.stdin?.write(`${JSON.stringify(cmd)}\n`);
     return answer;
   };
-  const ready = await next();
-  return {
+  const ready = (await next()).ready as Array<{ port: number; seed: number }>;
+  const close = async (): Promise<void> => {
+    if (exited) return;
+    child.kill("SIGTERM");
+    await gone;
+  };
+  return ready.map((r, i) => ({
     child,
     address: host.address,
-    port: ready.port as number,
-    seed: ready.seed as number,
-    set: async (change) => (await ask({ set: change })).settings as UdpProxySettings,
-    stats: async () => (await ask({ stats: true })).stats as UdpProxyStats,
-    async close() {
-      if (exited) return;
-      const gone = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await gone;
-    },
-  };
+    port: r.port,
+    seed: r.seed,
+    set: async (change: UdpProxyChange) => (await ask({ i, set: change })).settings as UdpProxySettings,
+    stats: async () => (await ask({ i, stats: true })).stats as UdpProxyStats,
+    close,
+  }));
 }
 
-/** Child mode: options as one JSON argument; commands `{"set":{...}}` / `{"stats":true}` on stdin, one JSON answer per line on stdout. */
+/** Child mode: a JSON array of options as one argument; commands `{"i":N,"set":{...}}` / `{"i":N,"stats":true}` on stdin, one JSON answer per line on stdout. */
 async function childMain(): Promise<void> {
-  const o = JSON.parse(process.argv[2] ?? "{}") as UdpProxyOptions;
-  const proxy = await startUdpProxy(o);
-  process.stdout.write(`${JSON.stringify({ port: proxy.port, seed: proxy.seed })}\n`);
+  const parsed = JSON.parse(process.argv[2] ?? "[]") as UdpProxyOptions | UdpProxyOptions[];
+  const proxies = await Promise.all((Array.isArray(parsed) ? parsed : [parsed]).map((o) => startUdpProxy(o)));
+  process.stdout.write(`${JSON.stringify({ ready: proxies.map((p) => ({ port: p.port, seed: p.seed })) })}\n`);
   const rl = createInterface({ input: process.stdin });
   rl.on("line", (line) => {
     void (async () => {
       try {
-        const cmd = JSON.parse(line) as { set?: UdpProxyChange; stats?: boolean };
-        if (cmd.set !== undefined) process.stdout.write(`${JSON.stringify({ settings: await proxy.set(cmd.set) })}\n`);
+        const cmd = JSON.parse(line) as { i?: number; set?: UdpProxyChange; stats?: boolean };
+        const proxy = proxies[cmd.i ?? 0];
+        if (proxy === undefined) process.stdout.write(`${JSON.stringify({ error: "no such proxy" })}\n`);
+        else if (cmd.set !== undefined) process.stdout.write(`${JSON.stringify({ settings: await proxy.set(cmd.set) })}\n`);
         else if (cmd.stats === true) process.stdout.write(`${JSON.stringify({ stats: await proxy.stats() })}\n`);
         else process.stdout.write(`${JSON.stringify({ error: "unknown command" })}\n`);
       } catch (err) {
@@ -253,7 +282,7 @@ async function childMain(): Promise<void> {
       }
     })();
   });
-  const stop = (): void => void proxy.close().then(() => process.exit(0));
+  const stop = (): void => void Promise.all(proxies.map((p) => p.close())).then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   rl.on("close", stop);

@@ -224,9 +224,10 @@ describe("mesh peer manager", () => {
       for (const [nodeClass, want] of [["standard", 1], ["relay", 2]] as const) {
         const bounds = { min: 3, max: 5, warm: 3 };
         const candidates = names(8).map((n) => candidate(n));
+        // Two slow incumbents among five; the warm challengers score as the median live link (5 ms).
         const links = [
-          ...names(4).map((n) => activeLink(n, NOW, { rttEwmaMs: 200 })),
-          ...names(8).slice(4).map((n) => activeLink(n, NOW, { state: "warm", rttEwmaMs: 5 })),
+          ...names(5).map((n, i) => activeLink(n, NOW, { rttEwmaMs: i < 3 ? 5 : 200 })),
+          ...names(8).slice(5).map((n) => activeLink(n, NOW, { state: "warm", rttEwmaMs: 5 })),
         ];
         const input = (now: number): PeerManagerInput => ({ self: selfOf(nodeClass), bounds, candidates, links, now });
         let memory = evaluatePeers(input(NOW - 20_000)).memory;

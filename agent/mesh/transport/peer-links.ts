@@ -171,6 +171,16 @@ class Link {
   }
 }
 
+/** The QUIC connection's cumulative packet counters (quiche's `stats()`: sent, declared lost), when the library exposes them. */
+function packetCounters(conn: QUICConnection): { sent: number; lost: number } | undefined {
+  try {
+    const s = (conn as unknown as { conn?: { stats?: () => { sent: number; lost: number } } }).conn?.stats?.();
+    return s === undefined ? undefined : { sent: s.sent, lost: s.lost };
+  } catch {
+    return undefined; // closed underneath
+  }
+}
+
 /** Mesh links of one agent. See the module comment. */
 export class PeerLinks {
   private readonly emitter = new EventEmitter();
@@ -560,6 +570,8 @@ export class PeerLinks {
         link.stats.timeout();
       }
     }
+    const packets = packetCounters(link.conn);
+    if (packets !== undefined) link.stats.packetCounters(packets.sent, packets.lost);
     const id = link.nextId++;
     link.probes.set(id, t);
     link.stats.sentProbe();

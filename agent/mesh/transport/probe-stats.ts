@@ -4,10 +4,20 @@
  * 3550's estimator uses 1/16; the mesh uses the same a as the RTT so both
  * react within a few probes), and loss over a sliding window of the last
  * probes. Pure: the caller supplies times.
+ *
+ * Probes ride a QUIC stream, which retransmits: a probe whose packet is lost
+ * on the wire arrives late, not never, so probe timeouts miss path loss. The
+ * caller may also feed the connection's packet counters (sent, declared
+ * lost) at each probe; the loss then reported is the larger of the two
+ * estimates over the same window of probes (`packetLoss` counted only over at
+ * least `MIN_PACKETS` packets, so a quiet link's few packets do not swing it).
  */
 
 /** EWMA weight of a new sample. */
 export const RTT_EWMA_ALPHA = 0.2;
+
+/** Fewest packets sent in the window before the packet loss estimate counts. */
+export const MIN_PACKETS = 30;
 
 /** A snapshot of a link's probe statistics. */
 export interface ProbeSnapshot {
@@ -15,8 +25,10 @@ export interface ProbeSnapshot {
   rttMs: number | undefined;
   /** EWMA of |sample - previous sample|, ms. */
   jitterMs: number;
-  /** Lost fraction of the probes in the window (0..1). */
+  /** Lost fraction in the window (0..1): the larger of the probes' and the packets' (when counted). */
   loss: number;
+  /** Packets declared lost / sent over the window, when the caller feeds packet counters and enough were sent. */
+  packetLoss?: number;
   /** Probes sent, answered and counted lost since the link came up. */
   sent: number;
   answered: number;
@@ -35,12 +47,21 @@ export class ProbeStats {
   private lost = 0;
   /** Outcomes of the last `window` settled probes: true = answered. */
   private readonly outcomes: boolean[] = [];
+  /** Cumulative packet counters at each of the last `window` + 1 probes. */
+  private readonly packets: Array<{ sent: number; lost: number }> = [];
 
   constructor(private readonly window = 20) {}
 
   /** Counts a probe sent. */
   sentProbe(): void {
     this.sent += 1;
+  }
+
+  /** Records the connection's cumulative packet counters (call once per probe). */
+  packetCounters(sent: number, lost: number): void {
+    if (!(Number.isFinite(sent) && Number.isFinite(lost))) return;
+    this.packets.push({ sent, lost });
+    if (this.packets.length > this.window + 1) this.packets.shift();
   }
 
   /** Records an answered probe with its RTT; returns the new EWMA. */
@@ -67,10 +88,16 @@ export class ProbeStats {
   /** The current figures. */
   snapshot(): ProbeSnapshot {
     const missed = this.outcomes.filter((o) => !o).length;
+    const probeLoss = this.outcomes.length === 0 ? 0 : missed / this.outcomes.length;
+    const first = this.packets[0];
+    const last = this.packets[this.packets.length - 1];
+    const sentIn = first === undefined || last === undefined ? 0 : last.sent - first.sent;
+    const packetLoss = first !== undefined && last !== undefined && sentIn >= MIN_PACKETS ? Math.min(1, Math.max(0, (last.lost - first.lost) / sentIn)) : undefined;
     return {
       rttMs: this.rtt,
       jitterMs: this.jitter,
-      loss: this.outcomes.length === 0 ? 0 : missed / this.outcomes.length,
+      loss: Math.max(probeLoss, packetLoss ?? 0),
+      ...(packetLoss === undefined ? {} : { packetLoss }),
       sent: this.sent,
       answered: this.answered,
       lost: this.lost,
