@@ -28,10 +28,12 @@
  * what it waited for, and the control plane is stopped either way.
  *
  *   npx tsx test/bench/mesh-directory.bench.ts [nodes]          (default 10,000; 100000 for the large run)
+ *   MESH_BENCH_CONTRIBUTOR_ONLY=1 npx tsx test/bench/mesh-directory.bench.ts 100000   (rows and (a) only)
  */
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg } from "node:os";
 import path from "node:path";
+import type pg from "pg";
 import { runControlPlane } from "../../controlplane/controlplane.js";
 import { inboundEntry, meshSetsOf, peerEntry, prepareDirectory } from "../../controllers/mesh/plan.js";
 import { logger } from "../../lib/log.js";
@@ -46,6 +48,8 @@ import { tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 
 const N = Number(process.argv[2] ?? 10_000);
+// Only the rows and (a): no controllers, so no builder and no sweeps (a 100,000-node first build takes minutes on a busy machine).
+const CONTRIBUTOR_ONLY = process.env.MESH_BENCH_CONTRIBUTOR_ONLY === "1";
 const CLUSTER = "mesh";
 const ms = (t: bigint): string => `${(Number(process.hrtime.bigint() - t) / 1e6).toFixed(0)} ms`;
 const DEADLINE_MS = Number(process.env.DEADLINE_MS ?? 15 * 60_000);
@@ -117,9 +121,9 @@ async function main(): Promise<void> {
   }
 
   const stateDir = tempStateDir("fabric-bench-");
-  const cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("bench"), controllers: { identity: "bench-mesh", sweepIntervalMs: 3_600_000 } });
+  const cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("bench"), ...(CONTRIBUTOR_ONLY ? {} : { controllers: { identity: "bench-mesh", sweepIntervalMs: 3_600_000 } }) });
   try {
-    await applyCluster(cp.api.kubeconfigPath, CLUSTER);
+    if (!CONTRIBUTOR_ONLY) await applyCluster(cp.api.kubeconfigPath, CLUSTER);
     const pool = cp.db.pool;
     let t = process.hrtime.bigint();
     await pool.query(`INSERT INTO nodes (name, cluster, node_name, host_fingerprint) SELECT $1 || '.n-' || i, $1, 'n-' || i, 'sha256:' || md5(i::text) FROM generate_series(0, $2 - 1) i`, [CLUSTER, N]);
@@ -140,6 +144,11 @@ async function main(): Promise<void> {
     );
     await writeMeshReports(pool, synthetic(N).map((m, i) => ({ node: m.node, cluster: CLUSTER, endpoints: m.endpoints, reachable: true, relayCapable: i % 10 === 0, load: 0.3 })));
     console.log(`setup: ${N} nodes with roles, facts, identities and endpoints in ${ms(t)}`);
+    if (CONTRIBUTOR_ONLY) {
+      await pool.query("ANALYZE");
+      await throughContributor(pool, stateDir, 4, true);
+      return;
+    }
 
     const waitIdle = async (): Promise<void> => {
       for (;;) {
@@ -169,28 +178,7 @@ async function main(): Promise<void> {
     const versionT = process.hrtime.bigint();
     await meshDirectoryVersion(pool);
     console.log(`directory read (${dir.members.length} members): ${dirRead}; its version alone: ${ms(versionT)}; candidate computation for all: ${ms(planT)}`);
-    // (a) Every node's candidate set through the real contributor from the real rows, cold: a fresh
-    // contributor and sets cache read the directory, prepare it, compute every set and inbound list,
-    // fill every payload's meshPeers, mesh and meshInbound and record the sets (unchanged rows are
-    // compared, not rewritten), in one transaction, rolled back. No signing, no snapshot written.
-    const names = (await pool.query<{ name: string }>("SELECT name FROM nodes WHERE cluster = $1 ORDER BY name", [CLUSTER])).rows.map((r) => r.name);
-    for (let round = 0; round < 2; round++) {
-      const refs: SnapshotNodeRef[] = names.map((node) => ({ cluster: CLUSTER, node, membership: "Active" }));
-      const payloads = new Map(names.map((node): [string, SnapshotPayload] => [node, { identity: { name: node } as SnapshotPayload["identity"], roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] }]));
-      const client = await pool.connect();
-      try {
-        await client.query("BEGIN");
-        const clock = cpuClock(stateDir);
-        await createMeshContributor(new MeshSetsCache()).contributeMany?.(client, CLUSTER, refs, payloads);
-        const took = clock();
-        let listed = 0;
-        for (const p of payloads.values()) listed += p.meshPeers.length;
-        console.log(`candidate sets through the contributor (cold, round ${round + 1}): ${N} nodes' meshPeers/mesh/meshInbound from the PostgreSQL rows in ${took}; ${(listed / N).toFixed(1)} peers per node`);
-      } finally {
-        await client.query("ROLLBACK");
-        client.release();
-      }
-    }
+    await throughContributor(pool, stateDir, 2, false);
     let bytes = 0;
     for (const [, s] of sets) bytes += canonicalize(s.map((n) => peerEntry(CLUSTER, prepared.members.get(n) as MeshMemberRow))).length;
     let inBytes = 0;
@@ -254,6 +242,37 @@ async function main(): Promise<void> {
   } finally {
     await cp.stop();
     rmSync(stateDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * (a) Every node's candidate set through the real contributor from the real rows, cold: a fresh
+ * contributor and sets cache read the directory, prepare it, compute every set and inbound list,
+ * fill every payload's meshPeers, mesh and meshInbound and record the sets (unchanged rows are
+ * compared, not rewritten), in one transaction, rolled back unless `commitFirst` (the first round
+ * then records every set, as a first build does). No signing, no snapshot written.
+ */
+async function throughContributor(pool: pg.Pool, stateDir: string, rounds: number, commitFirst: boolean): Promise<void> {
+  const names = (await pool.query<{ name: string }>("SELECT name FROM nodes WHERE cluster = $1 ORDER BY name", [CLUSTER])).rows.map((r) => r.name);
+  for (let round = 0; round < rounds; round++) {
+    const commit = commitFirst && round === 0;
+    const refs: SnapshotNodeRef[] = names.map((node) => ({ cluster: CLUSTER, node, membership: "Active" }));
+    const payloads = new Map(names.map((node): [string, SnapshotPayload] => [node, { identity: { name: node } as SnapshotPayload["identity"], roles: [], workloads: [], meshPeers: [], vpnAssignments: [], updates: [] }]));
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      const clock = cpuClock(stateDir);
+      await createMeshContributor(new MeshSetsCache()).contributeMany?.(client, CLUSTER, refs, payloads);
+      if (commit) await client.query("COMMIT");
+      const took = clock();
+      let listed = 0;
+      for (const p of payloads.values()) listed += p.meshPeers.length;
+      const what = commit ? "first: every set recorded, committed" : `cold, round ${round + 1}`;
+      console.log(`candidate sets through the contributor (${what}): ${N} nodes' meshPeers/mesh/meshInbound from the PostgreSQL rows in ${took}; ${(listed / N).toFixed(1)} peers per node`);
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
   }
 }
 
