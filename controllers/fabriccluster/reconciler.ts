@@ -15,7 +15,11 @@
  * (setup.ts). mesh (members below their minimum, connectivity of the
  * reported active graph, mesh.ts) is computed from the agents' mesh reports
  * in PostgreSQL, with the MeshPartitioned condition and an event when it
- * turns True; a change of a node's status.mesh wakes the cluster.
+ * turns True; a change of a node's status.mesh wakes the cluster. That read
+ * covers every member, and in a large fleet node status changes arrive
+ * without pause, so it is made at most once per meshReadIntervalMs per
+ * cluster: a wake inside that window keeps status.mesh as it is and asks
+ * for a reconcile at the window's end, which reads the reports then.
  */
 import type { CustomObjectsApi } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
@@ -23,7 +27,7 @@ import type { FabricClusterObject as FabricCluster, FabricNodeObject as FabricNo
 import { generateClusterKeys } from "../../lib/crypto/cluster-keys.js";
 import { seal, type Kek } from "../../lib/crypto/kek.js";
 import { ClusterStore, clusterKeyAad, type ClusterKeyRow, type ClusterRow, type RoleStore } from "../../lib/state/index.js";
-import { FencedError, TerminalError, patchStatusIfChanged, removeCondition, setCondition, type Condition, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type Reconciler } from "../runtime/index.js";
+import { FencedError, TerminalError, patchStatusIfChanged, removeCondition, setCondition, type Condition, realClock, recordAll, type Clock, type EventRecorderLike, type Informer, type ObjectKey, type ReconcileContext, type ReconcileResult, type Reconciler } from "../runtime/index.js";
 import { DEFAULT_NODE_GRACE_PERIOD_MS } from "../../lib/state/heartbeats.js";
 import type { MeshPeerPolicy, MeshReportFacts } from "../../lib/state/mesh.js";
 import { keysCreatedEvent, meshPartitionEvents } from "./events.js";
@@ -50,17 +54,26 @@ export interface FabricClusterReconcilerDeps {
   meshReports?: (cluster: string) => Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }>;
   /** How long after its last heartbeat an agent's mesh report counts (default DEFAULT_NODE_GRACE_PERIOD_MS). */
   graceMs?: number;
+  /** Shortest time between two reads of one cluster's mesh reports (default {@link MESH_READ_INTERVAL_MS}). */
+  meshReadIntervalMs?: number;
 }
+
+/** Default shortest time between two reads of one cluster's mesh reports. */
+export const MESH_READ_INTERVAL_MS = 2000;
 
 const res = RESOURCES.FabricCluster;
 
 /** See the module comment. */
 export class FabricClusterReconciler implements Reconciler {
+  /** When each cluster's mesh reports were last read (clock ms). */
+  private readonly meshReadAt = new Map<string, number>();
+
   constructor(private readonly d: FabricClusterReconcilerDeps) {}
 
-  async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<void> {
+  async reconcile(key: ObjectKey, ctx: ReconcileContext): Promise<ReconcileResult | void> {
     const obj = this.d.informer.get(key);
     if (obj === undefined) {
+      this.meshReadAt.delete(key.name);
       if (await this.d.clusters.delete(key.name)) ctx.log.info("cluster rows and keys deleted", { cluster: key.name });
       return;
     }
@@ -92,7 +105,15 @@ export class FabricClusterReconciler implements Reconciler {
     const status = desiredClusterStatus(obj, row, { term, holder: this.d.identity }, new Date((this.d.clock ?? realClock).now()));
     if (this.d.roles !== undefined) status.roleCoverage = desiredRoleCoverage(await this.d.roles.coverage(key.name));
     if (this.d.nodes !== undefined) status.nodeCounts = desiredNodeCounts(this.d.nodes.list().filter((n) => n.spec.cluster === key.name));
-    if (this.d.meshReports !== undefined) {
+    let result: ReconcileResult | undefined;
+    const nowMs = (this.d.clock ?? realClock).now();
+    const lastRead = this.meshReadAt.get(key.name);
+    const every = this.d.meshReadIntervalMs ?? MESH_READ_INTERVAL_MS;
+    if (this.d.meshReports !== undefined && lastRead !== undefined && nowMs - lastRead < every) {
+      // Read recently: status.mesh stays as it is until the window ends.
+      result = { requeueAfterMs: every - (nowMs - lastRead) };
+    } else if (this.d.meshReports !== undefined) {
+      this.meshReadAt.set(key.name, nowMs);
       const r = await this.d.meshReports(key.name);
       const mesh = clusterMeshStatus(r.members, r.policy, new Date((this.d.clock ?? realClock).now()), this.d.graceMs ?? DEFAULT_NODE_GRACE_PERIOD_MS);
       const before = (obj.status?.conditions as Condition[] | undefined)?.find((c) => c.type === "MeshPartitioned");
@@ -108,6 +129,7 @@ export class FabricClusterReconciler implements Reconciler {
     }
     const wrote = await patchStatusIfChanged(this.d.api, { group: res.group, version: res.version, plural: res.plural, name: key.name }, obj.status, status);
     if (wrote) ctx.log.debug("status written", { cluster: key.name, generation });
+    return result;
   }
 
   private createKeys(name: string, uid: string, generation: number, spec: Record<string, unknown>): { row: ClusterRow; keys: ClusterKeyRow[] } {

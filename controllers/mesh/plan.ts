@@ -41,6 +41,37 @@ export function stableHash(s: string): number {
   return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
+/** cyrb53's state after a prefix: hashing the rest continues from it ({@link hashAfter}). */
+interface HashPrefix {
+  h1: number;
+  h2: number;
+}
+
+function prefixOf(s: string): HashPrefix {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  return { h1, h2 };
+}
+
+/** stableHash(prefix + s) from the prefix's state: the same value, without hashing the prefix again. */
+function hashAfter(p: HashPrefix, s: string): number {
+  let h1 = p.h1;
+  let h2 = p.h2;
+  for (let i = 0; i < s.length; i++) {
+    const ch = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
 /** The class a member's peer counts follow: a core-node role makes it "core" (relay counts). */
 export const classOf: (m: Pick<MeshMemberRow, "nodeClass" | "roles">) => NodeClass = meshClassOf;
 
@@ -62,9 +93,10 @@ export function isRelay(m: MeshMemberRow): boolean {
   return m.relayCapable && m.reachable && (m.roles.includes("relay-node") || m.roles.includes("core-node"));
 }
 
+/** One zone's candidates, ordered by the stable hash of their names: member indices and their hashes. */
 interface Ring {
   hashes: Float64Array;
-  names: string[];
+  ids: Int32Array;
 }
 
 interface Region {
@@ -77,23 +109,30 @@ export interface DomainIndex {
   regions: Map<string, Region>;
 }
 
-function ring(members: readonly MeshMemberRow[]): Ring {
-  const entries = members.map((m) => ({ h: stableHash(m.node), n: m.node })).sort((a, b) => a.h - b.h || (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
-  return { hashes: Float64Array.from(entries.map((e) => e.h)), names: entries.map((e) => e.n) };
+function ring(list: readonly MeshMemberRow[], ids: readonly number[], nameHash: Float64Array): Ring {
+  const sorted = [...ids].sort((a, b) => {
+    const d = (nameHash[a] as number) - (nameHash[b] as number);
+    if (d !== 0) return d;
+    const x = (list[a] as MeshMemberRow).node;
+    const y = (list[b] as MeshMemberRow).node;
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  return { hashes: Float64Array.from(sorted, (i) => nameHash[i] as number), ids: Int32Array.from(sorted) };
 }
 
-/** Groups members into region/zone rings. O(n log n). */
-export function indexDomains(members: readonly MeshMemberRow[]): DomainIndex {
-  const byRegion = new Map<string, Map<string, MeshMemberRow[]>>();
-  for (const m of members) {
+/** Groups the members at `ids` into region/zone rings. O(n log n). */
+function indexDomains(list: readonly MeshMemberRow[], ids: readonly number[], nameHash: Float64Array): DomainIndex {
+  const byRegion = new Map<string, Map<string, number[]>>();
+  for (const i of ids) {
+    const m = list[i] as MeshMemberRow;
     let zones = byRegion.get(m.region);
     if (zones === undefined) byRegion.set(m.region, (zones = new Map()));
-    let list = zones.get(m.zone);
-    if (list === undefined) zones.set(m.zone, (list = []));
-    list.push(m);
+    let l = zones.get(m.zone);
+    if (l === undefined) zones.set(m.zone, (l = []));
+    l.push(i);
   }
   const regions = new Map<string, Region>();
-  for (const [name, zones] of byRegion) regions.set(name, { name, zones: new Map([...zones].map(([z, list]) => [z, ring(list)])) });
+  for (const [name, zones] of byRegion) regions.set(name, { name, zones: new Map([...zones].map(([z, l]) => [z, ring(list, l, nameHash)])) });
   return { regions };
 }
 
@@ -108,57 +147,68 @@ function lowerBound(a: Float64Array, x: number): number {
   return lo;
 }
 
-/** A walk over one zone's ring from the point hashed from (node, zone). */
+/** A walk over one zone's ring from the point hashed from (node, region, zone). */
 class Cursor {
   private pos: number;
   private left: number;
   constructor(private readonly r: Ring, start: number) {
-    this.pos = lowerBound(r.hashes, start) % Math.max(1, r.names.length);
-    this.left = r.names.length;
+    this.pos = lowerBound(r.hashes, start) % Math.max(1, r.ids.length);
+    this.left = r.ids.length;
   }
-  /** The next name not excluded, or undefined when the ring is exhausted. */
-  next(excluded: (name: string) => boolean): string | undefined {
+  /** The next member not stamped with `mark`, or -1 when the ring is exhausted. */
+  next(stamp: Int32Array, mark: number): number {
+    const ids = this.r.ids;
     while (this.left > 0) {
-      const name = this.r.names[this.pos] as string;
-      this.pos = (this.pos + 1) % this.r.names.length;
+      const id = ids[this.pos] as number;
+      this.pos = this.pos + 1 === ids.length ? 0 : this.pos + 1;
       this.left--;
-      if (!excluded(name)) return name;
+      if (stamp[id] !== mark) return id;
     }
-    return undefined;
+    return -1;
   }
 }
 
-function byHash(self: string, names: Iterable<string>, first: string): string[] {
-  const rest = [...names].filter((n) => n !== first).map((n) => ({ n, h: stableHash(`${self}\u0000${n}`) }));
+/** `names` other than `first`, ordered by the stable hash of (self, name), then by name; `self` is the prefix of `${node}\0`. */
+function byHash(self: HashPrefix, names: Iterable<string>, first: string): string[] {
+  const rest: Array<{ n: string; h: number }> = [];
+  for (const n of names) if (n !== first) rest.push({ n, h: hashAfter(self, n) });
   rest.sort((a, b) => a.h - b.h || (a.n < b.n ? -1 : 1));
   return rest.map((x) => x.n);
 }
 
+interface Walk {
+  next: number;
+  zones: Cursor[];
+}
+
 /**
- * Picks up to `count` names from `index` for `self`, spread round-robin over
- * regions (own first) and their zones (own first). Deterministic.
+ * Picks up to `count` members from `index` for `self` into `out`, spread
+ * round-robin over regions (own first) and their zones (own first), skipping
+ * members stamped with `mark` and stamping those it takes. Deterministic.
  */
-export function pickSpread(index: DomainIndex, self: Pick<MeshMemberRow, "node" | "region" | "zone">, count: number, excluded: (name: string) => boolean): string[] {
-  const out: string[] = [];
-  if (count <= 0) return out;
-  const regionOrder = [...(index.regions.has(self.region) ? [self.region] : []), ...byHash(self.node, index.regions.keys(), self.region)];
+function pickSpread(index: DomainIndex, self: Pick<MeshMemberRow, "node" | "region" | "zone">, count: number, stamp: Int32Array, mark: number, out: number[]): void {
+  if (count <= 0) return;
+  const want = out.length + count;
+  const pre = prefixOf(`${self.node}\u0000`);
+  const regionOrder = byHash(pre, index.regions.keys(), self.region);
+  if (index.regions.has(self.region)) regionOrder.unshift(self.region);
   // Per region: its zones in order, each with a cursor.
-  const walks = regionOrder.map((rn) => {
+  let live: Walk[] = [];
+  for (const rn of regionOrder) {
     const region = index.regions.get(rn) as Region;
-    const own = rn === self.region && region.zones.has(self.zone) ? [self.zone] : [];
-    const zones = [...own, ...byHash(self.node, region.zones.keys(), rn === self.region ? self.zone : "\u0000none")];
-    return { next: 0, zones: zones.map((z) => new Cursor(region.zones.get(z) as Ring, stableHash(`${self.node}\u0000${rn}\u0000${z}`))) };
-  });
-  const taken = (n: string): boolean => n === self.node || excluded(n) || out.includes(n);
-  let live = walks.filter((w) => w.zones.length > 0);
-  while (out.length < count && live.length > 0) {
+    const zones = byHash(pre, region.zones.keys(), rn === self.region ? self.zone : "\u0000none");
+    if (rn === self.region && region.zones.has(self.zone)) zones.unshift(self.zone);
+    if (zones.length > 0) live.push({ next: 0, zones: zones.map((z) => new Cursor(region.zones.get(z) as Ring, hashAfter(pre, `${rn}\u0000${z}`))) });
+  }
+  while (out.length < want && live.length > 0) {
     for (const w of live) {
-      if (out.length >= count) break;
+      if (out.length >= want) break;
       while (w.zones.length > 0) {
         const i = w.next % w.zones.length;
-        const got = (w.zones[i] as Cursor).next(taken);
-        if (got !== undefined) {
+        const got = (w.zones[i] as Cursor).next(stamp, mark);
+        if (got >= 0) {
           out.push(got);
+          stamp[got] = mark;
           w.next = i + 1;
           break;
         }
@@ -167,26 +217,73 @@ export function pickSpread(index: DomainIndex, self: Pick<MeshMemberRow, "node" 
     }
     live = live.filter((w) => w.zones.length > 0);
   }
-  return out;
 }
 
 /** A cluster's directory prepared for selection (O(n log n), once per build). */
 export interface PreparedDirectory {
   directory: MeshDirectory;
   members: Map<string, MeshMemberRow>;
+  /** Member index of each name (into directory.members). */
+  ids: Map<string, number>;
+  /** Position of each member's name in code-unit order (sorting indices by it sorts the names). */
+  rank: Int32Array;
+  /** 1 where the member at that index is relay-capable ({@link isRelay}). */
+  relay: Uint8Array;
   candidates: DomainIndex;
   relays: DomainIndex;
+  /** Scratch marks of the selection (one mark per selected set; never cleared, the mark moves on). */
+  scratch: { stamp: Int32Array; mark: number };
 }
 
 /** Builds the rings of a directory. */
 export function prepareDirectory(directory: MeshDirectory): PreparedDirectory {
-  const candidates = directory.members.filter(isCandidate);
+  const list = directory.members;
+  const nameHash = Float64Array.from(list, (m) => stableHash(m.node));
+  const relay = Uint8Array.from(list, (m) => (isRelay(m) ? 1 : 0));
+  const candidates: number[] = [];
+  for (let i = 0; i < list.length; i++) if (isCandidate(list[i] as MeshMemberRow)) candidates.push(i);
+  const ids = new Map<string, number>();
+  for (let i = 0; i < list.length; i++) ids.set((list[i] as MeshMemberRow).node, i);
+  const rank = new Int32Array(list.length);
+  const order = list.map((m, i) => ({ n: m.node, i })).sort((a, b) => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0));
+  order.forEach((x, r) => (rank[x.i] = r));
   return {
     directory,
-    members: new Map(directory.members.map((m) => [m.node, m])),
-    candidates: indexDomains(candidates),
-    relays: indexDomains(candidates.filter(isRelay)),
+    members: new Map(list.map((m) => [m.node, m])),
+    ids,
+    rank,
+    relay,
+    candidates: indexDomains(list, candidates, nameHash),
+    relays: indexDomains(
+      list,
+      candidates.filter((i) => relay[i] === 1),
+      nameHash,
+    ),
+    scratch: { stamp: new Int32Array(list.length), mark: 0 },
   };
+}
+
+/** The member indices of one node's candidate set (unsorted); empty when it is not a member. */
+function candidateIds(d: PreparedDirectory, node: string): number[] {
+  const at = d.ids.get(node);
+  if (at === undefined) return [];
+  const self = d.directory.members[at] as MeshMemberRow;
+  const s = d.scratch;
+  const mark = ++s.mark;
+  s.stamp[at] = mark;
+  const out: number[] = [];
+  pickSpread(d.candidates, self, budgetOf(d.directory.policy, self), s.stamp, mark, out);
+  let relaysHeld = 0;
+  for (const i of out) relaysHeld += d.relay[i] as number;
+  if (relaysHeld < RELAY_CANDIDATES) pickSpread(d.relays, self, RELAY_CANDIDATES - relaysHeld, s.stamp, mark, out);
+  return out;
+}
+
+/** The names at `ids`, sorted (by rank: the same order as sorting the names). */
+function namesOf(d: PreparedDirectory, ids: number[]): string[] {
+  const rank = d.rank;
+  ids.sort((a, b) => (rank[a] as number) - (rank[b] as number));
+  return ids.map((i) => (d.directory.members[i] as MeshMemberRow).node);
 }
 
 /**
@@ -194,15 +291,7 @@ export function prepareDirectory(directory: MeshDirectory): PreparedDirectory {
  * member of this directory. Bounded by budgetOf + RELAY_CANDIDATES.
  */
 export function candidatesFor(d: PreparedDirectory, node: string): string[] {
-  const self = d.members.get(node);
-  if (self === undefined) return [];
-  const picked = pickSpread(d.candidates, self, budgetOf(d.directory.policy, self), () => false);
-  const set = new Set(picked);
-  const relaysHeld = picked.filter((n) => isRelay(d.members.get(n) as MeshMemberRow)).length;
-  if (relaysHeld < RELAY_CANDIDATES) {
-    for (const n of pickSpread(d.relays, self, RELAY_CANDIDATES - relaysHeld, (x) => set.has(x))) set.add(n);
-  }
-  return [...set].sort();
+  return namesOf(d, candidateIds(d, node));
 }
 
 /** The snapshot entry of a candidate. */
@@ -253,29 +342,48 @@ export interface MeshSets {
   inbound: Map<string, string[]>;
 }
 
-/** Computes {@link MeshSets} for a directory: O(N*k log n), the same work as computing every set. */
+/**
+ * Computes {@link MeshSets} for a directory: O(N*k log n), the same work as
+ * computing every set. Works on member indices (the listers of a node in a
+ * flat array, its own set checked by a scan of ~k entries) and turns them
+ * into sorted names once at the end.
+ */
 export function meshSetsOf(d: PreparedDirectory): MeshSets {
-  const sets = allCandidateSets(d);
-  const listers = new Map<string, string[]>();
-  for (const [node, set] of sets) {
-    for (const c of set) {
-      let l = listers.get(c);
-      if (l === undefined) listers.set(c, (l = []));
-      l.push(node);
-    }
+  const list = d.directory.members;
+  const n = list.length;
+  const setIds: number[][] = new Array(n);
+  const count = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    const ids = candidateIds(d, (list[i] as MeshMemberRow).node);
+    setIds[i] = ids;
+    for (const c of ids) count[c + 1]++;
   }
+  // Listers of each member, in member order: start[c] .. start[c + 1] in `listers`.
+  const start = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) start[i + 1] = (start[i] as number) + (count[i + 1] as number);
+  const fill = start.slice(0, n);
+  const listers = new Int32Array(start[n] as number);
+  for (let i = 0; i < n; i++) for (const c of setIds[i] as number[]) listers[fill[c]++] = i;
+  const sets = new Map<string, string[]>();
   const inbound = new Map<string, string[]>();
-  for (const [node, l] of listers) {
-    const own = new Set(sets.get(node) ?? []);
-    let extra = l.filter((x) => !own.has(x));
+  for (let c = 0; c < n; c++) {
+    const node = (list[c] as MeshMemberRow).node;
+    sets.set(node, namesOf(d, setIds[c] as number[]));
+    const own = setIds[c] as number[];
+    let extra: number[] = [];
+    for (let j = start[c] as number; j < (start[c + 1] as number); j++) {
+      const x = listers[j] as number;
+      if (!own.includes(x)) extra.push(x);
+    }
+    if (extra.length === 0) continue;
     if (extra.length > MAX_MESH_INBOUND) {
       extra = extra
-        .map((x) => [stableHash(`${node}\u0000${x}`), x] as const)
+        .map((x) => [stableHash(`${node}\u0000${(list[x] as MeshMemberRow).node}`), x] as const)
         .sort((a, b) => a[0] - b[0])
         .slice(0, MAX_MESH_INBOUND)
         .map(([, x]) => x);
     }
-    if (extra.length > 0) inbound.set(node, extra.sort());
+    inbound.set(node, namesOf(d, extra));
   }
   return { sets, inbound };
 }

@@ -15,11 +15,17 @@
  * ran, e.g. across a leader change, waits for the builder's half-lifetime
  * refresh). Endpoint changes need no sweep: the heartbeat path marks the
  * listing snapshots directly (lib/state/mesh.ts).
+ *
+ * A pass first reads the directory version (one row, bumped at commit by
+ * every write that changes what the directory read returns, migrations/025)
+ * and reads no directory when it has not moved since the last complete
+ * pass: at 100,000 members a read costs seconds of PostgreSQL and process
+ * CPU, and the pass runs every 2 s.
  */
 import { createHash } from "node:crypto";
 import type pg from "pg";
 import type { Logger } from "../../lib/log.js";
-import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, type MeshDirectory, type MeshMemberRow } from "../../lib/state/mesh.js";
+import { candidateSetsOf, markMeshNodesDirty, meshClusterNames, meshDirectoryOf, meshDirectoryVersion, type MeshDirectory, type MeshMemberRow } from "../../lib/state/mesh.js";
 import { allCandidateSets, inboundChanges, isCandidate, isRelay, prepareDirectory, staleSets } from "./plan.js";
 import type { MeshSetsCache } from "./sets-cache.js";
 
@@ -59,17 +65,23 @@ export function changedEntries(previous: ReadonlyMap<string, string> | undefined
 export class MeshDirectorySweep {
   private readonly seen = new Map<string, string>();
   private readonly entries = new Map<string, Map<string, string>>();
+  /** Directory version at the start of the last complete pass (undefined: none yet, or forgotten). */
+  private version: string | undefined;
 
   constructor(private readonly d: { pool: pg.Pool; isLeader: () => boolean; log: Logger; intervalMs?: number; sets?: MeshSetsCache }) {}
 
   /** Forgets a cluster's digest so its next pass recomputes. */
   touch(cluster: string): void {
     this.seen.delete(cluster);
+    this.version = undefined;
   }
 
   /** One pass over every cluster; resolves with the nodes marked dirty. */
   async once(): Promise<number> {
     let marked = 0;
+    // Read before the directories: a change committed during the pass moves it past this value.
+    const version = await meshDirectoryVersion(this.d.pool);
+    if (version === this.version) return 0;
     for (const cluster of await meshClusterNames(this.d.pool)) {
       const dir = await meshDirectoryOf(this.d.pool, cluster);
       const digest = directoryDigest(dir);
@@ -92,6 +104,7 @@ export class MeshDirectorySweep {
       this.seen.set(cluster, digest);
       this.entries.set(cluster, new Map(dir.members.map((m) => [m.node, entryKey(m)])));
     }
+    this.version = version;
     return marked;
   }
 
@@ -105,11 +118,13 @@ export class MeshDirectorySweep {
         } catch (err) {
           this.seen.clear();
           this.entries.clear();
+          this.version = undefined;
           this.d.log.warn("mesh directory sweep failed", { error: (err as Error).message });
         }
       } else {
         this.seen.clear();
         this.entries.clear();
+        this.version = undefined;
       }
       await new Promise<void>((resolve) => {
         const t = setTimeout(done, this.d.intervalMs ?? 2000);

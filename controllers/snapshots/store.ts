@@ -12,7 +12,7 @@
 import { createHash } from "node:crypto";
 import type pg from "pg";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
-import { signAndEncodeSnapshotAsync, type SnapshotHeader } from "../../lib/snapshot/format.js";
+import { signAndEncodeCanonicalAsync, type SnapshotHeader } from "../../lib/snapshot/format.js";
 import { notifySnapshotsChanged, writeSnapshots, type SnapshotWrite } from "../../lib/state/snapshots.js";
 import type { Assembly } from "./assemble.js";
 import { decide, nextSerial } from "./plan.js";
@@ -30,7 +30,7 @@ export interface StoreResult {
   earliestRefresh: number;
 }
 
-function sha256(data: string | Buffer): string {
+function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
 }
 
@@ -61,7 +61,8 @@ export async function signAndStore(c: pg.PoolClient, assembly: Assembly, term: n
     for (let at = 0; at < snapshots.length && !writeFailed; at += SIGN_CHUNK) {
       jobs = [];
       for (const { node, ref, signing, payload } of snapshots.slice(at, at + SIGN_CHUNK)) {
-        const canonicalPayload = canonicalize(payload);
+        // Encoded once: hashed, then spliced into the signed message and the envelope.
+        const canonicalPayload = Buffer.from(canonicalize(payload), "utf8");
         const payloadHash = sha256(canonicalPayload);
         const stored = meta.get(node);
         if (decide(stored, payloadHash, now) === "unchanged") {
@@ -81,7 +82,7 @@ export async function signAndStore(c: pg.PoolClient, assembly: Assembly, term: n
           keyId: signing.key.keyId,
         };
         jobs.push(
-          signAndEncodeSnapshotAsync(header, payload, signing.key.key, canonicalPayload).then(({ bytes }) => ({
+          signAndEncodeCanonicalAsync(header, payload, signing.key.key, canonicalPayload).then((bytes) => ({
             cluster: ref.cluster,
             node,
             serial: header.serial,

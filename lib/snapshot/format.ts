@@ -300,7 +300,13 @@ export function keyIdOf(key: KeyObject): string {
 }
 
 /** The checks every signing path makes; returns the canonical body `{"header":..,"payload":..}`. */
-function checkedBody(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject, canonicalPayload?: string): string {
+function checkedBody(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): string {
+  checkSigning(header, payload, privateKey);
+  return canonicalize({ header, payload });
+}
+
+/** The checks every signing path makes before it signs. */
+function checkSigning(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): void {
   if (privateKey.type !== "private") throw new TypeError("signing a snapshot needs a private key");
   assertSnapshotHeader(header);
   assertSnapshotPayload(payload);
@@ -311,10 +317,6 @@ function checkedBody(header: SnapshotHeader, payload: SnapshotPayload, privateKe
   if (header.keyId !== keyId) {
     throw new Error(`signing snapshot: header keyId ${header.keyId} is not the signing key's id ${keyId}`);
   }
-  if (canonicalPayload === undefined) return canonicalize({ header, payload });
-  // RFC 8785 orders members by name and "header" < "payload", so this is
-  // exactly canonicalize({ header, payload }) without walking the payload again.
-  return `{"header":${canonicalize(header)},"payload":${canonicalPayload}}`;
 }
 
 function signCanonical(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject): { body: string; signature: string } {
@@ -377,15 +379,42 @@ export function signAndEncodeSnapshotAsync(
   privateKey: KeyObject,
   canonicalPayload?: string,
 ): Promise<{ snapshot: SignedSnapshot; bytes: Buffer }> {
-  const body = checkedBody(header, payload, privateKey, canonicalPayload);
+  checkSigning(header, payload, privateKey);
+  const signed = signSpliced(header, privateKey, Buffer.from(canonicalPayload ?? canonicalize(payload), "utf8"));
+  return signed.then(({ bytes, signature }) => ({ snapshot: { header, payload, signature }, bytes }));
+}
+
+/**
+ * {@link signAndEncodeSnapshotAsync} for a payload the builder already holds
+ * as canonical UTF-8 bytes (`canonicalPayload` must be
+ * `Buffer.from(canonicalize(payload))`, which the builder also hashes): the
+ * payload is neither walked nor encoded again. Same checks and errors,
+ * exactly the bytes of signAndEncodeSnapshot.
+ */
+export function signAndEncodeCanonicalAsync(header: SnapshotHeader, payload: SnapshotPayload, privateKey: KeyObject, canonicalPayload: Buffer): Promise<Buffer> {
+  checkSigning(header, payload, privateKey);
+  return signSpliced(header, privateKey, canonicalPayload).then((s) => s.bytes);
+}
+
+const SIGNATURE_DOMAIN_BYTES = Buffer.from(SIGNATURE_DOMAIN, "utf8");
+const CLOSE = Buffer.from("}", "utf8");
+
+/**
+ * Signs on the thread pool: the signed message and the envelope are spliced
+ * from the header's canonical bytes and the payload's, since RFC 8785 orders
+ * the members "header" < "payload" < "signature".
+ */
+function signSpliced(header: SnapshotHeader, privateKey: KeyObject, canonicalPayload: Buffer): Promise<{ bytes: Buffer; signature: string }> {
+  const head = Buffer.from(`{"header":${canonicalize(header)},"payload":`, "utf8");
+  const message = Buffer.concat([SIGNATURE_DOMAIN_BYTES, head, canonicalPayload, CLOSE]);
   return new Promise((resolve, reject) => {
-    edSign(null, Buffer.from(SIGNATURE_DOMAIN + body, "utf8"), privateKey, (err, sig) => {
+    edSign(null, message, privateKey, (err, sig) => {
       if (err !== null) {
         reject(err);
         return;
       }
       const signature = sig.toString("base64");
-      resolve({ snapshot: { header, payload, signature }, bytes: envelopeBytes(body, signature) });
+      resolve({ bytes: Buffer.concat([head, canonicalPayload, Buffer.from(`,"signature":"${signature}"}`, "utf8")]), signature });
     });
   });
 }

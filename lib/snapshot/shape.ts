@@ -76,10 +76,35 @@ function strings(o: Json, key: string, path: string): void {
   });
 }
 
+/** True when `v` and everything it holds are frozen: it can never change again. */
+function deepFrozen(v: unknown): boolean {
+  if (typeof v !== "object" || v === null) return true;
+  if (!Object.isFrozen(v)) return false;
+  for (const x of Object.values(v)) if (!deepFrozen(x)) return false;
+  return true;
+}
+
+/**
+ * Deep-frozen items already checked, per item checker. The snapshot builder
+ * shares one frozen entry among every payload listing it (the mesh
+ * directory's peers): it is checked once, not once per payload.
+ */
+const checkedFrozen = new WeakMap<(item: Json, path: string) => void, WeakSet<object>>();
+
 function list(o: Json, key: string, path: string, each: (item: Json, path: string) => void): void {
   const v = o[key];
   if (!Array.isArray(v)) fail(`${path}/${key}`, "expected an array");
-  v.forEach((item, i) => each(obj(item, `${path}/${key}/${i}`), `${path}/${key}/${i}`));
+  let checked = checkedFrozen.get(each);
+  for (let i = 0; i < v.length; i++) {
+    const item: unknown = v[i];
+    if (checked !== undefined && checked.has(item as object)) continue;
+    const at = `${path}/${key}/${i}`;
+    each(obj(item, at), at);
+    if (deepFrozen(item)) {
+      if (checked === undefined) checkedFrozen.set(each, (checked = new WeakSet()));
+      checked.add(item as object);
+    }
+  }
 }
 
 /** Throws ErrMalformed unless `h` is a closed, well-typed v1 header with issuedAt <= expiresAt. */
@@ -144,6 +169,11 @@ function assertMeshPeer(p: Json, path: string): void {
   strings(p, "roles", path);
   if (p.relayCapable !== undefined) bool(p, "relayCapable", path);
   if (p.directlyReachable !== undefined) bool(p, "directlyReachable", path);
+}
+
+function assertMeshInbound(r: Json, path: string): void {
+  str(r, "node", path);
+  str(r, "certificateFingerprint", path);
 }
 
 function assertMeshSettings(m: Json, path: string): void {
@@ -248,11 +278,7 @@ export function assertSnapshotPayload(p: unknown, path = "/payload"): asserts p 
   list(o, "workloads", path, assertWorkload);
   list(o, "meshPeers", path, assertMeshPeer);
   if (o.mesh !== undefined) assertMeshSettings(obj(o.mesh, `${path}/mesh`), `${path}/mesh`);
-  if (o.meshInbound !== undefined)
-    list(o, "meshInbound", path, (r, rp) => {
-      str(r, "node", rp);
-      str(r, "certificateFingerprint", rp);
-    });
+  if (o.meshInbound !== undefined) list(o, "meshInbound", path, assertMeshInbound);
   list(o, "vpnAssignments", path, assertVpnAssignment);
   if (o.vpn !== undefined) {
     const v = obj(o.vpn, `${path}/vpn`);

@@ -3,7 +3,7 @@ import { createHash, generateKeyPairSync, verify as edVerify } from "node:crypto
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { ErrMalformed } from "../../lib/snapshot/errors.js";
 import { sampleHeader, samplePayload } from "../../lib/snapshot/fixtures.js";
-import { encodeSnapshot, keyIdOf, signAndEncodeSnapshot, signAndEncodeSnapshotAsync, SIGNATURE_DOMAIN, signedMessage, signSnapshot, type SnapshotHeader } from "../../lib/snapshot/format.js";
+import { encodeSnapshot, keyIdOf, signAndEncodeCanonicalAsync, signAndEncodeSnapshot, signAndEncodeSnapshotAsync, SIGNATURE_DOMAIN, signedMessage, signSnapshot, type SnapshotHeader } from "../../lib/snapshot/format.js";
 import { snapshotKeyIdentity } from "../../lib/crypto/cluster-keys.js";
 
 describe("snapshot format", () => {
@@ -80,6 +80,36 @@ describe("snapshot format", () => {
       payload.identity.group = "r\u00e4ck \"7\"\n\u{1F600}";
       const header = sampleHeader({ keyId });
       assert.deepEqual((await signAndEncodeSnapshotAsync(header, payload, privateKey, canonicalize(payload))).bytes, signAndEncodeSnapshot(header, payload, privateKey).bytes);
+    });
+
+    it("signs canonical payload bytes to exactly the bytes of signAndEncodeSnapshot, non-ASCII included", async () => {
+      const payload = samplePayload(2);
+      payload.identity.group = "r\u00e4ck \"7\"\n\u{1F600}";
+      const header = sampleHeader({ keyId, node: "node-0002" });
+      const bytes = await signAndEncodeCanonicalAsync(header, payload, privateKey, Buffer.from(canonicalize(payload), "utf8"));
+      assert.deepEqual(bytes, signAndEncodeSnapshot(header, payload, privateKey).bytes);
+      assert.throws(() => signAndEncodeCanonicalAsync({ ...header, serial: 1.5 }, payload, privateKey, Buffer.from(canonicalize(payload))), ErrMalformed);
+    });
+
+    it("checks a shared deep-frozen entry once and still refuses a bad one, frozen or not", () => {
+      const header = sampleHeader({ keyId, node: "node-0003" });
+      const shared = Object.freeze({ ...samplePayload(3).meshPeers[0], endpoints: Object.freeze(["10.0.0.1:4433"]), roles: Object.freeze(["relay-node"]) });
+      for (const i of [1, 2]) {
+        const payload = samplePayload(3);
+        payload.meshPeers = [shared as (typeof payload.meshPeers)[0]];
+        assert.doesNotThrow(() => signAndEncodeSnapshot(header, payload, privateKey), `payload ${i}`);
+      }
+      const bad = Object.freeze({ ...shared, nodeClass: "giant" });
+      const withBad = samplePayload(3);
+      withBad.meshPeers = [shared as (typeof withBad.meshPeers)[0], bad as unknown as (typeof withBad.meshPeers)[0]];
+      assert.throws(() => signAndEncodeSnapshot(header, withBad, privateKey), /meshPeers\/1\/nodeClass/);
+      // A thawed entry is checked every time: mutated after one good check, it is refused.
+      const thawed = { ...samplePayload(3).meshPeers[0] } as Record<string, unknown>;
+      const p = samplePayload(3);
+      p.meshPeers = [thawed as unknown as (typeof p.meshPeers)[0]];
+      signAndEncodeSnapshot(header, p, privateKey);
+      thawed.endpoints = [7];
+      assert.throws(() => signAndEncodeSnapshot(header, p, privateKey), /meshPeers\/0\/endpoints\/0/);
     });
 
     it("makes the same checks when signing on the thread pool, before queueing anything", () => {
