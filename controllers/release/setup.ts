@@ -7,13 +7,8 @@
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import type { FabricKind } from "../kind.js";
 import type { FabricClusterObject } from "../objects.js";
-<<<<<<< HEAD
-import { runOrphanSweeps } from "../orphans.js";
-import { Controller, watchSecondary } from "../runtime/index.js";
-import { listenForArtifacts, releasesWaitingFor } from "./artifact-listener.js";
-=======
 import { Controller, watchSecondary, runOrphanSweeps } from "../runtime/index.js";
->>>>>>> tidy
+import { listenForArtifacts, releasesWaitingFor } from "./artifact-listener.js";
 import { ReleaseReconciler, type ReleaseObject } from "./reconciler.js";
 
 export const releaseKind: FabricKind = {
