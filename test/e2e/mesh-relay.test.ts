@@ -310,8 +310,11 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     const relay = agents.find((x) => x.name === used);
     assert.ok(relay);
     await eventually(async () => ((await meshStatus(relay))?.streams?.relayedBytes ?? 0) >= 2 * data.length, 90_000, 500);
-    const st = await meshStatus(byShort("a"));
-    assert.deepEqual(st?.relays?.filter((r) => r.reaches.includes(`${CLUSTER}.b`)).map((r) => r.relay), [`${CLUSTER}.r1`, `${CLUSTER}.r2`]);
+    // Advertisements are refreshed every 5 s with a 15 s TTL: under load one
+    // may lapse for a moment, so wait for both rather than read one instant.
+    const reachingB = async () => (await meshStatus(byShort("a")))?.relays?.filter((r) => r.reaches.includes(`${CLUSTER}.b`)).map((r) => r.relay) ?? [];
+    await eventually(async () => (await reachingB()).length === 2, 60_000, 500);
+    assert.deepEqual(await reachingB(), [`${CLUSTER}.r1`, `${CLUSTER}.r2`]);
   });
 
   it("cutting the relay in use fails over to the other relay", async () => {
