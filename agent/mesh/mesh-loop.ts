@@ -51,6 +51,9 @@ import type { RoutingLink } from "./routing.js";
 import { peerGrantsOf, type PeerGrant } from "./transport/peer-identity.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
 
+// os.cpus() reads per-CPU times and models from /proc and /sys on every call: count once, not per heartbeat.
+let cpuCount: number | undefined;
+
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
 /** Default evaluation period. */
@@ -481,7 +484,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       const r = running;
       if (r === undefined) return undefined;
       const relayCapable = snapshot !== undefined && isRelayNode(snapshot.payload);
-      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable, load: loadMeasure(loadavg()[0] ?? 0, cpus().length) };
+      cpuCount ??= cpus().length;
+      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable, load: loadMeasure(loadavg()[0] ?? 0, cpuCount) };
     },
     async stop() {
       stopped = true;
