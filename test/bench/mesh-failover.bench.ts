@@ -30,7 +30,9 @@ const EVALUATE = process.argv[3] ?? "10s";
 const QUIET_S = Number(process.argv[4] ?? 60);
 const HEARTBEAT = process.argv[5] ?? "10s";
 process.env.FABRIC_LOG_LEVEL ??= "warn";
-const CLUSTER = "afnb-mesh";
+// Namespace and interface prefix (MESH_BENCH_PREFIX, ≤ 5 characters): two runs side by side need two.
+const PREFIX = process.env.MESH_BENCH_PREFIX ?? "afnb";
+const CLUSTER = `${PREFIX}-mesh`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface LogLine {
@@ -61,7 +63,7 @@ function udpDatagrams(pid: number): { in: number; out: number } {
   return { in: field("InDatagrams"), out: field("OutDatagrams") };
 }
 
-const m = await startMeshLab({ prefix: "afnb", cluster: CLUSTER, peerPolicy: { relay: { min: 20, max: 20 }, standard: { min: 1, max: 17 } }, evaluateInterval: EVALUATE, heartbeatInterval: HEARTBEAT });
+const m = await startMeshLab({ prefix: PREFIX, cluster: CLUSTER, peerPolicy: { relay: { min: 20, max: 20 }, standard: { min: 1, max: 17 } }, evaluateInterval: EVALUATE, heartbeatInterval: HEARTBEAT });
 try {
   const specs: AgentSpec[] = [{ short: "hub", nodeClass: "Relay", roles: ["relay-node"] }, ...Array.from({ length: 20 }, (_, i): AgentSpec => ({ short: `n${String(i).padStart(2, "0")}`, nodeClass: "Standard" }))];
   const t0 = Date.now();
