@@ -30,7 +30,7 @@ const EVALUATE = process.argv[3] ?? "10s";
 const QUIET_S = Number(process.argv[4] ?? 60);
 const HEARTBEAT = process.argv[5] ?? "10s";
 process.env.FABRIC_LOG_LEVEL ??= "warn";
-// Namespace and interface prefix (MESH_BENCH_PREFIX, ≤ 5 characters): two runs side by side need two.
+// Namespace and interface prefix (MESH_BENCH_PREFIX, 2-6 lowercase letters): two runs side by side need two.
 const PREFIX = process.env.MESH_BENCH_PREFIX ?? "afnb";
 const CLUSTER = `${PREFIX}-mesh`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
