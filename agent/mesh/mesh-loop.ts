@@ -28,7 +28,8 @@
  * - Identity: PeerLinks presents the membership's certificate; when the
  *   renewal loop stored a new one (serial changed), PeerLinks restarts with it.
  * - Relays and data streams (forward.ts): a relay node advertises its links
- *   on every link change and every 5 s; every node serves data streams
+ *   on every link change, and refreshes it to each peer with that peer's
+ *   probe answer every 5 s or so; every node serves data streams
  *   (targets, relays) from the snapshot in force, and `mesh ping` /
  *   `mesh forward` on the control socket follow the routing engine.
  */
@@ -46,11 +47,14 @@ import { isRelayNode, streamViewOf, type StreamView } from "./forward-policy.js"
 import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
 import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
-import { ADVERT_INTERVAL_MS, RelayTable } from "./relay-table.js";
+import { ADVERT_INTERVAL_MS, advertisementFor, RELAY_ADVERT_METHOD, RelayTable } from "./relay-table.js";
 import { measureWarm, planWarmProbes, pruneWarmResults, WARM_PROBE_METHOD, warmObservations, type WarmResult } from "./warm-probe.js";
 import type { RoutingLink } from "./routing.js";
 import { peerGrantsOf, type PeerGrant } from "./transport/peer-identity.js";
 import { PeerLinks, type LinkInfo } from "./transport/peer-links.js";
+
+// os.cpus() reads per-CPU times and models from /proc and /sys on every call: count once, not per heartbeat.
+let cpuCount: number | undefined;
 
 /** Default UDP port of the mesh. */
 export const DEFAULT_MESH_PORT = 4433;
@@ -93,7 +97,6 @@ interface Running {
   links: PeerLinks;
   streams: MeshStreams;
   relays: RelayTable;
-  advertTimer: NodeJS.Timeout;
   serial: string;
   endpoints: { address: string; port: number }[];
   control?: { path: string; close: () => Promise<void> };
@@ -211,13 +214,22 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       log.info("mesh link up", { peer: info.node, direction: info.direction, remote: `${info.remote.host}:${info.remote.port}` });
       streams.advertise();
     });
+    // A relay refreshes its advertisement to a peer when that peer's probe answer arrives, once
+    // ADVERT_INTERVAL_MS passed: the message leaves with the probe exchange's last frame instead of
+    // in a datagram (and an ACK) of its own. Changes still go to every peer at once on link up/down.
+    const advertisedAt = new Map<string, number>();
     links.on("rtt", (e) => {
       const r = record(e.node);
       r.lastHeardMs = now();
       if (!isBusy(r, r.lastHeardMs)) r.idleLoss = e.loss;
+      if (view.relay && r.lastHeardMs - (advertisedAt.get(e.node) ?? Number.NEGATIVE_INFINITY) >= ADVERT_INTERVAL_MS) {
+        advertisedAt.set(e.node, r.lastHeardMs);
+        links.send(e.node, RELAY_ADVERT_METHOD, advertisementFor(links.links().map((l) => l.node), e.node));
+      }
     });
     links.on("down", (e) => {
       warmInbound.delete(e.node);
+      advertisedAt.delete(e.node);
       log.info("mesh link down", { peer: e.node, reason: e.reason });
       streams.linkDown(e.node);
       streams.advertise();
@@ -233,10 +245,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       log.warn("mesh control socket failed; fabric-agent mesh ping will not reach this agent", { err });
     }
     log.info("mesh listening", { port: links.port, endpoints: endpoints.map((e) => `${e.address}:${e.port}`), socketBuffers: links.socketBuffers });
-    // Relays refresh their advertisements (a no-op on other nodes); changes are sent at once on link up/down.
-    const advertTimer = setInterval(() => streams.advertise(), ADVERT_INTERVAL_MS);
-    advertTimer.unref();
-    return { links, streams, relays, advertTimer, serial: identity.info.serial, endpoints, ...(control !== undefined ? { control } : {}) };
+    return { links, streams, relays, serial: identity.info.serial, endpoints, ...(control !== undefined ? { control } : {}) };
   };
 
   const stopLinks = async (): Promise<void> => {
@@ -249,7 +258,6 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     warmInbound.clear();
     reauthorisedSerial = -1;
     if (r === undefined) return;
-    clearInterval(r.advertTimer);
     await r.control?.close();
     await r.links.stop();
   };
@@ -524,7 +532,8 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       const r = running;
       if (r === undefined) return undefined;
       const relayCapable = snapshot !== undefined && isRelayNode(snapshot.payload);
-      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable, load: loadMeasure(loadavg()[0] ?? 0, cpus().length) };
+      cpuCount ??= cpus().length;
+      return { endpoints: r.endpoints, reachable: r.endpoints.length > 0, relayCapable, load: loadMeasure(loadavg()[0] ?? 0, cpuCount) };
     },
     async stop() {
       stopped = true;

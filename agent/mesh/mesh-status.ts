@@ -71,7 +71,7 @@ export interface MeshStatus {
 
 /** Atomically replaces the mesh status file. */
 export async function writeMeshStatus(dir: string, s: MeshStatus): Promise<void> {
-  await writeFileAtomic(dir, MESH_STATUS_FILE, Buffer.from(JSON.stringify(s, null, 2) + "\n"));
+  await writeFileAtomic(dir, MESH_STATUS_FILE, Buffer.from(JSON.stringify(s, null, 2) + "\n"), { durable: false });
 }
 
 /** Reads the mesh status file; undefined when there is none. */

@@ -22,8 +22,14 @@ function tempPrefix(name: string): string {
   return `.${name}.tmp-`;
 }
 
-/** Writes `bytes` to `dir/name` atomically and durably, mode 0600. Creates `dir` (0700) if missing. */
-export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Writes `bytes` to `dir/name` atomically and durably, mode 0600. Creates `dir` (0700) if missing.
+ * `durable: false` skips both fsyncs, for reports rewritten every few seconds (status.json,
+ * mesh-status.json): readers still never see a torn file, but a power loss may keep the
+ * previous report (or, on some file systems, an empty one) until the next write.
+ */
+export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Array, o: { durable?: boolean } = {}): Promise<void> {
+  const durable = o.durable ?? true;
   await mkdir(dir, { recursive: true, mode: STATE_DIR_MODE });
   const temp = join(dir, `${tempPrefix(name)}${process.pid}-${randomBytes(6).toString("hex")}`);
   const file = await open(temp, "wx", STATE_FILE_MODE);
@@ -32,7 +38,7 @@ export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Arr
       // The umask can only clear bits; chmod anyway so the mode never depends on it.
       await file.chmod(STATE_FILE_MODE);
       await file.writeFile(bytes);
-      await file.sync();
+      if (durable) await file.sync();
     } finally {
       await file.close();
     }
@@ -41,7 +47,7 @@ export async function writeFileAtomic(dir: string, name: string, bytes: Uint8Arr
     await unlink(temp).catch(() => undefined);
     throw new Error(`writing ${name} in ${dir}`, { cause: err });
   }
-  await syncDir(dir);
+  if (durable) await syncDir(dir);
 }
 
 /** fsyncs a directory so that renames and unlinks in it survive a power loss. */

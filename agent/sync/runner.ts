@@ -42,8 +42,12 @@ export interface RunMembershipOptions {
   onBackoff?: (e: BackoffStep & { loop: "snapshot" | "heartbeat"; waitMs: number; error: string }) => void;
 }
 
+// os.cpus() reads per-CPU times and models from /proc and /sys on every call: count once.
+let cpuCount: number | undefined;
+
 function facts(): Record<string, unknown> {
-  return { hostname: hostname(), os: platform(), arch: arch(), kernel: release(), cpus: cpus().length, memoryBytes: totalmem() };
+  cpuCount ??= cpus().length;
+  return { hostname: hostname(), os: platform(), arch: arch(), kernel: release(), cpus: cpuCount, memoryBytes: totalmem() };
 }
 
 /** Runs the loops until signal aborts; resolves with the membership's sync state. */

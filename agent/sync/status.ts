@@ -62,7 +62,7 @@ export interface AgentStatus {
 
 /** Atomically replaces the status file. */
 export async function writeStatus(dir: string, s: AgentStatus): Promise<void> {
-  await writeFileAtomic(dir, STATUS_FILE, Buffer.from(JSON.stringify(s, null, 2) + "\n"));
+  await writeFileAtomic(dir, STATUS_FILE, Buffer.from(JSON.stringify(s, null, 2) + "\n"), { durable: false });
 }
 
 /** Reads the status file; undefined when there is none. */

@@ -43,7 +43,7 @@ import { logger } from "../../lib/log.js";
 import { repoRoot, tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 import type { FleetIdentity, ParentMessage } from "./fleet-agent-child.js";
-import { CLK_TCK, commOf, cpuSeconds, descendants, percentile } from "./proc-stats.js";
+import { CLK_TCK, commOf, cpuSeconds, descendants, ownCpuSeconds, percentile } from "./proc-stats.js";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const flag = (name: string): string | undefined => process.argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`))?.replace(/^[^=]*=?/, "");
@@ -245,7 +245,7 @@ try {
   const pgCpu = (): number => {
     const live = pgNow();
     const reaped = live.filter((p) => !live.includes(parentOf(p))).reduce((s, p) => s + reapedCpuSeconds(p), 0);
-    return live.reduce((s, p) => s + cpuSeconds(p), 0) + reaped;
+    return live.reduce((s, p) => s + ownCpuSeconds(p), 0) + reaped;
   };
   const cpu = () => ({ self: cpuSeconds(process.pid), pg: pgCpu(), load: loadPids.reduce((s, p) => s + cpuSeconds(p), 0) });
   const profiling = PROFILE ? await startProfile() : undefined;

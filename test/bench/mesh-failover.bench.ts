@@ -4,11 +4,13 @@
  * processes, each in its own namespace, and the control plane in another.
  * One hub (Relay class, peerPolicy relay 20-20) holds 20 active peers; the 20
  * others are standard nodes (1-17, so every node lists every other and fills
- * to 9). Default agent settings apart from 1 s heartbeats: evaluation every
- * `EVALUATE` (default the agent's 10 s), probes every 2.5 s.
+ * to 9). Agent defaults: heartbeats every `HEARTBEAT` (default the agent's
+ * 10 s), evaluation every `EVALUATE` (default the agent's 10 s), probes every
+ * 2.5 s.
  *
- * 1. The hub's CPU (utime + stime from /proc) and RSS over a quiet window
- *    once it holds its 20 peers.
+ * 1. The hub's CPU (utime + stime and its reaped children's, from /proc),
+ *    RSS (and its anonymous part) and UDP datagrams (its namespace's
+ *    /proc/net/snmp) over a quiet window once it holds its 20 peers.
  * 2. Peer death to replacement, ROUNDS times: a standard node is SIGKILLed;
  *    for each node that held it, the time from the kill to its eviction
  *    (`mesh disconnecting` / `mesh link down` in the holder's log) and, when
@@ -16,8 +18,9 @@
  *    The victim is restarted and the mesh left to settle before the next
  *    round.
  *
- *   npx tsx test/bench/mesh-failover.bench.ts [rounds=20] [evaluate=10s] [quiet-seconds=60]
+ *   npx tsx test/bench/mesh-failover.bench.ts [rounds=20] [evaluate=10s] [quiet-seconds=60] [heartbeat=10s]
  */
+import { readFileSync } from "node:fs";
 import { eventually } from "../support/controlplane.js";
 import { startMeshLab, upPeers, type AgentSpec, type LabAgent } from "../support/mesh-lab.js";
 import { cpuSeconds, percentile, rssBytes } from "./proc-stats.js";
@@ -25,8 +28,11 @@ import { cpuSeconds, percentile, rssBytes } from "./proc-stats.js";
 const ROUNDS = Number(process.argv[2] ?? 20);
 const EVALUATE = process.argv[3] ?? "10s";
 const QUIET_S = Number(process.argv[4] ?? 60);
+const HEARTBEAT = process.argv[5] ?? "10s";
 process.env.FABRIC_LOG_LEVEL ??= "warn";
-const CLUSTER = "afnb-mesh";
+// Namespace and interface prefix (MESH_BENCH_PREFIX, 2-6 lowercase letters): two runs side by side need two.
+const PREFIX = process.env.MESH_BENCH_PREFIX ?? "afnb";
+const CLUSTER = `${PREFIX}-mesh`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface LogLine {
@@ -48,7 +54,16 @@ function lines(text: string): LogLine[] {
   return out;
 }
 
-const m = await startMeshLab({ prefix: "afnb", cluster: CLUSTER, peerPolicy: { relay: { min: 20, max: 20 }, standard: { min: 1, max: 17 } }, evaluateInterval: EVALUATE });
+/** The 1, 5 and 15 minute load averages. */
+const loadAverage = (): string => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+/** UDP datagrams received and sent in the network namespace of `pid`. */
+function udpDatagrams(pid: number): { in: number; out: number } {
+  const [head, values] = readFileSync(`/proc/${pid}/net/snmp`, "utf8").split("\n").filter((l) => l.startsWith("Udp:")).map((l) => l.split(/\s+/));
+  const field = (name: string): number => Number(values?.[head?.indexOf(name) ?? -1] ?? Number.NaN);
+  return { in: field("InDatagrams"), out: field("OutDatagrams") };
+}
+
+const m = await startMeshLab({ prefix: PREFIX, cluster: CLUSTER, peerPolicy: { relay: { min: 20, max: 20 }, standard: { min: 1, max: 17 } }, evaluateInterval: EVALUATE, heartbeatInterval: HEARTBEAT });
 try {
   const specs: AgentSpec[] = [{ short: "hub", nodeClass: "Relay", roles: ["relay-node"] }, ...Array.from({ length: 20 }, (_, i): AgentSpec => ({ short: `n${String(i).padStart(2, "0")}`, nodeClass: "Standard" }))];
   const t0 = Date.now();
@@ -64,6 +79,8 @@ try {
   // 1. Footprint of the hub with 20 active peers.
   await sleep(10_000);
   const pid = hub.child?.pid ?? 0;
+  const load0 = loadAverage();
+  const udp0 = udpDatagrams(pid);
   const cpu0 = cpuSeconds(pid);
   const w0 = Date.now();
   const rss: number[] = [];
@@ -74,10 +91,14 @@ try {
     await sleep(1000);
   }
   const cpu = cpuSeconds(pid) - cpu0;
+  const udp1 = udpDatagrams(pid);
   const wall = (Date.now() - w0) / 1000;
+  const anon = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
   const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
-  console.log(`hub footprint over ${wall.toFixed(0)} s with ${Math.min(...peersSeen)}-${Math.max(...peersSeen)} active peers (evaluation every ${EVALUATE}, probes every 2.5 s):`);
-  console.log(`  CPU ${cpu.toFixed(2)} s = ${((100 * cpu) / wall).toFixed(2)} % of one core; RSS min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))}`);
+  const datagrams = udp1.in - udp0.in + udp1.out - udp0.out;
+  console.log(`hub footprint over ${wall.toFixed(0)} s with ${Math.min(...peersSeen)}-${Math.max(...peersSeen)} active peers (heartbeats every ${HEARTBEAT}, evaluation every ${EVALUATE}, probes every 2.5 s); load average ${load0} -> ${loadAverage()}:`);
+  console.log(`  CPU ${cpu.toFixed(2)} s = ${((100 * cpu) / wall).toFixed(2)} % of one core; RSS min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))} (anonymous ${mb(Number(anon ?? 0) * 1024)} at the end)`);
+  console.log(`  UDP ${((udp1.in - udp0.in) / wall).toFixed(1)} datagrams/s in, ${((udp1.out - udp0.out) / wall).toFixed(1)}/s out; ${((1e6 * cpu) / Math.max(1, datagrams)).toFixed(0)} µs CPU per datagram`);
 
   // 2. Peer death to replacement.
   const replaceMs: number[] = [];
@@ -121,6 +142,7 @@ try {
   }
   const sorted = [...replaceMs].sort((a, b) => a - b);
   const ev = [...evictMs].sort((a, b) => a - b);
+  console.log(`load average at the end ${loadAverage()}`);
   console.log(`peer death to replacement over ${ROUNDS} rounds (${sorted.length} replacements; evaluation every ${EVALUATE}, trust window 6.5 s, probes every 2.5 s):`);
   console.log(`  replacement link up: p50 ${percentile(sorted, 50)} ms, p99 ${percentile(sorted, 99)} ms, max ${sorted.at(-1)} ms`);
   console.log(`  eviction of the dead peer: p50 ${percentile(ev, 50)} ms, p99 ${percentile(ev, 99)} ms`);

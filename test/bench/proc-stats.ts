@@ -18,10 +18,21 @@ function statFields(pid: number): string[] | undefined {
   }
 }
 
-/** utime + stime of a process in seconds (0 when it is gone). */
+/**
+ * CPU time of a process in seconds (0 when it is gone): its own utime +
+ * stime and cutime + cstime, the time of the children it has reaped (an
+ * agent's `ip`, `nsenter` or helper runs that exited during a window would
+ * otherwise go uncounted).
+ */
 export function cpuSeconds(pid: number): number {
   const f = statFields(pid);
-  // After the name: state(0) ppid(1) ... utime(11) stime(12).
+  // After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+  return f === undefined ? 0 : (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+/** utime + stime of the process alone (for callers that count reaped children themselves). */
+export function ownCpuSeconds(pid: number): number {
+  const f = statFields(pid);
   return f === undefined ? 0 : (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 

@@ -161,7 +161,7 @@ async function spawnControlPlaneIn(host: NetnsHost, stateDir: string): Promise<L
 }
 
 /** Builds the lab and starts the control plane with a cluster whose peerPolicy is given. */
-export async function startMeshLab(o: { prefix: string; cluster: string; peerPolicy: Record<string, { min: number; max: number }>; evaluateInterval?: string }): Promise<MeshLab> {
+export async function startMeshLab(o: { prefix: string; cluster: string; peerPolicy: Record<string, { min: number; max: number }>; evaluateInterval?: string; heartbeatInterval?: string }): Promise<MeshLab> {
   const lab = await createLab(o.prefix);
   const dirs: string[] = [];
   let cp: LabControlPlane;
@@ -241,7 +241,7 @@ export async function startMeshLab(o: { prefix: string; cluster: string; peerPol
       const child = a.host.spawn(
         agentBin,
         [
-          "run", "--state-dir", a.dir, "--capabilities", CAPABILITIES, "--heartbeat-interval", "1s", "--backoff-cap", "1s",
+          "run", "--state-dir", a.dir, "--capabilities", CAPABILITIES, "--heartbeat-interval", o.heartbeatInterval ?? "1s", "--backoff-cap", "1s",
           "--mesh-port", String(MESH_PORT), "--mesh-bind", a.host.address, "--mesh-advertise", advertise, "--mesh-evaluate-interval", o.evaluateInterval ?? "1s",
         ],
         { stdio: ["ignore", "pipe", "pipe"], env: agentEnv() },

@@ -133,6 +133,8 @@ class Link {
   outbox: Uint8Array[] = [];
   outboxBytes = 0;
   timer: NodeJS.Timeout | undefined;
+  /** When this side last sent a probe (performance.now()). */
+  lastProbeAt = Number.NEGATIVE_INFINITY;
   /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
   readonly accepted: Promise<void>;
   markAccepted: () => void = () => undefined;
@@ -230,7 +232,7 @@ export class PeerLinks {
       socket,
       logger,
       config: {
-        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000),
+        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000, opts.probeIntervalMs ?? 2500),
         key: opts.keyPem,
         cert: opts.certPem,
         ca: opts.caPem,
@@ -338,7 +340,7 @@ export class PeerLinks {
             crypto: clientCrypto,
             logger: this.logger,
             config: {
-              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000),
+              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000, this.opts.probeIntervalMs ?? 2500),
               key: this.opts.keyPem,
               cert: this.opts.certPem,
               ca: this.opts.caPem,
@@ -446,14 +448,19 @@ export class PeerLinks {
     }
     this.byNode.set(node, link);
     link.conn.addEventListener(quicEvents.EventQUICConnectionStopped.name, () => void this.closeLink(link, CloseCode.Normal, "ConnectionClosed"), { once: true });
-    const period = this.opts.probeIntervalMs ?? 2500;
-    link.timer = setInterval(() => this.probe(link), period);
-    link.timer.unref();
+    this.scheduleProbes(link);
     if (emitUp) {
       link.announced = true;
       this.emit("up", link.info());
     }
     return true;
+  }
+
+  /** (Re)starts the link's probe period from now. */
+  private scheduleProbes(link: Link): void {
+    if (link.timer !== undefined) clearInterval(link.timer);
+    link.timer = setInterval(() => this.probe(link), this.opts.probeIntervalMs ?? 2500);
+    link.timer.unref();
   }
 
   private attachStream(link: Link, stream: QUICStream): void {
@@ -514,6 +521,13 @@ export class PeerLinks {
     switch (frame.t) {
       case "ping":
         this.write(link, { t: "pong", id: frame.id });
+        // This side's own probe rides with the pong when at least half its period has passed since
+        // the last one, and its period restarts: both sides' probes then share one exchange (ping,
+        // pong + ping, pong) and its ACKs instead of two.
+        if (performance.now() - link.lastProbeAt >= (this.opts.probeIntervalMs ?? 2500) / 2) {
+          this.probe(link);
+          this.scheduleProbes(link);
+        }
         return;
       case "pong": {
         const sentAt = link.probes.get(frame.id);
@@ -573,6 +587,7 @@ export class PeerLinks {
     const packets = packetCounters(link.conn);
     if (packets !== undefined) link.stats.packetCounters(packets.sent, packets.lost);
     const id = link.nextId++;
+    link.lastProbeAt = t;
     link.probes.set(id, t);
     link.stats.sentProbe();
     this.write(link, { t: "ping", id });

@@ -23,15 +23,21 @@ export const MESH_READ_CHUNK = 64 * 1024;
 /** Default UDP socket buffer size (Linux caps it at net.core.rmem_max/wmem_max). */
 export const MESH_SOCKET_BUFFER = 4 * 1024 * 1024;
 
-/** The QUIC options both sides share (without key, cert, verification). */
-export function meshQuicConfig(maxIdleTimeoutMs: number): Partial<QUICConfig> {
+/**
+ * The QUIC options both sides share (without key, cert, verification).
+ * `probeIntervalMs`: how often the mesh probes each link itself.
+ */
+export function meshQuicConfig(maxIdleTimeoutMs: number, probeIntervalMs: number): Partial<QUICConfig> {
+  const keepAliveMs = Math.max(1000, Math.floor(maxIdleTimeoutMs / 3));
   return {
     applicationProtos: [MESH_ALPN],
     maxSendUdpPayloadSize: MESH_UDP_PAYLOAD,
     maxIdleTimeout: maxIdleTimeoutMs,
-    // The mesh probes every 2-3 s itself; QUIC pings only keep NAT bindings
-    // when the application is quiet for longer.
-    keepAliveIntervalTime: Math.max(1000, Math.floor(maxIdleTimeoutMs / 3)),
+    // The library's keepalive is a fixed timer per connection that sends a
+    // PING (and draws an ACK) whatever else was sent. The mesh's own probes
+    // (every 2.5 s by default) keep the connection and NAT bindings alive, so
+    // QUIC pings are only asked for when probes are slower than them.
+    ...(probeIntervalMs > keepAliveMs ? { keepAliveIntervalTime: keepAliveMs } : {}),
     // The control stream plus data streams (TCP forwards, relayed streams, agent/mesh/forward.ts).
     initialMaxStreamsBidi: 128,
     initialMaxStreamsUni: 0,
