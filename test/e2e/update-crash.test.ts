@@ -449,6 +449,12 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
         }, 180_000, 200),
       );
     const halted = (): Promise<true> => eventually(async () => ((await channelPhase(w)) === "Halted" ? true : undefined), 60_000, 300);
+    // rolled_back lasts until the halted channel assigns stable again (a snapshot later): look often.
+    const rolledBack = (version: string): Promise<UpdateRecordView> =>
+      eventually(() => {
+        const r = record(n, w);
+        return r?.state === "rolled_back" && r.blocked.includes(version) ? r : undefined;
+      }, 180_000, 20);
 
     // Success: data migrated by the new version's own migrate step, the backup of the old data kept.
     await setChannel(w, ok.version);
@@ -461,7 +467,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     // A failed preflight: nothing changed, rolled back, the old version never stopped.
     const pidBefore = processesWith(marker).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(wdir(n, w)));
     await setChannel(w, badPreflight.version);
-    const rb = await diagnose(n, w, "preflight", () => eventually(() => (record(n, w)?.blocked.includes(badPreflight.version) ? record(n, w) : undefined), 180_000, 200));
+    const rb = await diagnose(n, w, "preflight", () => rolledBack(badPreflight.version));
     assert.match(rb?.reason ?? "", /MigrationFailed: preflight/);
     await halted();
     await settled(ok.version);
@@ -470,7 +476,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
 
     // A failed migrate (it wrote half its change): the backup is restored, rolled back.
     await setChannel(w, badMigrate.version);
-    const rb2 = await diagnose(n, w, "migrate", () => eventually(() => (record(n, w)?.blocked.includes(badMigrate.version) ? record(n, w) : undefined), 180_000, 200));
+    const rb2 = await diagnose(n, w, "migrate", () => rolledBack(badMigrate.version));
     assert.match(rb2?.reason ?? "", /MigrationFailed: run/);
     await halted();
     await settled(ok.version);
@@ -526,7 +532,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
         eventually(() => {
           const r = record(n, w);
           return r?.state === "rolled_back" && r.blocked.includes(version) ? r : undefined;
-        }, 180_000, 50),
+        }, 180_000, 20),
       );
     const halted = (): Promise<true> => eventually(async () => ((await channelPhase(w)) === "Halted" ? true : undefined), 60_000, 300);
 
