@@ -32,7 +32,8 @@ function startTime(pid: number): string {
 /** True while `pid` is a live (not zombie) process. */
 function alive(pid: number): boolean {
   try {
-    const state = readFileSync(`/proc/${pid}/stat`, "utf8").slice(readFileSync(`/proc/${pid}/stat`, "utf8").lastIndexOf(")") + 2)[0];
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat[stat.lastIndexOf(")") + 2];
     return state !== "Z" && state !== "X";
   } catch {
     return false;
