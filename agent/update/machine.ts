@@ -98,7 +98,7 @@ export class UpdateMachine {
 
   constructor(
     private readonly dir: string,
-    private readonly ident: { workload: string; channel: string; component: string },
+    private readonly ident: { workload: string; channel: string },
     private readonly runner: StepRunner,
     private readonly clock: () => Date = () => new Date(),
     /** Awaited at every hold point (crash tests only; production passes none). */
@@ -120,7 +120,7 @@ export class UpdateMachine {
       this.rec = r;
       return;
     }
-    this.rec = freshRecord(this.ident.workload, this.ident.channel, this.ident.component, this.clock());
+    this.rec = freshRecord(this.ident.workload, this.ident.channel, this.clock());
     const cur = await this.slots.link("current");
     if (cur !== undefined && (await this.slots.isComplete(cur))) {
       this.rec.current = { version: cur.replace(/-[0-9a-f]{12}$/, ""), slot: cur };
@@ -168,12 +168,12 @@ export class UpdateMachine {
         if (a === undefined || a.version === r.current?.version) {
           if (r.current !== undefined) await this.slots.setLink("current", r.current.slot);
           await this.runner.run(this.currentExecutable());
-          if (a !== undefined && r.state !== "running" && r.current !== undefined) await this.enter("running", { target: undefined, reason: undefined });
+          if (a !== undefined && r.state !== "running" && r.current !== undefined) await this.enter("running", { component: a.component, target: undefined, reason: undefined });
           return false;
         }
         if (r.blocked.includes(a.version)) return false;
         if (r.state === "failed" && t?.version === a.version && t.sha256 === a.artifact.sha256) return false;
-        await this.enter("checking", { target: undefined, reason: undefined });
+        await this.enter("checking", { component: a.component, target: undefined, reason: undefined });
         return true;
       }
       case "checking": {

@@ -15,7 +15,9 @@
  *   control plane;
  * - verify: the file is hashed again against the signed length and sha256;
  * - migrate: the new executable run with the manifest's preflight, backup,
- *   run or rollback argument, FABRIC_DATA_DIR and FABRIC_BACKUP_DIR set;
+ *   run or rollback argument, in the workload's environment (stepEnv: the
+ *   supervisor's allow-list and the workload's env) plus FABRIC_DATA_DIR
+ *   and FABRIC_BACKUP_DIR;
  * - run: the supervisor is re-applied with the workload's command replaced
  *   by the slot's executable (its args kept), which restarts it;
  * - healthy: the supervisor reports the new process ready (its readiness
@@ -23,7 +25,8 @@
  *   healthCheck.timeoutSeconds, default 60 s).
  *
  * Migration steps and the health command run as step children
- * (step-child.ts): a leftover of a killed agent is reaped before the next.
+ * (step-child.ts): a leftover of a killed agent is killed and reaped when
+ * the workload's machine is loaded, whatever state it resumes in.
  *
  * A channel-bound workload runs only from a slot: until its first release is
  * installed (or while fenced) it is withheld from the supervisor. Nothing is
@@ -38,12 +41,12 @@ import { ReleaseError, verifyArtifactStream, verifyEnvelope } from "../../lib/re
 import type { SnapshotPayload, SnapshotReleaseAssignment, SnapshotReleaseTrust, SnapshotUpdateCacheEndpoint, SnapshotWorkload } from "../../lib/snapshot/format.js";
 import { AgentApiClient, AgentApiRequestError } from "../http/client.js";
 import { loadIdentity } from "../enroll/identity-store.js";
-import type { WorkloadSupervisor } from "../workloads/supervisor.js";
+import { baseEnv, type WorkloadSupervisor } from "../workloads/supervisor.js";
 import { UpdateCacheClient } from "./cache-client.js";
 import { fetchArtifact } from "./fetch.js";
 import { UpdateMachine, UpdateRefused, type Assignment, type HoldPoint, type StepOutcome, type StepRunner, type VerifiedRelease } from "./machine.js";
 import { EXECUTABLE, slotName } from "./slots.js";
-import { runStepChild } from "./step-child.js";
+import { reapLeftover, runStepChild } from "./step-child.js";
 import { STATE_FILE, type Migration, type UpdateRecord, type UpdateTarget } from "./state.js";
 
 const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm" };
@@ -75,6 +78,8 @@ export const UPDATE_TEST_HOLD_ENV = "FABRIC_UPDATE_TEST_HOLD";
 
 interface Entry {
   machine: UpdateMachine;
+  /** The workload's own env (snapshot), which its step children get too. */
+  env: Record<string, string>;
   exe: string | undefined;
   startedPid?: number;
   assignment?: Assignment;
@@ -135,20 +140,25 @@ export class UpdateManager {
       let e = this.entries.get(w.name);
       const a = byWorkload.get(w.name);
       if (e === undefined) {
+        const dir = join(this.o.dir, "updates", w.name);
+        // A step child of a killed agent dies now, whatever state the machine resumes in (fenced and resting ones start no step that would reap it).
+        const killed = await reapLeftover(dir);
+        if (killed !== undefined) this.o.log.info("killed the update step a previous agent left running", { workload: w.name, pid: killed });
         const machine = new UpdateMachine(
-          join(this.o.dir, "updates", w.name),
-          { workload: w.name, channel: w.releaseChannel, component: a?.component ?? "" },
+          dir,
+          { workload: w.name, channel: w.releaseChannel },
           this.runner(w.name),
           undefined,
           this.o.testHold === undefined ? undefined : this.holdAt(w.name, this.o.testHold),
         );
         await machine.load();
-        e = { machine, exe: undefined, again: false };
+        e = { machine, exe: undefined, env: w.env, again: false };
         // What runs until the machine says otherwise: what `current` names (consistent with the persisted state).
         const cur = await machine.slots.link("current");
         e.exe = machine.record.state === "fenced" || cur === undefined ? undefined : machine.slots.executable(cur);
         this.entries.set(w.name, e);
       }
+      e.env = w.env;
       e.assignment = a === undefined ? undefined : toAssignment(a);
       e.trust = p.releaseUpdates?.trust;
       this.kick(w.name);
@@ -248,7 +258,7 @@ export class UpdateManager {
           throw err;
         }
       },
-      migrate: (step, exe, dataDir, m): Promise<StepOutcome> => runMigrationStep(step, exe, dataDir, m),
+      migrate: (step, exe, dataDir, m): Promise<StepOutcome> => runMigrationStep(step, exe, dataDir, m, entry().env),
       run: async (exe: string | undefined): Promise<void> => {
         const e = entry();
         e.exe = exe;
@@ -266,7 +276,7 @@ export class UpdateManager {
           const e = entry();
           if (s?.pid !== undefined && e.startedPid === undefined) e.startedPid = s.pid;
           ready ||= s?.ready === true && s.pid !== undefined && s.pid === e.startedPid;
-          if (ready && (t.healthCommand === undefined || (await runHealthCommand(t.healthCommand, e.machine.slots.dir, e.machine.slots.slotDir(t.slot), e.machine.slots.dataDir, until - Date.now())))) return true;
+          if (ready && (t.healthCommand === undefined || (await runHealthCommand(t.healthCommand, e.machine.slots.dir, e.machine.slots.slotDir(t.slot), stepEnv(e.env, { FABRIC_DATA_DIR: e.machine.slots.dataDir }), until - Date.now())))) return true;
           await new Promise((r) => setTimeout(r, 200));
         }
         return false;
@@ -290,19 +300,29 @@ function toAssignment(a: SnapshotReleaseAssignment): Assignment {
   return { workload: a.workload, channel: a.channel, component: a.component, version: a.version, envelope: a.envelope, artifact: a.artifact };
 }
 
+/**
+ * The environment of a step child: what a workload process gets (the
+ * supervisor's allow-list of the agent's environment, then the workload's
+ * own env), then the step's FABRIC_* directories; never the rest of the
+ * agent's environment (its tokens, MALLOC_ARENA_MAX, test switches).
+ */
+export function stepEnv(workloadEnv: Record<string, string>, dirs: { FABRIC_DATA_DIR: string; FABRIC_BACKUP_DIR?: string }): NodeJS.ProcessEnv {
+  return { ...baseEnv(), ...workloadEnv, ...dirs };
+}
+
 /** Runs the manifest's health command in the slot directory; true on exit 0 within `timeoutMs`. */
-async function runHealthCommand(command: readonly string[], workloadDir: string, cwd: string, dataDir: string, timeoutMs: number): Promise<boolean> {
+async function runHealthCommand(command: readonly string[], workloadDir: string, cwd: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<boolean> {
   const [cmd, ...args] = command;
   if (cmd === undefined || timeoutMs <= 0) return false;
-  const r = await runStepChild(workloadDir, cmd, args, { cwd, env: { ...process.env, FABRIC_DATA_DIR: dataDir }, timeoutMs });
+  const r = await runStepChild(workloadDir, cmd, args, { cwd, env, timeoutMs });
   return "code" in r && r.code === 0;
 }
 
 /** Runs `<exe> <argument of the step> <from> <to>`; exit 0 is success; a spawn error is thrown (retried). */
-async function runMigrationStep(step: "preflight" | "backup" | "run" | "restore", exe: string, dataDir: string, m: Migration): Promise<StepOutcome> {
+async function runMigrationStep(step: "preflight" | "backup" | "run" | "restore", exe: string, dataDir: string, m: Migration, workloadEnv: Record<string, string>): Promise<StepOutcome> {
   const arg = step === "restore" ? m.rollback : step === "run" ? "migrate" : m[step];
   const workloadDir = join(dataDir, "..");
-  const r = await runStepChild(workloadDir, exe, [arg, m.from, m.to], { env: { ...process.env, FABRIC_DATA_DIR: dataDir, FABRIC_BACKUP_DIR: join(workloadDir, "backup") }, timeoutMs: MIGRATION_TIMEOUT_MS });
+  const r = await runStepChild(workloadDir, exe, [arg, m.from, m.to], { env: stepEnv(workloadEnv, { FABRIC_DATA_DIR: dataDir, FABRIC_BACKUP_DIR: join(workloadDir, "backup") }), timeoutMs: MIGRATION_TIMEOUT_MS });
   if ("error" in r) throw r.error;
   return r.code === 0 ? { ok: true } : { ok: false, message: `${step} ${r.code !== null ? `exited with ${r.code}` : `killed by ${String(r.signal)}`}` };
 }

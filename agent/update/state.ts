@@ -56,7 +56,8 @@ export interface UpdateTarget {
 export interface UpdateRecord {
   workload: string;
   channel: string;
-  component: string;
+  /** The released component, from the first assignment (absent until one arrived). */
+  component?: string;
   state: UpdateState;
   /** RFC 3339 time of the last state change. */
   since: string;
@@ -73,9 +74,9 @@ export interface UpdateRecord {
   blocked: string[];
 }
 
-/** A fresh record. */
-export function freshRecord(workload: string, channel: string, component: string, now: Date): UpdateRecord {
-  return { workload, channel, component, state: "idle", since: now.toISOString(), blocked: [] };
+/** A fresh record (its component is filled in by the first assignment). */
+export function freshRecord(workload: string, channel: string, now: Date): UpdateRecord {
+  return { workload, channel, state: "idle", since: now.toISOString(), blocked: [] };
 }
 
 /** Reads state.json; undefined when missing; a corrupt file is moved aside (and undefined returned). */
@@ -90,6 +91,8 @@ export async function loadRecord(dir: string, now: Date): Promise<UpdateRecord |
   try {
     const r = JSON.parse(text) as UpdateRecord;
     if (typeof r !== "object" || r === null || typeof r.state !== "string" || !Array.isArray(r.blocked)) throw new Error("not an update record");
+    // Records written before the component was filled in by the first assignment held "".
+    if (r.component === "") delete r.component;
     return r;
   } catch {
     await moveAside(dir, STATE_FILE, now);

@@ -2,10 +2,11 @@
  * The child processes of update steps (migration steps, the manifest's
  * health command), run so that a crash of the agent never leaves one
  * running beside the step's retry: the child's pid and start time are
- * written to `<workload dir>/step.pid` before it runs its course, and
- * before the next step child starts, a leftover the file still names
- * (same pid, same start time in /proc: not a recycled pid) is SIGKILLed
- * and awaited. A step restarted after a crash thus never races the
+ * written to `<workload dir>/step.pid` before it runs its course, and a
+ * leftover the file still names (same pid, same start time in /proc: not
+ * a recycled pid) is SIGKILLed and awaited when the restarted agent loads
+ * the workload (manager.ts), whatever state the update resumes in, and
+ * again before any step child starts. A step restarted after a crash thus never races the
  * half-run step of the previous agent (a migration run restored from its
  * backup while the old run still writes would be half-migrated data).
  */

@@ -118,7 +118,8 @@ export function workloadSpecHash(w: DesiredWorkload): string {
   return createHash("sha256").update(body).digest("hex").slice(0, 16);
 }
 
-function baseEnv(): NodeJS.ProcessEnv {
+/** What a workload process gets of the agent's environment (PATH, HOME, LANG, TZ, TMPDIR), nothing else. */
+export function baseEnv(): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const k of ["PATH", "HOME", "LANG", "TZ", "TMPDIR"]) {
     const v = process.env[k];

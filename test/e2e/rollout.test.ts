@@ -19,20 +19,19 @@
  *   Complete, 1 when Halted), or with 130 on Ctrl-C (SIGINT).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { generateSigningKey, signRelease, spkiBase64, type ReleaseManifest } from "../../lib/release/index.js";
-import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { AgentProcesses, agentStatusOf, type AgentProcess } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
 const fabricctlBin = join(repoRoot, "bin", "fabricctl");
 const CLUSTER = "ro";
 const NODES = ["n1", "n2", "n3", "n4", "n5", "n6"];
@@ -50,29 +49,18 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
   const cpDir = tempStateDir();
   const work = tempStateDir("afo-rollout-");
   const dirs = Object.fromEntries(NODES.map((n) => [n, tempStateDir(`afo-agent-${n}-`)]));
-  const agents = new Map<string, ChildProcess>();
+  const procs = new AgentProcesses();
+  const agents = new Map<string, AgentProcess>();
   const marker = `afo-rollout-${randomBytes(6).toString("hex")}`;
   const key = generateSigningKey();
   const arch = ARCH[process.arch] ?? process.arch;
   let joinArgs: (name: string) => string[] = () => [];
 
   const membership = (n: string): string => join(dirs[n] ?? "", "clusters", CLUSTER);
-  function startAgent(n: string, args: string[]): ChildProcess {
-    const child = spawn(agentBin, [...args, "--state-dir", dirs[n] ?? ""], { stdio: ["ignore", "ignore", "pipe"], env: agentEnv({ FABRIC_LOG_LEVEL: "warn" }) });
-    child.stderr?.resume();
-    agents.set(n, child);
-    return child;
+  function startAgent(n: string, args: string[]): void {
+    agents.set(n, procs.start(args, { stateDir: dirs[n] ?? "", env: { FABRIC_LOG_LEVEL: "warn" } }));
   }
-  async function stop(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
-  function agentStatus(n: string): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", dirs[n] ?? ""], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const agentStatus = (n: string) => agentStatusOf(dirs[n] ?? "");
   async function apply(obj: Record<string, unknown>): Promise<void> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
@@ -171,7 +159,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     joinArgs = (name) => ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", "can_run_rdp_worker"];
   });
   after(async () => {
-    for (const a of agents.values()) await stop(a, "SIGKILL");
+    await procs.stopAll();
     killAllWith(marker);
     if (cp !== undefined) {
       cp.child.kill("SIGTERM");
@@ -191,8 +179,9 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     }
     const rels = { v1: release("1.0.0", 0), v2: release("2.0.0", 0, 3), v3: release("3.0.0", 1) };
     for (const r of Object.values(rels)) {
-      const out = execFileSync(fabricctlBin, ["release", "push", r.file, r.artifact, "--kubeconfig", kc], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-      assert.match(out, /svc/);
+      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", kc], { timeoutMs: 120_000 });
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /svc/);
     }
     for (const name of ["svc-1-0-0", "svc-2-0-0", "svc-3-0-0"]) await eventually(async () => (await get("release", name))?.status?.verified === true, 60_000, 500);
 
@@ -223,7 +212,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
       const s = updateState("n3");
       return s !== undefined && s.target?.version === "2.0.0" && ["starting", "health_checking", "staging", "verifying", "downloading"].includes(s.state) ? s : undefined;
     }, 150_000, 50);
-    await stop(agents.get("n3"), "SIGKILL");
+    await agents.get("n3")?.stop("SIGKILL");
     const atKill = updateState("n3");
     const ran = runningVersions().n3;
     assert.ok(atKill !== undefined);
@@ -276,7 +265,9 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
       const v = runningVersions();
       return NODES.every((n) => v[n] === "2.0.0");
     }, 30_000, 300);
-    const view = execFileSync(fabricctlBin, ["rollout", "status", "svc", "--kubeconfig", kc], { encoding: "utf8" });
+    const status = await fabricctl(["rollout", "status", "svc", "--kubeconfig", kc]);
+    assert.equal(status.code, 0, status.stderr);
+    const view = status.stdout;
     assert.match(view, /phase: +Halted/);
     assert.match(view, /halted: +3\.0\.0 in ring a/);
     assert.match(view, /\n +a +\[\.{24}\] +0\/2 +3\.0\.0 +Halted/, view);

@@ -22,7 +22,6 @@
  *   role withdrawn the cache stops listening and removes its directory.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
@@ -33,13 +32,12 @@ import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js
 import { UpdateCacheClient } from "../../agent/update/cache-client.js";
 import { fetchArtifact } from "../../agent/update/fetch.js";
 import { generateSigningKey, ReleaseError, signRelease, spkiBase64, type ReleaseManifest } from "../../lib/release/index.js";
-import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
-const fabricctlBin = join(repoRoot, "bin", "fabricctl");
 const CLUSTER = "uc";
 const OTHER = "ux";
 const NODES = ["cache", "n1", "n2"];
@@ -58,8 +56,7 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
   const cpDir = tempStateDir();
   const work = tempStateDir("afc-uc-");
   const dirs = Object.fromEntries(NODES.map((n) => [n, tempStateDir(`afc-agent-${n}-`)]));
-  const agents = new Map<string, ChildProcess>();
-  const logs = new Map<string, string[]>();
+  const procs = new AgentProcesses();
   const marker = `afc-uc-${randomBytes(6).toString("hex")}`;
   const key = generateSigningKey();
   const arch = ARCH[process.arch] ?? process.arch;
@@ -69,20 +66,9 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
 
   const membership = (n: string): string => join(dirs[n] ?? "", "clusters", CLUSTER);
   const cacheFile = (sha: string): string => join(membership("cache"), "update-cache", "sha256", sha);
-  function startAgent(n: string, args: string[]): ChildProcess {
-    const child = spawn(agentBin, [...args, "--state-dir", dirs[n] ?? ""], { stdio: ["ignore", "pipe", "pipe"], env: agentEnv({ FABRIC_LOG_LEVEL: "info" }) });
-    const lines: string[] = [];
-    logs.set(n, lines);
-    for (const s of [child.stdout, child.stderr]) s?.on("data", (c: Buffer) => lines.push(c.toString("utf8")));
-    agents.set(n, child);
-    return child;
-  }
-  async function stop(child: ChildProcess | undefined): Promise<void> {
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill("SIGKILL");
-    await exited;
-  }
+  /** The cache agent (its log counts the bytes it served). */
+  let cacheAgent: { output(): string } | undefined;
+  const startAgent = (n: string, args: string[]) => procs.start(args, { stateDir: dirs[n] ?? "" });
   /** Lines of a log that parse as JSON and carry `msg`. */
   function logged(text: string, msg: string): Array<Record<string, unknown>> {
     return text
@@ -97,12 +83,9 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
       })
       .filter((x) => x.msg === msg);
   }
-  const cacheServed = (client: string, sha: string): number => logged((logs.get("cache") ?? []).join(""), "update cache served").filter((x) => x.client === client && x.sha256 === sha).reduce((a, x) => a + Number(x.bytes), 0);
+  const cacheServed = (client: string, sha: string): number => logged(cacheAgent?.output() ?? "", "update cache served").filter((x) => x.client === client && x.sha256 === sha).reduce((a, x) => a + Number(x.bytes), 0);
   const cpServed = (node: string, sha: string): number => logged(cp?.output() ?? "", "artifact served").filter((x) => x.node === node && x.sha256 === sha).reduce((a, x) => a + Number(x.bytes), 0);
-  function agentStatus(n: string): { snapshot?: unknown } | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", dirs[n] ?? ""], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: { snapshot?: unknown } | null }>)[0]?.status ?? undefined;
-  }
+  const agentStatus = (n: string) => agentStatusOf(dirs[n] ?? "");
   async function apply(obj: Record<string, unknown>): Promise<void> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
@@ -172,7 +155,7 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
     foreign = await joinCluster({ server, token: otherToken, caHash, stateDir: join(work, "foreign"), nodeName: "f1", cluster: OTHER, pollIntervalMs: 200, timeoutMs: 60_000 });
   });
   after(async () => {
-    for (const a of agents.values()) await stop(a);
+    await procs.stopAll();
     killAllWith(marker);
     if (cp !== undefined) {
       cp.child.kill("SIGTERM");
@@ -186,17 +169,18 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
     const kc = cp.kubeconfig;
     const token = await createToken(kc, "uc-join", { cluster: CLUSTER, autoApprove: true, maxUses: NODES.length });
     const joinArgs = (name: string, caps: string) => ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", caps];
-    startAgent("cache", [...joinArgs("cache", "can_run_update_cache"), "--update-cache-port", String(cachePort), "--update-cache-advertise", "127.0.0.1:0"]);
+    cacheAgent = startAgent("cache", [...joinArgs("cache", "can_run_update_cache"), "--update-cache-port", String(cachePort), "--update-cache-advertise", "127.0.0.1:0"]);
     for (const n of ["n1", "n2"]) startAgent(n, joinArgs(n, "can_run_rdp_worker"));
     for (const n of NODES) await eventually(() => agentStatus(n)?.snapshot !== undefined, 120_000, 500);
-    execFileSync(fabricctlBin, ["release", "push", rel.file, rel.artifact, "--kubeconfig", kc], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    const pushed = await fabricctl(["release", "push", rel.file, rel.artifact, "--kubeconfig", kc], { timeoutMs: 120_000 });
+    assert.equal(pushed.code, 0, pushed.stderr);
     await eventually(async () => {
       const r = await kubectl(kc, ["get", "release", "svc-1-0-0", "-o", "jsonpath={.status.verified}"]);
       return r.stdout === "true";
     }, 60_000, 500);
     await apply({ kind: "RoleAssignment", metadata: { name: "cache" }, spec: { cluster: CLUSTER, role: "update-cache", nodeNames: [`${CLUSTER}.cache`] } });
     // The cache listens and reports its endpoint once its snapshot gives it the role.
-    await eventually(() => logged((logs.get("cache") ?? []).join(""), "update cache endpoint reported").length > 0, 60_000, 300);
+    await eventually(() => logged(cacheAgent?.output() ?? "", "update cache endpoint reported").length > 0, 60_000, 300);
     const l = await kubectl(kc, ["label", "fabricnode", `${CLUSTER}.n1`, "ring=a", "--overwrite"]);
     assert.equal(l.code, 0, l.stderr);
     await apply({

@@ -22,22 +22,25 @@
  *    restored, rolled_back), SIGKILL during the migrate step (the orphaned
  *    step is killed, the backup restored before the step runs again), a
  *    failed restore (fenced: nothing runs).
+ * 3. A migrated release whose health check fails: the backup is restored
+ *    and the old version runs (rolled_back); with `downgrade: true` the
+ *    data stays as migrated and the old version runs on it. Migration steps
+ *    and health commands see the workload's environment (its spec env, the
+ *    supervisor's allow-list, FABRIC_DATA_DIR/FABRIC_BACKUP_DIR), never the
+ *    agent's own (MALLOC_ARENA_MAX, other variables of the agent).
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
-import type { AgentStatus } from "../../agent/sync/status.js";
 import { generateSigningKey, signRelease, spkiBase64, type ReleaseManifest, type ReleaseMigration } from "../../lib/release/index.js";
-import { agentEnv, eventually, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
+import { AgentProcesses, agentStatusOf, type AgentProcess } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
 import { freePort } from "../support/tcp-proxy.js";
 
-const agentBin = join(repoRoot, "bin", "fabric-agent");
-const fabricctlBin = join(repoRoot, "bin", "fabricctl");
 const CLUSTER = "uc";
 const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
 const OLD_SIDE = new Set(["checking", "downloading", "verifying", "staging", "migrating", "running", "rolled_back", "failed"]);
@@ -122,32 +125,24 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
   const marker = `afu-${randomBytes(6).toString("hex")}`;
   const key = generateSigningKey();
   const arch = ARCH[process.arch] ?? process.arch;
-  const agents = new Map<string, { dir: string; child?: ChildProcess; stderr: string }>();
+  const procs = new AgentProcesses();
+  const agents = new Map<string, { dir: string; proc?: AgentProcess }>();
+  /** In every agent's environment: a step child must never see it. */
+  const agentSecret = `afu-secret-${randomBytes(6).toString("hex")}`;
   let joinArgs: (name: string) => string[] = () => [];
 
   const membership = (n: string): string => join(agents.get(n)?.dir ?? "?", "clusters", CLUSTER);
   const wdir = (n: string, w: string): string => join(membership(n), "updates", w);
 
   function startAgent(n: string, args: string[], hold?: string): void {
-    const a = agents.get(n) ?? { dir: tempStateDir(`afu-agent-${n}-`), stderr: "" };
+    const a = agents.get(n) ?? { dir: tempStateDir(`afu-agent-${n}-`) };
     agents.set(n, a);
-    a.stderr = "";
-    const child = spawn(agentBin, [...args, "--state-dir", a.dir], { stdio: ["ignore", "ignore", "pipe"], env: agentEnv({ FABRIC_LOG_LEVEL: "warn", ...(hold !== undefined ? { FABRIC_UPDATE_TEST_HOLD: hold } : {}) }) });
-    child.stderr?.on("data", (b: Buffer) => (a.stderr += b.toString()));
-    a.child = child;
+    a.proc = procs.start(args, { stateDir: a.dir, env: { FABRIC_LOG_LEVEL: "warn", AFU_AGENT_SECRET: agentSecret, ...(hold !== undefined ? { FABRIC_UPDATE_TEST_HOLD: hold } : {}) } });
   }
   const restart = (n: string, hold?: string): void => startAgent(n, ["run", "--backoff-cap", "1s", "--heartbeat-interval", "1s"], hold);
-  async function stop(n: string, signal: NodeJS.Signals): Promise<void> {
-    const child = agents.get(n)?.child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once("exit", r));
-    child.kill(signal);
-    await exited;
-  }
-  function agentStatus(n: string): AgentStatus | undefined {
-    const out = execFileSync(agentBin, ["status", "--json", "--state-dir", agents.get(n)?.dir ?? ""], { encoding: "utf8" });
-    return (JSON.parse(out) as Array<{ status: AgentStatus | null }>)[0]?.status ?? undefined;
-  }
+  const stop = async (n: string, signal: NodeJS.Signals): Promise<void> => agents.get(n)?.proc?.stop(signal);
+  const agentStatus = (n: string) => agentStatusOf(agents.get(n)?.dir ?? "");
+  const agentLog = (n: string): string => agents.get(n)?.proc?.stderr() ?? "";
   async function apply(obj: Record<string, unknown>): Promise<void> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
@@ -194,9 +189,10 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
    * The release artifact: a shell script that prints its version, runs the
    * signed health command and the migration steps; gates are files it waits for.
    */
-  function release(component: string, version: string, o: { health?: "ok" | "fail" | "gate"; padding?: number; migration?: { from: string; preflight?: "ok" | "fail"; migrate?: "ok" | "fail" | "gate"; restore?: "ok" | "fail" } } = {}): Rel {
+  function release(component: string, version: string, o: { health?: "ok" | "fail" | "gate"; padding?: number; migration?: { from: string; preflight?: "ok" | "fail"; migrate?: "ok" | "fail" | "gate"; restore?: "ok" | "fail"; downgrade?: boolean } } = {}): Rel {
     const gate = join(gates, `${component}-${version}`);
-    const health = o.health === "fail" ? "exit 1" : o.health === "gate" ? `while [ ! -e ${gate}.health ]; do sleep 0.1; done; exit 0` : "exit 0";
+    // Each step writes the environment it got beside its gate (`<gate>.<step>-env`).
+    const health = `env > ${gate}.health-env; ${o.health === "fail" ? "exit 1" : o.health === "gate" ? `while [ ! -e ${gate}.health ]; do sleep 0.1; done; exit 0` : "exit 0"}`;
     const mg = o.migration;
     const lines = [
       "#!/bin/sh",
@@ -205,7 +201,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
       `health) ${health} ;;`,
       `preflight) exit ${mg?.preflight === "fail" ? 1 : 0} ;;`,
       'backup) rm -rf "$FABRIC_BACKUP_DIR" && mkdir -p "$FABRIC_BACKUP_DIR" && cp -a "$FABRIC_DATA_DIR/." "$FABRIC_BACKUP_DIR/"; exit $? ;;',
-      `migrate) echo "partial $3" >> "$FABRIC_DATA_DIR/db"; ${mg?.migrate === "gate" ? `while [ ! -e ${gate}.migrate ]; do sleep 0.1; done; ` : ""}${mg?.migrate === "fail" ? "exit 1" : 'echo "migrated $3" >> "$FABRIC_DATA_DIR/db"; exit 0'} ;;`,
+      `migrate) env > ${gate}.migrate-env; echo "partial $3" >> "$FABRIC_DATA_DIR/db"; ${mg?.migrate === "gate" ? `while [ ! -e ${gate}.migrate ]; do sleep 0.1; done; ` : ""}${mg?.migrate === "fail" ? "exit 1" : 'echo "migrated $3" >> "$FABRIC_DATA_DIR/db"; exit 0'} ;;`,
       `restore) ${mg?.restore === "fail" ? "exit 1" : 'find "$FABRIC_DATA_DIR" -mindepth 1 -delete && cp -a "$FABRIC_BACKUP_DIR/." "$FABRIC_DATA_DIR/"; exit $?'} ;;`,
       "esac",
       `echo ${version} > "$2/$$"`,
@@ -217,7 +213,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     const artifact = join(work, `${component}-${version}`);
     writeFileSync(artifact, script, { mode: 0o755 });
     const sha256 = createHash("sha256").update(script).digest("hex");
-    const migration: ReleaseMigration | undefined = mg === undefined ? undefined : { from: mg.from, to: version, preflight: "preflight", backup: "backup", rollback: "restore", downgrade: false };
+    const migration: ReleaseMigration | undefined = mg === undefined ? undefined : { from: mg.from, to: version, preflight: "preflight", backup: "backup", rollback: "restore", downgrade: mg.downgrade === true };
     const m: ReleaseManifest = {
       _type: "release",
       specVersion: 1,
@@ -234,7 +230,10 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
   }
   async function push(rels: Rel[]): Promise<void> {
     assert.ok(cp !== undefined);
-    for (const r of rels) execFileSync(fabricctlBin, ["release", "push", r.file, r.artifact, "--kubeconfig", cp.kubeconfig], { stdio: ["ignore", "pipe", "pipe"] });
+    for (const r of rels) {
+      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", cp.kubeconfig], { timeoutMs: 120_000 });
+      assert.equal(out.code, 0, out.stderr);
+    }
     for (const r of rels) {
       const name = JSON.parse(readFileSync(r.file, "utf8")).metadata.name as string;
       await eventually(async () => (await kubectl(cp?.kubeconfig ?? "", ["get", "release", name, "-o", "jsonpath={.status.verified}"])).stdout === "true", 60_000, 300);
@@ -248,7 +247,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     const r = await kubectl(cp.kubeconfig, ["label", "fabricnode", `${CLUSTER}.${n}`, `afu=${w}`, "--overwrite"]);
     assert.equal(r.code, 0, r.stderr);
     await setChannel(w, first.version);
-    await apply({ kind: "ServiceWorkload", metadata: { name: w }, spec: { cluster: CLUSTER, role: "rdp-worker", nodeSelector: { matchLabels: { afu: w } }, runtime: "Native", releaseChannel: w, args: [marker, reports], restartPolicy: "Always" } });
+    await apply({ kind: "ServiceWorkload", metadata: { name: w }, spec: { cluster: CLUSTER, role: "rdp-worker", nodeSelector: { matchLabels: { afu: w } }, runtime: "Native", releaseChannel: w, args: [marker, reports], env: [{ name: "AFU_WORKLOAD_VAR", value: w }], restartPolicy: "Always" } });
     await apply({ kind: "RoleAssignment", metadata: { name: w }, spec: { cluster: CLUSTER, role: "rdp-worker", nodeNames: [`${CLUSTER}.${n}`] } });
     await eventually(() => record(n, w)?.state === "running" && record(n, w)?.current?.version === first.version, 120_000, 200);
     assert.equal(await runsOnly(n, w), first.version);
@@ -258,7 +257,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     try {
       return await wait();
     } catch (err) {
-      throw new Error(`${label}: ${String(err)}\nstate.json: ${JSON.stringify(record(n, w))}\nrunning: ${running(n, w).join(",")}\nagent log: ${agents.get(n)?.stderr.slice(-3000)}`);
+      throw new Error(`${label}: ${String(err)}\nstate.json: ${JSON.stringify(record(n, w))}\nrunning: ${running(n, w).join(",")}\nagent log: ${agentLog(n).slice(-3000)}`);
     }
   }
   /** Pids of update step children (not workload processes) of a slot whose name starts with `slotPrefix`, running `step` (w "": any workload of n; step "": any step). */
@@ -307,7 +306,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     joinArgs = (name) => ["join", "--server", viaProxy, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", "can_run_rdp_worker"];
   });
   after(async () => {
-    for (const n of agents.keys()) await stop(n, "SIGKILL");
+    await procs.stopAll();
     killAllWith(marker);
     // Step children (migration steps, health commands) a killed agent left, also when a test failed.
     for (const pid of [...agents.keys()].flatMap((n) => stepChildren(n, "", "", ""))) {
@@ -366,7 +365,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
       const gate = join(gates, `${w}-${c.rel.version}`);
       await diagnose(n, w, label, () => eventually(() => {
         const r = record(n, w);
-        if (c.real === undefined) return agents.get(n)?.stderr.includes(`"point":"${c.at}"`) === true;
+        if (c.real === undefined) return agentLog(n).includes(`"point":"${c.at}"`);
         if (r?.target?.version !== c.rel.version) return false;
         switch (c.real) {
           case "downloading":
@@ -450,6 +449,12 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
         }, 180_000, 200),
       );
     const halted = (): Promise<true> => eventually(async () => ((await channelPhase(w)) === "Halted" ? true : undefined), 60_000, 300);
+    // rolled_back lasts until the halted channel assigns stable again (a snapshot later): look often.
+    const rolledBack = (version: string): Promise<UpdateRecordView> =>
+      eventually(() => {
+        const r = record(n, w);
+        return r?.state === "rolled_back" && r.blocked.includes(version) ? r : undefined;
+      }, 180_000, 20);
 
     // Success: data migrated by the new version's own migrate step, the backup of the old data kept.
     await setChannel(w, ok.version);
@@ -462,7 +467,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     // A failed preflight: nothing changed, rolled back, the old version never stopped.
     const pidBefore = processesWith(marker).filter((p) => readFileSync(`/proc/${p}/cmdline`, "utf8").includes(wdir(n, w)));
     await setChannel(w, badPreflight.version);
-    const rb = await diagnose(n, w, "preflight", () => eventually(() => (record(n, w)?.blocked.includes(badPreflight.version) ? record(n, w) : undefined), 180_000, 200));
+    const rb = await diagnose(n, w, "preflight", () => rolledBack(badPreflight.version));
     assert.match(rb?.reason ?? "", /MigrationFailed: preflight/);
     await halted();
     await settled(ok.version);
@@ -471,7 +476,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
 
     // A failed migrate (it wrote half its change): the backup is restored, rolled back.
     await setChannel(w, badMigrate.version);
-    const rb2 = await diagnose(n, w, "migrate", () => eventually(() => (record(n, w)?.blocked.includes(badMigrate.version) ? record(n, w) : undefined), 180_000, 200));
+    const rb2 = await diagnose(n, w, "migrate", () => rolledBack(badMigrate.version));
     assert.match(rb2?.reason ?? "", /MigrationFailed: run/);
     await halted();
     await settled(ok.version);
@@ -508,6 +513,66 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
       await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(running(n, w), [], "a fenced workload does not run");
       assert.equal(record(n, w)?.state, "fenced");
+    }
+  });
+
+  it("a migrated release failing its health check: the backup restored and the old version runs, or with downgrade the data kept as migrated; steps see the workload's environment only", async () => {
+    const n = "d1";
+    const w = "hs";
+    const v1 = release(w, "1.0.0");
+    const restoring = release(w, "2.0.0", { health: "fail", migration: { from: "1.0.0" } });
+    const downgrading = release(w, "3.0.0", { health: "fail", migration: { from: "1.0.0", downgrade: true } });
+    await push([v1, restoring, downgrading]);
+    await joinAndRun(n, w, v1);
+    const db = join(wdir(n, w), "data", "db");
+    writeFileSync(db, "base\n");
+    /** Waits for the rollback of `version` (state rolled_back, the version blocked) and returns the record. */
+    const rolledBack = (version: string): Promise<UpdateRecordView> =>
+      diagnose(n, w, `${version} rolled back`, () =>
+        eventually(() => {
+          const r = record(n, w);
+          return r?.state === "rolled_back" && r.blocked.includes(version) ? r : undefined;
+        }, 180_000, 20),
+      );
+    const halted = (): Promise<true> => eventually(async () => ((await channelPhase(w)) === "Halted" ? true : undefined), 60_000, 300);
+
+    // downgrade false: migrated, started, unhealthy -> the backup is restored, 1.0.0 runs on the old data.
+    await setChannel(w, restoring.version);
+    const r2 = await rolledBack(restoring.version);
+    assert.match(r2.reason ?? "", /HealthCheckFailed/);
+    assert.equal(r2.current?.version, v1.version);
+    assert.ok(existsSync(join(gates, `${w}-${restoring.version}.health-env`)), "the new version ran and its health command was judged");
+    assert.equal(readFileSync(db, "utf8"), "base\n", "the migrated data was restored from the backup");
+    assert.equal(await runsOnly(n, w), v1.version);
+    assert.equal(assertCurrentComplete(n, w, new Map([v1, restoring, downgrading].map((r) => [r.version, r]))), v1.version);
+    await halted();
+
+    // downgrade true: the old version is declared able to run on the migrated data -> kept as migrated, 1.0.0 runs on it.
+    await setChannel(w, downgrading.version);
+    const r3 = await rolledBack(downgrading.version);
+    assert.match(r3.reason ?? "", /HealthCheckFailed/);
+    assert.equal(r3.current?.version, v1.version);
+    assert.equal(readFileSync(db, "utf8"), `base\npartial ${downgrading.version}\nmigrated ${downgrading.version}\n`, "the data stays as migrated");
+    assert.equal(await runsOnly(n, w), v1.version);
+    await halted();
+    assert.equal(readFileSync(db, "utf8"), `base\npartial ${downgrading.version}\nmigrated ${downgrading.version}\n`);
+
+    // What the steps saw: the workload's env and the FABRIC_* directories, nothing of the agent's own environment.
+    for (const [step, dirs] of [
+      ["migrate", { FABRIC_DATA_DIR: join(wdir(n, w), "data"), FABRIC_BACKUP_DIR: join(wdir(n, w), "backup") }],
+      ["health", { FABRIC_DATA_DIR: join(wdir(n, w), "data") }],
+    ] as const) {
+      const env = Object.fromEntries(
+        readFileSync(join(gates, `${w}-${restoring.version}.${step}-env`), "utf8")
+          .split("\n")
+          .filter((l) => l.includes("="))
+          .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+      );
+      assert.equal(env.AFU_WORKLOAD_VAR, w, `${step}: the workload's spec env`);
+      for (const [k, v] of Object.entries(dirs)) assert.equal(env[k], v, `${step}: ${k}`);
+      assert.ok(env.PATH !== undefined, `${step}: PATH`);
+      for (const k of ["MALLOC_ARENA_MAX", "AFU_AGENT_SECRET", "FABRIC_LOG_LEVEL"]) assert.equal(env[k], undefined, `${step}: the agent's ${k} leaked`);
+      assert.ok(!Object.values(env).includes(agentSecret), `${step}: the agent's secret leaked`);
     }
   });
 });

@@ -120,7 +120,7 @@ function crashingClock(crashAtTick: number | undefined): { now: () => Date; arm:
   };
 }
 
-const IDENT = { workload: "web", channel: "web-prod", component: "web" };
+const IDENT = { workload: "web", channel: "web-prod" };
 
 async function machine(dir: string, runner: FakeRunner, clock?: () => Date): Promise<UpdateMachine> {
   const m = new UpdateMachine(dir, IDENT, runner, clock);
@@ -173,6 +173,30 @@ describe("agent update machine", function () {
     assert.equal((await readdir(join(dir, "releases"))).length, 3);
     assert.equal(m.record.lastTrustedVersion, "1.4.0");
     assert.equal(m.record.previous?.version, "1.3.0");
+  });
+
+  it("the record never carries an empty component: absent before the first assignment, the assignment's from then on", async () => {
+    const dir = join(root, "web");
+    const r = new FakeRunner(root);
+    const m = await machine(dir, r);
+    assert.equal((await m.drive(undefined)).state, "idle");
+    assert.equal("component" in m.record, false, JSON.stringify(m.record));
+    const states: Array<string | undefined> = [];
+    const spy = new UpdateMachine(dir, IDENT, r, () => new Date(), async (point) => {
+      if (point.startsWith("after:")) return; // `after:idle` comes before the first write
+      const onDisk = await persisted(dir);
+      states.push(onDisk === undefined ? undefined : `${onDisk.state}:${JSON.stringify(onDisk.component)}`);
+    });
+    await spy.load();
+    assert.equal((await spy.drive(assignment("1.0.0"))).state, "running");
+    assert.ok(states.length > 0);
+    for (const s of states) assert.match(s ?? "missing", /:"web"$/, `every persisted record names the component: ${states.join(" ")}`);
+    // A record an older agent wrote with "" loads without it.
+    await writeFile(join(dir, "state.json"), JSON.stringify({ ...(await persisted(dir)), component: "" }));
+    const old = await machine(dir, r);
+    assert.equal("component" in old.record, false);
+    await old.drive(assignment("2.0.0"));
+    assert.equal((await persisted(dir))?.component, "web");
   });
 
   it("a version failing its health check rolls back to the previous slot and is blocked locally", async () => {
