@@ -60,6 +60,8 @@ let cpuCount: number | undefined;
 export const DEFAULT_MESH_PORT = 4433;
 /** A new inbound link counts (peer manager, status) once this old, unless announced as a warm probe. */
 const WARM_SETTLE_MS = 2_000;
+/** How long a candidate dropped for OverMax is refused while this node stays at its maximum. */
+const SHED_REFUSE_MS = 60_000;
 /** Default evaluation period. */
 export const DEFAULT_MESH_EVALUATE_MS = 10_000;
 export { MESH_PING_METHOD } from "./forward.js";
@@ -131,6 +133,10 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   const warmResults = new Map<string, WarmResult>();
   const warmInFlight = new Set<string>();
   const warmInbound = new Set<string>();
+  // Candidates this node dropped for OverMax, and when: while still at its maximum it refuses their new links for
+  // SHED_REFUSE_MS, so a peer that keeps dialling back (its own fill) meets a refusal and backs off, instead of a
+  // connect / OverMax loop every evaluation.
+  const shedAt = new Map<string, number>();
   let lastWarmStartMs: number | undefined;
   // A new inbound link may be a warm probe whose announcement is one message behind: it counts once it is older than
   // WARM_SETTLE_MS without one (an evaluation in that gap would count a probe as a peer, and drop one at the maximum).
@@ -193,6 +199,9 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
         // A node that lists this one but is not among its candidates gets a link only while this node is under its maximum.
         const held = running?.links.links() ?? [];
         if (!authorised.has(node) && capacity !== undefined && !held.some((l) => l.node === node) && held.length >= capacity) return false;
+        // A candidate shed for OverMax a moment ago is refused while this node is still at its maximum.
+        const shed = shedAt.get(node);
+        if (shed !== undefined && now() - shed < SHED_REFUSE_MS && capacity !== undefined && !held.some((l) => l.node === node) && held.length >= capacity) return false;
         return grant;
       },
       host: o.host ?? "0.0.0.0",
@@ -256,6 +265,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     decision = { active: [], warm: [] };
     warmResults.clear();
     warmInbound.clear();
+    shedAt.clear();
     reauthorisedSerial = -1;
     if (r === undefined) return;
     await r.control?.close();
@@ -425,6 +435,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     const bounds = { ...classBounds, max, min: Math.min(max, Math.max(0, classBounds.min - inboundOnly)) };
     const t = now();
     pruneWarmResults(warmResults, t);
+    for (const [node, at] of shedAt) if (t - at >= SHED_REFUSE_MS) shedAt.delete(node);
     for (const node of warmResults.keys()) if (!authorised.has(node)) warmResults.delete(node);
     const observed = observationsOf(held.filter((l) => authorised.has(l.node)), records, t);
     const linked = new Set([...observed.map((l) => l.node), ...links.links().map((l) => l.node)]);
@@ -450,6 +461,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
             break;
           }
           log.info("mesh disconnecting", { peer: a.node, reason: a.reason });
+          if (a.reason === "OverMax") shedAt.set(a.node, now());
           await links.close(a.node);
           break;
         case "quarantine":
