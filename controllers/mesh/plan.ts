@@ -29,16 +29,7 @@ export const RELAY_CANDIDATES = 3;
 
 /** cyrb53: a fast, well-mixed 53-bit string hash (stable across processes and versions). */
 export function stableHash(s: string): number {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < s.length; i++) {
-    const ch = s.charCodeAt(i);
-    h1 = Math.imul(h1 ^ ch, 2654435761);
-    h2 = Math.imul(h2 ^ ch, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+  return hashAfter(EMPTY_PREFIX, s);
 }
 
 /** cyrb53's state after a prefix: hashing the rest continues from it ({@link hashAfter}). */
@@ -46,6 +37,9 @@ interface HashPrefix {
   h1: number;
   h2: number;
 }
+
+/** cyrb53's initial state (the prefix ""). */
+const EMPTY_PREFIX: HashPrefix = { h1: 0xdeadbeef, h2: 0x41c6ce57 };
 
 function prefixOf(s: string): HashPrefix {
   let h1 = 0xdeadbeef;
