@@ -32,71 +32,18 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { join } from "node:path";
 import { generateSigningKey, signRelease, spkiBase64, type ReleaseManifest, type ReleaseMigration } from "../../lib/release/index.js";
 import { AgentProcesses, agentStatusOf, type AgentProcess } from "../support/agent-process.js";
 import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
 import { killAllWith, processesWith } from "../support/processes.js";
-import { freePort } from "../support/tcp-proxy.js";
+import { freePort, startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 
 const CLUSTER = "uc";
 const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
 const OLD_SIDE = new Set(["checking", "downloading", "verifying", "staging", "migrating", "running", "rolled_back", "failed"]);
 const NEW_SIDE = new Set(["health_checking", "promoting", "rollback_required"]);
-
-/** A proxy in front of the agent API that counts server-to-client bytes and can stall any connection past a byte count. */
-interface CountingProxy {
-  port: number;
-  down(): number;
-  resetCount(): void;
-  stallAfter(bytes: number | undefined): void;
-  stalled(): number;
-  close(): Promise<void>;
-}
-
-async function countingProxy(targetPort: number): Promise<CountingProxy> {
-  let down = 0;
-  let stallAt: number | undefined;
-  const conns = new Set<{ client: net.Socket; upstream: net.Socket; sent: number; stalled: boolean }>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, "127.0.0.1");
-    const c = { client, upstream, sent: 0, stalled: false };
-    conns.add(c);
-    client.on("data", (b) => upstream.write(b));
-    upstream.on("data", (b) => {
-      if (stallAt !== undefined && c.sent + b.length > stallAt) {
-        c.stalled = true;
-        upstream.pause();
-        return;
-      }
-      c.sent += b.length;
-      down += b.length;
-      client.write(b);
-    });
-    const end = (): void => {
-      conns.delete(c);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("close", end).on("error", end);
-    upstream.on("close", end).on("error", end);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    port,
-    down: () => down,
-    resetCount: () => void (down = 0),
-    stallAfter: (b) => void (stallAt = b),
-    stalled: () => [...conns].filter((c) => c.stalled).length,
-    async close() {
-      for (const c of conns) c.client.destroy(), c.upstream.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 interface Rel {
   version: string;
@@ -117,7 +64,7 @@ interface UpdateRecordView {
 describe("e2e: workload updates survive SIGKILL in every state, and migrations run for real", function () {
   this.timeout(1_200_000);
   let cp: ChildControlPlane | undefined;
-  let proxy: CountingProxy | undefined;
+  let proxy: TcpProxy | undefined;
   const cpDir = tempStateDir();
   const work = tempStateDir("afu-work-");
   const reports = join(work, "reports");
@@ -295,7 +242,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     const ready = /"agentApi":"([^"]+)","agentApiCaHash":"([^"]+)"/.exec(cp.output());
     assert.ok(ready, cp.output());
     const [, server = "", caHash = ""] = ready;
-    proxy = await countingProxy(agentPort);
+    proxy = await startTcpProxy("127.0.0.1", agentPort);
     const viaProxy = server.replace(`:${agentPort}`, `:${proxy.port}`);
     assert.notEqual(viaProxy, server);
     await applyCluster(cp.kubeconfig, CLUSTER, "TokenAutoApprove");
@@ -396,7 +343,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
         partialBytes = statSync(partial).size;
         assert.ok(partialBytes > 0 && partialBytes < c.rel.length, `${label}: a partial of ${partialBytes} bytes`);
         proxy?.stallAfter(undefined);
-        proxy?.resetCount();
+        proxy?.resetBytesDown();
       }
       if (c.real === "health_checking") writeFileSync(`${gate}.health`, "");
       const orphans = c.real === "migrating" ? stepChildren(n, w, `${c.rel.version}-`, "migrate") : [];
@@ -417,7 +364,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
       if (c.bad === true) assert.ok(fin.blocked.includes(c.rel.version), `${label}: ${c.rel.version} blocked locally`);
       else good = c.rel;
       if (c.real === "downloading") {
-        const after = proxy?.down() ?? 0;
+        const after = proxy?.bytesDown() ?? 0;
         assert.ok(after < c.rel.length, `${label}: resumed: ${after} bytes sent after the restart for an artifact of ${c.rel.length} (partial ${partialBytes})`);
         assert.ok(after >= c.rel.length - partialBytes, `${label}: the rest was fetched (${after} bytes)`);
       }

@@ -22,14 +22,23 @@ export interface TcpProxy {
   restore(): void;
   /** Connections reset on arrival while cut. */
   refused(): number;
+  /** Server-to-client bytes forwarded since the start or the last resetBytesDown(). */
+  bytesDown(): number;
+  resetBytesDown(): void;
+  /** Holds each connection's server-to-client bytes past this count (upstream paused, nothing closed); undefined: never. */
+  stallAfter(bytes: number | undefined): void;
+  /** Connections open and held by stallAfter. */
+  stalled(): number;
   close(): Promise<void>;
 }
 
 /** Starts a proxy on 127.0.0.1 to target host:port. */
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
-  const conns = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean }>();
+  const conns = new Set<{ client: net.Socket; upstream: net.Socket; frozen: boolean; sent: number; stalled: boolean }>();
   let isCut = false;
   let refused = 0;
+  let down = 0;
+  let stallAt: number | undefined;
   const server = net.createServer((client) => {
     if (isCut) {
       refused++;
@@ -37,14 +46,22 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return;
     }
     const upstream = net.connect(targetPort, targetHost);
-    const c = { client, upstream, frozen: false };
+    const c = { client, upstream, frozen: false, sent: 0, stalled: false };
     conns.add(c);
     client.on("data", (b) => {
       c.frozen = false;
       upstream.write(b);
     });
     upstream.on("data", (b) => {
-      if (!c.frozen) client.write(b);
+      if (stallAt !== undefined && c.sent + b.length > stallAt) {
+        c.stalled = true;
+        upstream.pause();
+        return;
+      }
+      if (c.frozen) return;
+      c.sent += b.length;
+      down += b.length;
+      client.write(b);
     });
     const end = (): void => {
       conns.delete(c);
@@ -75,6 +92,10 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       isCut = false;
     },
     refused: () => refused,
+    bytesDown: () => down,
+    resetBytesDown: () => void (down = 0),
+    stallAfter: (bytes) => void (stallAt = bytes),
+    stalled: () => [...conns].filter((c) => c.stalled).length,
     async close() {
       for (const c of conns) {
         c.client.destroy();
