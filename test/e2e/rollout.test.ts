@@ -162,8 +162,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     await procs.stopAll();
     killAllWith(marker);
     if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
+      await cp.stop();
     }
     for (const d of [cpDir, work, ...Object.values(dirs)]) rmSync(d, { recursive: true, force: true });
   });

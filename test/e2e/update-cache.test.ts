@@ -158,8 +158,7 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
     await procs.stopAll();
     killAllWith(marker);
     if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
+      await cp.stop();
     }
     for (const d of [cpDir, work, ...Object.values(dirs)]) rmSync(d, { recursive: true, force: true });
   });

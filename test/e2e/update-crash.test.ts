@@ -265,8 +265,7 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
     }
     await proxy?.close();
     if (cp !== undefined) {
-      cp.child.kill("SIGTERM");
-      await cp.exited;
+      await cp.stop();
     }
     for (const d of [cpDir, work, ...[...agents.values()].map((a) => a.dir)]) rmSync(d, { recursive: true, force: true });
   });
