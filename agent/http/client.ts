@@ -23,6 +23,7 @@
  */
 import https from "node:https";
 import type { KeyObject } from "node:crypto";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 
 /** TLS settings of a client. */
 export interface ClientTls {
@@ -152,6 +153,49 @@ export function apiErrorOf(status: number, body: string, retryAfter: string | st
   return new AgentApiRequestError(status, code, message, Number.isFinite(retry) ? retry : undefined);
 }
 
+/** Per-request settings of a streamed GET. */
+export type StreamRequestOptions = Omit<RequestOptions, "maxBytes">;
+
+/** Options of streamGet(). */
+export interface StreamOptions extends StreamRequestOptions {
+  /** The error for a non-2xx answer, from its status, the start of its body (at most 64 KiB) and its headers. */
+  refused: (status: number, body: string, headers: IncomingHttpHeaders) => Error;
+  /** Idle timeout when the caller names none (default 30 s). */
+  defaultTimeoutMs?: number;
+  /** Upper bound of the idle timeout, whatever the caller asks. */
+  maxTimeoutMs?: number;
+}
+
+/**
+ * The GET of every artifact download, to the agent API or to an update
+ * cache: resolves with the response stream of a 2xx answer; for any other
+ * status, reads the start of the body and rejects with `refused(...)`; a
+ * socket idle longer than the timeout fails with RequestTimeoutError.
+ */
+export function streamGet(agent: https.Agent, url: URL, headers: Record<string, string>, o: StreamOptions): Promise<IncomingMessage> {
+  const timeoutMs = Math.min(o.timeoutMs ?? o.defaultTimeoutMs ?? 30_000, o.maxTimeoutMs ?? Infinity);
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method: "GET", agent, headers, timeout: timeoutMs, signal: o.signal }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status >= 200 && status < 300) {
+        resolve(res);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let n = 0;
+      res.on("data", (c: Buffer) => {
+        n += c.length;
+        if (n <= ERROR_BODY_BYTES) chunks.push(c);
+      });
+      res.on("error", reject);
+      res.on("end", () => reject(o.refused(status, Buffer.concat(chunks).toString("utf8"), res.headers)));
+    });
+    req.on("timeout", () => req.destroy(new RequestTimeoutError(o.what ?? "agent api request", timeoutMs)));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 function isJsonType(headers: RawResponse["headers"]): boolean {
   const t = headers["content-type"];
   return typeof t === "string" && t.includes("json");
@@ -261,29 +305,8 @@ export class AgentApiClient {
    * destroys it and bounds what it reads. Throws AgentApiRequestError for any
    * other status. The idle timeout applies while the body streams.
    */
-  stream(path: string, headers: Record<string, string> = {}, o: Omit<RequestOptions, "maxBytes"> = {}): Promise<import("node:http").IncomingMessage> {
-    const url = new URL(path, this.baseUrl);
-    const timeoutMs = o.timeoutMs ?? 30_000;
-    return new Promise((resolve, reject) => {
-      const req = https.request(url, { method: "GET", agent: this.agent, headers, timeout: timeoutMs, signal: o.signal }, (res) => {
-        const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300) {
-          resolve(res);
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let n = 0;
-        res.on("data", (c: Buffer) => {
-          n += c.length;
-          if (n <= ERROR_BODY_BYTES) chunks.push(c);
-        });
-        res.on("error", reject);
-        res.on("end", () => reject(apiErrorOf(status, Buffer.concat(chunks).toString("utf8"), res.headers["retry-after"])));
-      });
-      req.on("timeout", () => req.destroy(new RequestTimeoutError(o.what ?? "agent api request", timeoutMs)));
-      req.on("error", reject);
-      req.end();
-    });
+  stream(path: string, headers: Record<string, string> = {}, o: StreamRequestOptions = {}): Promise<IncomingMessage> {
+    return streamGet(this.agent, new URL(path, this.baseUrl), headers, { ...o, refused: (status, body, h) => apiErrorOf(status, body, h["retry-after"]) });
   }
 
   /** Closes kept-alive connections. */

@@ -4,7 +4,8 @@
  * only when its certificate chains to the cluster CA, names the expected
  * node of this cluster (URI SAN) and carries the public key the snapshot
  * pins for it (releaseUpdates.caches[].certificateFingerprint). Any non-2xx
- * answer is a CacheRefused; the fetcher then tries the next source.
+ * answer is a CacheRefused; the fetcher then tries the next source. The
+ * request itself is the agent API client's streamGet (agent/http/client.ts).
  */
 import { X509Certificate } from "node:crypto";
 import https from "node:https";
@@ -12,9 +13,10 @@ import type { IncomingMessage } from "node:http";
 import type { PeerCertificate } from "node:tls";
 import { claimedNode, publicKeyFingerprint } from "../../lib/crypto/x509.js";
 import type { SnapshotUpdateCacheEndpoint } from "../../lib/snapshot/format.js";
+import { streamGet, type StreamRequestOptions } from "../http/client.js";
 import type { ArtifactClient } from "./fetch.js";
 
-/** Idle timeout towards a cache: short, the control plane is the fallback. */
+/** Idle timeout towards a cache, and its cap: short, the control plane is the fallback. */
 const CACHE_TIMEOUT_MS = 5000;
 
 /** A cache answered with a status other than 2xx. */
@@ -68,22 +70,13 @@ export class UpdateCacheClient implements ArtifactClient {
     });
   }
 
-  stream(path: string, headers: Record<string, string> = {}, o: { signal?: AbortSignal; timeoutMs?: number; what?: string } = {}): Promise<IncomingMessage> {
-    const url = new URL(path, this.base);
-    const timeoutMs = Math.min(o.timeoutMs ?? CACHE_TIMEOUT_MS, CACHE_TIMEOUT_MS);
-    return new Promise((resolve, reject) => {
-      const req = https.request(url, { method: "GET", agent: this.agent, headers, timeout: timeoutMs, signal: o.signal }, (res) => {
-        const status = res.statusCode ?? 0;
-        if (status >= 200 && status < 300) {
-          resolve(res);
-          return;
-        }
-        res.resume();
-        reject(new CacheRefused(status, `update cache ${this.cache.node} answered ${status}`));
-      });
-      req.on("timeout", () => req.destroy(new Error(`update cache ${this.cache.node}: no byte within ${timeoutMs} ms`)));
-      req.on("error", reject);
-      req.end();
+  stream(path: string, headers: Record<string, string> = {}, o: StreamRequestOptions = {}): Promise<IncomingMessage> {
+    return streamGet(this.agent, new URL(path, this.base), headers, {
+      ...o,
+      what: `${o.what ?? "request"} from update cache ${this.cache.node}`,
+      defaultTimeoutMs: CACHE_TIMEOUT_MS,
+      maxTimeoutMs: CACHE_TIMEOUT_MS,
+      refused: (status) => new CacheRefused(status, `update cache ${this.cache.node} answered ${status}`),
     });
   }
 
