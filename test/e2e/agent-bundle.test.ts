@@ -50,6 +50,7 @@ describe("e2e: precompiled agent (bin/fabric-agent, dist/fabric-agent.mjs)", fun
     for (const p of ["bin", "agent", "lib", "package.json", "tsconfig.json"]) cpSync(join(repoRoot, p), join(root, p), { recursive: true });
     mkdirSync(join(root, "hack"));
     cpSync(join(repoRoot, "hack", "build-agent.mjs"), join(root, "hack", "build-agent.mjs"));
+    cpSync(join(repoRoot, "hack", "lib", "bundle.mjs"), join(root, "hack", "lib", "bundle.mjs"));
     symlinkSync(join(repoRoot, "node_modules"), join(root, "node_modules"));
   });
   after(() => {
