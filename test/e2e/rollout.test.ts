@@ -20,23 +20,19 @@
  */
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { loadIdentity } from "../../agent/enroll/identity-store.js";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
-import { generateSigningKey, signRelease, spkiBase64, type ReleaseManifest } from "../../lib/release/index.js";
-import { AgentProcesses, agentStatusOf, type AgentProcess } from "../support/agent-process.js";
-import { eventually, fabricctl, kubectl, repoRoot, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
-import { applyCluster, createToken } from "../support/enrollment.js";
-import { killAllWith, processesWith } from "../support/processes.js";
-import { freePort } from "../support/tcp-proxy.js";
+import type { AgentProcess } from "../support/agent-process.js";
+import { eventually, fabricctl, kubectl, repoRoot } from "../support/controlplane.js";
+import { processesWith } from "../support/processes.js";
+import { startReleaseFixture, type ReleaseFixture, type SignedRelease } from "../support/release-fixture.js";
 
 const fabricctlBin = join(repoRoot, "bin", "fabricctl");
 const CLUSTER = "ro";
 const NODES = ["n1", "n2", "n3", "n4", "n5", "n6"];
 const RING_OF: Record<string, string> = { n1: "a", n2: "a", n3: "b", n4: "b", n5: "c", n6: "c" };
-const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
 
 interface Obj {
   metadata: { name: string };
@@ -45,27 +41,19 @@ interface Obj {
 
 describe("e2e: a release rolls out in rings to real agents and rolls back by itself", function () {
   this.timeout(300_000);
-  let cp: ChildControlPlane | undefined;
-  const cpDir = tempStateDir();
-  const work = tempStateDir("afo-rollout-");
-  const dirs = Object.fromEntries(NODES.map((n) => [n, tempStateDir(`afo-agent-${n}-`)]));
-  const procs = new AgentProcesses();
+  let f: ReleaseFixture | undefined;
+  let cp: ReleaseFixture["cp"] | undefined;
+  let marker = "";
+  let dirs: Record<string, string> = {};
   const agents = new Map<string, AgentProcess>();
-  const marker = `afo-rollout-${randomBytes(6).toString("hex")}`;
-  const key = generateSigningKey();
-  const arch = ARCH[process.arch] ?? process.arch;
   let joinArgs: (name: string) => string[] = () => [];
 
-  const membership = (n: string): string => join(dirs[n] ?? "", "clusters", CLUSTER);
+  const membership = (n: string): string => f?.membership(n) ?? "";
   function startAgent(n: string, args: string[]): void {
-    agents.set(n, procs.start(args, { stateDir: dirs[n] ?? "", env: { FABRIC_LOG_LEVEL: "warn" } }));
+    agents.set(n, f!.procs.start(args, { stateDir: dirs[n] ?? "", env: { FABRIC_LOG_LEVEL: "warn" } }));
   }
-  const agentStatus = (n: string) => agentStatusOf(dirs[n] ?? "");
-  async function apply(obj: Record<string, unknown>): Promise<void> {
-    assert.ok(cp !== undefined);
-    const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
-    assert.equal(r.code, 0, r.stderr);
-  }
+  const agentStatus = (n: string) => f?.agentStatus(n);
+  const apply = (obj: Record<string, unknown>): Promise<void> => f!.apply(obj);
   async function get(kind: string, name: string): Promise<Obj | undefined> {
     assert.ok(cp !== undefined);
     const r = await kubectl(cp.kubeconfig, ["get", kind, name, "-o", "json"]);
@@ -83,13 +71,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     }
     return out;
   }
-  const updateState = (n: string): { state: string; target?: { version: string }; current?: { version: string } } | undefined => {
-    try {
-      return JSON.parse(readFileSync(join(membership(n), "updates", "svc", "state.json"), "utf8")) as { state: string };
-    } catch {
-      return undefined;
-    }
-  };
+  const updateState = (n: string) => f?.updateState(n);
   /** `fabricctl rollout status svc --watch`: its output so far and its exit code. */
   function watchRollout(name: string): { out: () => string; err: () => string; code: Promise<number | null>; child: ChildProcess } {
     assert.ok(cp !== undefined);
@@ -126,45 +108,19 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     });
   }
   /** Signs a release of `version` whose health command exits with `health`, after `delay` seconds; writes its files. */
-  function release(version: string, health: number, delay = 0): { file: string; artifact: string; sha256: string } {
+  function release(version: string, health: number, delay = 0): SignedRelease {
     const script = `#!/bin/sh\n# svc ${version}\nif [ "$1" = health ]; then sleep ${delay}; exit ${health}; fi\nwhile :; do sleep 1; done\n`;
-    const artifact = join(work, `svc-${version}`);
-    writeFileSync(artifact, script, { mode: 0o755 });
-    const sha256 = createHash("sha256").update(script).digest("hex");
-    const m: ReleaseManifest = {
-      _type: "release",
-      specVersion: 1,
-      component: "svc",
-      version,
-      expires: new Date(Date.now() + 86_400_000).toISOString().replace(/\.\d+Z$/, "Z"),
-      artifacts: [{ os: "linux", arch: arch as "amd64", length: Buffer.byteLength(script), sha256 }],
-      healthCheck: { command: ["./executable", "health"], timeoutSeconds: 8 },
-    };
-    const file = join(work, `svc-${version}.json`);
-    writeFileSync(file, JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "Release", metadata: { name: `svc-${version.replace(/\./g, "-")}` }, spec: { cluster: CLUSTER, component: "svc", version, envelope: signRelease(m, [key]) } }));
-    return { file, artifact, sha256 };
+    return f!.release(version, script, { healthCheck: { command: ["./executable", "health"], timeoutSeconds: 8 } });
   }
 
   before(async () => {
-    const agentPort = await freePort();
-    cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
-    const ready = /"agentApi":"([^"]+)","agentApiCaHash":"([^"]+)"/.exec(cp.output());
-    assert.ok(ready, cp.output());
-    const [, server = "", caHash = ""] = ready;
-    await applyCluster(cp.kubeconfig, CLUSTER, "TokenAutoApprove");
-    const trust = { keys: [{ keyId: key.keyId, publicKey: spkiBase64(key.publicKey) }], threshold: 1 };
-    const p = await kubectl(cp.kubeconfig, ["patch", "fabriccluster", CLUSTER, "--type", "merge", "-p", JSON.stringify({ spec: { releaseTrust: trust } })]);
-    assert.equal(p.code, 0, p.stderr);
-    const token = await createToken(cp.kubeconfig, "ro-join", { cluster: CLUSTER, autoApprove: true, maxUses: NODES.length });
-    joinArgs = (name) => ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", "can_run_rdp_worker"];
+    f = await startReleaseFixture({ cluster: CLUSTER, nodes: NODES, prefix: "afo-rollout" });
+    ({ cp, marker, dirs } = f);
+    const token = await f.token("ro-join", NODES.length);
+    joinArgs = (name) => f!.joinArgs(token, name, "can_run_rdp_worker");
   });
   after(async () => {
-    await procs.stopAll();
-    killAllWith(marker);
-    if (cp !== undefined) {
-      await cp.stop();
-    }
-    for (const d of [cpDir, work, ...Object.values(dirs)]) rmSync(d, { recursive: true, force: true });
+    await f?.stop();
   });
 
   it("rolls good releases through every ring, survives SIGKILL mid-update, and halts a bad one in the first ring", async () => {
@@ -178,8 +134,7 @@ describe("e2e: a release rolls out in rings to real agents and rolls back by its
     }
     const rels = { v1: release("1.0.0", 0), v2: release("2.0.0", 0, 3), v3: release("3.0.0", 1) };
     for (const r of Object.values(rels)) {
-      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", kc], { timeoutMs: 120_000 });
-      assert.equal(out.code, 0, out.stderr);
+      const out = await f!.push(r);
       assert.match(out.stdout, /svc/);
     }
     for (const name of ["svc-1-0-0", "svc-2-0-0", "svc-3-0-0"]) await eventually(async () => (await get("release", name))?.status?.verified === true, 60_000, 500);

@@ -23,7 +23,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import https from "node:https";
 import { join } from "node:path";
 import { loadIdentity, type StoredIdentity } from "../../agent/enroll/identity-store.js";
@@ -31,17 +31,15 @@ import { join as joinCluster } from "../../agent/enroll/join.js";
 import { AgentApiClient, AgentApiRequestError } from "../../agent/http/client.js";
 import { UpdateCacheClient } from "../../agent/update/cache-client.js";
 import { fetchArtifact } from "../../agent/update/fetch.js";
-import { generateSigningKey, ReleaseError, signRelease, spkiBase64, type ReleaseManifest } from "../../lib/release/index.js";
-import { AgentProcesses, agentStatusOf } from "../support/agent-process.js";
-import { eventually, fabricctl, kubectl, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
-import { applyCluster, createToken } from "../support/enrollment.js";
-import { killAllWith } from "../support/processes.js";
+import { ReleaseError } from "../../lib/release/index.js";
+import { eventually, kubectl } from "../support/controlplane.js";
+import { createToken } from "../support/enrollment.js";
+import { startReleaseFixture, type ReleaseFixture, type SignedRelease } from "../support/release-fixture.js";
 import { freePort } from "../support/tcp-proxy.js";
 
 const CLUSTER = "uc";
 const OTHER = "ux";
 const NODES = ["cache", "n1", "n2"];
-const ARCH: Record<string, string> = { x64: "amd64", arm64: "arm64" };
 
 interface RawAnswer {
   status: number;
@@ -50,25 +48,18 @@ interface RawAnswer {
 
 describe("e2e: an update-cache node mirrors approved artifacts and serves them to its cluster's nodes", function () {
   this.timeout(300_000);
-  let cp: ChildControlPlane | undefined;
-  let server = "";
-  let caHash = "";
-  const cpDir = tempStateDir();
-  const work = tempStateDir("afc-uc-");
-  const dirs = Object.fromEntries(NODES.map((n) => [n, tempStateDir(`afc-agent-${n}-`)]));
-  const procs = new AgentProcesses();
-  const marker = `afc-uc-${randomBytes(6).toString("hex")}`;
-  const key = generateSigningKey();
-  const arch = ARCH[process.arch] ?? process.arch;
+  let f: ReleaseFixture | undefined;
+  let cp: ReleaseFixture["cp"] | undefined;
+  let work = "";
   let cachePort = 0;
   let foreign: StoredIdentity | undefined;
-  let rel: { file: string; artifact: string; sha256: string; length: number; bytes: Buffer } | undefined;
+  let rel: SignedRelease | undefined;
 
-  const membership = (n: string): string => join(dirs[n] ?? "", "clusters", CLUSTER);
+  const membership = (n: string): string => f?.membership(n) ?? "";
   const cacheFile = (sha: string): string => join(membership("cache"), "update-cache", "sha256", sha);
   /** The cache agent (its log counts the bytes it served). */
   let cacheAgent: { output(): string } | undefined;
-  const startAgent = (n: string, args: string[]) => procs.start(args, { stateDir: dirs[n] ?? "" });
+  const startAgent = (n: string, args: string[]) => f!.procs.start(args, { stateDir: f!.dirs[n] ?? "" });
   /** Lines of a log that parse as JSON and carry `msg`. */
   function logged(text: string, msg: string): Array<Record<string, unknown>> {
     return text
@@ -85,19 +76,9 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
   }
   const cacheServed = (client: string, sha: string): number => logged(cacheAgent?.output() ?? "", "update cache served").filter((x) => x.client === client && x.sha256 === sha).reduce((a, x) => a + Number(x.bytes), 0);
   const cpServed = (node: string, sha: string): number => logged(cp?.output() ?? "", "artifact served").filter((x) => x.node === node && x.sha256 === sha).reduce((a, x) => a + Number(x.bytes), 0);
-  const agentStatus = (n: string) => agentStatusOf(dirs[n] ?? "");
-  async function apply(obj: Record<string, unknown>): Promise<void> {
-    assert.ok(cp !== undefined);
-    const r = await kubectl(cp.kubeconfig, ["apply", "-f", "-"], { input: JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", ...obj }) });
-    assert.equal(r.code, 0, r.stderr);
-  }
-  const updateState = (n: string): { state: string; current?: { version: string } } | undefined => {
-    try {
-      return JSON.parse(readFileSync(join(membership(n), "updates", "svc", "state.json"), "utf8")) as { state: string };
-    } catch {
-      return undefined;
-    }
-  };
+  const agentStatus = (n: string) => f?.agentStatus(n);
+  const apply = (obj: Record<string, unknown>): Promise<void> => f!.apply(obj);
+  const updateState = (n: string) => f?.updateState(n);
   /** The verified snapshot payload an agent holds. */
   function payloadOf(n: string): Record<string, unknown> | undefined {
     try {
@@ -131,52 +112,30 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
   const cpClient = (id: StoredIdentity): AgentApiClient => new AgentApiClient(id.info.server, { ca: id.serverCaPem, cert: id.certPem, key: id.keyPem }, { maxSockets: 1 });
 
   before(async () => {
-    const agentPort = await freePort();
     cachePort = await freePort();
-    cp = await spawnControlPlane(cpDir, ["--agent-port", String(agentPort), "--leader-elect", "false"]);
-    const ready = /"agentApi":"([^"]+)","agentApiCaHash":"([^"]+)"/.exec(cp.output());
-    assert.ok(ready, cp.output());
-    [, server = "", caHash = ""] = ready;
-    for (const c of [CLUSTER, OTHER]) await applyCluster(cp.kubeconfig, c, "TokenAutoApprove");
-    const trust = { keys: [{ keyId: key.keyId, publicKey: spkiBase64(key.publicKey) }], threshold: 1 };
-    const p = await kubectl(cp.kubeconfig, ["patch", "fabriccluster", CLUSTER, "--type", "merge", "-p", JSON.stringify({ spec: { releaseTrust: trust } })]);
-    assert.equal(p.code, 0, p.stderr);
+    f = await startReleaseFixture({ cluster: CLUSTER, otherClusters: [OTHER], nodes: NODES, prefix: "afc-uc" });
+    ({ cp, work } = f);
     // The release: an executable padded to 2 MiB so that bytes served are a clear signal.
     const script = Buffer.concat([Buffer.from(`#!/bin/sh\nwhile :; do sleep 1; done\nexit 0\n# `), Buffer.from(randomBytes(1024 * 1024).toString("hex")), Buffer.from("\n")]);
-    const artifact = join(work, "svc-1.0.0");
-    writeFileSync(artifact, script, { mode: 0o755 });
-    const sha256 = createHash("sha256").update(script).digest("hex");
-    const m: ReleaseManifest = { _type: "release", specVersion: 1, component: "svc", version: "1.0.0", expires: "2099-01-01T00:00:00Z", artifacts: [{ os: "linux", arch: arch as "amd64", length: script.length, sha256 }] };
-    const file = join(work, "svc-1.0.0.json");
-    writeFileSync(file, JSON.stringify({ apiVersion: "accessfabric.io/v1alpha1", kind: "Release", metadata: { name: "svc-1-0-0" }, spec: { cluster: CLUSTER, component: "svc", version: "1.0.0", envelope: signRelease(m, [key]) } }));
-    rel = { file, artifact, sha256, length: script.length, bytes: script };
+    rel = f.release("1.0.0", script, { expires: "2099-01-01T00:00:00Z" });
     // A node of another cluster (identity only).
-    const otherToken = await createToken(cp.kubeconfig, "ux-join", { cluster: OTHER, autoApprove: true, maxUses: 1 });
-    foreign = await joinCluster({ server, token: otherToken, caHash, stateDir: join(work, "foreign"), nodeName: "f1", cluster: OTHER, pollIntervalMs: 200, timeoutMs: 60_000 });
+    const otherToken = await createToken(f.kubeconfig, "ux-join", { cluster: OTHER, autoApprove: true, maxUses: 1 });
+    foreign = await joinCluster({ server: f.server, token: otherToken, caHash: f.caHash, stateDir: join(work, "foreign"), nodeName: "f1", cluster: OTHER, pollIntervalMs: 200, timeoutMs: 60_000 });
   });
   after(async () => {
-    await procs.stopAll();
-    killAllWith(marker);
-    if (cp !== undefined) {
-      await cp.stop();
-    }
-    for (const d of [cpDir, work, ...Object.values(dirs)]) rmSync(d, { recursive: true, force: true });
+    await f?.stop();
   });
 
   it("mirrors the assigned artifact and serves it to a node of its cluster; the control plane serves that node nothing", async () => {
-    assert.ok(cp !== undefined && rel !== undefined);
+    assert.ok(f !== undefined && cp !== undefined && rel !== undefined);
     const kc = cp.kubeconfig;
-    const token = await createToken(kc, "uc-join", { cluster: CLUSTER, autoApprove: true, maxUses: NODES.length });
-    const joinArgs = (name: string, caps: string) => ["join", "--server", server, "--token", token, "--ca-hash", caHash, "--node-name", name, "--cluster", CLUSTER, "--poll-interval", "300ms", "--backoff-cap", "1s", "--capabilities", caps];
+    const token = await f.token("uc-join", NODES.length);
+    const joinArgs = (name: string, caps: string) => f!.joinArgs(token, name, caps);
     cacheAgent = startAgent("cache", [...joinArgs("cache", "can_run_update_cache"), "--update-cache-port", String(cachePort), "--update-cache-advertise", "127.0.0.1:0"]);
     for (const n of ["n1", "n2"]) startAgent(n, joinArgs(n, "can_run_rdp_worker"));
     for (const n of NODES) await eventually(() => agentStatus(n)?.snapshot !== undefined, 120_000, 500);
-    const pushed = await fabricctl(["release", "push", rel.file, rel.artifact, "--kubeconfig", kc], { timeoutMs: 120_000 });
-    assert.equal(pushed.code, 0, pushed.stderr);
-    await eventually(async () => {
-      const r = await kubectl(kc, ["get", "release", "svc-1-0-0", "-o", "jsonpath={.status.verified}"]);
-      return r.stdout === "true";
-    }, 60_000, 500);
+    await f.push(rel);
+    await f.verified(rel);
     await apply({ kind: "RoleAssignment", metadata: { name: "cache" }, spec: { cluster: CLUSTER, role: "update-cache", nodeNames: [`${CLUSTER}.cache`] } });
     // The cache listens and reports its endpoint once its snapshot gives it the role.
     await eventually(() => logged(cacheAgent?.output() ?? "", "update cache endpoint reported").length > 0, 60_000, 300);
@@ -187,7 +146,7 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
       metadata: { name: "svc" },
       spec: { cluster: CLUSTER, component: "svc", current: "1.0.0", maxUnavailable: "100%", healthGate: { maxFailures: 1, minHealthyPercent: 100 }, rings: [{ name: "a", nodeSelector: { matchLabels: { ring: "a" } }, soakTime: "1s" }] },
     });
-    await apply({ kind: "ServiceWorkload", metadata: { name: "svc" }, spec: { cluster: CLUSTER, role: "rdp-worker", runtime: "Native", releaseChannel: "svc", args: [marker], restartPolicy: "Always" } });
+    await apply({ kind: "ServiceWorkload", metadata: { name: "svc" }, spec: { cluster: CLUSTER, role: "rdp-worker", runtime: "Native", releaseChannel: "svc", args: [f.marker], restartPolicy: "Always" } });
     await apply({ kind: "RoleAssignment", metadata: { name: "svc" }, spec: { cluster: CLUSTER, role: "rdp-worker", nodeNames: [`${CLUSTER}.n1`, `${CLUSTER}.n2`] } });
 
     // n1's assignment names the artifact in the cache's snapshot; the cache mirrors it, verified.
