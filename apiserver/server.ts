@@ -154,9 +154,16 @@ const publicPaths = new Set(["/healthz", "/readyz", "/livez", "/version"]);
 /** Builds the Koa app. */
 export function createApp(deps: AppDeps): Koa {
   const app = new Koa();
-  app.on("error", (err: NodeJS.ErrnoException) => {
+  app.on("error", (err: NodeJS.ErrnoException, ctx?: Koa.Context) => {
     // A client that goes away mid-stream (watch closed, kubectl interrupted) is normal.
     if (err.code === "ERR_STREAM_PREMATURE_CLOSE" || err.code === "ECONNRESET" || err.code === "EPIPE") return;
+    // Node's HTTP parser refusing what a client sent on a connection that carries a request (a
+    // broken chunked body, garbage pipelined after a request): Node answers 400 itself and the
+    // fault is the client's, so it is no server warning.
+    if (err.code?.startsWith("HPE_") === true) {
+      deps.log.debug("http client sent a malformed request", { code: err.code, remote: ctx?.ip, err });
+      return;
+    }
     deps.log.warn("http stream error", { err });
   });
   const m = apiMetrics(deps.metrics);
@@ -168,6 +175,8 @@ export function createApp(deps: AppDeps): Koa {
     let watch = false;
     let failedCode: number | undefined;
     const auditId = randomUUID();
+    // Read while the socket is open: Koa keeps it, and the app's error handler names it after the socket is gone.
+    const remote = ctx.ip;
     ctx.set("Audit-Id", auditId);
     try {
       const p = parseResourcePath(registry, decodedPath(ctx.path));
@@ -196,7 +205,7 @@ export function createApp(deps: AppDeps): Koa {
       m.requests.inc({ verb, resource, code: String(failedCode ?? ctx.status) });
       if (!watch) m.latency.observe({ verb, resource }, Number(process.hrtime.bigint() - started) / 1e9);
       if (ctx.status >= 500 || process.env.FABRIC_LOG_REQUESTS === "1") {
-        deps.log.info("request", { auditId, method: ctx.method, path: ctx.path, code: failedCode ?? ctx.status });
+        deps.log.info("request", { auditId, method: ctx.method, path: ctx.path, code: failedCode ?? ctx.status, remote });
       }
     }
   });
