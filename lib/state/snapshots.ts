@@ -80,6 +80,27 @@ export async function clearDirty(db: pg.ClientBase, marks: readonly DirtyMark[])
   );
 }
 
+/**
+ * Replaces the cluster-wide marks among `marks` by one mark per node of
+ * their clusters, in one statement: a node already marked keeps its mark,
+ * and a "*" mark re-marked since it was read stays (it covers a later
+ * change). The builder then drains the nodes in bounded batches, each
+ * committed on its own; a node stays marked until its batch commits.
+ */
+export async function expandClusterMarks(db: pg.ClientBase | pg.Pool, marks: readonly DirtyMark[]): Promise<void> {
+  const all = marks.filter((m) => m.node === "*");
+  if (all.length === 0) return;
+  await db.query(
+    `WITH m AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS m(cluster, marked_at)),
+     added AS (
+       INSERT INTO snapshot_dirty (cluster, node) SELECT n.cluster, n.name FROM nodes n JOIN m ON n.cluster = m.cluster
+       ON CONFLICT (cluster, node) DO NOTHING
+     )
+     DELETE FROM snapshot_dirty d USING m WHERE d.cluster = m.cluster AND d.node = '*' AND d.marked_at <= m.marked_at`,
+    [all.map((m) => m.cluster), all.map((m) => m.markedAt)],
+  );
+}
+
 /** Names of every node of a cluster that has a row (for a "*" mark). */
 export async function clusterNodeNames(db: pg.ClientBase | pg.Pool, cluster: string): Promise<string[]> {
   const r = await db.query<{ name: string }>("SELECT name FROM nodes WHERE cluster = $1 ORDER BY name", [cluster]);
