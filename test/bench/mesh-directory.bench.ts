@@ -152,7 +152,8 @@ async function main(): Promise<void> {
 
     const waitIdle = async (): Promise<void> => {
       for (;;) {
-        const r = await pool.query("SELECT 1 FROM snapshot_dirty LIMIT 1");
+        // Oldest first, as the builder reads: an index scan, not a scan over the marks the builder deleted.
+        const r = await pool.query("SELECT 1 FROM snapshot_dirty ORDER BY marked_at LIMIT 1");
         if (r.rowCount === 0) return;
         inTime("the builder to drain");
         await new Promise((res) => setTimeout(res, 20));
