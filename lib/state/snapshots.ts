@@ -71,29 +71,14 @@ export async function dirtyBacklog(db: pg.ClientBase | pg.Pool): Promise<{ marks
   return { marks: row?.n ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
 }
 
-/**
- * Runs `run`, a lookup of a batch's keys (an unnest joined on primary keys),
- * as one index probe per key. Call inside a transaction. With hash or merge
- * joins the planner reads a whole table once per batch instead (the 100,000
- * dirty marks: 31 ms instead of 7 ms per batch of 1,000; the 100,000 serials:
- * 24 ms instead of 6 ms), which makes draining N marks in batches O(N^2):
- * both are off for these statements only.
- */
-async function probed<T>(db: pg.ClientBase, run: () => Promise<T>): Promise<T> {
-  await db.query("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
-  const out = await run();
-  await db.query("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT");
-  return out;
-}
-
-/** Removes marks that were not re-marked since they were read (inside the batch's transaction). */
+/** Removes marks that were not re-marked since they were read. */
 export async function clearDirty(db: pg.ClientBase, marks: readonly DirtyMark[]): Promise<void> {
   if (marks.length === 0) return;
-  await probed(db, () => db.query(
+  await db.query(
     `DELETE FROM snapshot_dirty d USING unnest($1::text[], $2::text[], $3::timestamptz[]) AS m(cluster, node, marked_at)
       WHERE d.cluster = m.cluster AND d.node = m.node AND d.marked_at <= m.marked_at`,
     [marks.map((m) => m.cluster), marks.map((m) => m.node), marks.map((m) => m.markedAt)],
-  ));
+  );
 }
 
 /**
@@ -128,14 +113,14 @@ function iso(d: Date): string {
 }
 
 /**
- * The identity sources of the given nodes (inside the batch's transaction):
- * node row plus its active certificate. Nodes without a row or without an active certificate (never
+ * The identity sources of the given nodes: node row plus its active
+ * certificate. Nodes without a row or without an active certificate (never
  * approved, revoked, deleted) are absent: they get no snapshot.
  */
 export async function nodeSources(db: pg.ClientBase, nodes: readonly string[]): Promise<Map<string, SnapshotNodeSource>> {
   const out = new Map<string, SnapshotNodeSource>();
   if (nodes.length === 0) return out;
-  const r = await probed(db, () => db.query<{
+  const r = await db.query<{
     name: string;
     cluster: string;
     host_fingerprint: string;
@@ -151,7 +136,7 @@ export async function nodeSources(db: pg.ClientBase, nodes: readonly string[]): 
        JOIN node_identities i ON i.node = n.name AND i.status = 'active'
       WHERE n.membership <> 'Revoked'`,
     [nodes],
-  ));
+  );
   for (const x of r.rows) {
     const identity: NodeIdentitySummary = {
       name: x.name,
@@ -168,7 +153,7 @@ export async function nodeSources(db: pg.ClientBase, nodes: readonly string[]): 
 
 /**
  * Stored snapshot metadata of the given nodes, plus the highest serial ever
- * issued to each (one query, inside the batch's transaction). The node list is joined as a set (unnest),
+ * issued to each (one query). The node list is joined as a set (unnest),
  * never filtered with `= ANY(array)`: with stale statistics the planner may
  * probe an index once per row with the whole array as its condition, which is
  * quadratic in the batch size (3 s instead of 20 ms for 10,000 nodes).
@@ -178,7 +163,7 @@ export async function storedMeta(db: pg.ClientBase, nodes: readonly string[]): P
   const highest = new Map<string, number>();
   if (nodes.length === 0) return { meta, highest };
   // Times as epoch milliseconds: parsing 20,000 timestamp strings costs more than the query.
-  const r = await probed(db, () => db.query<{ node: string; cluster: string | null; serial: string | null; term: string | null; payload_hash: string | null; hash: string | null; issued_ms: number | null; expires_ms: number | null; highest: string | null }>(
+  const r = await db.query<{ node: string; cluster: string | null; serial: string | null; term: string | null; payload_hash: string | null; hash: string | null; issued_ms: number | null; expires_ms: number | null; highest: string | null }>(
     `SELECT w.node, s.cluster, s.serial, s.term, s.payload_hash, s.hash,
             (extract(epoch FROM s.issued_at) * 1000)::float8 AS issued_ms, (extract(epoch FROM s.expires_at) * 1000)::float8 AS expires_ms,
             h.serial AS highest
@@ -187,7 +172,7 @@ export async function storedMeta(db: pg.ClientBase, nodes: readonly string[]): P
        LEFT JOIN node_snapshot_serials h ON h.node = w.node
       WHERE s.node IS NOT NULL OR h.node IS NOT NULL`,
     [nodes],
-  ));
+  );
   for (const x of r.rows) {
     if (x.serial !== null) {
       meta.set(x.node, {
