@@ -48,7 +48,7 @@ export interface ControlPlaneOptions {
  * Controller settings of an embedded control plane. The KEK comes from
  * FABRIC_KEK or `<state-dir>/pki/kek` (created on first start).
  */
-export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs" | "enrollment" | "nodeHealth">;
+export type ControlPlaneControllers = Pick<ControllersOptions, "identity" | "lease" | "informer" | "workers" | "sweepIntervalMs" | "enrollment" | "nodeHealth" | "snapshots">;
 
 /** A running control plane. */
 export interface ControlPlane {

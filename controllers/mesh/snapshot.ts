@@ -20,7 +20,8 @@
  * listing the node (lib/state/mesh.ts).
  *
  * The builder drains marks in batches of 1,000 nodes (a cluster-wide mark
- * in one batch), each its own transaction, and every batch needs the whole
+ * over more nodes is split into per-node marks), each its own transaction,
+ * and every batch needs the whole
  * cluster's directory. Reading and preparing it (rings per region and zone)
  * costs far more than selecting 1,000 sets from it, so each contributor
  * keeps the last prepared directory per cluster with the directory version

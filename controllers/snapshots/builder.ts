@@ -13,11 +13,14 @@
  * the term the transaction is fenced on, and a deposed leader writes nothing.
  * The dirty marks of a batch are deleted in the same transaction, and only
  * if not re-marked meanwhile (a change during the build is never lost).
+ * A batch holds at most `batchSize` nodes: a cluster-wide mark ("*") over a
+ * larger cluster is first replaced by one mark per node (one statement), so
+ * a rebuild of 100,000 nodes is 100 bounded transactions, each committed and
+ * announced on its own, instead of one transaction holding every payload.
  * Within the transaction, an assembly pass builds the payloads (assemble.ts)
  * and a sign/store pass signs and stores the changed ones, pipelined
  * (store.ts: signatures on the thread pool, a chunk upserted while the next
- * ones are signed), which keeps a cluster-wide re-sign of 10,000 nodes well
- * under a second (docs/snapshots.md, docs/benchmarks.md).
+ * ones are signed; figures in docs/benchmarks.md).
  *
  * Wake-ups: a trigger on snapshot_dirty NOTIFYs the builder at the writer's
  * commit (one arriving during a batch starts the next batch at once, as that
@@ -43,8 +46,8 @@ import type { Logger } from "../../lib/log.js";
 import type { SnapshotContributor } from "../../lib/snapshot/contributors.js";
 import { keyIdOf } from "../../lib/snapshot/format.js";
 import { clusterKeyAad, type ClusterStore, type Fence } from "../../lib/state/index.js";
-import { clearDirty, deleteSnapshots, dirtyBacklog, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL } from "../../lib/state/snapshots.js";
-import { assemblePayloads, loadBatch, type SigningKey } from "./assemble.js";
+import { clearDirty, deleteSnapshots, dirtyBacklog, expandClusterMarks, markMissingAndAging, nextRefreshAt, readDirty, SNAPSHOT_DIRTY_CHANNEL, type DirtyMark } from "../../lib/state/snapshots.js";
+import { assemblePayloads, loadBatch, type DirtyBatch, type SigningKey } from "./assemble.js";
 import { signAndStore } from "./store.js";
 
 /** Options of SnapshotBuilder. */
@@ -60,7 +63,7 @@ export interface SnapshotBuilderOptions {
   log: Logger;
   registry?: Registry;
   now?: () => Date;
-  /** Dirty marks per batch (default 1000). */
+  /** Dirty marks, and nodes, per batch (default 1000; a "*" mark over more nodes is split into per-node marks). */
   batchSize?: number;
   /** Poll period when no notification arrives (default 1 s). */
   pollMs?: number;
@@ -134,11 +137,19 @@ export class SnapshotBuilder {
    */
   async drainOnce(): Promise<BatchResult> {
     const result: BatchResult = { marks: 0, nodes: 0, signed: 0, unchanged: 0, deleted: 0 };
-    const marks = await readDirty(this.o.pool, this.o.batchSize ?? 1000);
-    if (marks.length === 0) return result;
+    const size = this.o.batchSize ?? 1000;
     const started = process.hrtime.bigint();
+    let marks: DirtyMark[];
+    let batch: DirtyBatch;
+    for (;;) {
+      marks = await readDirty(this.o.pool, size);
+      if (marks.length === 0) return result;
+      batch = await loadBatch(this.o.pool, marks, this.o.clusters, (c, keyId) => this.signingKey(c, keyId));
+      if (batch.names.length <= size || !marks.some((m) => m.node === "*")) break;
+      // A cluster-wide mark over more nodes than a batch holds: drained as one mark per node, batch by batch.
+      await expandClusterMarks(this.o.pool, marks);
+    }
     result.marks = marks.length;
-    const batch = await loadBatch(this.o.pool, marks, this.o.clusters, (c, keyId) => this.signingKey(c, keyId));
     result.nodes = batch.names.length;
     const contributors = this.o.contributors;
     const done = await this.o.fence.runFenced(async (c) => {

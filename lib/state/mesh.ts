@@ -216,8 +216,30 @@ export async function meshDirectoryVersion(db: pg.ClientBase | pg.Pool): Promise
 /**
  * Reads a cluster's mesh directory in one statement (one snapshot of the
  * database), members sorted by name, with the directory version it was read at.
+ *
+ * The statement joins whole-cluster tables, for which hash joins are right at
+ * every size. With statistics taken before a burst of enrolments (tables
+ * believed nearly empty) the planner chose nested loops over sequential
+ * scans instead: quadratic, one read of 100,000 members ran for minutes and
+ * held a core of PostgreSQL. Nested loops are therefore turned off for this
+ * statement only (SET LOCAL, in the caller's transaction, or in one of its
+ * own when given a pool).
  */
 export async function meshDirectoryOf(db: pg.ClientBase | pg.Pool, cluster: string): Promise<StoredMeshDirectory> {
+  return withoutNestedLoops(db, (c) => readDirectory(c, cluster));
+}
+
+/** Runs a whole-cluster read with nested loops off for it alone (see meshDirectoryOf). */
+async function withoutNestedLoops<T>(db: pg.ClientBase | pg.Pool, read: (c: pg.ClientBase) => Promise<T>): Promise<T> {
+  if (typeof (db as pg.Pool).totalCount === "number") return withTransaction(db as pg.Pool, (c) => withoutNestedLoops(c, read));
+  const c = db as pg.ClientBase;
+  await c.query("SET LOCAL enable_nestloop = off");
+  const out = await read(c);
+  await c.query("SET LOCAL enable_nestloop TO DEFAULT");
+  return out;
+}
+
+async function readDirectory(db: pg.ClientBase, cluster: string): Promise<StoredMeshDirectory> {
   // Row 0 carries the spec and the version, the others the members.
   const r = await db.query<MemberDb & { part: number; spec: unknown; version: string | null }>(
     `WITH mr AS (
@@ -346,6 +368,11 @@ export interface MeshReportFacts {
  * extracted in SQL: a report's other rows never leave PostgreSQL.
  */
 export async function meshReportsOf(db: pg.ClientBase | pg.Pool, cluster: string, node?: string): Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }> {
+  // The whole cluster: joined like the directory (see meshDirectoryOf); one node: nested loops are right.
+  return node === undefined ? withoutNestedLoops(db, (c) => readReports(c, cluster, undefined)) : readReports(db, cluster, node);
+}
+
+async function readReports(db: pg.ClientBase | pg.Pool, cluster: string, node: string | undefined): Promise<{ policy: MeshPeerPolicy; members: MeshReportFacts[] }> {
   const r = await db.query<{ node: string; node_class: MeshNodeClass | null; roles: string[]; heartbeat_at: Date | null; received_at: Date | null; enabled: boolean | null; up: string[] | null; spec: unknown }>(
     `WITH mr AS (
        SELECT node, array_agg(DISTINCT role ORDER BY role) AS roles FROM node_roles

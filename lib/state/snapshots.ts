@@ -57,7 +57,8 @@ export const SNAPSHOT_DIRTY_CHANNEL = "snapshot_dirty";
 /** Reads the dirty index (at most `limit` marks, oldest first). */
 export async function readDirty(db: pg.ClientBase | pg.Pool, limit: number): Promise<DirtyMark[]> {
   const r = await db.query<{ cluster: string; node: string; marked_at: string }>(
-    "SELECT cluster, node, marked_at::text AS marked_at FROM snapshot_dirty ORDER BY marked_at LIMIT $1",
+    // Ordered by the column (d.marked_at), not by the text output column of the same name: the index (migration 029) then serves it.
+    "SELECT cluster, node, marked_at::text AS marked_at FROM snapshot_dirty d ORDER BY d.marked_at LIMIT $1",
     [limit],
   );
   return r.rows.map((x) => ({ cluster: x.cluster, node: x.node, markedAt: x.marked_at }));
@@ -77,6 +78,27 @@ export async function clearDirty(db: pg.ClientBase, marks: readonly DirtyMark[])
     `DELETE FROM snapshot_dirty d USING unnest($1::text[], $2::text[], $3::timestamptz[]) AS m(cluster, node, marked_at)
       WHERE d.cluster = m.cluster AND d.node = m.node AND d.marked_at <= m.marked_at`,
     [marks.map((m) => m.cluster), marks.map((m) => m.node), marks.map((m) => m.markedAt)],
+  );
+}
+
+/**
+ * Replaces the cluster-wide marks among `marks` by one mark per node of
+ * their clusters, in one statement: a node already marked keeps its mark,
+ * and a "*" mark re-marked since it was read stays (it covers a later
+ * change). The builder then drains the nodes in bounded batches, each
+ * committed on its own; a node stays marked until its batch commits.
+ */
+export async function expandClusterMarks(db: pg.ClientBase | pg.Pool, marks: readonly DirtyMark[]): Promise<void> {
+  const all = marks.filter((m) => m.node === "*");
+  if (all.length === 0) return;
+  await db.query(
+    `WITH m AS (SELECT * FROM unnest($1::text[], $2::timestamptz[]) AS m(cluster, marked_at)),
+     added AS (
+       INSERT INTO snapshot_dirty (cluster, node) SELECT n.cluster, n.name FROM nodes n JOIN m ON n.cluster = m.cluster
+       ON CONFLICT (cluster, node) DO NOTHING
+     )
+     DELETE FROM snapshot_dirty d USING m WHERE d.cluster = m.cluster AND d.node = '*' AND d.marked_at <= m.marked_at`,
+    [all.map((m) => m.cluster), all.map((m) => m.markedAt)],
   );
 }
 

@@ -2,10 +2,11 @@
  * The snapshot builder at cluster scale against a real control plane
  * (embedded PostgreSQL, the running leader's builder): a cluster-wide mark
  * over more nodes than one signing chunk holds is signed and stored in
- * pipelined parts within one fenced transaction. Every stored snapshot
+ * pipelined parts within fenced transactions of at most one batch (a
+ * cluster-wide mark over more nodes is split into per-node marks). Every stored snapshot
  * verifies with the cluster's public key and matches its stored hashes,
  * serials and validity window; a change moves every serial by one and every
- * row up the change feed, with one notification to the agent API; nothing
+ * row up the change feed, with one notification per batch to the agent API; nothing
  * changed moves nothing; a deleted snapshot's serial is never reused.
  * Nodes and identities are inserted with SQL (enrollment is tested
  * elsewhere), like test/bench/snapshot-builder.bench.ts.
@@ -18,11 +19,12 @@ import { runControlPlane, type ControlPlane } from "../../controlplane/controlpl
 import { logger } from "../../lib/log.js";
 import { canonicalize } from "../../lib/snapshot/canonical-json.js";
 import { verifySnapshot } from "../../lib/snapshot/verify.js";
-import { changesSince, clusterSerials, currentChangeSeq, SNAPSHOT_CHANGED_CHANNEL } from "../../lib/state/snapshots.js";
+import { changesSince, clusterSerials, currentChangeSeq, expandClusterMarks, readDirty, SNAPSHOT_CHANGED_CHANNEL } from "../../lib/state/snapshots.js";
 import { eventually, tempStateDir } from "../support/controlplane.js";
 import { applyCluster } from "../support/enrollment.js";
 
 const N = 700; // more than two signing chunks of 256
+const BATCH = 300; // fewer than N: a cluster-wide mark is drained as per-node marks in ceil(N / BATCH) transactions
 const CLUSTER = "bulk";
 
 function sha256(b: string | Buffer): string {
@@ -38,7 +40,7 @@ describe("snapshot builder: cluster-wide builds", function () {
 
   before(async () => {
     stateDir = tempStateDir();
-    cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("test-controlplane"), controllers: { identity: "test-snapbuild" } });
+    cp = await runControlPlane({ stateDir, host: "127.0.0.1", port: 0, metricsPort: 0, fsync: false, log: logger("test-controlplane"), controllers: { identity: "test-snapbuild", snapshots: { batchSize: BATCH } } });
     await applyCluster(cp.api.kubeconfigPath, CLUSTER);
     pool = cp.db.pool;
     const k = await pool.query<{ snapshot_public_key: string; snapshot_key_id: string }>("SELECT snapshot_public_key, snapshot_key_id FROM clusters WHERE name = $1", [CLUSTER]);
@@ -103,7 +105,7 @@ describe("snapshot builder: cluster-wide builds", function () {
     assert.equal(seqs.rows[0]?.n, String(N));
   });
 
-  it("re-signs every node after a cluster-wide change: serial +1, every row up the change feed, one notification", async () => {
+  it("re-signs every node after a cluster-wide change: serial +1, every row up the change feed, one notification per batch", async () => {
     const seq = await currentChangeSeq(pool);
     const listener = await pool.connect();
     let notifications = 0;
@@ -120,10 +122,11 @@ describe("snapshot builder: cluster-wide builds", function () {
       const changes = await changesSince(pool, seq);
       assert.equal(changes.length, N);
       assert.equal(new Set(changes.map((c) => c.node)).size, N);
-      await eventually(() => notifications >= 1, 10_000);
-      // One transaction, one notification (PostgreSQL folds duplicates; the builder sends one).
+      const batches = Math.ceil(N / BATCH);
+      await eventually(() => notifications >= batches, 10_000);
+      // One notification per batch transaction (PostgreSQL folds duplicates within one; the builder sends one).
       await new Promise((r) => setTimeout(r, 200));
-      assert.equal(notifications, 1);
+      assert.equal(notifications, batches);
     } finally {
       listener.off("notification", onNotify);
       await listener.query(`UNLISTEN ${SNAPSHOT_CHANGED_CHANNEL}`);
@@ -137,6 +140,30 @@ describe("snapshot builder: cluster-wide builds", function () {
     await markAll();
     assert.deepEqual(await serials(), before);
     assert.equal(await currentChangeSeq(pool), seq);
+  });
+
+  it("splits a cluster-wide mark into per-node marks: marked nodes keep their mark, a '*' re-marked since the read stays", async () => {
+    const c = await pool.connect();
+    try {
+      // Inside a transaction that is rolled back: the running builder never sees these marks.
+      await c.query("BEGIN");
+      await c.query("INSERT INTO snapshot_dirty (cluster, node, marked_at) VALUES ($1, $2, now() - interval '1 hour')", [CLUSTER, `${CLUSTER}.n-3`]);
+      await c.query("INSERT INTO snapshot_dirty (cluster, node, marked_at) VALUES ($1, '*', now() - interval '1 minute'), ('other', '*', now() - interval '1 minute')", [CLUSTER]);
+      const read = await readDirty(c, 10);
+      assert.deepEqual(read.map((m) => m.node).sort(), ["*", "*", `${CLUSTER}.n-3`]);
+      // 'other' is re-marked after the read: its "*" covers a later change and must stay.
+      await c.query("UPDATE snapshot_dirty SET marked_at = now() WHERE cluster = 'other'");
+      await expandClusterMarks(c, read);
+      const rows = await c.query<{ cluster: string; node: string; old: boolean }>("SELECT cluster, node, marked_at < now() - interval '30 minutes' AS old FROM snapshot_dirty");
+      const bulk = rows.rows.filter((r) => r.cluster === CLUSTER);
+      assert.equal(bulk.length, N, "one mark per node of the cluster, and no '*'");
+      assert.ok(!bulk.some((r) => r.node === "*"));
+      assert.deepEqual(bulk.filter((r) => r.old).map((r) => r.node), [`${CLUSTER}.n-3`], "an existing mark keeps its time");
+      assert.deepEqual(rows.rows.filter((r) => r.cluster === "other").map((r) => r.node), ["*"]);
+    } finally {
+      await c.query("ROLLBACK");
+      c.release();
+    }
   });
 
   it("never reuses the serial of a deleted snapshot", async () => {
