@@ -228,6 +228,25 @@ describe("agent/mesh/transport", () => {
       assert.ok(a.fastPath!.directWrites > direct1, `direct writes ${direct1} -> ${a.fastPath!.directWrites}`);
     });
 
+    it("reports the link down, without an uncaught error, when the peer stops and its stream ends on the patched hot path", async function () {
+      this.timeout(60_000);
+      // Several rounds: the peer's end of stream and its close race the direct read differently each time.
+      for (let round = 0; round < 5; round++) {
+        const down: string[] = [];
+        const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+        const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+        a.on("down", ({ node }) => down.push(node));
+        // b dials, a accepts: the accepting side is the one that read the dialler's end of stream.
+        await b.connect({ node: "a", endpoints: [{ host: "127.0.0.1", port: a.port }] });
+        assert.deepEqual(await b.request("a", "echo", round), { from: "b", payload: round });
+        await until(() => a.links().length === 1);
+        await b.stop();
+        await until(() => down.length === 1, 15_000);
+        assert.deepEqual(down, ["b"]);
+        await a.stop();
+      }
+    });
+
     it("hands the streams a peer opens, in order and out of order, to the handler on the patched hot path", async function () {
       this.timeout(60_000);
       const seen = new Map<number, string>();

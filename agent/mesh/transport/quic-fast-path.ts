@@ -81,6 +81,8 @@ const NEW_STREAM_LOOKAHEAD = 4;
 
 /** How the native binding words a STOP_SENDING from the peer (the library's own test, utils.isStreamStopped). */
 const STREAM_STOPPED = /StreamStopped\(\d{1,16}\)/;
+/** How the native binding words a RESET_STREAM from the peer (utils.isStreamReset). */
+const STREAM_RESET = /StreamReset\(\d{1,16}\)/;
 
 /** Marks a QUICSocket whose connections take the fast path, and holds its counters. */
 const FAST = Symbol("meshQuicFastPath");
@@ -325,8 +327,10 @@ function processStreams(c: ConnInternals, counters: FastPathCounters): void {
   counters.streamScans += 1;
   for (const [id, stream] of map) {
     if (anyReadable && conn.streamReadable(id)) {
-      const direct = (stream as unknown as { [DIRECT_READ]?: DirectReader })[DIRECT_READ];
-      if (direct === undefined || !directRead(c, id, direct)) {
+      const st = stream as unknown as DirectReadInternals;
+      if (st[DIRECT_DONE] === true) continue;
+      const direct = st[DIRECT_READ];
+      if (direct === undefined || !directRead(c, id, st, direct)) {
         stream.read();
         if (!map.has(id)) continue; // the read finished and destroyed it
       }
@@ -398,20 +402,42 @@ export function readDirect(stream: QUICStream, onData: DirectReader): boolean {
 /** One read buffer for every direct read (the bytes are copied out before the callback). */
 let directChunk: Buffer | undefined;
 
-/** Reads what quiche holds for a direct-read stream; false when quiche refused (the stock read reports it). */
-function directRead(c: ConnInternals, id: number, onData: DirectReader): boolean {
+/** Marks a direct-read stream whose end (fin) the direct reader was handed: nothing is read from it any more. */
+const DIRECT_DONE = Symbol("meshDirectDone");
+
+interface DirectReadInternals {
+  [DIRECT_READ]?: DirectReader;
+  [DIRECT_DONE]?: boolean;
+  readableController?: { close(): void };
+}
+
+/**
+ * Reads what quiche holds for a direct-read stream; false when the peer
+ * reset it (the stock read errors the readable and reports it).
+ */
+function directRead(c: ConnInternals, id: number, stream: DirectReadInternals, onData: DirectReader): boolean {
   directChunk ??= Buffer.allocUnsafe(64 * 1024);
   const counters = (c.socket as unknown as SocketInternals)[FAST]!;
   while (c.conn.streamReadable(id)) {
     let result: [number, boolean] | null;
     try {
       result = c.conn.streamRecv(id, directChunk);
-    } catch {
-      return false;
+    } catch (e) {
+      // A reset goes to the stock read; anything else means quiche has nothing (more) for the stream.
+      return !(e instanceof Error && STREAM_RESET.test(e.message));
     }
     if (result === null) break;
     const [n, fin] = result;
     counters.directReads += 1;
+    if (fin) {
+      // The end was read here: the readable ends as the stock read would end it (its reader sees done).
+      stream[DIRECT_DONE] = true;
+      try {
+        stream.readableController?.close();
+      } catch {
+        // Already closed or errored.
+      }
+    }
     onData(Buffer.from(directChunk.subarray(0, n)), fin);
     if (fin) break;
   }
