@@ -22,7 +22,7 @@ import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame
 import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
 import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
-import { readDirect, useFastReceive, writeDirect, type FastPathCounters } from "./quic-fast-path.js";
+import { useFastReceive, writeDirect, type FastPathCounters } from "./quic-fast-path.js";
 
 /** A queued outbox this large is written at once rather than at the end of the microtask. */
 const FLUSH_BYTES = 256 * 1024;
@@ -473,19 +473,6 @@ export class PeerLinks {
 
   private async readLoop(link: Link, stream: QUICStream): Promise<void> {
     const decoder = new FrameDecoder(this.limits);
-    // On the patched hot path the bytes come straight from quiche; the reader below gets what the stock path reads.
-    if (this.fastPath !== undefined) {
-      readDirect(stream, (bytes, fin) => {
-        if (link.closed) return;
-        try {
-          for (const frame of decoder.push(bytes)) this.onFrame(link, frame);
-        } catch (err) {
-          void this.readFailed(link, err);
-          return;
-        }
-        if (fin) void this.closeLink(link, CloseCode.Normal, "StreamEnded");
-      });
-    }
     const reader = stream.readable.getReader();
     try {
       for (;;) {
@@ -495,17 +482,13 @@ export class PeerLinks {
       }
       await this.closeLink(link, CloseCode.Normal, "StreamEnded");
     } catch (err) {
-      await this.readFailed(link, err);
-    }
-  }
-
-  private async readFailed(link: Link, err: unknown): Promise<void> {
-    if (err instanceof FrameError) {
-      this.counters.protocolErrors += 1;
-      this.emit("protocolError", { node: link.id.node, code: err.code, message: err.message });
-      await this.closeLink(link, CloseCode.ProtocolError, `ProtocolError:${err.code}`);
-    } else {
-      await this.closeLink(link, CloseCode.Normal, "StreamFailed");
+      if (err instanceof FrameError) {
+        this.counters.protocolErrors += 1;
+        this.emit("protocolError", { node: link.id.node, code: err.code, message: err.message });
+        await this.closeLink(link, CloseCode.ProtocolError, `ProtocolError:${err.code}`);
+      } else {
+        await this.closeLink(link, CloseCode.Normal, "StreamFailed");
+      }
     }
   }
 

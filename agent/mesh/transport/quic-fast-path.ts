@@ -24,10 +24,6 @@
  *   call through the native binding (measured; one call per datagram was the
  *   largest single cost of a small RPC). A stream the peer opened, or
  *   anything readable that no known stream explains, goes to the stock scan;
- * - hands what quiche holds for a stream the mesh reads itself
- *   ({@link readDirect}, the link's control stream) straight to its
- *   callback, instead of through a WHATWG readable (a pull promise, a queue,
- *   a read promise per chunk);
  * - lets the mesh write a small chunk straight into quiche
  *   ({@link writeDirect}) when the stream has room for all of it and no
  *   earlier write is queued on it, instead of a WHATWG stream write (a
@@ -65,8 +61,6 @@ export interface FastPathCounters {
   datagramsOut: number;
   /** Stream scans answered by asking quiche about each known stream. */
   streamScans: number;
-  /** Chunks quiche handed straight to a direct reader ({@link readDirect}). */
-  directReads: number;
   /** Chunks the mesh wrote straight into quiche ({@link writeDirect}). */
   directWrites: number;
   /** Stream scans handed to the stock iterators (a new peer stream, or more streams than {@link MAX_SCANNED_STREAMS}). */
@@ -81,8 +75,6 @@ const NEW_STREAM_LOOKAHEAD = 4;
 
 /** How the native binding words a STOP_SENDING from the peer (the library's own test, utils.isStreamStopped). */
 const STREAM_STOPPED = /StreamStopped\(\d{1,16}\)/;
-/** How the native binding words a RESET_STREAM from the peer (utils.isStreamReset). */
-const STREAM_RESET = /StreamReset\(\d{1,16}\)/;
 
 /** Marks a QUICSocket whose connections take the fast path, and holds its counters. */
 const FAST = Symbol("meshQuicFastPath");
@@ -98,7 +90,6 @@ interface NativeConn {
   streamReadable(id: number): boolean;
   streamCapacity(id: number): number;
   streamSend(id: number, data: Uint8Array, fin: boolean): number | null;
-  streamRecv(id: number, buf: Uint8Array): [number, boolean] | null;
   isDraining(): boolean;
   isClosed(): boolean;
   localError(): unknown;
@@ -327,13 +318,8 @@ function processStreams(c: ConnInternals, counters: FastPathCounters): void {
   counters.streamScans += 1;
   for (const [id, stream] of map) {
     if (anyReadable && conn.streamReadable(id)) {
-      const st = stream as unknown as DirectReadInternals;
-      if (st[DIRECT_DONE] === true) continue;
-      const direct = st[DIRECT_READ];
-      if (direct === undefined || !directRead(c, id, st, direct)) {
-        stream.read();
-        if (!map.has(id)) continue; // the read finished and destroyed it
-      }
+      stream.read();
+      if (!map.has(id)) continue; // the read finished and destroyed it
     }
     let capacity: number;
     try {
@@ -376,71 +362,6 @@ export function writeDirect(stream: QUICStream, chunk: Uint8Array): boolean {
   }
   (c.socket as unknown as SocketInternals)[FAST]!.directWrites += 1;
   void patchedSend.call(c);
-  return true;
-}
-
-/** Marks a QUICStream whose received bytes go to a callback ({@link readDirect}). */
-const DIRECT_READ = Symbol("meshDirectRead");
-
-/** What a direct reader is handed: a copy of the bytes received, and whether the peer finished the stream. */
-export type DirectReader = (bytes: Uint8Array, fin: boolean) => void;
-
-/**
- * From now on, while the stream's connection is on the fast path, hands the
- * bytes received on `stream` to `onData` synchronously, in order, instead of
- * to its readable (which keeps any bytes the stock path reads, for the
- * caller's own reader). A peer reset goes to the stock path (the readable
- * errors). Returns whether the fast path is on for the stream.
- */
-export function readDirect(stream: QUICStream, onData: DirectReader): boolean {
-  const st = stream as unknown as { [DIRECT_READ]?: DirectReader; connection?: ConnInternals };
-  if (st.connection === undefined || (st.connection.socket as unknown as SocketInternals)[FAST] === undefined) return false;
-  st[DIRECT_READ] = onData;
-  return true;
-}
-
-/** One read buffer for every direct read (the bytes are copied out before the callback). */
-let directChunk: Buffer | undefined;
-
-/** Marks a direct-read stream whose end (fin) the direct reader was handed: nothing is read from it any more. */
-const DIRECT_DONE = Symbol("meshDirectDone");
-
-interface DirectReadInternals {
-  [DIRECT_READ]?: DirectReader;
-  [DIRECT_DONE]?: boolean;
-  readableController?: { close(): void };
-}
-
-/**
- * Reads what quiche holds for a direct-read stream; false when the peer
- * reset it (the stock read errors the readable and reports it).
- */
-function directRead(c: ConnInternals, id: number, stream: DirectReadInternals, onData: DirectReader): boolean {
-  directChunk ??= Buffer.allocUnsafe(64 * 1024);
-  const counters = (c.socket as unknown as SocketInternals)[FAST]!;
-  while (c.conn.streamReadable(id)) {
-    let result: [number, boolean] | null;
-    try {
-      result = c.conn.streamRecv(id, directChunk);
-    } catch (e) {
-      // A reset goes to the stock read; anything else means quiche has nothing (more) for the stream.
-      return !(e instanceof Error && STREAM_RESET.test(e.message));
-    }
-    if (result === null) break;
-    const [n, fin] = result;
-    counters.directReads += 1;
-    if (fin) {
-      // The end was read here: the readable ends as the stock read would end it (its reader sees done).
-      stream[DIRECT_DONE] = true;
-      try {
-        stream.readableController?.close();
-      } catch {
-        // Already closed or errored.
-      }
-    }
-    onData(Buffer.from(directChunk.subarray(0, n)), fin);
-    if (fin) break;
-  }
   return true;
 }
 
@@ -490,7 +411,7 @@ export function useFastReceive(socket: QUICSocket): FastPathCounters {
   if (typeof stock !== "function" || s.socket === undefined || s.connectionMap === undefined) {
     throw new Error(`@matrixai/quic: QUICSocket internals changed; the fast receive path cannot be applied`);
   }
-  const counters: FastPathCounters = { datagramsIn: 0, datagramsOut: 0, directReads: 0, directWrites: 0, streamScans: 0, stockScans: 0 };
+  const counters: FastPathCounters = { datagramsIn: 0, datagramsOut: 0, directWrites: 0, streamScans: 0, stockScans: 0 };
   const idLen = native.quiche.MAX_CONN_ID_LEN;
   // The connection the last short-header datagram went to, and its destination id.
   let lastConn: ConnInternals | undefined;
