@@ -203,6 +203,49 @@ describe("agent/mesh/transport", () => {
       }
     });
 
+    it("writes small frames straight into quiche, and behind a pending writer write through the writer, in order", async function () {
+      this.timeout(60_000);
+      const got: number[] = [];
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { onMessage: (_from, _m, p) => got.push((p as { i: number }).i) });
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      assert.deepEqual(await a.request("b", "echo", 1), { from: "a", payload: 1 });
+      const direct0 = a.fastPath!.directWrites;
+      assert.ok(direct0 > 0, "a small request went straight into quiche");
+      // Each send in its own microtask is a write of its own: a 200 KiB frame exceeds the
+      // congestion window and waits in the writer, the small ones behind it must not overtake it.
+      const big = "z".repeat(200 * 1024);
+      for (let i = 0; i < 60; i++) {
+        a.send("b", "seq", { i, pad: i % 20 === 0 ? big : "" });
+        await Promise.resolve();
+      }
+      await until(() => got.length === 60, 30_000);
+      assert.deepEqual(got, Array.from({ length: 60 }, (_, i) => i));
+      // The writer has drained: small frames go straight into quiche again.
+      const direct1 = a.fastPath!.directWrites;
+      assert.deepEqual(await a.request("b", "echo", 2), { from: "a", payload: 2 });
+      assert.ok(a.fastPath!.directWrites > direct1, `direct writes ${direct1} -> ${a.fastPath!.directWrites}`);
+    });
+
+    it("reports the link down when the dialler stops, on the patched hot path", async function () {
+      this.timeout(60_000);
+      // Several rounds: the peer's end of stream and its close race differently each time.
+      for (let round = 0; round < 5; round++) {
+        const down: string[] = [];
+        const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+        const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+        a.on("down", ({ node }) => down.push(node));
+        // b dials, a accepts: the accepting side is the one that read the dialler's end of stream.
+        await b.connect({ node: "a", endpoints: [{ host: "127.0.0.1", port: a.port }] });
+        assert.deepEqual(await b.request("a", "echo", round), { from: "b", payload: round });
+        await until(() => a.links().length === 1);
+        await b.stop();
+        await until(() => down.length === 1, 15_000);
+        assert.deepEqual(down, ["b"]);
+        await a.stop();
+      }
+    });
+
     it("hands the streams a peer opens, in order and out of order, to the handler on the patched hot path", async function () {
       this.timeout(60_000);
       const seen = new Map<number, string>();

@@ -22,7 +22,7 @@ import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame
 import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
 import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
-import { useFastReceive, type FastPathCounters } from "./quic-fast-path.js";
+import { useFastReceive, writeDirect, type FastPathCounters } from "./quic-fast-path.js";
 
 /** A queued outbox this large is written at once rather than at the end of the microtask. */
 const FLUSH_BYTES = 256 * 1024;
@@ -132,6 +132,8 @@ class Link {
   /** Encoded frames waiting for the end of the current microtask (see PeerLinks.write). */
   outbox: Uint8Array[] = [];
   outboxBytes = 0;
+  /** Writer writes not yet finished: while any is, frames go through the writer too (order). */
+  writesPending = 0;
   timer: NodeJS.Timeout | undefined;
   /** When this side last sent a probe (performance.now()). */
   lastProbeAt = Number.NEGATIVE_INFINITY;
@@ -514,7 +516,16 @@ export class PeerLinks {
     link.outboxBytes = 0;
     if (link.closed || link.writer === undefined) return;
     const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    link.writer.write(out).catch(() => void this.closeLink(link, CloseCode.Normal, "WriteFailed"));
+    // Straight into quiche when it has room and nothing is queued ahead (the common case of a probe or a small message).
+    if (link.writesPending === 0 && link.stream !== undefined && this.fastPath !== undefined && writeDirect(link.stream, out)) return;
+    link.writesPending += 1;
+    link.writer.write(out).then(
+      () => void (link.writesPending -= 1),
+      () => {
+        link.writesPending -= 1;
+        void this.closeLink(link, CloseCode.Normal, "WriteFailed");
+      },
+    );
   }
 
   private onFrame(link: Link, frame: Frame): void {
