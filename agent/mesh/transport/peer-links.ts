@@ -12,6 +12,14 @@
  * One connection per pair: when both sides dial at once, the connection
  * dialled by the node whose name sorts first is kept and the other closed,
  * so both sides choose the same one without talking about it.
+ *
+ * Probes on a link: the side that dialled probes every period; its pings
+ * carry its last RTT sample and measured loss, and the other side answers
+ * and takes those figures as its own, so an idle link costs one exchange
+ * (ping, pong, the ACK of the pong) per period. The answering side's timer
+ * is a watchdog: when no ping came for 1.5 periods it probes itself. A ping
+ * without figures (the dialler's first, or a peer of an older version) is
+ * answered with this side's own probe beside the pong.
  */
 import { EventEmitter } from "node:events";
 import { X509Certificate } from "node:crypto";
@@ -137,6 +145,8 @@ class Link {
   timer: NodeJS.Timeout | undefined;
   /** When this side last sent a probe (performance.now()). */
   lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** When the peer's last ping arrived (performance.now()); from the link's start until the first. */
+  lastPingAt = performance.now();
   /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
   readonly accepted: Promise<void>;
   markAccepted: () => void = () => undefined;
@@ -461,8 +471,18 @@ export class PeerLinks {
   /** (Re)starts the link's probe period from now. */
   private scheduleProbes(link: Link): void {
     if (link.timer !== undefined) clearInterval(link.timer);
-    link.timer = setInterval(() => this.probe(link), this.opts.probeIntervalMs ?? 2500);
+    link.timer = setInterval(() => this.probeTick(link), this.probeInterval);
     link.timer.unref();
+  }
+
+  private get probeInterval(): number {
+    return this.opts.probeIntervalMs ?? 2500;
+  }
+
+  /** The probe timer: the dialling side probes; the other only when the dialler's pings stopped coming (1.5 periods). */
+  private probeTick(link: Link): void {
+    if (link.direction === "inbound" && performance.now() - link.lastPingAt < 1.5 * this.probeInterval) return;
+    this.probe(link);
   }
 
   private attachStream(link: Link, stream: QUICStream): void {
@@ -530,16 +550,25 @@ export class PeerLinks {
 
   private onFrame(link: Link, frame: Frame): void {
     switch (frame.t) {
-      case "ping":
+      case "ping": {
+        const t = performance.now();
+        link.lastPingAt = t;
         this.write(link, { t: "pong", id: frame.id });
-        // This side's own probe rides with the pong when at least half its period has passed since
-        // the last one, and its period restarts: both sides' probes then share one exchange (ping,
-        // pong + ping, pong) and its ACKs instead of two.
-        if (performance.now() - link.lastProbeAt >= (this.opts.probeIntervalMs ?? 2500) / 2) {
+        if (frame.r !== undefined && frame.l !== undefined) {
+          // The peer's figures are this side's sample: no probe of its own (see the module comment).
+          const packets = packetCounters(link.conn);
+          if (packets !== undefined) link.stats.packetCounters(packets.sent, packets.lost);
+          const rttMs = link.stats.peerSample(frame.r, frame.l);
+          const s = link.stats.snapshot();
+          this.emit("rtt", { node: link.id.node, sampleMs: frame.r, rttMs, jitterMs: s.jitterMs, loss: s.loss });
+        } else if (t - link.lastProbeAt >= this.probeInterval / 2) {
+          // No figures: this side's own probe rides with the pong (once per half period), and a
+          // dialler's period restarts so both probes keep sharing one exchange.
           this.probe(link);
-          this.scheduleProbes(link);
+          if (link.direction === "outbound") this.scheduleProbes(link);
         }
         return;
+      }
       case "pong": {
         const sentAt = link.probes.get(frame.id);
         link.markAccepted();
@@ -587,7 +616,7 @@ export class PeerLinks {
 
   private probe(link: Link): void {
     if (link.closed) return;
-    const timeout = this.opts.probeTimeoutMs ?? this.opts.probeIntervalMs ?? 2500;
+    const timeout = this.opts.probeTimeoutMs ?? this.probeInterval;
     const t = performance.now();
     for (const [pid, sentAt] of link.probes) {
       if (t - sentAt >= timeout) {
@@ -601,7 +630,7 @@ export class PeerLinks {
     link.lastProbeAt = t;
     link.probes.set(id, t);
     link.stats.sentProbe();
-    this.write(link, { t: "ping", id });
+    this.write(link, { t: "ping", id, ...link.stats.carried() });
   }
 
   /** Sends a request and waits for its response (the payload must be JSON). */
