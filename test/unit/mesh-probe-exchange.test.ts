@@ -14,9 +14,9 @@ describe("mesh probes on an idle link", () => {
   // when the dialler's pings stop coming for 1.5 of its own periods.
   const ca = clusterCa(CLUSTER);
   const started: PeerLinks[] = [];
-  const agent = async (node: string, probeIntervalMs: number): Promise<PeerLinks> => {
+  const agent = async (node: string, probeIntervalMs: number, onMessage?: (from: string, method: string, payload: unknown) => void): Promise<PeerLinks> => {
     const c = nodeCreds(ca, CLUSTER, node);
-    const l = await PeerLinks.start({ cluster: CLUSTER, node, keyPem: c.keyPem, certPem: c.certPem, caPem: ca.certPem, authorised: () => true, host: "127.0.0.1", probeIntervalMs });
+    const l = await PeerLinks.start({ cluster: CLUSTER, node, keyPem: c.keyPem, certPem: c.certPem, caPem: ca.certPem, authorised: () => true, host: "127.0.0.1", probeIntervalMs, ...(onMessage ? { onMessage } : {}) });
     started.push(l);
     return l;
   };
@@ -63,5 +63,33 @@ describe("mesh probes on an idle link", () => {
     // a pings every 2 s; between two pings b's watchdog (200 ms period) finds the last one older than 300 ms about 8 times.
     assert.ok(bSent() - b0 >= 5, `b probed ${bSent() - b0} times in 2 s while a's pings came every 2 s`);
     assert.ok((b.links()[0]?.probes.answered ?? 0) >= 5, "b's own probes were not answered");
+  });
+
+  it("a message sent with the probe leaves with the next ping (or the pong being written), and a plain send of the same method replaces it", async function () {
+    this.timeout(30_000);
+    const got: Array<{ at: number; payload: unknown }> = [];
+    const pings: number[] = [];
+    const a = await agent("a", 1000);
+    const b = await agent("b", 1000, (_from, method, payload) => method === "x" && got.push({ at: performance.now(), payload }));
+    b.on("rtt", () => pings.push(performance.now()));
+    await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+    // Right after a pong arrived at a (its rtt event), nothing of a's is being written: the message waits for a's next ping.
+    const ponged = new Promise<void>((resolve) => a.on("rtt", () => resolve()));
+    await eventually(async () => (pings.length >= 1 ? true : undefined), 10_000, 20);
+    await ponged;
+    const sentAt = performance.now();
+    assert.equal(a.sendWithProbe("b", "x", 1), true);
+    await eventually(async () => (got.length >= 1 ? true : undefined), 10_000, 20);
+    const pingBefore = pings.filter((t) => t <= got[0]!.at).at(-1) ?? 0;
+    assert.ok(got[0]!.at - sentAt > 300, `the message arrived ${(got[0]!.at - sentAt).toFixed(0)} ms after it was queued, before a's next ping was due`);
+    assert.ok(got[0]!.at - pingBefore < 20, `the message arrived ${(got[0]!.at - pingBefore).toFixed(0)} ms after the ping it should ride with`);
+    // A waiting one is replaced by a newer plain send of the same method, which leaves at once.
+    assert.equal(a.sendWithProbe("b", "x", 2), true);
+    assert.equal(a.send("b", "x", 3), true);
+    await eventually(async () => (got.length >= 2 ? true : undefined), 10_000, 20);
+    const n = pings.length;
+    await eventually(async () => (pings.length >= n + 2 ? true : undefined), 10_000, 20);
+    assert.deepEqual(got.map((g) => g.payload), [1, 3]);
+    assert.equal(a.sendWithProbe("nobody", "x", 4), false);
   });
 });

@@ -28,7 +28,7 @@ import Logger, { LogLevel } from "@matrixai/logger";
 import { QUICClient, QUICServer, QUICSocket, events as quicEvents, native, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame, type FrameLimits } from "./frames.js";
 import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
-import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
+import { PROBE_INTERVAL_MS, ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
 import { useFastReceive, writeDirect, type FastPathCounters } from "./quic-fast-path.js";
 
@@ -76,7 +76,7 @@ export interface PeerLinksOptions {
   onMessage?: MessageHandler;
   /** Extra streams opened by peers (data streams, agent/mesh/forward.ts); without it they are refused. */
   onStream?: StreamHandler;
-  /** Keepalive probe period; default 2,500 ms. */
+  /** Keepalive probe period; default {@link PROBE_INTERVAL_MS}. */
   probeIntervalMs?: number;
   /** A probe unanswered this long is lost; default the probe period. */
   probeTimeoutMs?: number;
@@ -140,6 +140,8 @@ class Link {
   /** Encoded frames waiting for the end of the current microtask (see PeerLinks.write). */
   outbox: Uint8Array[] = [];
   outboxBytes = 0;
+  /** One-way messages waiting for the link's next probe frame (see PeerLinks.sendWithProbe), by method. */
+  readonly riders = new Map<string, Frame>();
   /** Writer writes not yet finished: while any is, frames go through the writer too (order). */
   writesPending = 0;
   timer: NodeJS.Timeout | undefined;
@@ -244,7 +246,7 @@ export class PeerLinks {
       socket,
       logger,
       config: {
-        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000, opts.probeIntervalMs ?? 2500),
+        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000, opts.probeIntervalMs ?? PROBE_INTERVAL_MS),
         key: opts.keyPem,
         cert: opts.certPem,
         ca: opts.caPem,
@@ -352,7 +354,7 @@ export class PeerLinks {
             crypto: clientCrypto,
             logger: this.logger,
             config: {
-              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000, this.opts.probeIntervalMs ?? 2500),
+              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000, this.opts.probeIntervalMs ?? PROBE_INTERVAL_MS),
               key: this.opts.keyPem,
               cert: this.opts.certPem,
               ca: this.opts.caPem,
@@ -476,7 +478,7 @@ export class PeerLinks {
   }
 
   private get probeInterval(): number {
-    return this.opts.probeIntervalMs ?? 2500;
+    return this.opts.probeIntervalMs ?? PROBE_INTERVAL_MS;
   }
 
   /** The probe timer: the dialling side probes; the other only when the dialler's pings stopped coming (1.5 periods). */
@@ -526,6 +528,11 @@ export class PeerLinks {
     link.outboxBytes += bytes.length;
     if (link.outbox.length === 1) queueMicrotask(() => this.flush(link));
     else if (link.outboxBytes >= FLUSH_BYTES) this.flush(link);
+    if ((frame.t === "ping" || frame.t === "pong") && link.riders.size > 0) {
+      const riders = [...link.riders.values()];
+      link.riders.clear();
+      for (const r of riders) this.write(link, r);
+    }
   }
 
   private flush(link: Link): void {
@@ -648,11 +655,29 @@ export class PeerLinks {
     });
   }
 
-  /** Sends a one-way message; false when there is no link. */
+  /** Sends a one-way message (and drops one of the same method waiting for a probe: this one is newer); false when there is no link. */
   send(node: string, method: string, payload: unknown): boolean {
     const link = this.byNode.get(node);
     if (link === undefined || link.closed) return false;
+    link.riders.delete(method);
     this.write(link, { t: "msg", m: method, p: payload });
+    return true;
+  }
+
+  /**
+   * Sends a one-way message in the same datagram as a probe frame: at once
+   * when a frame is already being written in this turn (a pong just
+   * answered), else with the link's next ping or pong (within a probe
+   * period). A later message of the same method replaces one still waiting.
+   * For periodic refreshes that need no datagram (and ACK) of their own;
+   * false when there is no link.
+   */
+  sendWithProbe(node: string, method: string, payload: unknown): boolean {
+    const link = this.byNode.get(node);
+    if (link === undefined || link.closed) return false;
+    const frame: Frame = { t: "msg", m: method, p: payload };
+    if (link.outbox.length > 0) this.write(link, frame);
+    else link.riders.set(method, frame);
     return true;
   }
 
