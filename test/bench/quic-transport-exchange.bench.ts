@@ -14,6 +14,7 @@
 import { performance } from "node:perf_hooks";
 import type { Socket } from "node:dgram";
 import { PeerLinks } from "../../agent/mesh/transport/peer-links.js";
+import { PROBE_INTERVAL_MS } from "../../agent/mesh/transport/probe-stats.js";
 import { clusterCa, nodeCreds } from "../support/mesh-certs.js";
 
 const SECONDS = Number(process.argv[2] ?? 30);
@@ -60,7 +61,7 @@ try {
     console.log(`${((t - t0) / 1000).toFixed(2)} s: ${e.map((d) => `${d.from}->${d.from === "a" ? "b" : "a"} ${d.bytes} B${d.bytes <= ACK_ONLY_MAX ? " (ACK only)" : ""} +${(d.at - t).toFixed(1)} ms`).join(", ")}`);
   }
   const ackOnly = sent.filter((d) => d.bytes <= ACK_ONLY_MAX).length;
-  console.log(`one idle link over ${wall.toFixed(0)} s (probes every ${PROBE_MS ?? 2500} ms): ${sent.length} datagrams (${ackOnly} ACK-only) in ${exchanges.length} exchanges = ${(sent.length / Math.max(1, exchanges.length)).toFixed(2)} per exchange, ${(sent.length / wall).toFixed(2)} datagrams/s for the link (both directions)`);
+  console.log(`one idle link over ${wall.toFixed(0)} s (probes every ${PROBE_MS ?? PROBE_INTERVAL_MS} ms): ${sent.length} datagrams (${ackOnly} ACK-only) in ${exchanges.length} exchanges = ${(sent.length / Math.max(1, exchanges.length)).toFixed(2)} per exchange, ${(sent.length / wall).toFixed(2)} datagrams/s for the link (both directions)`);
   const probes = a.links()[0]?.probes;
   const probesB = b.links()[0]?.probes;
   console.log(`  a: rtt ${probes?.rttMs?.toFixed(3)} ms, sent ${probes?.sent}, answered ${probes?.answered}; b: rtt ${probesB?.rttMs?.toFixed(3)} ms, sent ${probesB?.sent}, answered ${probesB?.answered}`);
