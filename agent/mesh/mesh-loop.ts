@@ -79,7 +79,7 @@ export interface MeshLoopOptions {
   advertise: readonly string[];
   /** Evaluation period (default 10 s). */
   evaluateIntervalMs?: number;
-  /** Transport probe period (default the transport's 2.5 s). */
+  /** Transport probe period (default the transport's 3 s). */
   probeIntervalMs?: number;
   /** Clock in ms (default Date.now). */
   now?: () => number;
@@ -223,9 +223,10 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       log.info("mesh link up", { peer: info.node, direction: info.direction, remote: `${info.remote.host}:${info.remote.port}` });
       streams.advertise();
     });
-    // A relay refreshes its advertisement to a peer when that peer's probe answer arrives, once
-    // ADVERT_INTERVAL_MS passed: the message leaves with the probe exchange's last frame instead of
-    // in a datagram (and an ACK) of its own. Changes still go to every peer at once on link up/down.
+    // A relay refreshes its advertisement to a peer when a probe sample of that link arrives (its
+    // pong, or the dialler's ping carrying its figures), once ADVERT_INTERVAL_MS passed: the message
+    // leaves with the pong being answered or with the next ping, never in a datagram (and an ACK)
+    // of its own. Changes still go to every peer at once on link up/down.
     const advertisedAt = new Map<string, number>();
     links.on("rtt", (e) => {
       const r = record(e.node);
@@ -233,7 +234,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       if (!isBusy(r, r.lastHeardMs)) r.idleLoss = e.loss;
       if (view.relay && r.lastHeardMs - (advertisedAt.get(e.node) ?? Number.NEGATIVE_INFINITY) >= ADVERT_INTERVAL_MS) {
         advertisedAt.set(e.node, r.lastHeardMs);
-        links.send(e.node, RELAY_ADVERT_METHOD, advertisementFor(links.links().map((l) => l.node), e.node));
+        links.sendWithProbe(e.node, RELAY_ADVERT_METHOD, advertisementFor(links.links().map((l) => l.node), e.node));
       }
     });
     links.on("down", (e) => {

@@ -13,7 +13,7 @@
  *    cluster is closed at once, whatever its state.
  * 2. Quarantine: 3 consecutive failures quarantine a peer for 30 s x 2^n
  *    (capped at 30 min); an active one is closed.
- * 3. An active link silent longer than the trust window (6.5 s), or
+ * 3. An active link silent longer than the trust window (7.5 s), or
  *    connecting for longer than 10 s, is closed at once.
  * 4. Never above max: the worst peers are closed until the set fits.
  * 5. A peer that now fails a hard filter (loss >= 20 %, load >= 0.95) is

@@ -28,6 +28,7 @@
  * failures for 30 s x 2^n (n = quarantines since its last success), capped at
  * 30 minutes.
  */
+import { PROBE_INTERVAL_MS } from "./transport/probe-stats.js";
 import type { LinkObservation, MeshCandidate, MeshSelf } from "./types.js";
 
 /** The weights of the cost's terms; they sum to 1. */
@@ -47,8 +48,12 @@ export const SCORING = {
   maxLoss: 0.2,
   /** Hard filter: load at or above this. */
   maxLoad: 0.95,
-  /** A link silent longer than this is dead (Tailscale trusts a path 6.5 s). */
-  trustWindowMs: 6_500,
+  /**
+   * A link silent longer than this is dead: one lost probe exchange (two
+   * periods without a word) plus 1.5 s for the RTT, a retransmission and
+   * timer lateness, 7.5 s at 3 s probes (Tailscale trusts a path 6.5 s).
+   */
+  trustWindowMs: 2 * PROBE_INTERVAL_MS + 1_500,
 } as const;
 
 /** Quarantine constants. */

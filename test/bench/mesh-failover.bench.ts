@@ -6,7 +6,7 @@
  * others are standard nodes (1-17, so every node lists every other and fills
  * to 9). Agent defaults: heartbeats every `HEARTBEAT` (default the agent's
  * 10 s), evaluation every `EVALUATE` (default the agent's 10 s), probes every
- * 2.5 s.
+ * 3 s (PROBE_INTERVAL_MS; trust window TRUST_WINDOW_MS).
  *
  * 1. The hub's CPU (utime + stime and its reaped children's, from /proc),
  *    RSS (and its anonymous part) and UDP datagrams (its namespace's
@@ -21,6 +21,8 @@
  *   npx tsx test/bench/mesh-failover.bench.ts [rounds=20] [evaluate=10s] [quiet-seconds=60] [heartbeat=10s]
  */
 import { readFileSync } from "node:fs";
+import { TRUST_WINDOW_MS } from "../../agent/mesh/peer-manager.js";
+import { PROBE_INTERVAL_MS } from "../../agent/mesh/transport/probe-stats.js";
 import { eventually } from "../support/controlplane.js";
 import { startMeshLab, upPeers, type AgentSpec, type LabAgent } from "../support/mesh-lab.js";
 import { cpuSeconds, percentile, rssBytes } from "./proc-stats.js";
@@ -96,7 +98,7 @@ try {
   const anon = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
   const mb = (b: number) => `${(b / 1048576).toFixed(1)} MB`;
   const datagrams = udp1.in - udp0.in + udp1.out - udp0.out;
-  console.log(`hub footprint over ${wall.toFixed(0)} s with ${Math.min(...peersSeen)}-${Math.max(...peersSeen)} active peers (heartbeats every ${HEARTBEAT}, evaluation every ${EVALUATE}, probes every 2.5 s); load average ${load0} -> ${loadAverage()}:`);
+  console.log(`hub footprint over ${wall.toFixed(0)} s with ${Math.min(...peersSeen)}-${Math.max(...peersSeen)} active peers (heartbeats every ${HEARTBEAT}, evaluation every ${EVALUATE}, probes every ${PROBE_INTERVAL_MS / 1000} s); load average ${load0} -> ${loadAverage()}:`);
   console.log(`  CPU ${cpu.toFixed(2)} s = ${((100 * cpu) / wall).toFixed(2)} % of one core; RSS min ${mb(Math.min(...rss))}, max ${mb(Math.max(...rss))} (anonymous ${mb(Number(anon ?? 0) * 1024)} at the end)`);
   console.log(`  UDP ${((udp1.in - udp0.in) / wall).toFixed(1)} datagrams/s in, ${((udp1.out - udp0.out) / wall).toFixed(1)}/s out; ${((1e6 * cpu) / Math.max(1, datagrams)).toFixed(0)} µs CPU per datagram`);
 
@@ -143,7 +145,7 @@ try {
   const sorted = [...replaceMs].sort((a, b) => a - b);
   const ev = [...evictMs].sort((a, b) => a - b);
   console.log(`load average at the end ${loadAverage()}`);
-  console.log(`peer death to replacement over ${ROUNDS} rounds (${sorted.length} replacements; evaluation every ${EVALUATE}, trust window 6.5 s, probes every 2.5 s):`);
+  console.log(`peer death to replacement over ${ROUNDS} rounds (${sorted.length} replacements; evaluation every ${EVALUATE}, trust window ${TRUST_WINDOW_MS / 1000} s, probes every ${PROBE_INTERVAL_MS / 1000} s):`);
   console.log(`  replacement link up: p50 ${percentile(sorted, 50)} ms, p99 ${percentile(sorted, 99)} ms, max ${sorted.at(-1)} ms`);
   console.log(`  eviction of the dead peer: p50 ${percentile(ev, 50)} ms, p99 ${percentile(ev, 99)} ms`);
 } finally {

@@ -21,13 +21,13 @@
 import assert from "node:assert/strict";
 import { loadIdentities } from "../../agent/enroll/identity-store.js";
 import type { MeshStatus } from "../../agent/mesh/mesh-status.js";
+import { TRUST_WINDOW_MS } from "../../agent/mesh/peer-manager.js";
 import { eventually, repoRoot } from "../support/controlplane.js";
 import { selfSignedNodeCreds } from "../support/mesh-certs.js";
 import { connected, startMeshLab, upPeers, waitAll, type AgentSpec, type LabAgent, type LabProxies, type MeshLab } from "../support/mesh-lab.js";
 
 const CLUSTER = "afn-mesh";
 const POLICY = { thin: { min: 1, max: 2 }, standard: { min: 2, max: 4 }, relay: { min: 3, max: 6 } };
-const TRUST_WINDOW_MS = 6_500;
 
 function boundsOk(s: MeshStatus | undefined): boolean {
   if (s?.enabled !== true || s.bounds === undefined) return false;

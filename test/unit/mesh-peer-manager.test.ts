@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DEFAULT_CLASS_BOUNDS, evaluatePeers, fillTarget, type PeerAction, type PeerManagerInput } from "../../agent/mesh/peer-manager.js";
+import { DEFAULT_CLASS_BOUNDS, evaluatePeers, fillTarget, TRUST_WINDOW_MS, type PeerAction, type PeerManagerInput } from "../../agent/mesh/peer-manager.js";
+import { PROBE_INTERVAL_MS } from "../../agent/mesh/transport/probe-stats.js";
 import type { MeshCandidate, MeshNodeClass, MeshSelf } from "../../agent/mesh/types.js";
 import { seeded } from "../support/random.js";
 import { actionsOf, activeLink, candidate, FakeClock, SimNode, SimTransport, type PeerTruth } from "../support/mesh-sim.js";
@@ -94,10 +95,10 @@ describe("mesh peer manager", () => {
         node.clock.advance(ms);
         node.transport.probe(node.clock.now());
       };
-      step(2_500);
-      step(2_500);
-      step(1_500);
-      assert.deepEqual(kinds(node.evaluate().actions, "disconnect"), [], "6.5 s of silence is within the trust window");
+      step(PROBE_INTERVAL_MS);
+      step(PROBE_INTERVAL_MS);
+      step(TRUST_WINDOW_MS - 2 * PROBE_INTERVAL_MS);
+      assert.deepEqual(kinds(node.evaluate().actions, "disconnect"), [], `${TRUST_WINDOW_MS} ms of silence is within the trust window`);
       step(1_000);
       const d = node.evaluate();
       assert.deepEqual(d.actions.filter((a) => a.kind === "disconnect"), [{ kind: "disconnect", node: victim, reason: "Silent" }]);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { chooseRoute, mayForward, type RelayAdvertisement, type RouteDecision, type RouteInput, type RoutingLink } from "../../agent/mesh/routing.js";
+import { TRUST_WINDOW_MS } from "../../agent/mesh/peer-manager.js";
 
 const NOW = 50_000_000;
 const self = { node: "a", cluster: "eu-1" };
@@ -38,7 +39,7 @@ describe("mesh routing", () => {
     },
     {
       name: "a direct link silent past the trust window is not used",
-      input: { links: [link("b", { lastHeardMs: NOW - 7_000 }), relay("r1")], relays: [ad("r1", ["b"])] },
+      input: { links: [link("b", { lastHeardMs: NOW - TRUST_WINDOW_MS - 500 }), relay("r1")], relays: [ad("r1", ["b"])] },
       want: { ok: true, route: { kind: "relay", destination: "b", relay: "r1" } },
     },
     {

@@ -11,10 +11,12 @@ import {
   regionTerm,
   rendezvousWeight,
   roleTerm,
+  SCORING,
   unmeasuredRttEstimateMs,
   type QuarantineRecord,
 } from "../../agent/mesh/scoring.js";
 import type { MeshSelf } from "../../agent/mesh/types.js";
+import { PROBE_INTERVAL_MS } from "../../agent/mesh/transport/probe-stats.js";
 import { activeLink, candidate } from "../support/mesh-sim.js";
 
 const NOW = 10_000_000;
@@ -113,9 +115,11 @@ describe("mesh scoring", () => {
     it(`hard filter: ${f.name}`, () => assert.equal(f.run(), f.want));
   }
 
-  it("a link is live only when active and heard within 6.5 s", () => {
-    assert.equal(isLinkLive(activeLink("p", NOW, { lastHeardMs: NOW - 6_500 }), NOW), true);
-    assert.equal(isLinkLive(activeLink("p", NOW, { lastHeardMs: NOW - 6_501 }), NOW), false);
+  it("a link is live only when active and heard within the trust window: two probe periods and 1.5 s (7.5 s)", () => {
+    assert.equal(SCORING.trustWindowMs, 2 * PROBE_INTERVAL_MS + 1_500);
+    assert.equal(SCORING.trustWindowMs, 7_500);
+    assert.equal(isLinkLive(activeLink("p", NOW, { lastHeardMs: NOW - 7_500 }), NOW), true);
+    assert.equal(isLinkLive(activeLink("p", NOW, { lastHeardMs: NOW - 7_501 }), NOW), false);
     assert.equal(isLinkLive(activeLink("p", NOW, { state: "warm" }), NOW), false);
     assert.equal(isLinkLive(undefined, NOW), false);
   });

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
 import type { CertBundle } from "../../lib/crypto/pki.js";
-import { encodeFrame, FrameDecoder, FrameError } from "../../agent/mesh/transport/frames.js";
+import { encodeFrame, FrameDecoder, FrameError, MAX_CARRIED_RTT_MS, type Frame } from "../../agent/mesh/transport/frames.js";
 import { PeerRefused, verifyPeerCertificate } from "../../agent/mesh/transport/peer-identity.js";
 import { PeerLinks, type PeerLinksOptions } from "../../agent/mesh/transport/peer-links.js";
 import { ProbeStats } from "../../agent/mesh/transport/probe-stats.js";
@@ -65,6 +65,27 @@ describe("agent/mesh/transport", () => {
       const odd = Buffer.from(`{"t":"nope"}`);
       assert.throws(() => new FrameDecoder().push(Buffer.concat([Buffer.from([0, 0, 0, odd.length]), odd])), (e: unknown) => e instanceof FrameError && e.code === "BadFrame");
     });
+
+    it("takes a ping's carried RTT sample and loss as a pair within range, and refuses anything else", () => {
+      const raw = (body: string): Frame[] => new FrameDecoder().push(Buffer.concat([Buffer.from([0, 0, 0, Buffer.byteLength(body)]), Buffer.from(body)]));
+      assert.deepEqual(raw(`{"t":"ping","id":3,"r":1.25,"l":0.05}`), [{ t: "ping", id: 3, r: 1.25, l: 0.05 }]);
+      assert.deepEqual(raw(`{"t":"ping","id":3}`), [{ t: "ping", id: 3 }]);
+      assert.deepEqual(raw(`{"t":"ping","id":3,"r":${MAX_CARRIED_RTT_MS},"l":1}`), [{ t: "ping", id: 3, r: MAX_CARRIED_RTT_MS, l: 1 }]);
+      const hostile = [
+        `{"t":"ping","id":3,"r":1}`,
+        `{"t":"ping","id":3,"l":0}`,
+        `{"t":"ping","id":3,"r":-1,"l":0}`,
+        `{"t":"ping","id":3,"r":${MAX_CARRIED_RTT_MS + 1},"l":0}`,
+        `{"t":"ping","id":3,"r":1e308,"l":0}`,
+        `{"t":"ping","id":3,"r":1,"l":1.5}`,
+        `{"t":"ping","id":3,"r":1,"l":-0.1}`,
+        `{"t":"ping","id":3,"r":"1","l":0}`,
+        `{"t":"ping","id":3,"r":1,"l":null}`,
+        `{"t":"ping","id":3,"r":[1],"l":{"x":0}}`,
+        `{"t":"ping","id":-3,"r":1,"l":0}`,
+      ];
+      for (const body of hostile) assert.throws(() => raw(body), (e: unknown) => e instanceof FrameError && e.code === "BadFrame", body);
+    });
   });
 
   describe("probe statistics", () => {
@@ -81,6 +102,31 @@ describe("agent/mesh/transport", () => {
       assert.equal(snap.jitterMs, 2); // 0 + 0.2 * |20 - 10|
       assert.equal(snap.loss, 1 / 3);
       assert.deepEqual([snap.sent, snap.answered, snap.lost], [3, 2, 1]);
+    });
+
+    it("an answering side takes the prober's carried samples and loss, and carries only its own figures", () => {
+      const s = new ProbeStats(4);
+      assert.equal(s.carried(), undefined, "nothing to carry before an own sample");
+      s.peerSample(10, 0.25);
+      s.peerSample(20, 0.1);
+      let snap = s.snapshot();
+      assert.equal(snap.rttMs, 12);
+      assert.equal(snap.jitterMs, 2);
+      assert.equal(snap.loss, 0.1, "the peer's latest loss");
+      assert.equal(snap.peerLoss, 0.1);
+      assert.deepEqual([snap.sent, snap.answered, snap.lost], [0, 0, 0], "no probe of its own");
+      assert.equal(s.carried(), undefined, "a peer's sample is never carried back");
+      // Its own probes (the watchdog): own loss above the peer's wins; the carried loss is its own only.
+      s.sentProbe();
+      s.answer(30);
+      s.sentProbe();
+      s.timeout();
+      snap = s.snapshot();
+      assert.equal(snap.loss, 0.5);
+      assert.deepEqual(s.carried(), { r: 30, l: 0.5 });
+      s.peerSample(14, 0.9);
+      assert.equal(s.snapshot().loss, 0.9);
+      assert.deepEqual(s.carried(), { r: 30, l: 0.5 }, "the peer's 0.9 does not echo back");
     });
   });
 
@@ -200,6 +246,49 @@ describe("agent/mesh/transport", () => {
           assert.equal(a.fastPath, undefined);
         }
         await Promise.all([a.stop(), b.stop()]);
+      }
+    });
+
+    it("writes small frames straight into quiche, and behind a pending writer write through the writer, in order", async function () {
+      this.timeout(60_000);
+      const got: number[] = [];
+      const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+      const b = await agent(nodeCreds(ca, CLUSTER, "b"), { onMessage: (_from, _m, p) => got.push((p as { i: number }).i) });
+      await a.connect({ node: "b", endpoints: [{ host: "127.0.0.1", port: b.port }] });
+      assert.deepEqual(await a.request("b", "echo", 1), { from: "a", payload: 1 });
+      const direct0 = a.fastPath!.directWrites;
+      assert.ok(direct0 > 0, "a small request went straight into quiche");
+      // Each send in its own microtask is a write of its own: a 200 KiB frame exceeds the
+      // congestion window and waits in the writer, the small ones behind it must not overtake it.
+      const big = "z".repeat(200 * 1024);
+      for (let i = 0; i < 60; i++) {
+        a.send("b", "seq", { i, pad: i % 20 === 0 ? big : "" });
+        await Promise.resolve();
+      }
+      await until(() => got.length === 60, 30_000);
+      assert.deepEqual(got, Array.from({ length: 60 }, (_, i) => i));
+      // The writer has drained: small frames go straight into quiche again.
+      const direct1 = a.fastPath!.directWrites;
+      assert.deepEqual(await a.request("b", "echo", 2), { from: "a", payload: 2 });
+      assert.ok(a.fastPath!.directWrites > direct1, `direct writes ${direct1} -> ${a.fastPath!.directWrites}`);
+    });
+
+    it("reports the link down when the dialler stops, on the patched hot path", async function () {
+      this.timeout(60_000);
+      // Several rounds: the peer's end of stream and its close race differently each time.
+      for (let round = 0; round < 5; round++) {
+        const down: string[] = [];
+        const a = await agent(nodeCreds(ca, CLUSTER, "a"));
+        const b = await agent(nodeCreds(ca, CLUSTER, "b"));
+        a.on("down", ({ node }) => down.push(node));
+        // b dials, a accepts: the accepting side is the one that read the dialler's end of stream.
+        await b.connect({ node: "a", endpoints: [{ host: "127.0.0.1", port: a.port }] });
+        assert.deepEqual(await b.request("a", "echo", round), { from: "b", payload: round });
+        await until(() => a.links().length === 1);
+        await b.stop();
+        await until(() => down.length === 1, 15_000);
+        assert.deepEqual(down, ["b"]);
+        await a.stop();
       }
     });
 

@@ -19,13 +19,21 @@ export interface FrameLimits {
 /** Defaults: control traffic is small; bulk bytes go over HTTPS (docs/mesh.md). */
 export const DEFAULT_FRAME_LIMITS: FrameLimits = { maxFrameBytes: 256 * 1024, maxDepth: 32 };
 
-/** A frame on a link. `req`/`res` carry an id; `msg` is one-way; `ping`/`pong` are probes. */
+/** Largest RTT sample a ping may carry, ms (a longer round trip is no link). */
+export const MAX_CARRIED_RTT_MS = 600_000;
+
+/**
+ * A frame on a link. `req`/`res` carry an id; `msg` is one-way; `ping`/`pong`
+ * are probes. A ping may carry the sender's own last RTT sample `r` (ms) and
+ * its measured loss `l` (0..1), so the answering side learns the link's
+ * figures without a probe of its own (docs/mesh.md, "Probes").
+ */
 export type Frame =
   | { t: "req"; id: number; m: string; p: unknown }
   | { t: "res"; id: number; ok: true; p: unknown }
   | { t: "res"; id: number; ok: false; e: string }
   | { t: "msg"; m: string; p: unknown }
-  | { t: "ping"; id: number }
+  | { t: "ping"; id: number; r?: number; l?: number }
   | { t: "pong"; id: number };
 
 /** Why an inbound frame was refused. */
@@ -68,9 +76,17 @@ export function toFrame(v: unknown): Frame {
     case "msg":
       if (typeof o["m"] === "string") return { t: "msg", m: o["m"], p: o["p"] };
       break;
-    case "ping":
+    case "ping": {
+      if (!isInt(o["id"])) break;
+      const r = o["r"];
+      const l = o["l"];
+      if (r === undefined && l === undefined) return { t: "ping", id: o["id"] };
+      // The figures come as a pair, within range: anything else is a broken or hostile peer.
+      if (typeof r === "number" && r >= 0 && r <= MAX_CARRIED_RTT_MS && typeof l === "number" && l >= 0 && l <= 1) return { t: "ping", id: o["id"], r, l };
+      break;
+    }
     case "pong":
-      if (isInt(o["id"])) return { t: o["t"], id: o["id"] };
+      if (isInt(o["id"])) return { t: "pong", id: o["id"] };
       break;
   }
   throw new FrameError("BadFrame", "frame has an unknown type or missing fields");

@@ -12,6 +12,14 @@
  * One connection per pair: when both sides dial at once, the connection
  * dialled by the node whose name sorts first is kept and the other closed,
  * so both sides choose the same one without talking about it.
+ *
+ * Probes on a link: the side that dialled probes every period; its pings
+ * carry its last RTT sample and measured loss, and the other side answers
+ * and takes those figures as its own, so an idle link costs one exchange
+ * (ping, pong, the ACK of the pong) per period. The answering side's timer
+ * is a watchdog: when no ping came for 1.5 periods it probes itself. A ping
+ * without figures (the dialler's first, or a peer of an older version) is
+ * answered with this side's own probe beside the pong.
  */
 import { EventEmitter } from "node:events";
 import { X509Certificate } from "node:crypto";
@@ -20,9 +28,9 @@ import Logger, { LogLevel } from "@matrixai/logger";
 import { QUICClient, QUICServer, QUICSocket, events as quicEvents, native, type QUICConnection, type QUICStream } from "@matrixai/quic";
 import { DEFAULT_FRAME_LIMITS, encodeFrame, FrameDecoder, FrameError, type Frame, type FrameLimits } from "./frames.js";
 import { nodeServerName, PeerRefused, revalidate, verifyPeerCertificate, type Authoriser, type PeerIdentity, type PeerRefusal } from "./peer-identity.js";
-import { ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
+import { PROBE_INTERVAL_MS, ProbeStats, type ProbeSnapshot } from "./probe-stats.js";
 import { clientCrypto, MESH_SOCKET_BUFFER, meshQuicConfig, serverCrypto, tuneSocketBuffers } from "./quic-config.js";
-import { useFastReceive, type FastPathCounters } from "./quic-fast-path.js";
+import { useFastReceive, writeDirect, type FastPathCounters } from "./quic-fast-path.js";
 
 /** A queued outbox this large is written at once rather than at the end of the microtask. */
 const FLUSH_BYTES = 256 * 1024;
@@ -68,7 +76,7 @@ export interface PeerLinksOptions {
   onMessage?: MessageHandler;
   /** Extra streams opened by peers (data streams, agent/mesh/forward.ts); without it they are refused. */
   onStream?: StreamHandler;
-  /** Keepalive probe period; default 2,500 ms. */
+  /** Keepalive probe period; default {@link PROBE_INTERVAL_MS}. */
   probeIntervalMs?: number;
   /** A probe unanswered this long is lost; default the probe period. */
   probeTimeoutMs?: number;
@@ -132,9 +140,15 @@ class Link {
   /** Encoded frames waiting for the end of the current microtask (see PeerLinks.write). */
   outbox: Uint8Array[] = [];
   outboxBytes = 0;
+  /** One-way messages waiting for the link's next probe frame (see PeerLinks.sendWithProbe), by method. */
+  readonly riders = new Map<string, Frame>();
+  /** Writer writes not yet finished: while any is, frames go through the writer too (order). */
+  writesPending = 0;
   timer: NodeJS.Timeout | undefined;
   /** When this side last sent a probe (performance.now()). */
   lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** When the peer's last ping arrived (performance.now()); from the link's start until the first. */
+  lastPingAt = performance.now();
   /** Settles when the peer first answers on the stream (it has accepted this side's certificate), or the link closes. */
   readonly accepted: Promise<void>;
   markAccepted: () => void = () => undefined;
@@ -232,7 +246,7 @@ export class PeerLinks {
       socket,
       logger,
       config: {
-        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000, opts.probeIntervalMs ?? 2500),
+        ...meshQuicConfig(opts.idleTimeoutMs ?? 10_000, opts.probeIntervalMs ?? PROBE_INTERVAL_MS),
         key: opts.keyPem,
         cert: opts.certPem,
         ca: opts.caPem,
@@ -340,7 +354,7 @@ export class PeerLinks {
             crypto: clientCrypto,
             logger: this.logger,
             config: {
-              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000, this.opts.probeIntervalMs ?? 2500),
+              ...meshQuicConfig(this.opts.idleTimeoutMs ?? 10_000, this.opts.probeIntervalMs ?? PROBE_INTERVAL_MS),
               key: this.opts.keyPem,
               cert: this.opts.certPem,
               ca: this.opts.caPem,
@@ -459,8 +473,18 @@ export class PeerLinks {
   /** (Re)starts the link's probe period from now. */
   private scheduleProbes(link: Link): void {
     if (link.timer !== undefined) clearInterval(link.timer);
-    link.timer = setInterval(() => this.probe(link), this.opts.probeIntervalMs ?? 2500);
+    link.timer = setInterval(() => this.probeTick(link), this.probeInterval);
     link.timer.unref();
+  }
+
+  private get probeInterval(): number {
+    return this.opts.probeIntervalMs ?? PROBE_INTERVAL_MS;
+  }
+
+  /** The probe timer: the dialling side probes; the other only when the dialler's pings stopped coming (1.5 periods). */
+  private probeTick(link: Link): void {
+    if (link.direction === "inbound" && performance.now() - link.lastPingAt < 1.5 * this.probeInterval) return;
+    this.probe(link);
   }
 
   private attachStream(link: Link, stream: QUICStream): void {
@@ -504,6 +528,11 @@ export class PeerLinks {
     link.outboxBytes += bytes.length;
     if (link.outbox.length === 1) queueMicrotask(() => this.flush(link));
     else if (link.outboxBytes >= FLUSH_BYTES) this.flush(link);
+    if ((frame.t === "ping" || frame.t === "pong") && link.riders.size > 0) {
+      const riders = [...link.riders.values()];
+      link.riders.clear();
+      for (const r of riders) this.write(link, r);
+    }
   }
 
   private flush(link: Link): void {
@@ -514,21 +543,39 @@ export class PeerLinks {
     link.outboxBytes = 0;
     if (link.closed || link.writer === undefined) return;
     const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-    link.writer.write(out).catch(() => void this.closeLink(link, CloseCode.Normal, "WriteFailed"));
+    // Straight into quiche when it has room and nothing is queued ahead (the common case of a probe or a small message).
+    if (link.writesPending === 0 && link.stream !== undefined && this.fastPath !== undefined && writeDirect(link.stream, out)) return;
+    link.writesPending += 1;
+    link.writer.write(out).then(
+      () => void (link.writesPending -= 1),
+      () => {
+        link.writesPending -= 1;
+        void this.closeLink(link, CloseCode.Normal, "WriteFailed");
+      },
+    );
   }
 
   private onFrame(link: Link, frame: Frame): void {
     switch (frame.t) {
-      case "ping":
+      case "ping": {
+        const t = performance.now();
+        link.lastPingAt = t;
         this.write(link, { t: "pong", id: frame.id });
-        // This side's own probe rides with the pong when at least half its period has passed since
-        // the last one, and its period restarts: both sides' probes then share one exchange (ping,
-        // pong + ping, pong) and its ACKs instead of two.
-        if (performance.now() - link.lastProbeAt >= (this.opts.probeIntervalMs ?? 2500) / 2) {
+        if (frame.r !== undefined && frame.l !== undefined) {
+          // The peer's figures are this side's sample: no probe of its own (see the module comment).
+          const packets = packetCounters(link.conn);
+          if (packets !== undefined) link.stats.packetCounters(packets.sent, packets.lost);
+          const rttMs = link.stats.peerSample(frame.r, frame.l);
+          const s = link.stats.snapshot();
+          this.emit("rtt", { node: link.id.node, sampleMs: frame.r, rttMs, jitterMs: s.jitterMs, loss: s.loss });
+        } else if (t - link.lastProbeAt >= this.probeInterval / 2) {
+          // No figures: this side's own probe rides with the pong (once per half period), and a
+          // dialler's period restarts so both probes keep sharing one exchange.
           this.probe(link);
-          this.scheduleProbes(link);
+          if (link.direction === "outbound") this.scheduleProbes(link);
         }
         return;
+      }
       case "pong": {
         const sentAt = link.probes.get(frame.id);
         link.markAccepted();
@@ -576,7 +623,7 @@ export class PeerLinks {
 
   private probe(link: Link): void {
     if (link.closed) return;
-    const timeout = this.opts.probeTimeoutMs ?? this.opts.probeIntervalMs ?? 2500;
+    const timeout = this.opts.probeTimeoutMs ?? this.probeInterval;
     const t = performance.now();
     for (const [pid, sentAt] of link.probes) {
       if (t - sentAt >= timeout) {
@@ -590,7 +637,7 @@ export class PeerLinks {
     link.lastProbeAt = t;
     link.probes.set(id, t);
     link.stats.sentProbe();
-    this.write(link, { t: "ping", id });
+    this.write(link, { t: "ping", id, ...link.stats.carried() });
   }
 
   /** Sends a request and waits for its response (the payload must be JSON). */
@@ -608,11 +655,29 @@ export class PeerLinks {
     });
   }
 
-  /** Sends a one-way message; false when there is no link. */
+  /** Sends a one-way message (and drops one of the same method waiting for a probe: this one is newer); false when there is no link. */
   send(node: string, method: string, payload: unknown): boolean {
     const link = this.byNode.get(node);
     if (link === undefined || link.closed) return false;
+    link.riders.delete(method);
     this.write(link, { t: "msg", m: method, p: payload });
+    return true;
+  }
+
+  /**
+   * Sends a one-way message in the same datagram as a probe frame: at once
+   * when a frame is already being written in this turn (a pong just
+   * answered), else with the link's next ping or pong (within a probe
+   * period). A later message of the same method replaces one still waiting.
+   * For periodic refreshes that need no datagram (and ACK) of their own;
+   * false when there is no link.
+   */
+  sendWithProbe(node: string, method: string, payload: unknown): boolean {
+    const link = this.byNode.get(node);
+    if (link === undefined || link.closed) return false;
+    const frame: Frame = { t: "msg", m: method, p: payload };
+    if (link.outbox.length > 0) this.write(link, frame);
+    else link.riders.set(method, frame);
     return true;
   }
 

@@ -35,7 +35,7 @@ export function meshQuicConfig(maxIdleTimeoutMs: number, probeIntervalMs: number
     maxIdleTimeout: maxIdleTimeoutMs,
     // The library's keepalive is a fixed timer per connection that sends a
     // PING (and draws an ACK) whatever else was sent. The mesh's own probes
-    // (every 2.5 s by default) keep the connection and NAT bindings alive, so
+    // (every 3 s by default) keep the connection and NAT bindings alive, so
     // QUIC pings are only asked for when probes are slower than them.
     ...(probeIntervalMs > keepAliveMs ? { keepAliveIntervalTime: keepAliveMs } : {}),
     // The control stream plus data streams (TCP forwards, relayed streams, agent/mesh/forward.ts).

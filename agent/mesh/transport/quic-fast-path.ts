@@ -24,6 +24,10 @@
  *   call through the native binding (measured; one call per datagram was the
  *   largest single cost of a small RPC). A stream the peer opened, or
  *   anything readable that no known stream explains, goes to the stock scan;
+ * - lets the mesh write a small chunk straight into quiche
+ *   ({@link writeDirect}) when the stream has room for all of it and no
+ *   earlier write is queued on it, instead of a WHATWG stream write (a
+ *   promise, a queue entry, the library's async sink, an event);
  * - asks for a send pass straight from a stream that read or wrote, instead
  *   of dispatching the stream's `EventQUICStreamSend` through two event
  *   listeners to the same `send()` (nothing else listens to that event);
@@ -57,6 +61,8 @@ export interface FastPathCounters {
   datagramsOut: number;
   /** Stream scans answered by asking quiche about each known stream. */
   streamScans: number;
+  /** Chunks the mesh wrote straight into quiche ({@link writeDirect}). */
+  directWrites: number;
   /** Stream scans handed to the stock iterators (a new peer stream, or more streams than {@link MAX_SCANNED_STREAMS}). */
   stockScans: number;
 }
@@ -83,6 +89,7 @@ interface NativeConn {
   isReadable(): boolean;
   streamReadable(id: number): boolean;
   streamCapacity(id: number): number;
+  streamSend(id: number, data: Uint8Array, fin: boolean): number | null;
   isDraining(): boolean;
   isClosed(): boolean;
   localError(): unknown;
@@ -327,6 +334,37 @@ function processStreams(c: ConnInternals, counters: FastPathCounters): void {
   }
 }
 
+/** A QUICStream as {@link writeDirect} reads it. */
+interface DirectStreamInternals {
+  streamId: number;
+  connection?: ConnInternals;
+}
+
+/**
+ * Writes `chunk` straight into quiche's stream buffer when the stream's
+ * connection is on the fast path and quiche can take all of it now, and
+ * queues the connection's send pass; false (nothing written) otherwise, and
+ * the caller writes through the stream's writer instead. The caller must not
+ * use it while an earlier writer write on the stream is unfinished (order),
+ * nor after closing the stream's writable side.
+ */
+export function writeDirect(stream: QUICStream, chunk: Uint8Array): boolean {
+  const st = stream as unknown as DirectStreamInternals;
+  const c = st.connection;
+  if (c === undefined || chunk.byteLength === 0 || !fast(c)) return false;
+  try {
+    if (c.conn.streamCapacity(st.streamId) < chunk.byteLength) return false;
+    // With the capacity checked, quiche takes the whole chunk.
+    if (c.conn.streamSend(st.streamId, chunk, false) !== chunk.byteLength) return false;
+  } catch {
+    // Stopped or reset by the peer: the writer reports it on its next write.
+    return false;
+  }
+  (c.socket as unknown as SocketInternals)[FAST]!.directWrites += 1;
+  void patchedSend.call(c);
+  return true;
+}
+
 /** Throws unless `version` is the one the patch was written for. */
 export function assertPatchedVersion(version: string): void {
   if (version !== PATCHED_QUIC_VERSION) {
@@ -373,7 +411,7 @@ export function useFastReceive(socket: QUICSocket): FastPathCounters {
   if (typeof stock !== "function" || s.socket === undefined || s.connectionMap === undefined) {
     throw new Error(`@matrixai/quic: QUICSocket internals changed; the fast receive path cannot be applied`);
   }
-  const counters: FastPathCounters = { datagramsIn: 0, datagramsOut: 0, streamScans: 0, stockScans: 0 };
+  const counters: FastPathCounters = { datagramsIn: 0, datagramsOut: 0, directWrites: 0, streamScans: 0, stockScans: 0 };
   const idLen = native.quiche.MAX_CONN_ID_LEN;
   // The connection the last short-header datagram went to, and its destination id.
   let lastConn: ConnInternals | undefined;
