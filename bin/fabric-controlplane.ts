@@ -10,7 +10,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { runControlPlane, type ControlPlane } from "../controlplane/controlplane.js";
+import type { ControlPlane } from "../controlplane/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 import { parseDuration } from "../lib/enrollment/token.js";
@@ -111,7 +111,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
-  started = runControlPlane({
+  // Loaded only now: --help and a refused flag answer without loading the control plane's modules.
+  started = import("../controlplane/controlplane.js").then(({ runControlPlane }) => runControlPlane({
     stateDir,
     host: values.host,
     port,
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
     controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
     agentPort: agentPort === -1 ? undefined : agentPort,
     agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
-  });
+  }));
   await started;
 }
 

@@ -61,4 +61,6 @@ echo "== generated files"
 bash hack/verify.sh
 echo "== tests"
 # In-process control planes log only warnings and errors; spawned ones still log their ready line.
-FABRIC_LOG_LEVEL="${FABRIC_LOG_LEVEL:-warn}" npx mocha "$@"
+# After the summary, the reporter (test/support/file-timing-reporter.ts) lists the 15 slowest
+# test files by wall time, hooks included: where the suite's time goes, in every CI log.
+FABRIC_SLOWEST_FILES="${FABRIC_SLOWEST_FILES:-15}" FABRIC_LOG_LEVEL="${FABRIC_LOG_LEVEL:-warn}" npx mocha "$@"
