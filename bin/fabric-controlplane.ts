@@ -90,6 +90,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(agentPort) || agentPort < -1 || agentPort > 65535) throw new Error(`invalid --agent-port: ${values["agent-port"]}`);
   const enrollment = { nodeCertLifetimeMs: parseDuration(values["node-cert-lifetime"]), joinRequestRetentionMs: parseDuration(values["join-request-retention"]) };
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_STATE_DIR ?? ".fabric");
+  const controllers = values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined;
+  const rateLimit = parseRateLimit(values["enroll-rate-limit"]);
   // Signal handlers first: a SIGTERM that arrives while starting (or right
   // after the ready line) waits for start-up to finish, then stops cleanly.
   let started: Promise<ControlPlane> | undefined;
@@ -120,9 +122,9 @@ async function main(): Promise<void> {
     databaseUrl: values["database-url"],
     fsync: !values["no-fsync"],
     log,
-    controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
+    controllers,
     agentPort: agentPort === -1 ? undefined : agentPort,
-    agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
+    agentApi: { rateLimit },
   }));
   await started;
 }
