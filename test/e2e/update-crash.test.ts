@@ -178,14 +178,11 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
   async function push(rels: Rel[]): Promise<void> {
     assert.ok(cp !== undefined);
     const kubeconfig = cp.kubeconfig;
-    // Separate releases: pushed a few at a time, then verified together (one kubectl a poll).
-    for (let i = 0; i < rels.length; i += 4) {
-      await Promise.all(
-        rels.slice(i, i + 4).map(async (r) => {
-          const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", kubeconfig], { timeoutMs: 120_000 });
-          assert.equal(out.code, 0, out.stderr);
-        }),
-      );
+    // In version order (a version offered after a newer one was verified is refused), then verified
+    // together: one kubectl a poll for all of them.
+    for (const r of rels) {
+      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", kubeconfig], { timeoutMs: 120_000 });
+      assert.equal(out.code, 0, out.stderr);
     }
     const names = new Set(rels.map((r) => JSON.parse(readFileSync(r.file, "utf8")).metadata.name as string));
     await eventually(async () => {
