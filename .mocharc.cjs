@@ -13,4 +13,6 @@ module.exports = {
   timeout: 60000,
   exit: true,
   require: ["test/support/hooks.ts"],
+  // The spec reporter plus, with FABRIC_SLOWEST_FILES=N, the N slowest files.
+  reporter: "test/support/file-timing-reporter.ts",
 };

@@ -10,7 +10,7 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { runControlPlane, type ControlPlane } from "../controlplane/controlplane.js";
+import type { ControlPlane } from "../controlplane/controlplane.js";
 import { leaseFlagOptions, leaseFlagUsage, leaseSettingsFromFlags } from "../controllers/flags.js";
 import { logger, parseLogFormat, setLogFormat } from "../lib/log.js";
 import { parseDuration } from "../lib/enrollment/token.js";
@@ -90,6 +90,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(agentPort) || agentPort < -1 || agentPort > 65535) throw new Error(`invalid --agent-port: ${values["agent-port"]}`);
   const enrollment = { nodeCertLifetimeMs: parseDuration(values["node-cert-lifetime"]), joinRequestRetentionMs: parseDuration(values["join-request-retention"]) };
   const stateDir = resolve(values["state-dir"] ?? process.env.FABRIC_STATE_DIR ?? ".fabric");
+  const controllers = values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined;
+  const rateLimit = parseRateLimit(values["enroll-rate-limit"]);
   // Signal handlers first: a SIGTERM that arrives while starting (or right
   // after the ready line) waits for start-up to finish, then stops cleanly.
   let started: Promise<ControlPlane> | undefined;
@@ -111,7 +113,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
-  started = runControlPlane({
+  // Loaded only now: --help and a refused flag answer without loading the control plane's modules.
+  started = import("../controlplane/controlplane.js").then(({ runControlPlane }) => runControlPlane({
     stateDir,
     host: values.host,
     port,
@@ -119,10 +122,10 @@ async function main(): Promise<void> {
     databaseUrl: values["database-url"],
     fsync: !values["no-fsync"],
     log,
-    controllers: values.controllers === "true" ? { ...leaseSettingsFromFlags(values), enrollment } : undefined,
+    controllers,
     agentPort: agentPort === -1 ? undefined : agentPort,
-    agentApi: { rateLimit: parseRateLimit(values["enroll-rate-limit"]) },
-  });
+    agentApi: { rateLimit },
+  }));
   await started;
 }
 

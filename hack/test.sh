@@ -53,7 +53,9 @@ if ! bash hack/wireguard.sh; then
   exit 1
 fi
 echo "== type check"
-npx tsc --noEmit -p tsconfig.json
+# Incremental: a later run in the same checkout re-checks only what changed (16 s of CPU -> 5 s);
+# the build info lives in the git-ignored .tmp/.
+npx tsc --noEmit -p tsconfig.json --incremental --tsBuildInfoFile .tmp/tsc.tsbuildinfo
 echo "== precompiled agent"
 # bin/fabric-agent would rebuild it on first use anyway; building here keeps that out of test timings.
 node hack/build-agent.mjs
@@ -61,4 +63,6 @@ echo "== generated files"
 bash hack/verify.sh
 echo "== tests"
 # In-process control planes log only warnings and errors; spawned ones still log their ready line.
-FABRIC_LOG_LEVEL="${FABRIC_LOG_LEVEL:-warn}" npx mocha "$@"
+# After the summary, the reporter (test/support/file-timing-reporter.ts) lists the 15 slowest
+# test files by wall time, hooks included: where the suite's time goes, in every CI log.
+FABRIC_SLOWEST_FILES="${FABRIC_SLOWEST_FILES:-15}" FABRIC_LOG_LEVEL="${FABRIC_LOG_LEVEL:-warn}" npx mocha "$@"

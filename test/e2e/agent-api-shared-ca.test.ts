@@ -27,6 +27,7 @@ import { createPool } from "../../lib/db/pool.js";
 import { logger, type Logger } from "../../lib/log.js";
 import { spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
+import { seedPostgres } from "../support/pg-template.js";
 
 /** The agent API URL and CA hash of a control plane's ready line. */
 function agentApiOf(cp: ChildControlPlane): { url: string; caHash: string } {
@@ -87,6 +88,7 @@ describe("agent API CA shared by the control planes of one database", function (
 
   before(async () => {
     pgDir = tempStateDir("fabric-pg-");
+    await seedPostgres(join(pgDir, "postgres"));
     db = await startEmbeddedPostgres({ dataDir: join(pgDir, "postgres"), fsync: false });
     pool = createPool(db.url, { max: 4 });
   });

@@ -16,6 +16,7 @@ import { createPool } from "../../lib/db/pool.js";
 import { verifyChain } from "../../lib/audit/chain.js";
 import { eventually, spawnControlPlane, tempStateDir, type ChildControlPlane } from "../support/controlplane.js";
 import type pg from "pg";
+import { seedPostgres } from "../support/pg-template.js";
 
 const group = "accessfabric.io";
 const version = "v1alpha1";
@@ -56,6 +57,7 @@ describe("controllers: leader election across two control-plane processes", func
 
   before(async () => {
     pgDir = tempStateDir("fabric-pg-");
+    await seedPostgres(join(pgDir, "postgres"));
     db = await startEmbeddedPostgres({ dataDir: join(pgDir, "postgres"), fsync: false });
     pool = createPool(db.url, { max: 4 });
     for (const id of ["cp-a", "cp-b"]) {

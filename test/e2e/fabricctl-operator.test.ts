@@ -207,29 +207,36 @@ describe("e2e: fabricctl for operators (status, get nodes, audit log, errors, to
   });
 
   it("help goes to stdout with exit 0, unknown commands exit 2 with a suggestion", async () => {
-    for (const args of [["--help"], ["token", "create", "--help"], ["help", "token"], ["status", "-h"], ["audit", "log", "--help"], ["get", "--help"]]) {
-      const r = await fabricctl(args);
+    // Independent invocations: started together, judged one by one.
+    const helps = [["--help"], ["token", "create", "--help"], ["help", "token"], ["status", "-h"], ["audit", "log", "--help"], ["get", "--help"]];
+    const [helped, [unknown, sub, flag, format, interval, resource]] = await Promise.all([
+      Promise.all(helps.map((args) => fabricctl(args))),
+      Promise.all([
+        fabricctl(["tokn", "create"]),
+        fabricctl(["join", "aprove", "x"]),
+        fabricctl(["get", "nodes", "--clustr", "x"]),
+        fabricctl(["get", "nodes", "-o", "xml", ...kc()]),
+        fabricctl(["status", "--watch", "--interval", "soon", ...kc()]),
+        fabricctl(["get", "pods", ...kc()]),
+      ]),
+    ]);
+    helps.forEach((args, i) => {
+      const r = helped[i];
       assert.equal(r.code, 0, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stdout, /^Usage: fabricctl/, args.join(" "));
       assert.equal(r.stderr, "", args.join(" "));
-    }
-    const unknown = await fabricctl(["tokn", "create"]);
+    });
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command 'tokn'\n\(Did you mean token\?\)/);
     assert.equal(unknown.stdout, "");
-    const sub = await fabricctl(["join", "aprove", "x"]);
     assert.equal(sub.code, 2);
     assert.match(sub.stderr, /Did you mean approve\?/);
-    const flag = await fabricctl(["get", "nodes", "--clustr", "x"]);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /unknown option '--clustr'\n\(Did you mean --cluster\?\)/);
-    const format = await fabricctl(["get", "nodes", "-o", "xml", ...kc()]);
     assert.equal(format.code, 2);
     assert.match(format.stderr, /Allowed choices are table, json, yaml/);
-    const interval = await fabricctl(["status", "--watch", "--interval", "soon", ...kc()]);
     assert.equal(interval.code, 2);
     assert.match(interval.stderr, /--interval: invalid duration "soon"/);
-    const resource = await fabricctl(["get", "pods", ...kc()]);
     assert.equal(resource.code, 2);
     assert.match(resource.stderr, /use kubectl get pods/);
   });

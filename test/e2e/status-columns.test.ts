@@ -13,6 +13,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
+import { seedStateDir } from "../support/pg-template.js";
 import { AgentProcesses } from "../support/agent-process.js";
 import { eventually, kubectl, tempStateDir } from "../support/controlplane.js";
 import { applyCluster, createToken } from "../support/enrollment.js";
@@ -44,6 +45,7 @@ describe("e2e: the status columns kubectl shows", function () {
   }
 
   before(async () => {
+    await seedStateDir(stateDir);
     cp = await runControlPlane({
       stateDir,
       host: "127.0.0.1",

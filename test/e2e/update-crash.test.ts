@@ -177,14 +177,19 @@ describe("e2e: workload updates survive SIGKILL in every state, and migrations r
   }
   async function push(rels: Rel[]): Promise<void> {
     assert.ok(cp !== undefined);
+    const kubeconfig = cp.kubeconfig;
+    // In version order (a version offered after a newer one was verified is refused), then verified
+    // together: one kubectl a poll for all of them.
     for (const r of rels) {
-      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", cp.kubeconfig], { timeoutMs: 120_000 });
+      const out = await fabricctl(["release", "push", r.file, r.artifact, "--kubeconfig", kubeconfig], { timeoutMs: 120_000 });
       assert.equal(out.code, 0, out.stderr);
     }
-    for (const r of rels) {
-      const name = JSON.parse(readFileSync(r.file, "utf8")).metadata.name as string;
-      await eventually(async () => (await kubectl(cp?.kubeconfig ?? "", ["get", "release", name, "-o", "jsonpath={.status.verified}"])).stdout === "true", 60_000, 300);
-    }
+    const names = new Set(rels.map((r) => JSON.parse(readFileSync(r.file, "utf8")).metadata.name as string));
+    await eventually(async () => {
+      const r = await kubectl(kubeconfig, ["get", "releases", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.verified}{\"\\n\"}{end}"]);
+      const verified = new Set(r.stdout.split("\n"));
+      return [...names].every((n) => verified.has(`${n}=true`));
+    }, 60_000, 300);
   }
   /** Joins agent n, labels its node for the channel, binds workload w (component w) to it, waits for `first` to run. */
   async function joinAndRun(n: string, w: string, first: Rel): Promise<void> {

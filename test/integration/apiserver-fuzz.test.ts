@@ -25,6 +25,8 @@ const seed = process.env.FABRIC_FUZZ_SEED ? Number.parseInt(process.env.FABRIC_F
 const count = process.env.FABRIC_FUZZ_REQUESTS ? Number.parseInt(process.env.FABRIC_FUZZ_REQUESTS, 10) : 10_000;
 /** Requests in flight: a few, so the loaded 2-core CI machine finishes well within the test's time. */
 const CONCURRENCY = 4;
+/** Watches held open besides them: a watch mostly waits for its deadline, so it does not take one of the 4. */
+const STREAMS = 8;
 
 /** A plain JSON request to the API server, outside the fuzz (set-up, checks and clean-up). */
 async function call(cp: TestControlPlane, method: string, path: string, body?: unknown, contentType = "application/json"): Promise<{ status: number; body: unknown }> {
@@ -106,7 +108,7 @@ describe("API server: seeded fuzz", function () {
   const lastWrite = new Map<string, FuzzRequest>();
 
   before(async () => {
-    console.log(`      apiserver fuzz: seed ${seed}, ${count} requests, ${CONCURRENCY} in flight`);
+    console.log(`      apiserver fuzz: seed ${seed}, ${count} requests, ${CONCURRENCY} in flight (and up to ${STREAMS} watches)`);
     console.log(`      rerun this seed: FABRIC_FUZZ_SEED=${seed} npx mocha test/integration/apiserver-fuzz.test.ts`);
     cp = await sharedControlPlane();
     existing = new Set((await listEverything(cp)).objects.map(keyOf));
@@ -138,7 +140,7 @@ describe("API server: seeded fuzz", function () {
     const started = Date.now();
     const gen = new RequestGenerator(new Rng(seed), fuzzResources(), tag, namespaces, cp.cp.api.adminToken);
     const next = (): FuzzRequest => gen.next();
-    await runRequests({ url: cp.cp.api.url, caPem: cp.cp.api.caPem, concurrency: CONCURRENCY, watchDeadlineMs: 1_500, timeoutMs: 30_000 }, count, next, (r) => {
+    await runRequests({ url: cp.cp.api.url, caPem: cp.cp.api.caPem, concurrency: CONCURRENCY, streams: STREAMS, watchDeadlineMs: 1_500, timeoutMs: 30_000 }, count, next, (r) => {
       codes.set(r.status, (codes.get(r.status) ?? 0) + 1);
       if (r.status >= 200 && r.status < 300) {
         gen.observe(r.request.path, r.body);

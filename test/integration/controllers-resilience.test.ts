@@ -14,6 +14,7 @@ import { eventually, spawnControlPlane, tempStateDir, type ChildControlPlane } f
 import { metricSum, startTestControllers, testKek, type TestControllers } from "../support/controllers.js";
 import { freePort, startTcpProxy, type TcpProxy } from "../support/tcp-proxy.js";
 import type pg from "pg";
+import { seedPostgres } from "../support/pg-template.js";
 
 const group = "accessfabric.io";
 const version = "v1alpha1";
@@ -46,6 +47,7 @@ describe("controllers: API server restarts and silent watches", function () {
 
   before(async () => {
     pgDir = tempStateDir("fabric-pg-");
+    await seedPostgres(join(pgDir, "postgres"));
     db = await startEmbeddedPostgres({ dataDir: join(pgDir, "postgres"), fsync: false });
     pool = createPool(db.url, { max: 10 });
     stateDir = tempStateDir();

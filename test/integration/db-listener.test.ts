@@ -8,6 +8,7 @@ import { PgListener } from "../../lib/db/listener.js";
 import { createPool } from "../../lib/db/pool.js";
 import { logger } from "../../lib/log.js";
 import { tempStateDir } from "../support/controlplane.js";
+import { seedPostgres } from "../support/pg-template.js";
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -76,6 +77,7 @@ describe("PgListener", function () {
 
   before(async () => {
     stateDir = tempStateDir("fabric-listener-test-");
+    await seedPostgres(path.join(stateDir, "postgres"));
     server = await startEmbeddedPostgres({ dataDir: path.join(stateDir, "postgres"), fsync: false });
     pool = createPool(server.url, { max: 4 });
   });

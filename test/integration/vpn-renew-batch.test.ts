@@ -12,6 +12,7 @@ import { PgAuthority } from "../../controllers/runtime/authority.js";
 import { openDatabase, type Database } from "../../lib/db/database.js";
 import { verifyChain } from "../../lib/audit/chain.js";
 import { logger } from "../../lib/log.js";
+import { seedStateDir } from "../support/pg-template.js";
 import { VpnStore } from "../../lib/state/vpn.js";
 import { tempStateDir } from "../support/controlplane.js";
 
@@ -34,6 +35,7 @@ describe("VPN lease renewals in one batch succeed or fail individually", functio
   before(async () => {
     stateDir = tempStateDir("fabric-vpn-renew-");
     const log = logger("vpn-renew-batch");
+    await seedStateDir(stateDir);
     db = await openDatabase({ stateDir, fsync: false, log, maxConnections: 4 });
     const pool = db.pool;
     await pool.query(`INSERT INTO nodes (name, cluster, node_name, host_fingerprint) SELECT $1 || '.n-' || i, $1, 'n-' || i, 'sha256:' || md5(i::text) FROM generate_series(0, $2 - 1) i`, [CLUSTER, N]);

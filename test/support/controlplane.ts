@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
+import { seedStateDir } from "./pg-template.js";
 
 /** The repository root. */
 export const repoRoot = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -35,6 +36,7 @@ export interface TestControlPlane {
 /** Starts a control plane in this process on ephemeral ports with a throwaway embedded database. */
 export async function startTestControlPlane(opts: { watchHistoryEvents?: number; compactIntervalMs?: number; bookmarkIntervalMs?: number } = {}): Promise<TestControlPlane> {
   const stateDir = tempStateDir();
+  await seedStateDir(stateDir);
   const cp = await runControlPlane({
     stateDir,
     host: "127.0.0.1",
@@ -183,8 +185,14 @@ export interface ChildControlPlane {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready line. */
+/**
+ * Spawns bin/fabric-controlplane on ephemeral ports and waits for its ready
+ * line. Its embedded database (when it has one) starts from the migrated
+ * template of ./pg-template.ts on the first start in `stateDir`.
+ */
 export async function spawnControlPlane(stateDir: string, extraArgs: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ChildControlPlane> {
+  const external = (env.DATABASE_URL ?? process.env.DATABASE_URL) || extraArgs.some((a) => a.startsWith("--database-url"));
+  if (!external) await seedStateDir(stateDir);
   const child = spawn(join(repoRoot, "bin", "fabric-controlplane"), ["--state-dir", stateDir, "--port", "0", "--metrics-port", "0", "--agent-port", "0", "--no-fsync", ...extraArgs], {
     // The ready line is an info line: never inherit a quieter log level.
     env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...env },

@@ -15,6 +15,7 @@ import type { EnrollRequest, EnrollResponse } from "../../lib/enrollment/protoco
 import { loadKubeConfig } from "../../lib/kube/kubeconfig.js";
 import { logger } from "../../lib/log.js";
 import { eventually, kubectl, tempStateDir } from "./controlplane.js";
+import { seedStateDir } from "./pg-template.js";
 
 /** A control plane with controllers and the agent API. */
 export interface EnrollmentPlane {
@@ -33,6 +34,7 @@ export async function startEnrollmentPlane(
 ): Promise<EnrollmentPlane> {
   const { renewGraceMs, nodeHealth, ...enrollment } = opts;
   const stateDir = tempStateDir();
+  await seedStateDir(stateDir);
   const cp = await runControlPlane({
     stateDir,
     host: "127.0.0.1",

@@ -17,6 +17,7 @@ import { interfaceName } from "../../agent/vpn/plan.js";
 import { readVpnStatus, type VpnStatusFile, type VpnStatusRow } from "../../agent/vpn/vpn-status.js";
 import { runControlPlane, type ControlPlane } from "../../controlplane/controlplane.js";
 import { logger } from "../../lib/log.js";
+import { seedStateDir } from "./pg-template.js";
 import { agentEnv, kubectl, repoRoot, tempStateDir } from "./controlplane.js";
 import { createToken } from "./enrollment.js";
 import { createLab, inNetns, type NetnsHost, type NetnsLab as Lab } from "./netns.js";
@@ -273,6 +274,7 @@ export class VpnRig {
     this.echo = await this.wg.echoServer(siteHost.netns, VpnRig.BEHIND, 7007);
 
     this.cpDir = tempStateDir();
+    await seedStateDir(this.cpDir);
     this.cp = await runControlPlane({
       stateDir: this.cpDir,
       host: "127.0.0.1",

@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { PgAuthority } from "../../controllers/runtime/authority.js";
 import { FencedError } from "../../controllers/runtime/errors.js";
 import { openDatabase, type Database } from "../../lib/db/database.js";
+import { seedStateDir } from "../support/pg-template.js";
 
 describe("runtime PgAuthority", function () {
   this.timeout(60_000);
@@ -18,6 +19,7 @@ describe("runtime PgAuthority", function () {
 
   before(async () => {
     stateDir = await fs.mkdtemp(path.join(os.tmpdir(), "fabric-authority-test-"));
+    await seedStateDir(stateDir);
     db = await openDatabase({ stateDir, fsync: false });
     await db.pool.query("CREATE TABLE decisions (id serial PRIMARY KEY, what text NOT NULL)");
   });

@@ -30,6 +30,11 @@ export interface FuzzTarget {
   watchDeadlineMs: number;
   /** Any other request fails after this long. */
   timeoutMs: number;
+  /**
+   * Watches (streaming requests) held open besides the `concurrency` others
+   * (default 0: a watch takes one of those slots, idle until its deadline).
+   */
+  streams?: number;
 }
 
 function send(agent: https.Agent, target: FuzzTarget, req: FuzzRequest): Promise<FuzzResult> {
@@ -113,22 +118,36 @@ function streamError(text: string): number | undefined {
 }
 
 /**
- * Sends `count` requests from `next` with `target.concurrency` in flight,
- * calling `onResult` for each as it completes. Requests are drawn in order,
+ * Sends `count` requests from `next` with `target.concurrency` in flight
+ * (and up to `target.streams` watches besides), calling `onResult` for each
+ * as it completes. Requests are drawn in order,
  * so the generated sequence depends only on the generator.
  */
 export async function runRequests(target: FuzzTarget, count: number, next: () => FuzzRequest, onResult: (r: FuzzResult) => void): Promise<void> {
-  const agent = new https.Agent({ keepAlive: true, maxSockets: target.concurrency, ca: target.caPem });
+  const streams = target.streams ?? 0;
+  const agent = new https.Agent({ keepAlive: true, maxSockets: target.concurrency + streams, ca: target.caPem });
   let issued = 0;
+  const open = new Set<Promise<void>>();
   const worker = async () => {
     while (issued < count) {
       issued++;
       const req = next();
+      if (req.stream && streams > 0) {
+        // A watch mostly waits for its deadline: it runs beside the others, `streams` at most.
+        while (open.size >= streams) await Promise.race(open);
+        const p: Promise<void> = send(agent, target, req).then((r) => {
+          open.delete(p);
+          onResult(r);
+        });
+        open.add(p);
+        continue;
+      }
       onResult(await send(agent, target, req));
     }
   };
   try {
     await Promise.all(Array.from({ length: target.concurrency }, worker));
+    await Promise.all(open);
   } finally {
     agent.destroy();
   }
