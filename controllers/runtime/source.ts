@@ -21,7 +21,7 @@
  * Informer treats that like its own watchdog firing: resume from the last
  * resourceVersion at once.
  */
-import { KubeConfig, Watch, CustomObjectsApi, type KubernetesObject } from "@kubernetes/client-node";
+import { KubeConfig, Watch, CoreV1Api, CustomObjectsApi, type KubernetesObject } from "@kubernetes/client-node";
 
 /** Result of a complete (all pages) list. */
 export interface ListResult<T> {
@@ -195,14 +195,28 @@ export interface CustomResourceRef {
   namespace?: string;
 }
 
-/** A clientNodeSource for a custom resource through CustomObjectsApi. */
+/** The core (group "") collections an informer may follow, watched across all namespaces. */
+const CORE_LISTS: Record<string, (api: CoreV1Api, p: ListParams) => Promise<ListPage<unknown>>> = {
+  secrets: (api, p) => api.listSecretForAllNamespaces(p),
+};
+
+/**
+ * A clientNodeSource for a custom resource through CustomObjectsApi, or for
+ * one of the core collections in CORE_LISTS (group "", all namespaces).
+ */
 export function customResourceSource<T extends KubernetesObject>(
   kubeConfig: KubeConfig,
   ref: CustomResourceRef,
   extra: Pick<ClientNodeSourceOptions<T>, "labelSelector" | "fieldSelector" | "pageSize"> = {},
 ): ListWatchSource<T> {
-  const api = kubeConfig.makeApiClient(CustomObjectsApi);
   const { group, version, plural, namespace } = ref;
+  if (group === "") {
+    const core = CORE_LISTS[plural];
+    if (core === undefined || namespace !== undefined) throw new Error(`customResourceSource: no informer source for core ${version}/${plural}${namespace === undefined ? "" : ` in namespace ${namespace}`}`);
+    const coreApi = kubeConfig.makeApiClient(CoreV1Api);
+    return clientNodeSource<T>({ kubeConfig, path: `/api/${version}/${plural}`, list: (p) => core(coreApi, p) as Promise<ListPage<T>>, ...extra });
+  }
+  const api = kubeConfig.makeApiClient(CustomObjectsApi);
   const path =
     namespace === undefined
       ? `/apis/${group}/${version}/${plural}`

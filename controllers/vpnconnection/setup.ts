@@ -1,11 +1,12 @@
 /**
  * Registers the VPNConnection kind (docs/vpn.md): its controller, which
- * follows the FabricNodes and RoleAssignments that decide eligibility and
- * the clusters; the lease watch (lease-watch.ts: expiry sweep and grant
+ * follows the FabricNodes and RoleAssignments that decide eligibility, the
+ * clusters and the credential Secrets; the lease watch (lease-watch.ts: expiry sweep and grant
  * feed); the orphan sweep of projected connections; and the "vpn" snapshot
  * contributor. Leases themselves are granted by the agent API under the
  * same authority term (lib/state/vpn.ts).
  */
+import type { V1Secret } from "@kubernetes/client-node";
 import { RESOURCES } from "../../lib/api/types.generated.js";
 import { VpnStore } from "../../lib/state/vpn.js";
 import type { FabricKind } from "../kind.js";
@@ -29,6 +30,10 @@ export const vpnConnectionKind: FabricKind = {
     const store = new VpnStore(d.pool, d.fence, d.identity);
     const listing = (node: string): ObjectKey[] => informer.keysWhere((c) => c.spec.allowedNodes.includes(node));
     const ofCluster = (cluster: string): ObjectKey[] => informer.keysWhere((c) => c.spec.cluster === cluster);
+    // The credential Secret decides CredentialMissing; a change to it is a change to the connection's status.
+    const secrets = mgr.informerFor<V1Secret>({ group: "", version: "v1", plural: "secrets" }, "Secret");
+    const usingSecret = (s: V1Secret): ObjectKey[] =>
+      informer.keysWhere((c) => c.metadata.namespace === s.metadata?.namespace && c.spec.credentialSecretRef?.name === s.metadata?.name);
     const controller = new Controller<VPNConnectionObject>({
       name: "vpnconnection",
       kind: "VPNConnection",
@@ -45,6 +50,7 @@ export const vpnConnectionKind: FabricKind = {
         ),
         watchSecondary(roles, (r) => ofCluster(r.spec.cluster)),
         watchSecondary(clusters, (c) => (c.metadata.name === undefined ? [] : ofCluster(c.metadata.name)), IgnoreUpdates),
+        watchSecondary(secrets, usingSecret, UpdateWhen((a, b) => !jsonEqual(a.data, b.data))),
       ],
       workers: 4,
       registry: d.registry,
