@@ -181,19 +181,19 @@ export class StreamRefused extends Error {
  * Joins two duplexes: bytes flow both ways with backpressure (pipe pauses
  * the source while the destination is full); an end on one side ends the
  * other's writable (half-close travels), and a failure or abort on either
- * side destroys both.
+ * side destroys both. `onBytes` is told of every chunk either side
+ * received, as it passes (not when the splice closes: a long-lived stream,
+ * or one whose ends close in any order, is counted all the same).
  */
-export function splice(a: Duplex, b: Duplex, onClose?: (bytes: { ab: number; ba: number }) => void): void {
-  const bytes = { ab: 0, ba: 0 };
-  a.on("data", (c: Buffer) => (bytes.ab += c.length));
-  b.on("data", (c: Buffer) => (bytes.ba += c.length));
+export function splice(a: Duplex, b: Duplex, onBytes?: (n: number) => void): void {
+  if (onBytes !== undefined) {
+    a.on("data", (c: Buffer) => onBytes(c.length));
+    b.on("data", (c: Buffer) => onBytes(c.length));
+  }
   a.pipe(b);
   b.pipe(a);
-  let closed = 0;
   const closeOf = (x: Duplex, y: Duplex) => (): void => {
     if (!x.readableEnded || x.errored !== null) y.destroy();
-    closed += 1;
-    if (closed === 2) onClose?.(bytes);
   };
   a.once("close", closeOf(a, b));
   b.once("close", closeOf(b, a));

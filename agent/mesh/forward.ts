@@ -68,6 +68,7 @@ export interface StreamCounters {
   accepted: number;
   refused: number;
   relayed: number;
+  /** Bytes spliced as a relay, both ways, counted as they pass. */
   relayedBytes: number;
 }
 
@@ -222,7 +223,8 @@ export class MeshStreams {
       sock.on("error", () => undefined);
       sock.pause();
       this.open(node, { kind: "tcp", port }).then(
-        ({ stream }) => {
+        ({ stream, route }) => {
+          this.d.log.info("mesh forward connection", { target: `${node}:${port}`, path: routeText(route) });
           splice(sock, stream);
           sock.resume();
         },
@@ -367,8 +369,8 @@ export class MeshStreams {
     }
     this.counters.relayed += 1;
     this.answer(from, true);
-    splice(from, to, (b) => {
-      this.counters.relayedBytes += b.ab + b.ba;
+    splice(from, to, (n) => {
+      this.counters.relayedBytes += n;
     });
   }
 }

@@ -64,7 +64,7 @@ export interface MeshStatus {
   counters?: { protocolErrors: number; refused: number; requestsServed: number };
   /** Relay advertisements held (live ones): which relay reaches which nodes. */
   relays?: Array<{ relay: string; reaches: string[] }>;
-  /** Data streams served: accepted, refused, relayed (as relay) and the bytes relayed. */
+  /** Data streams served: accepted, refused, relayed (as relay) and the bytes relayed, both ways, counted as they pass (an open stream's too). */
   streams?: { accepted: number; refused: number; relayed: number; relayedBytes: number };
   updatedAt: string;
 }

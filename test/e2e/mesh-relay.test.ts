@@ -301,15 +301,31 @@ describe("e2e: mesh relays and TCP forwarding with real agents in network namesp
     assert.equal(first.path, `relay via ${used}`);
     const [host, port] = [forwardListen.slice(0, forwardListen.lastIndexOf(":")), Number(forwardListen.slice(forwardListen.lastIndexOf(":") + 1))];
     const data = randomBytes(1024 * 1024);
+    // Each connection takes its path when it opens (docs/mesh.md): usually the relay the check took, but another one
+    // if that relay's link or advertisement lapsed meanwhile. The proof follows the connection's own path.
+    const relays = [byShort("r1"), byShort("r2")];
+    const relayed = async (): Promise<number[]> => Promise.all(relays.map(async (r) => (await meshStatus(r))?.streams?.relayedBytes ?? 0));
+    const before = await relayed();
     const t0 = Date.now();
     const back = await roundTrip(host, port, data);
-    console.log(`      1 MiB echoed through ${used} in ${Date.now() - t0} ms`);
     assert.equal(back.length, data.length);
     assert.equal(sha(back), sha(data));
-    // The relay's status counts what it spliced; A's lists both relays reaching B.
-    const relay = agents.find((x) => x.name === used);
-    assert.ok(relay);
-    await eventually(async () => ((await meshStatus(relay))?.streams?.relayedBytes ?? 0) >= 2 * data.length, 90_000, 500);
+    const took = Date.now() - t0;
+    const connectionPath = new RegExp(`"mesh forward connection".*"target":"${CLUSTER}\\.b:${ECHO_PORT}".*"path":"(relay via ${CLUSTER}\\.r[12]|direct)"`);
+    const path = await eventually(() => connectionPath.exec(a.out)?.[1], 30_000, 200);
+    assert.match(path, /^relay via /, "A and B have no direct path");
+    if (path !== first.path) console.log(`      the connection took ${path}, the check ${first.path}`);
+    used = path.slice("relay via ".length);
+    console.log(`      1 MiB echoed through ${used} in ${took} ms`);
+    // That relay's status counts what it spliced (both ways, as it passes); the other relay carried none of it.
+    const carried = await eventually(async () => {
+      const now = await relayed();
+      const grown = now.map((n, i) => n - (before[i] ?? 0));
+      return grown[relays.findIndex((r) => r.name === used)]! >= 2 * data.length ? grown : undefined;
+    }, 90_000, 500).catch(async (err: unknown) => {
+      throw new Error(`${(err as Error).message}: relayed bytes before ${before.join(", ")}, now ${(await relayed()).join(", ")} (r1, r2)`);
+    });
+    assert.ok(carried[relays.findIndex((r) => r.name !== used)]! < data.length, `relayed bytes grew by ${carried.join(", ")} (r1, r2)`);
     // Advertisements are refreshed every 5 s with a 15 s TTL: under load one
     // may lapse for a moment, so wait for both rather than read one instant.
     const reachingB = async () => (await meshStatus(byShort("a")))?.relays?.filter((r) => r.reaches.includes(`${CLUSTER}.b`)).map((r) => r.relay) ?? [];

@@ -5,8 +5,8 @@
  * answers go back to that client, so a QUIC peer dialling the proxy's address
  * talks to the target through it. Each direction has its own added latency
  * (a fixed part plus a uniform random part: noisy RTT; each flow keeps its
- * order, as behind a queue) and loss ratio, drawn
- * from a seeded PRNG whose seed is printed at start; settings change while it
+ * order, as behind a queue; a datagram never leaves before its due time) and
+ * loss ratio, drawn from a seeded PRNG whose seed is printed at start; settings change while it
  * runs; `cut` drops everything. A client address may have its own
  * impairments (`clients`), so a proxy in front of a node can slow only the
  * flows of one other node, whichever side dialled.
@@ -88,6 +88,15 @@ export interface UdpProxyOptions {
   announce?: (line: string) => void;
 }
 
+/** One flow (client, direction): when its last datagram is due, and the datagrams waiting, in order, with their timer. */
+interface Flow {
+  next: number;
+  queue: Array<{ at: number; send: () => void }>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+const newFlow = (): Flow => ({ next: 0, queue: [], timer: undefined });
+
 const NONE: Impairment = { latencyMs: 0, jitterMs: 0, loss: 0 };
 
 function checkImpairment(i: Impairment, which: string): void {
@@ -130,15 +139,31 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
   const stats: UdpProxyStats = { forwarded: { toTarget: 0, toClient: 0 }, dropped: { toTarget: 0, toClient: 0 }, clients: 0 };
   const type = isIPv6(o.listenHost) ? "udp6" : "udp4";
   const listener = dgram.createSocket(type);
-  const upstreams = new Map<string, { sock: dgram.Socket; out: { next: number } }>();
-  const timers = new Set<NodeJS.Timeout>();
+  const upstreams = new Map<string, { sock: dgram.Socket; out: Flow }>();
+  const waiting = new Set<Flow>();
   let closed = false;
+
+  // Sends the flow's datagrams that are due, in order, and re-arms for the
+  // next one. A timer may fire up to a millisecond before its due time (Node
+  // measures from the loop's cached clock): what is not due yet waits for a
+  // new timer, so no datagram ever leaves before its time.
+  const release = (flow: Flow): void => {
+    flow.timer = undefined;
+    waiting.delete(flow);
+    if (closed) return;
+    const now = performance.now();
+    while (flow.queue.length > 0 && flow.queue[0]!.at <= now) flow.queue.shift()!.send();
+    const head = flow.queue[0];
+    if (head === undefined) return;
+    flow.timer = setTimeout(release, head.at - now, flow);
+    waiting.add(flow);
+  };
 
   // Decides one datagram's fate with the settings in force when it arrives.
   // A flow (client, direction) keeps its order: a datagram never leaves
   // before the one ahead of it, so jitter varies the delay like a queue
   // does, without reordering (which QUIC would read as loss).
-  const pass = (way: "toTarget" | "toClient", client: string, flow: { next: number }, send: () => void): void => {
+  const pass = (way: "toTarget" | "toClient", client: string, flow: Flow, send: () => void): void => {
     const imp = (settings.clients[client] ?? settings)[way];
     if (settings.cut || (imp.loss > 0 && rand() < imp.loss)) {
       stats.dropped[way]++;
@@ -149,15 +174,12 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     const now = performance.now();
     const at = Math.max(now + delay, flow.next);
     flow.next = at;
-    if (at <= now) {
+    if (at <= now && flow.queue.length === 0) {
       send();
       return;
     }
-    const t = setTimeout(() => {
-      timers.delete(t);
-      if (!closed) send();
-    }, at - now);
-    timers.add(t);
+    flow.queue.push({ at, send });
+    if (flow.timer === undefined) release(flow);
   };
 
   listener.on("message", (msg, rinfo) => {
@@ -165,11 +187,11 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     let up = upstreams.get(key);
     if (up === undefined) {
       const sock = dgram.createSocket(type);
-      const back = { next: 0 };
+      const back = newFlow();
       sock.on("message", (answer) => pass("toClient", rinfo.address, back, () => listener.send(answer, rinfo.port, rinfo.address)));
       sock.on("error", () => undefined);
       sock.bind(0, o.listenHost);
-      up = { sock, out: { next: 0 } };
+      up = { sock, out: newFlow() };
       upstreams.set(key, up);
       stats.clients = upstreams.size;
     }
@@ -194,8 +216,8 @@ export async function startUdpProxy(o: UdpProxyOptions): Promise<UdpProxy> {
     stats: async () => structuredClone(stats),
     async close() {
       closed = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
+      for (const f of waiting) clearTimeout(f.timer);
+      waiting.clear();
       for (const u of upstreams.values()) u.sock.close();
       upstreams.clear();
       await new Promise<void>((r) => listener.close(() => r()));

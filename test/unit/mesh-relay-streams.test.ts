@@ -175,6 +175,27 @@ describe("agent/mesh relays and forwarding (real QUIC links on loopback)", funct
     assert.equal(sha(back2), sha(data));
   });
 
+  it("counts relayed bytes as they pass: a stream still open, neither end closed, shows in the relay's counter", async () => {
+    const echo = await echoServer();
+    closers.push(echo.close);
+    const t = await topology(echo.port);
+    const fwd = await t.a.streams.forward({ host: "127.0.0.1", port: 0 }, "b", echo.port);
+    closers.push(fwd.close);
+    const [before1, before2] = [t.r1.streams.counters.relayedBytes, t.r2.streams.counters.relayedBytes];
+    const data = randomBytes(256 * 1024);
+    const sock = net.connect({ host: "127.0.0.1", port: fwd.listen.port, allowHalfOpen: true });
+    closers.push(async () => void sock.destroy());
+    sock.on("error", () => undefined);
+    let got = 0;
+    sock.on("data", (c: Buffer) => (got += c.length));
+    sock.write(data);
+    await until(() => got === data.length);
+    // The echo came back and the connection stays open both ways: nothing has closed at the relay.
+    const grown = t.r1.streams.counters.relayedBytes - before1 + (t.r2.streams.counters.relayedBytes - before2);
+    assert.ok(grown >= 2 * data.length, `relayed bytes grew by ${grown} while the stream is open`);
+    assert.ok(!sock.readableEnded && !sock.writableEnded);
+  });
+
   it("delivers a reply sent after the client's half-close in full, relayed and direct (no reset of queued bytes)", async () => {
     // Stores everything, answers 1 MiB only after the client's FIN, then closes: the tail is still
     // queued in QUIC when the target's side of the stream finishes.
