@@ -46,6 +46,7 @@ import { serveControlSocket, type ForwardRequest, type HeldForward, type PingRes
 import { isRelayNode, streamViewOf, type StreamView } from "./forward-policy.js";
 import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
 import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
+import { reportDue, shapeOf, type MeshReportBody, type SentReport } from "./report-cadence.js";
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
 import { ADVERT_INTERVAL_MS, advertisementFor, RELAY_ADVERT_METHOD, RelayTable } from "./relay-table.js";
 import { measureWarm, planWarmProbes, pruneWarmResults, WARM_PROBE_METHOD, warmObservations, type WarmResult } from "./warm-probe.js";
@@ -148,7 +149,7 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
   let dirty = true;
   let wake: (() => void) | undefined;
   let reportVersion = 0;
-  let reportedJson = "";
+  let reported: SentReport | undefined;
 
   const kick = (): void => {
     dirty = true;
@@ -356,13 +357,13 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
       log.warn("writing mesh status failed", { err });
     }
     if (send === undefined) return;
-    const body = { enabled: s.enabled, ...(s.reason !== undefined ? { reason: s.reason } : {}), endpoints: s.endpoints, active: s.active, peers: s.peers };
-    const json = JSON.stringify(body);
-    if (json === reportedJson) return;
-    reportVersion = Math.max(Date.now(), reportVersion + 1);
+    const body: MeshReportBody = { enabled: s.enabled, ...(s.reason !== undefined ? { reason: s.reason } : {}), endpoints: s.endpoints, active: s.active, peers: s.peers };
+    const nowMs = Date.now();
+    if (!reportDue(body, reported, nowMs)) return;
+    reportVersion = Math.max(nowMs, reportVersion + 1);
     try {
       await send({ version: reportVersion, body: body as unknown as Record<string, unknown> });
-      reportedJson = json;
+      reported = { json: JSON.stringify(body), shape: shapeOf(body), atMs: nowMs };
     } catch (err) {
       log.info("mesh status report failed; sent again after the next evaluation", { err });
     }
