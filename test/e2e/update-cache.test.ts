@@ -35,16 +35,13 @@ import { ReleaseError } from "../../lib/release/index.js";
 import { eventually, kubectl } from "../support/controlplane.js";
 import { createToken } from "../support/enrollment.js";
 import { startReleaseFixture, type ReleaseFixture, type SignedRelease } from "../support/release-fixture.js";
+import { mtlsRequest, type MtlsAnswer, type MtlsCreds } from "../support/mtls-request.js";
 import { freePort } from "../support/tcp-proxy.js";
 
 const CLUSTER = "uc";
 const OTHER = "ux";
 const NODES = ["cache", "n1", "n2"];
 
-interface RawAnswer {
-  status: number;
-  body: Buffer;
-}
 
 describe("e2e: an update-cache node mirrors approved artifacts and serves them to its cluster's nodes", function () {
   this.timeout(300_000);
@@ -88,22 +85,10 @@ describe("e2e: an update-cache node mirrors approved artifacts and serves them t
     }
   }
   /** One raw request to the cache with a node's certificate (or none). */
-  function rawCache(id: { caPem: string; certPem?: string; keyPem?: string } , path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<RawAnswer> {
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        { host: "127.0.0.1", port: cachePort, path, method: o.method ?? "GET", headers: o.headers ?? {}, ca: id.caPem, cert: id.certPem, key: id.keyPem, checkServerIdentity: () => undefined, agent: false, timeout: 15_000 },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error("timeout")));
-      req.on("error", reject);
-      req.end();
-    });
+  function rawCache(id: MtlsCreds, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<MtlsAnswer> {
+    return mtlsRequest(cachePort, id, path, o);
   }
+
   const cacheEntry = (): { node: string; endpoint: string; certificateFingerprint: string } => {
     const caches = (payloadOf("n2")?.releaseUpdates as { caches?: Array<{ node: string; endpoint: string; certificateFingerprint: string }> } | undefined)?.caches;
     assert.ok(caches !== undefined && caches.length === 1, JSON.stringify(caches));

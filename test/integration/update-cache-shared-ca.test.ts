@@ -17,7 +17,6 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, X509Certificate } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
-import https from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -29,14 +28,10 @@ import { logger } from "../../lib/log.js";
 import type { StatusReport } from "../../lib/agent-protocol.js";
 import { eventually } from "../support/controlplane.js";
 import { clusterCa, nodeCreds, type NodeCreds } from "../support/mesh-certs.js";
+import { mtlsRequest, type MtlsAnswer } from "../support/mtls-request.js";
 
 const CLUSTER = "uc";
 const OTHER = "ux";
-
-interface Answer {
-  status: number;
-  body: Buffer;
-}
 
 describe("update cache: a node of another cluster under the same CA is refused by cluster", function () {
   this.timeout(60_000);
@@ -76,22 +71,10 @@ describe("update cache: a node of another cluster under the same CA is refused b
     return { cache, endpoint };
   }
 
-  function request(creds: NodeCreds, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        { host: "127.0.0.1", port, path, method: o.method ?? "GET", headers: o.headers ?? {}, ca: ca.certPem, cert: creds.certPem, key: creds.keyPem, checkServerIdentity: () => undefined, agent: false, timeout: 10_000 },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
-          res.on("error", reject);
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error("timeout")));
-      req.on("error", reject);
-      req.end();
-    });
+  function request(creds: NodeCreds, path: string, o: { method?: string; headers?: Record<string, string> } = {}): Promise<MtlsAnswer> {
+    return mtlsRequest(port, { caPem: ca.certPem, certPem: creds.certPem, keyPem: creds.keyPem }, path, { ...o, timeoutMs: 10_000 });
   }
+
 
   let cache: UpdateCache | undefined;
   before(async () => {
