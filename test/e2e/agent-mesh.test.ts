@@ -207,8 +207,10 @@ describe("e2e: the agent's mesh loop (QUIC links driven by the verified snapshot
     }, 30_000, 250);
     const evictedMs = Date.now() - killedAt;
     console.log(`      ${victim} evicted by ${linked.map((a) => a.name).join(",")} ${evictedMs} ms after SIGKILL`);
-    // Not before the trust window (7.5 s) after the last probe word, which came at most one probe period (3 s) before the kill.
-    assert.ok(evictedMs >= TRUST_WINDOW_MS - PROBE_INTERVAL_MS, `evicted after ${evictedMs} ms`);
+    // Not before the trust window (7.5 s) after the last probe word. That word came one probe period (3 s)
+    // before the kill on a quiet machine; under load a late timer stretches the gap (a fresh-root run saw an
+    // eviction 3.9 s after the kill), so the bound allows two periods: still far from an eviction at the kill.
+    assert.ok(evictedMs >= TRUST_WINDOW_MS - 2 * PROBE_INTERVAL_MS, `evicted after ${evictedMs} ms`);
     assert.ok(linked.some((a) => new RegExp(`"mesh disconnecting".*"peer":"${victim.replace(/\./g, "\\.")}".*"reason":"Silent"|"mesh link down".*"peer":"${victim.replace(/\./g, "\\.")}"`).test(a.proc.output())));
   });
 });
