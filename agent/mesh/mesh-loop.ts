@@ -46,7 +46,7 @@ import { serveControlSocket, type ForwardRequest, type HeldForward, type PingRes
 import { isRelayNode, streamViewOf, type StreamView } from "./forward-policy.js";
 import { MESH_PING_METHOD, MeshStreams, routeText } from "./forward.js";
 import { writeMeshStatus, type MeshPeerStatus, type MeshStatus } from "./mesh-status.js";
-import { reportDue, shapeOf, type MeshReportBody, type SentReport } from "./report-cadence.js";
+import { reportDue, reportOf, type MeshReportBody, type SentReport } from "./report-cadence.js";
 import { emptyPeerMemory, evaluatePeers, type PeerManagerMemory } from "./peer-manager.js";
 import { ADVERT_INTERVAL_MS, advertisementFor, RELAY_ADVERT_METHOD, RelayTable } from "./relay-table.js";
 import { measureWarm, planWarmProbes, pruneWarmResults, WARM_PROBE_METHOD, warmObservations, type WarmResult } from "./warm-probe.js";
@@ -359,11 +359,12 @@ export function runMeshLoop(sync: MembershipSync, o: MeshLoopOptions): MeshLoop 
     if (send === undefined) return;
     const body: MeshReportBody = { enabled: s.enabled, ...(s.reason !== undefined ? { reason: s.reason } : {}), endpoints: s.endpoints, active: s.active, peers: s.peers };
     const nowMs = Date.now();
-    if (!reportDue(body, reported, nowMs)) return;
+    const next = reportOf(body);
+    if (!reportDue(next, reported, nowMs)) return;
     reportVersion = Math.max(nowMs, reportVersion + 1);
     try {
       await send({ version: reportVersion, body: body as unknown as Record<string, unknown> });
-      reported = { json: JSON.stringify(body), shape: shapeOf(body), atMs: nowMs };
+      reported = { ...next, atMs: nowMs };
     } catch (err) {
       log.info("mesh status report failed; sent again after the next evaluation", { err });
     }

@@ -29,15 +29,18 @@ export interface SentReport {
   atMs: number;
 }
 
-/** The body's text without the figures that move at every evaluation. */
-export function shapeOf(body: MeshReportBody): string {
-  return JSON.stringify({ ...body, peers: body.peers.map(({ rttMs: _r, jitterMs: _j, loss: _l, ...rest }) => rest) });
+/** A report's full text and its text without the figures that move at every evaluation. */
+export function reportOf(body: MeshReportBody): Omit<SentReport, "atMs"> {
+  return {
+    json: JSON.stringify(body),
+    shape: JSON.stringify({ ...body, peers: body.peers.map(({ rttMs: _r, jitterMs: _j, loss: _l, ...rest }) => rest) }),
+  };
 }
 
-/** Whether `body` must be sent now, given the last report sent (undefined: none yet). */
-export function reportDue(body: MeshReportBody, last: SentReport | undefined, nowMs: number): boolean {
+/** Whether the report `next` must be sent now, given the last report sent (undefined: none yet). */
+export function reportDue(next: Omit<SentReport, "atMs">, last: SentReport | undefined, nowMs: number): boolean {
   if (last === undefined) return true;
-  if (JSON.stringify(body) === last.json) return false;
-  if (shapeOf(body) !== last.shape) return true;
+  if (next.json === last.json) return false;
+  if (next.shape !== last.shape) return true;
   return nowMs - last.atMs >= FIGURES_REPORT_MS;
 }
